@@ -1,0 +1,67 @@
+"""Interactive sessions: accumulated clicks, propagation, undo/redo, changed-region updates."""
+
+import numpy as np
+
+from medsam3.engine import SegmentationEngine
+from medsam3.prompts import PointPrompt, SlicePrompt
+from medsam3.session import SegmentationSession
+
+from cases import load_case
+from oracle import GroundTruthOracle, ground_truth_volume
+from test_engine_placement import click_in_object, dice
+
+
+def _session():
+    case = load_case("spleen")
+    volume = ground_truth_volume(case.volume, case.mask)
+    return case, SegmentationSession(SegmentationEngine(GroundTruthOracle()), volume)
+
+
+def test_update_covers_only_the_changed_region_and_rebuilds_the_mask():
+    case, session = _session()
+    ijk, expected = click_in_object(case.mask, 2)
+    update = session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk),)))
+    rebuilt = np.zeros(case.mask.shape, dtype=bool)
+    update.apply_to(rebuilt)
+    np.testing.assert_array_equal(rebuilt, session.mask(1))
+    assert dice(rebuilt, expected) >= 0.95
+    assert update.values.size < case.mask.size / 20  # one slice's box, not the volume
+    k0, k1 = update.box[:2]
+    assert (k0, k1) == (int(ijk[2]), int(ijk[2]) + 1)
+
+
+def test_second_object_leaves_the_first_unchanged_and_undo_redo_are_exact():
+    case, session = _session()
+    ijk, _ = click_in_object(case.mask, 2)
+    session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk),)))
+    first = session.mask(1)
+    session.add_prompt(2, SlicePrompt("axial", points=(PointPrompt(ijk),)), whole_volume=True)
+    np.testing.assert_array_equal(session.mask(1), first)
+    assert dice(session.mask(2), case.mask) >= 0.9
+
+    after_propagation = session.mask(2)
+    session.reset(2)
+    assert not session.mask(2).any()
+    undo = session.undo(2)
+    np.testing.assert_array_equal(session.mask(2), after_propagation)
+    mirror = np.zeros_like(after_propagation)
+    undo.apply_to(mirror)
+    np.testing.assert_array_equal(mirror, after_propagation)  # the update alone restores a client's copy
+    session.redo(2)
+    assert not session.mask(2).any()
+    session.undo(2)
+    session.undo(2)
+    assert not session.mask(2).any()  # back before the first prediction
+    assert not session.can_undo(2)
+    assert session.undo(2).is_empty
+
+
+def test_negative_click_removes_and_source_volume_is_untouched():
+    case, session = _session()
+    before = session.volume.array.copy()
+    ijk, _ = click_in_object(case.mask, 2)
+    session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk),)))
+    assert session.mask(1).any()
+    session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk, positive=False),)))
+    assert not session.mask(1).any()  # the negative click on the same slice cancels the object there
+    np.testing.assert_array_equal(session.volume.array, before)
