@@ -155,7 +155,7 @@ class SegmentationEngine:
         """Points / box / mask on one slice -> the object's mask on that slice."""
         resolved = resolve_slice_prompt(volume, prompt)
         frames = self.frames(volume, prompt.axis, preprocessing, target_text)
-        embedding = frames.embedding(resolved.slice_index, self.model.encode_image)
+        embedding = frames.embedding(resolved.slice_index, self.model.encode_for_prompts, role="prompts")
         prediction = self.model.segment_with_prompt(embedding, frames.model_prompt(resolved))
         result = self._new_result(frames)
         self._write_slice(result, resolved.slice_index, frames.slice_mask(prediction), prediction.score)
@@ -170,7 +170,7 @@ class SegmentationEngine:
         for phrase in phrases:
             frames = self.frames(volume, axis, preprocessing, phrase)
             index = frames.geometry.check_slice_index(slice_index)
-            embedding = frames.embedding(index, self.model.encode_image)
+            embedding = frames.embedding(index, self.model.encode_for_text, role="text")
             result = self._new_result(frames, phrase)
             best = 0.0
             slice_union = np.zeros(frames.geometry.image_shape, dtype=bool)
@@ -272,14 +272,14 @@ class SegmentationEngine:
     def precompute(self, volume: Volume, axis: SliceAxis | str, slice_indices: Iterable[int],
                    preprocessing: Preprocessing | None = None, target_text: str = "",
                    should_stop: Callable[[], bool] = lambda: False) -> int:
-        """Encode the given slices into the cache (nearest first is the caller's order); returns how many were
-        newly encoded. ``should_stop`` is polled between slices so a newer request can cancel this one."""
+        """Encode the given slices for clicks into the cache (in the caller's order, nearest first); returns how
+        many were newly encoded. ``should_stop`` is polled between slices so a newer request can cancel this."""
         frames = self.frames(volume, axis, preprocessing, target_text)
         encoded = 0
         for index in slice_indices:
             if should_stop():
                 break
-            if 0 <= index < len(frames) and not frames.is_cached(index):
-                frames.embedding(index, self.model.encode_image)
+            if 0 <= index < len(frames) and not frames.is_cached(index, role="prompts"):
+                frames.embedding(index, self.model.encode_for_prompts, role="prompts")
                 encoded += 1
         return encoded

@@ -51,8 +51,9 @@ class FrameSource(Protocol):
     def image(self, index: int) -> np.ndarray:
         """The S x S float32 model image of frame ``index``."""
 
-    def embedding(self, index: int, compute: Callable[[np.ndarray], object]) -> object:
-        """The cached encoding of frame ``index``, computed with ``compute(image)`` when missing."""
+    def embedding(self, index: int, compute: Callable[[np.ndarray], object], role: str = "") -> object:
+        """The cached encoding of frame ``index`` for a use (``role``), computed with ``compute(image)``
+        when missing."""
 
 
 class SegmentationModel(Protocol):
@@ -63,8 +64,11 @@ class SegmentationModel(Protocol):
     image_size: int  # S
     mask_input_size: int  # G of ModelPrompt.mask
 
-    def encode_image(self, image: np.ndarray) -> object:
-        """Encode one S x S model image; the result is opaque and may be cached and reused."""
+    def encode_for_prompts(self, image: np.ndarray) -> object:
+        """Encode one S x S model image for point / box / mask prompts (opaque, cached and reused)."""
+
+    def encode_for_text(self, image: np.ndarray) -> object:
+        """Encode one S x S model image for text prompts (opaque, cached and reused)."""
 
     def segment_with_prompt(self, embedding: object, prompt: ModelPrompt) -> MaskLogits:
         """The best mask for points / box / mask on an encoded image."""

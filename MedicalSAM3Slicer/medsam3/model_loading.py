@@ -1,0 +1,84 @@
+"""From a model source and a device request to a ready in-process backend."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .backend import BackendInfo, LocalBackend
+from .embedding_cache import EmbeddingCache
+from .engine import SegmentationEngine
+from .errors import MedSam3Error
+from .model_sources import DEFAULT_MODEL_SOURCE, resolve_model
+from .segmentation_model import ModelPrompt
+from .transformers_model import TransformersSegmentationModel
+
+CPU_WARNING = ("Running on the CPU: the first click on each new slice takes tens of seconds (the slice is encoded "
+               "once; later clicks on it are fast). A CUDA GPU or a remote server makes this interactive.")
+
+
+def choose_device(requested: str | None = None) -> str:
+    """``None`` / ``"auto"``: CUDA when available, else CPU. An explicit device is checked, not silently
+    replaced."""
+    import torch
+
+    if requested in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise MedSam3Error(f"Device {requested!r} was asked for, but this PyTorch sees no CUDA GPU. Use --device "
+                           "cpu, install a CUDA build of PyTorch, or use a remote server.")
+    if requested == "mps" and not torch.backends.mps.is_available():
+        raise MedSam3Error("Device 'mps' was asked for, but Apple's Metal backend is not available here.")
+    if requested not in ("cpu", "mps") and not requested.startswith("cuda"):
+        raise MedSam3Error(f"Unknown device {requested!r}: use auto, cpu, cuda, cuda:N or mps.")
+    return requested
+
+
+def describe_device(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    if device == "cpu":
+        return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return device
+
+
+def load_model(source: str | None = None, device: str | None = None, image_size: int | None = None,
+               cache_dir: str | Path | None = None, progress: bool = True) -> TransformersSegmentationModel:
+    resolved = resolve_model(source or DEFAULT_MODEL_SOURCE, cache_dir, progress)
+    return TransformersSegmentationModel(resolved.path, resolved.name, choose_device(device),
+                                         image_size=image_size or resolved.image_size)
+
+
+def load_backend(source: str | None = None, device: str | None = None, image_size: int | None = None,
+                 cache_dir: str | Path | None = None, progress: bool = True,
+                 cache_bytes: int = 4 * 1024**3) -> LocalBackend:
+    """The in-process backend for a model source (see :func:`medsam3.model_sources.resolve_model`)."""
+    import torch
+    import transformers
+
+    model = load_model(source, device, image_size, cache_dir, progress)
+    notes = (CPU_WARNING,) if model.device.type == "cpu" else ()
+    if model.name == "tiny-random":
+        notes += ("tiny-random is a plumbing check with random weights: its masks mean nothing.",)
+    info = BackendInfo(model=model.name, device=describe_device(str(model.device)), image_size=model.image_size,
+                       engine_version=__version__,
+                       versions={"torch": torch.__version__, "transformers": transformers.__version__,
+                                 "numpy": np.__version__},
+                       notes=notes)
+    return LocalBackend(SegmentationEngine(model, EmbeddingCache(cache_bytes)), info)
+
+
+def verify_model(source: str | None = None, device: str | None = None, cache_dir: str | Path | None = None) -> str:
+    """Load a model and decode one click on a blank image: a short report, or a clear error."""
+    model = load_model(source, device, cache_dir=cache_dir)
+    blank = np.zeros((model.image_size, model.image_size), dtype=np.float32)
+    centre = np.array([[model.image_size / 2, model.image_size / 2]])
+    prediction = model.segment_with_prompt(model.encode_for_prompts(blank),
+                                           ModelPrompt(centre, np.array([1], dtype=np.int64)))
+    return (f"{model.name}: loaded from {model.root} on {describe_device(str(model.device))}, input "
+            f"{model.image_size} px; a test click returned a {prediction.logits.shape[0]}-pixel mask grid.")

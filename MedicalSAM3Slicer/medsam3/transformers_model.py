@@ -1,0 +1,263 @@
+"""The Medical SAM3 network through Hugging Face transformers' SAM 3 classes (no re-implementation).
+
+- ``Sam3TrackerModel``: points, boxes and masks on one slice, decoded from a cached slice encoding.
+- ``Sam3Model``: text phrases on one slice (every instance with its score), from a cached encoding.
+- ``Sam3TrackerVideoModel``: one object propagated through the slices of a volume.
+- ``Sam3VideoModel``: a text concept detected and followed through the slices.
+
+Each class is loaded on first use from one transformers-format location (a directory holding one model for all
+classes, as ``facebook/sam3`` does, or one sub-directory per class). Inputs arrive in model space (see
+:mod:`medsam3.segmentation_model`), so the processors' resizing is never needed: images are already S x S and
+points / boxes are in S-pixel coordinates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .segmentation_model import FrameMasks, MaskLogits, ModelPrompt
+
+ROLES = ("sam3", "sam3_tracker", "sam3_tracker_video", "sam3_video")
+MASK_PROMPT_LOGIT = 20.0  # a 0..1 mask prompt becomes logits of +-10, as SAM feeds previous masks
+TEXT_CANDIDATE_SCORE = 0.05  # instances below this score are not even returned to the engine
+
+
+def _classes() -> dict[str, tuple[type, type]]:
+    from transformers import (Sam3Model, Sam3Processor, Sam3TrackerModel, Sam3TrackerProcessor,
+                              Sam3TrackerVideoModel, Sam3TrackerVideoProcessor, Sam3VideoModel, Sam3VideoProcessor)
+
+    return {"sam3": (Sam3Model, Sam3Processor), "sam3_tracker": (Sam3TrackerModel, Sam3TrackerProcessor),
+            "sam3_tracker_video": (Sam3TrackerVideoModel, Sam3TrackerVideoProcessor),
+            "sam3_video": (Sam3VideoModel, Sam3VideoProcessor)}
+
+
+def location_of(root: Path, role: str) -> Path:
+    """Where a class's weights live: ``root/<role>`` when present, else ``root`` (one model for all)."""
+    sub = Path(root) / role
+    return sub if (sub / "config.json").exists() else Path(root)
+
+
+def read_image_size(root: Path) -> int:
+    """The input size the checkpoint was configured for (the tracker's, which every class shares)."""
+    import json
+
+    for role in ("sam3_tracker", "sam3", "sam3_video", "sam3_tracker_video"):
+        config_path = location_of(root, role) / "config.json"
+        if config_path.exists():
+            config = json.loads(config_path.read_text())
+            for candidate in (config, config.get("tracker_config") or {}, config.get("detector_config") or {}):
+                vision = candidate.get("vision_config") or {}
+                size = candidate.get("image_size") or vision.get("image_size") or \
+                    (vision.get("backbone_config") or {}).get("image_size")
+                if size:
+                    return int(size)
+    return 1008
+
+
+class _LazyFrames(Mapping):
+    """A video session's frames, made from the engine's frame source only when the model asks for them."""
+
+    def __init__(self, frames, to_pixels):
+        self._frames, self._to_pixels = frames, to_pixels
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if not 0 <= index < len(self._frames):
+            raise KeyError(index)
+        return self._to_pixels(self._frames.image(index))[0]
+
+    def __iter__(self):
+        return iter(range(len(self._frames)))
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+
+class _SharedFeatureCache:
+    """Stands in for a tracker video session's per-session feature cache so that every session (and every
+    re-propagation after a correction) reuses the engine's cached slice encodings."""
+
+    def __init__(self, frames, encode):
+        self._frames, self._encode = frames, encode
+
+    def get_vision_features(self, frame_idx: int) -> dict:
+        return self._frames.embedding(frame_idx, self._encode, role="tracking")
+
+    def cache_vision_features(self, frame_idx: int, features: dict) -> None:
+        """Features are always served by :meth:`get_vision_features`; nothing to store here."""
+
+    def clear_all(self) -> None:
+        """The shared cache outlives sessions."""
+
+
+class TransformersSegmentationModel:
+    """A :class:`~medsam3.segmentation_model.SegmentationModel` backed by transformers' SAM 3 classes."""
+
+    def __init__(self, root: str | Path, name: str, device: str = "cpu", image_size: int | None = None,
+                 dtype: torch.dtype = torch.float32):
+        self.root = Path(root)
+        self.name = name
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.image_size = int(image_size or read_image_size(self.root))
+        self._loaded: dict[str, tuple[object, object]] = {}
+        self._load_lock = threading.Lock()
+        self._text_features: OrderedDict[str, object] = OrderedDict()
+
+    # --- loading -----------------------------------------------------------------------------------------
+    def component(self, role: str) -> tuple[object, object]:
+        """(model, processor) of one class, loaded on first use."""
+        with self._load_lock:
+            if role not in self._loaded:
+                model_class, processor_class = _classes()[role]
+                path = location_of(self.root, role)
+                model = model_class.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
+                processor = processor_class.from_pretrained(path)
+                self._loaded[role] = (model, processor)
+            return self._loaded[role]
+
+    @property
+    def mask_input_size(self) -> int:
+        model, _ = self.component("sam3_tracker")
+        return int(model.prompt_encoder.mask_input_size[0])
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _pixels(self, image: np.ndarray, role: str) -> torch.Tensor:
+        """An S x S grey 0..1 image -> normalised (1, 3, S, S) pixel values as the processor would make them."""
+        _, processor = self.component(role)
+        image_processor = processor.image_processor
+        mean = torch.tensor(image_processor.image_mean, dtype=torch.float32).view(3, 1, 1)
+        std = torch.tensor(image_processor.image_std, dtype=torch.float32).view(3, 1, 1)
+        rgb = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].expand(3, -1, -1)
+        return ((rgb - mean) / std)[None].to(self.device, self.dtype)
+
+    # --- one slice -----------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_for_prompts(self, image: np.ndarray) -> list[torch.Tensor]:
+        model, _ = self.component("sam3_tracker")
+        with self._autocast():
+            return model.get_image_embeddings(self._pixels(image, "sam3_tracker"))
+
+    @torch.inference_mode()
+    def encode_for_text(self, image: np.ndarray) -> object:
+        model, _ = self.component("sam3")
+        with self._autocast():
+            return model.get_vision_features(pixel_values=self._pixels(image, "sam3"))
+
+    @torch.inference_mode()
+    def segment_with_prompt(self, embedding: list[torch.Tensor], prompt: ModelPrompt) -> MaskLogits:
+        model, _ = self.component("sam3_tracker")
+        inputs = self._prompt_tensors(prompt)
+        single_point = len(prompt.points_xy) == 1 and prompt.box_xyxy is None and prompt.mask is None
+        with self._autocast():
+            output = model(image_embeddings=embedding, multimask_output=single_point, **inputs)
+        masks = output.pred_masks[0, 0].float()  # (candidates, G, G)
+        iou = output.iou_scores[0, 0].float()
+        best = int(torch.argmax(iou)) if single_point else 0
+        presence = torch.sigmoid(output.object_score_logits[0, 0].float()).item() \
+            if output.object_score_logits is not None else 1.0
+        return MaskLogits(masks[best].cpu().numpy(), float(iou[best].clamp(0, 1).item() * presence))
+
+    def _prompt_tensors(self, prompt: ModelPrompt) -> dict[str, torch.Tensor]:
+        inputs: dict[str, torch.Tensor] = {}
+        if len(prompt.points_xy):
+            inputs["input_points"] = torch.tensor(prompt.points_xy, dtype=self.dtype, device=self.device)[None, None]
+            inputs["input_labels"] = torch.tensor(prompt.point_labels, dtype=torch.int64, device=self.device)[None, None]
+        if prompt.box_xyxy is not None:
+            inputs["input_boxes"] = torch.tensor(prompt.box_xyxy, dtype=self.dtype, device=self.device)[None, None]
+        if prompt.mask is not None:
+            logits = (np.asarray(prompt.mask, dtype=np.float32) - 0.5) * MASK_PROMPT_LOGIT
+            inputs["input_masks"] = torch.from_numpy(logits)[None, None].to(self.device, self.dtype)
+        return inputs
+
+    def _text_embeddings(self, phrase: str) -> tuple[object, torch.Tensor]:
+        if phrase not in self._text_features:
+            model, processor = self.component("sam3")
+            tokens = processor(text=[phrase], return_tensors="pt").to(self.device)
+            with torch.inference_mode(), self._autocast():
+                features = model.get_text_features(input_ids=tokens["input_ids"],
+                                                   attention_mask=tokens["attention_mask"], return_dict=True)
+            self._text_features[phrase] = (features, tokens["attention_mask"])
+            while len(self._text_features) > 64:
+                self._text_features.popitem(last=False)
+        self._text_features.move_to_end(phrase)
+        return self._text_features[phrase]
+
+    @torch.inference_mode()
+    def segment_with_text(self, embedding: object, text: str) -> list[MaskLogits]:
+        model, _ = self.component("sam3")
+        text_embeds, attention_mask = self._text_embeddings(text)
+        with self._autocast():
+            output = model(vision_embeds=embedding, text_embeds=text_embeds, attention_mask=attention_mask)
+        scores = torch.sigmoid(output.pred_logits[0].float())
+        if output.presence_logits is not None:
+            scores = scores * torch.sigmoid(output.presence_logits[0].float())
+        masks = output.pred_masks[0].float()
+        keep = torch.nonzero(scores >= TEXT_CANDIDATE_SCORE).flatten().tolist()
+        keep.sort(key=lambda q: -float(scores[q]))
+        return [MaskLogits(masks[q].cpu().numpy(), float(scores[q])) for q in keep]
+
+    # --- through the slices -----------------------------------------------------------------------------------
+    def _encode_for_tracking(self, image: np.ndarray) -> dict:
+        model, _ = self.component("sam3_tracker_video")
+        with torch.inference_mode(), self._autocast():
+            outputs = model.get_image_features(self._pixels(image, "sam3_tracker_video"), return_dict=True)
+        return {"vision_feats": outputs.fpn_hidden_states, "vision_pos_embeds": outputs.fpn_position_encoding}
+
+    def _video_session(self, frames, role: str):
+        model, processor = self.component(role)
+        session = processor.init_video_session(inference_device=self.device, dtype=self.dtype)
+        session.processed_frames = _LazyFrames(frames, lambda image: self._pixels(image, role))
+        session.video_height = session.video_width = self.image_size
+        return model, processor, session
+
+    def track(self, frames, prompts: Mapping[int, ModelPrompt], start_index: int, reverse: bool) -> Iterator[FrameMasks]:
+        model, processor, session = self._video_session(frames, "sam3_tracker_video")
+        session.cache = _SharedFeatureCache(frames, self._encode_for_tracking)
+        size = (self.image_size, self.image_size)
+        for index, prompt in sorted(prompts.items()):
+            arguments = {}
+            if len(prompt.points_xy):
+                arguments["input_points"] = [[prompt.points_xy.astype(float).tolist()]]
+                arguments["input_labels"] = [[prompt.point_labels.astype(int).tolist()]]
+            if prompt.box_xyxy is not None:
+                arguments["input_boxes"] = [[prompt.box_xyxy.astype(float).tolist()]]
+            if arguments:
+                processor.add_inputs_to_inference_session(session, frame_idx=index, obj_ids=1, original_size=size,
+                                                          **arguments)
+            if prompt.mask is not None:
+                mask = torch.nn.functional.interpolate(torch.from_numpy(prompt.mask.astype(np.float32))[None, None],
+                                                       size=size, mode="bilinear")[0, 0] > 0.5
+                processor.add_inputs_to_inference_session(session, frame_idx=index, obj_ids=1,
+                                                          input_masks=mask.numpy(), original_size=size)
+            with torch.inference_mode(), self._autocast():
+                model(inference_session=session, frame_idx=index)
+        with torch.inference_mode(), self._autocast():
+            for output in model.propagate_in_video_iterator(session, start_frame_idx=start_index, reverse=reverse):
+                logits = output.pred_masks[0, 0].float().cpu().numpy()
+                score = torch.sigmoid(output.object_score_logits.flatten()[0].float()).item() \
+                    if output.object_score_logits is not None else 1.0
+                yield FrameMasks(int(output.frame_idx), {1: MaskLogits(logits, score)})
+
+    def track_text(self, frames, text: str, start_index: int, reverse: bool) -> Iterator[FrameMasks]:
+        model, processor, session = self._video_session(frames, "sam3_video")
+        processor.add_text_prompt(session, text)
+        with torch.inference_mode(), self._autocast():
+            for output in model.propagate_in_video_iterator(session, start_frame_idx=start_index, reverse=reverse):
+                processed = processor.postprocess_outputs(session, output)
+                masks = {}
+                for object_id, score, mask in zip(processed["object_ids"], processed["scores"], processed["masks"]):
+                    logits = (mask.float().cpu().numpy() - 0.5) * MASK_PROMPT_LOGIT
+                    masks[int(object_id)] = MaskLogits(logits, float(score))
+                yield FrameMasks(int(output.frame_idx), masks)
