@@ -62,6 +62,24 @@ def read_image_size(root: Path) -> int:
     return 1008
 
 
+def resize_config(config_dict: dict, image_size: int, patch_size: int = 14) -> dict:
+    """A config (as a dict) for another input size: every ``image_size`` and the feature-map sizes that follow
+    from it. Parameter shapes do not depend on the input size (the ViT tiles its pretraining position grid), so
+    the same weights load; Medical SAM3's 3D checkpoint runs this architecture at 504 px."""
+    patched = {}
+    for key, value in config_dict.items():
+        if isinstance(value, dict):
+            patched[key] = resize_config(value, image_size, patch_size)
+        elif key == "image_size":
+            patched[key] = image_size
+        elif key == "backbone_feature_sizes":
+            grid = image_size // int(config_dict.get("patch_size", patch_size))
+            patched[key] = [[4 * grid, 4 * grid], [2 * grid, 2 * grid], [grid, grid]]
+        else:
+            patched[key] = value
+    return patched
+
+
 class _LazyFrames(Mapping):
     """A video session's frames, made from the engine's frame source only when the model asks for them."""
 
@@ -111,6 +129,15 @@ class TransformersSegmentationModel:
         self._load_lock = threading.Lock()
         self._text_features: OrderedDict[str, object] = OrderedDict()
 
+    @classmethod
+    def from_components(cls, components: dict[str, tuple[object, object]], name: str, image_size: int,
+                        device: str = "cpu") -> "TransformersSegmentationModel":
+        """Wrap (model, processor) pairs already in memory, keyed by role (used by the benchmark, which builds
+        full-size architectures with random weights instead of loading files)."""
+        model = cls(Path("."), name, device=device, image_size=image_size)
+        model._loaded.update(components)
+        return model
+
     # --- loading -----------------------------------------------------------------------------------------
     def component(self, role: str) -> tuple[object, object]:
         """(model, processor) of one class, loaded on first use."""
@@ -118,7 +145,10 @@ class TransformersSegmentationModel:
             if role not in self._loaded:
                 model_class, processor_class = _classes()[role]
                 path = location_of(self.root, role)
-                model = model_class.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
+                config = model_class.config_class.from_pretrained(path)
+                if self.image_size != read_image_size(self.root):
+                    config = model_class.config_class.from_dict(resize_config(config.to_dict(), self.image_size))
+                model = model_class.from_pretrained(path, config=config, dtype=self.dtype).to(self.device).eval()
                 processor = processor_class.from_pretrained(path)
                 self._loaded[role] = (model, processor)
             return self._loaded[role]
