@@ -123,13 +123,13 @@ def _hub_error(error: Exception, repository: str) -> Exception:
         hint = "" if os.environ.get("HF_TOKEN") else " (if it is private, set HF_TOKEN)"
         return ModelNotFoundError(f"No model {repository!r} on the Hugging Face Hub{hint}. Check the name, or give "
                                   "a local directory or a .pt checkpoint file.")
-    if isinstance(error, hub_errors.EntryNotFoundError):
-        return ModelNotFoundError(f"{repository} has no such file: {error}.")
     if isinstance(error, (hub_errors.OfflineModeIsEnabled, hub_errors.LocalEntryNotFoundError)) or \
             "connect" in type(error).__name__.lower() or "timeout" in type(error).__name__.lower():
         return ModelAccessError(f"{repository} is not in the local cache and cannot be downloaded (no network, or "
                                 "HF_HUB_OFFLINE is set). Download it on a machine with internet access "
                                 "('medsam3 models download'), copy the cache, or give a local directory or .pt file.")
+    if isinstance(error, hub_errors.EntryNotFoundError):
+        return ModelNotFoundError(f"{repository} has no such file: {error}.")
     return ModelAccessError(f"Could not download {repository}: {error}")
 
 
