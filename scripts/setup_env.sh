@@ -12,6 +12,7 @@ stamp=.venv/.requirements-stamp
 wanted=$(cat requirements/*.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/meta-reference.txt
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
   echo "$wanted" > "$stamp"
 fi
