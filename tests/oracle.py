@@ -70,12 +70,13 @@ class GroundTruthOracle:
         return chosen
 
     # --- SegmentationModel ----------------------------------------------------------------------------------
-    def encode_for_prompts(self, image: np.ndarray) -> np.ndarray:
+    def _encode(self, image: np.ndarray) -> np.ndarray:
         assert image.shape == (self.image_size, self.image_size), image.shape
         self.encoded += 1
         return image.copy()
 
-    encode_for_text = encode_for_prompts
+    def encoding(self, frames, index: int, use: str) -> np.ndarray:
+        return frames.embedding(index, self._encode, role="image")
 
     def segment_with_prompt(self, embedding: np.ndarray, prompt: ModelPrompt) -> MaskLogits:
         mask = self._mask_from_prompt(embedding, prompt)
@@ -88,7 +89,7 @@ class GroundTruthOracle:
     def track(self, frames, prompts: Mapping[int, ModelPrompt], start_index: int, reverse: bool) -> Iterator[FrameMasks]:
         previous = None
         for index in frames_in_order(len(frames), start_index, reverse):
-            image = frames.embedding(index, self.encode_for_prompts, role="tracking")
+            image = self.encoding(frames, index, "tracking")
             if index in prompts:
                 mask = self._mask_from_prompt(image, prompts[index])
             elif previous is not None and previous.any():
@@ -102,5 +103,5 @@ class GroundTruthOracle:
 
     def track_text(self, frames, text: str, start_index: int, reverse: bool) -> Iterator[FrameMasks]:
         for index in frames_in_order(len(frames), start_index, reverse):
-            image = frames.embedding(index, self.encode_for_prompts, role="tracking")
+            image = self.encoding(frames, index, "tracking")
             yield FrameMasks(index, {n: m for n, m in enumerate(self.segment_with_text(image, text), start=1)})

@@ -50,7 +50,7 @@ def _full_size(role: str, image_size: int):
     """A full-size model of one class with random weights, and its processor, at an input size."""
     from transformers import Sam3TrackerConfig, Sam3TrackerModel, Sam3TrackerVideoConfig, Sam3TrackerVideoModel
 
-    from .tiny_models import build_processor
+    from .processors import build_processor
     from .transformers_model import resize_config
 
     config_class, model_class = {"sam3_tracker": (Sam3TrackerConfig, Sam3TrackerModel),

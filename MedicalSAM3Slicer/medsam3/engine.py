@@ -93,9 +93,6 @@ class VolumeFrames:
     def embedding(self, index: int, compute: Callable[[np.ndarray], object], role: str = "") -> object:
         return self._cache.get_or_compute(self.key(index, role), lambda: compute(self.image(index)))
 
-    def is_cached(self, index: int, role: str = "") -> bool:
-        return self.key(index, role) in self._cache
-
     # --- prompts and masks across the model boundary -----------------------------------------------------
     def model_prompt(self, resolved: ResolvedSlicePrompt) -> ModelPrompt:
         box = None
@@ -155,7 +152,7 @@ class SegmentationEngine:
         """Points / box / mask on one slice -> the object's mask on that slice."""
         resolved = resolve_slice_prompt(volume, prompt)
         frames = self.frames(volume, prompt.axis, preprocessing, target_text)
-        embedding = frames.embedding(resolved.slice_index, self.model.encode_for_prompts, role="prompts")
+        embedding = self.model.encoding(frames, resolved.slice_index, "prompts")
         prediction = self.model.segment_with_prompt(embedding, frames.model_prompt(resolved))
         result = self._new_result(frames)
         self._write_slice(result, resolved.slice_index, frames.slice_mask(prediction), prediction.score)
@@ -170,7 +167,7 @@ class SegmentationEngine:
         for phrase in phrases:
             frames = self.frames(volume, axis, preprocessing, phrase)
             index = frames.geometry.check_slice_index(slice_index)
-            embedding = frames.embedding(index, self.model.encode_for_text, role="text")
+            embedding = self.model.encoding(frames, index, "text")
             result = self._new_result(frames, phrase)
             best = 0.0
             slice_union = np.zeros(frames.geometry.image_shape, dtype=bool)
@@ -275,11 +272,10 @@ class SegmentationEngine:
         """Encode the given slices for clicks into the cache (in the caller's order, nearest first); returns how
         many were newly encoded. ``should_stop`` is polled between slices so a newer request can cancel this."""
         frames = self.frames(volume, axis, preprocessing, target_text)
-        encoded = 0
+        misses = self.cache.misses
         for index in slice_indices:
             if should_stop():
                 break
-            if 0 <= index < len(frames) and not frames.is_cached(index, role="prompts"):
-                frames.embedding(index, self.model.encode_for_prompts, role="prompts")
-                encoded += 1
-        return encoded
+            if 0 <= index < len(frames):
+                self.model.encoding(frames, index, "prompts")
+        return self.cache.misses - misses

@@ -91,9 +91,11 @@ def _file_identity(path: Path) -> str:
 
 
 def convert_checkpoint(pt_path: str | Path, out_dir: str | Path | None = None, dtype: str = "float32",
-                       cache_dir: str | Path | None = None) -> Path:
-    """Convert a Meta-format checkpoint into a transformers-format directory once; later calls reuse it."""
+                       cache_dir: str | Path | None = None, image_size: int | None = None, tokenizer=None) -> Path:
+    """Convert a Meta-format checkpoint into a transformers-format directory (weights and processor files) once;
+    later calls reuse it. ``tokenizer`` defaults to SAM 3's CLIP tokenizer from the Hugging Face cache."""
     from .meta_checkpoint import convert_meta_checkpoint
+    from .processors import write_processor_files
 
     pt_path = Path(pt_path)
     if not pt_path.is_file():
@@ -101,14 +103,15 @@ def convert_checkpoint(pt_path: str | Path, out_dir: str | Path | None = None, d
     if out_dir is None:
         out_dir = cache_directory(cache_dir) / "converted" / f"{pt_path.stem}-{_file_identity(pt_path)}-{dtype}"
     out_dir = Path(out_dir)
-    if (out_dir / "config.json").exists() and (out_dir / "model.safetensors").exists():
-        return out_dir
-    import torch
+    if not ((out_dir / "config.json").exists() and (out_dir / "model.safetensors").exists()):
+        import torch
 
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(dtype)
-    if torch_dtype is None:
-        raise CheckpointError(f"Unknown dtype {dtype!r} for conversion; use float32 or bfloat16.")
-    convert_meta_checkpoint(pt_path, out_dir, dtype=torch_dtype)
+        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(dtype)
+        if torch_dtype is None:
+            raise CheckpointError(f"Unknown dtype {dtype!r} for conversion; use float32 or bfloat16.")
+        convert_meta_checkpoint(pt_path, out_dir, dtype=torch_dtype)
+    if not (out_dir / "processor_config.json").exists():
+        write_processor_files(out_dir, image_size or 1008, tokenizer)
     return out_dir
 
 
@@ -166,7 +169,8 @@ def resolve_model(source: str | None = None, cache_dir: str | Path | None = None
     if entry is not None:
         if entry.format == "meta-checkpoint":
             checkpoint = download_model(source, cache_dir, progress)
-            return ResolvedModel(entry.name, convert_checkpoint(checkpoint, cache_dir=cache_dir), entry.image_size,
+            return ResolvedModel(entry.name, convert_checkpoint(checkpoint, cache_dir=cache_dir,
+                                                                image_size=entry.image_size), entry.image_size,
                                  "catalogue")
         return ResolvedModel(entry.name, download_model(entry.repository, cache_dir, progress), entry.image_size,
                              "catalogue")

@@ -64,11 +64,9 @@ class SegmentationModel(Protocol):
     image_size: int  # S
     mask_input_size: int  # G of ModelPrompt.mask
 
-    def encode_for_prompts(self, image: np.ndarray) -> object:
-        """Encode one S x S model image for point / box / mask prompts (opaque, cached and reused)."""
-
-    def encode_for_text(self, image: np.ndarray) -> object:
-        """Encode one S x S model image for text prompts (opaque, cached and reused)."""
+    def encoding(self, frames: FrameSource, index: int, use: str) -> object:
+        """The encoding of frame ``index`` for a use ("prompts" or "text"), through ``frames.embedding`` so that
+        it is cached; how encodings are shared between uses is the model's choice. Opaque to the engine."""
 
     def segment_with_prompt(self, embedding: object, prompt: ModelPrompt) -> MaskLogits:
         """The best mask for points / box / mask on an encoded image."""

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from .processors import build_processor
 from transformers import (
     CLIPTokenizer,
     PretrainedConfig,
@@ -39,7 +40,6 @@ from transformers import (
     Sam3VisionConfig,
     Sam3ViTConfig,
 )
-from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
 
 SAM3_PATCH_SIZE = 14  # the ViT patch of every SAM 3 model, tiny or full size
 TINY_IMAGE_SIZE = 224  # 16 x 16 patches
@@ -201,34 +201,6 @@ def build_tiny_configs() -> dict[str, PretrainedConfig]:
             max_num_objects=2,
         ),
     }
-
-
-def build_processor(key: str, image_size: int, tokenizer: CLIPTokenizer | None = None) -> ProcessorMixin:
-    """The processor for one of the four model keys at ``image_size`` pixels (square input).
-
-    Images are resized to ``image_size`` and normalised with mean 0.5 / std 0.5, as SAM 3 was trained (the
-    stock video processor would default to ImageNet statistics). ``tokenizer`` is required for "sam3" and
-    "sam3_video" (the full-size models need the 49408-token CLIP vocabulary, not the tiny one).
-    """
-    if key not in MODEL_CLASSES:
-        raise ValueError(f"unknown model key {key!r}; expected one of {sorted(MODEL_CLASSES)}")
-    if key in ("sam3", "sam3_video") and tokenizer is None:
-        raise ValueError(f"the {key!r} processor needs a CLIP tokenizer")
-    low_res_mask_size = 4 * image_size // SAM3_PATCH_SIZE
-    image_processor = Sam3ImageProcessor(
-        size={"height": image_size, "width": image_size},
-        mask_size={"height": low_res_mask_size, "width": low_res_mask_size},
-    )
-    video_processor = Sam2VideoVideoProcessor(
-        size={"height": image_size, "width": image_size}, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]
-    )
-    if key == "sam3":
-        return Sam3Processor(image_processor=image_processor, tokenizer=tokenizer)
-    if key == "sam3_tracker":
-        return Sam3TrackerProcessor(image_processor=image_processor)
-    if key == "sam3_tracker_video":
-        return Sam3TrackerVideoProcessor(image_processor=image_processor, video_processor=video_processor)
-    return Sam3VideoProcessor(image_processor=image_processor, video_processor=video_processor, tokenizer=tokenizer)
 
 
 def _tie_tracker_positional_embeddings(model: torch.nn.Module) -> None:

@@ -23,9 +23,11 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from .errors import ModelNotFoundError
 from .segmentation_model import FrameMasks, MaskLogits, ModelPrompt
 
-ROLES = ("sam3", "sam3_tracker", "sam3_tracker_video", "sam3_video")
+_ROLE_USE = {"sam3": "text prompts on a slice", "sam3_tracker": "points and boxes on a slice",
+             "sam3_tracker_video": "propagation of points and boxes", "sam3_video": "text through the volume"}
 MASK_PROMPT_LOGIT = 20.0  # a 0..1 mask prompt becomes logits of +-10, as SAM feeds previous masks
 TEXT_CANDIDATE_SCORE = 0.05  # instances below this score are not even returned to the engine
 
@@ -98,15 +100,27 @@ class _LazyFrames(Mapping):
         return len(self._frames)
 
 
+class _CachedBackbone(torch.nn.Module):
+    """Stands in for a vision encoder's ViT backbone, returning an output computed earlier, so that the model's
+    own neck and feature code run unchanged on a shared, cached backbone pass."""
+
+    def __init__(self, output):
+        super().__init__()
+        self.output = output
+
+    def forward(self, pixel_values, **kwargs):
+        return self.output
+
+
 class _SharedFeatureCache:
     """Stands in for a tracker video session's per-session feature cache so that every session (and every
     re-propagation after a correction) reuses the engine's cached slice encodings."""
 
-    def __init__(self, frames, encode):
-        self._frames, self._encode = frames, encode
+    def __init__(self, frames, model: "TransformersSegmentationModel"):
+        self._frames, self._model = frames, model
 
     def get_vision_features(self, frame_idx: int) -> dict:
-        return self._frames.embedding(frame_idx, self._encode, role="tracking")
+        return self._model.encoding(self._frames, frame_idx, "tracking")
 
     def cache_vision_features(self, frame_idx: int, features: dict) -> None:
         """Features are always served by :meth:`get_vision_features`; nothing to store here."""
@@ -128,6 +142,10 @@ class TransformersSegmentationModel:
         self._loaded: dict[str, tuple[object, object]] = {}
         self._load_lock = threading.Lock()
         self._text_features: OrderedDict[str, object] = OrderedDict()
+        self._backbone_swap_lock = threading.Lock()
+        # One folder for every class (facebook/sam3, converted Meta checkpoints): the detector and the trackers
+        # share one ViT, so one backbone pass per slice serves clicks, text and propagation.
+        self.shares_backbone = len({location_of(self.root, role) for role in _ROLE_USE}) == 1
 
     @classmethod
     def from_components(cls, components: dict[str, tuple[object, object]], name: str, image_size: int,
@@ -148,7 +166,14 @@ class TransformersSegmentationModel:
                 config = model_class.config_class.from_pretrained(path)
                 if self.image_size != read_image_size(self.root):
                     config = model_class.config_class.from_dict(resize_config(config.to_dict(), self.image_size))
-                model = model_class.from_pretrained(path, config=config, dtype=self.dtype).to(self.device).eval()
+                model, loading = model_class.from_pretrained(path, config=config, dtype=self.dtype,
+                                                             output_loading_info=True)
+                if loading["missing_keys"]:
+                    raise ModelNotFoundError(
+                        f"{self.name} has no weights for {model_class.__name__} ({len(loading['missing_keys'])} "
+                        f"missing, e.g. {sorted(loading['missing_keys'])[0]}): this checkpoint cannot serve "
+                        f"{_ROLE_USE[role]}. Choose a model that includes it (see 'medsam3 models list').")
+                model = model.to(self.device).eval()
                 processor = processor_class.from_pretrained(path)
                 self._loaded[role] = (model, processor)
             return self._loaded[role]
@@ -171,6 +196,56 @@ class TransformersSegmentationModel:
         std = torch.tensor(image_processor.image_std, dtype=torch.float32).view(3, 1, 1)
         rgb = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].expand(3, -1, -1)
         return ((rgb - mean) / std)[None].to(self.device, self.dtype)
+
+    # --- encodings -----------------------------------------------------------------------------------------
+    def encoding(self, frames, index: int, use: str) -> object:
+        """The cached encoding of a slice for "prompts", "text" or "tracking" (see SegmentationModel)."""
+        direct = {"prompts": self.encode_for_prompts, "text": self.encode_for_text,
+                  "tracking": self._encode_for_tracking}[use]
+        if not self.shares_backbone:
+            return frames.embedding(index, direct, role=use)
+        derive = {"prompts": self._prompts_from_backbone, "text": self._text_from_backbone,
+                  "tracking": self._tracking_from_backbone}[use]
+        return frames.embedding(index, lambda image: derive(frames.embedding(index, self.encode_backbone,
+                                                                             role="backbone")), role=use)
+
+    @torch.inference_mode()
+    def encode_backbone(self, image: np.ndarray) -> object:
+        """The ViT pass (the expensive part), shared by every class loaded from one folder."""
+        model, _ = self.component("sam3")
+        with self._autocast():
+            output = model.vision_encoder.backbone(self._pixels(image, "sam3"))
+        output.hidden_states = output.attentions = None
+        return output
+
+    @contextlib.contextmanager
+    def _on_backbone(self, vision_encoder, backbone_output):
+        with self._backbone_swap_lock:
+            original = vision_encoder.backbone
+            vision_encoder.backbone = _CachedBackbone(backbone_output)
+            try:
+                yield torch.zeros(1, 3, self.image_size, self.image_size, device=self.device, dtype=self.dtype)
+            finally:
+                vision_encoder.backbone = original
+
+    @torch.inference_mode()
+    def _prompts_from_backbone(self, backbone_output) -> list[torch.Tensor]:
+        model, _ = self.component("sam3_tracker")
+        with self._on_backbone(model.vision_encoder, backbone_output) as placeholder, self._autocast():
+            return model.get_image_embeddings(placeholder)
+
+    @torch.inference_mode()
+    def _text_from_backbone(self, backbone_output) -> object:
+        model, _ = self.component("sam3")
+        with self._on_backbone(model.vision_encoder, backbone_output) as placeholder, self._autocast():
+            return model.get_vision_features(pixel_values=placeholder)
+
+    @torch.inference_mode()
+    def _tracking_from_backbone(self, backbone_output) -> dict:
+        model, _ = self.component("sam3_tracker_video")
+        with self._on_backbone(model.vision_encoder, backbone_output) as placeholder, self._autocast():
+            outputs = model.get_image_features(placeholder, return_dict=True)
+        return {"vision_feats": outputs.fpn_hidden_states, "vision_pos_embeds": outputs.fpn_position_encoding}
 
     # --- one slice -----------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -239,9 +314,10 @@ class TransformersSegmentationModel:
         return [MaskLogits(masks[q].cpu().numpy(), float(scores[q])) for q in keep]
 
     # --- through the slices -----------------------------------------------------------------------------------
+    @torch.inference_mode()
     def _encode_for_tracking(self, image: np.ndarray) -> dict:
         model, _ = self.component("sam3_tracker_video")
-        with torch.inference_mode(), self._autocast():
+        with self._autocast():
             outputs = model.get_image_features(self._pixels(image, "sam3_tracker_video"), return_dict=True)
         return {"vision_feats": outputs.fpn_hidden_states, "vision_pos_embeds": outputs.fpn_position_encoding}
 
@@ -254,7 +330,7 @@ class TransformersSegmentationModel:
 
     def track(self, frames, prompts: Mapping[int, ModelPrompt], start_index: int, reverse: bool) -> Iterator[FrameMasks]:
         model, processor, session = self._video_session(frames, "sam3_tracker_video")
-        session.cache = _SharedFeatureCache(frames, self._encode_for_tracking)
+        session.cache = _SharedFeatureCache(frames, self)
         size = (self.image_size, self.image_size)
         for index, prompt in sorted(prompts.items()):
             arguments = {}
