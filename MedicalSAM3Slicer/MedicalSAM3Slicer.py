@@ -1,0 +1,466 @@
+"""MedicalSAM3Slicer: segment CT and MRI with Medical SAM3 from typed text, clicks and boxes.
+
+This file is the thin Slicer layer: the module description, the widget built from
+``Resources/UI/MedicalSAM3Slicer.ui`` and the self-test. Everything else lives in ``MedicalSAM3SlicerLib``
+(MRML <-> engine, importable without Qt) and the ``medsam3`` engine package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import qt
+import slicer
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget
+from slicer.util import VTKObservationMixin
+
+# Only torch-free parts of the library are imported here, so the module loads (and offers to install its
+# dependencies) in a Slicer that has no torch yet; the logic is imported when it is first needed.
+from MedicalSAM3SlicerLib import dependencies, exports
+from MedicalSAM3SlicerLib.parameters import MedicalSAM3SlicerParameters
+from MedicalSAM3SlicerLib.prompt_nodes import POLARITY_ATTRIBUTE, slice_node_showing
+from MedicalSAM3SlicerLib.worker import ModelWorker
+
+API_KEY_SETTING = "MedicalSAM3Slicer/ApiKey"
+DEVICES = ("auto", "cuda", "mps", "cpu")
+EXPORT_FORMATS = (("Labelmap (NIfTI)", ".nii.gz"), ("Labelmap (NRRD)", ".nrrd"),
+                  ("Slicer segmentation (.seg.nrrd)", ".seg.nrrd"), ("DICOM SEG", ".dcm"))
+DELIVERY_INTERVAL_MS = 30
+
+
+class MedicalSAM3Slicer(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "Medical SAM3"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = ["Segmentations", "Markups"]
+        self.parent.contributors = ["MedicalSAM3Slicer developers"]
+        self.parent.helpText = (
+            "Segment CT and MRI with Medical SAM3: type targets ('liver, left kidney'), click inside or outside an "
+            "object, or draw a box, on any slice view. Results are Slicer segments with standard terminology, "
+            "editable in the embedded Segment Editor. See docs/slicer.md in the repository.")
+        self.parent.acknowledgementText = "Built on 3D Slicer, SAM3 and the medsam3 engine."
+
+
+def __getattr__(name):
+    """``MedicalSAM3Slicer.MedicalSAM3SlicerLogic`` is the GUI-free logic of ``MedicalSAM3SlicerLib.logic``."""
+    if name == "MedicalSAM3SlicerLogic":
+        from MedicalSAM3SlicerLib.logic import MedicalSAM3SlicerLogic
+
+        return MedicalSAM3SlicerLogic
+    raise AttributeError(name)
+
+
+class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Inputs, prompt tools and model status; model calls go to one worker thread, results come back on a timer."""
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self.parameters = None
+        self.worker = None
+        self._prompt_nodes = {}
+        self._shortcuts = []
+
+    # --- setup ---------------------------------------------------------------------------------------------
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        ui_widget = slicer.util.loadUI(self.resourcePath("UI/MedicalSAM3Slicer.ui"))
+        self.layout.addWidget(ui_widget)
+        self.ui = slicer.util.childWidgetVariables(ui_widget)
+        ui_widget.setMRMLScene(slicer.mrmlScene)
+
+        self.worker = ModelWorker()
+        self._delivery_timer = qt.QTimer()
+        self._delivery_timer.setInterval(DELIVERY_INTERVAL_MS)
+        self._delivery_timer.connect("timeout()", self._deliver)
+
+        self._set_segment_editor_node()
+        for device in DEVICES:
+            self.ui.deviceComboBox.addItem(device)
+        for label, _ in EXPORT_FORMATS:
+            self.ui.exportFormatComboBox.addItem(label)
+        self.ui.apiKeyLineEdit.text = qt.QSettings().value(API_KEY_SETTING, "")
+
+        self.ui.sourceVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._on_source_volume_changed)
+        self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._on_segmentation_changed)
+        self.ui.segmentTextButton.connect("clicked()", self.on_segment_text)
+        self.ui.textLineEdit.connect("returnPressed()", self.on_segment_text)
+        self.ui.runButton.connect("clicked()", self.on_run_prompts)
+        self.ui.positivePointButton.connect("toggled(bool)", lambda on: self._place("positive", on))
+        self.ui.negativePointButton.connect("toggled(bool)", lambda on: self._place("negative", on))
+        self.ui.boxButton.connect("toggled(bool)", lambda on: self._place("box", on))
+        self.ui.undoButton.connect("clicked()", lambda: self._segment_action("undo"))
+        self.ui.redoButton.connect("clicked()", lambda: self._segment_action("redo"))
+        self.ui.resetButton.connect("clicked()", lambda: self._segment_action("reset"))
+        self.ui.startFromSegmentButton.connect("clicked()", lambda: self._segment_action("seed"))
+        self.ui.newSegmentButton.connect("clicked()", lambda: self.ui.segmentEditorWidget.setCurrentSegmentID(""))
+        self.ui.loadModelButton.connect("clicked()", self.on_load_model)
+        self.ui.installDependenciesButton.connect("clicked()", self.on_install_dependencies)
+        self.ui.exportButton.connect("clicked()", self.on_export)
+        self.ui.apiKeyLineEdit.connect("editingFinished()",
+                                       lambda: qt.QSettings().setValue(API_KEY_SETTING, self.ui.apiKeyLineEdit.text))
+        for widget, signal in ((self.ui.textLineEdit, "textChanged(QString)"),
+                               (self.ui.autoRunCheckBox, "toggled(bool)"),
+                               (self.ui.wholeVolumeRadioButton, "toggled(bool)"),
+                               (self.ui.modelSourceLineEdit, "textChanged(QString)"),
+                               (self.ui.deviceComboBox, "currentIndexChanged(int)"),
+                               (self.ui.serverUrlLineEdit, "textChanged(QString)")):
+            widget.connect(signal, self._store_parameters)
+        self._add_shortcuts()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self._on_scene_closed)
+        self._load_parameters()
+
+    def _add_shortcuts(self):
+        for keys, action in (("P", self.ui.positivePointButton.toggle), ("N", self.ui.negativePointButton.toggle),
+                             ("B", self.ui.boxButton.toggle), ("Ctrl+Return", self.on_run_prompts),
+                             ("Ctrl+Alt+Z", lambda: self._segment_action("undo")),
+                             ("Ctrl+Alt+Y", lambda: self._segment_action("redo"))):
+            shortcut = qt.QShortcut(qt.QKeySequence(keys), slicer.util.mainWindow())
+            shortcut.connect("activated()", action)
+            self._shortcuts.append(shortcut)
+
+    def _logic(self):
+        """The logic, created on first use (importing it needs torch: see 'Install dependencies...')."""
+        if self.logic is None:
+            from MedicalSAM3SlicerLib.logic import MedicalSAM3SlicerLogic
+
+            self.logic = MedicalSAM3SlicerLogic()
+        return self.logic
+
+    def cleanup(self):
+        self.removeObservers()
+        self._place(None, False)
+        for shortcut in self._shortcuts:
+            shortcut.setParent(None)
+        self._delivery_timer.stop()
+        self.worker.shutdown(wait=False)
+        if self.logic is not None:
+            self.logic.close()
+
+    # --- parameters ----------------------------------------------------------------------------------------
+    def _set_segment_editor_node(self):
+        """The embedded Segment Editor's own parameter node (one per scene, kept with the scene)."""
+        node = slicer.mrmlScene.GetSingletonNode("MedicalSAM3Slicer", "vtkMRMLSegmentEditorNode")
+        if node is None:
+            node = slicer.mrmlScene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
+            node.UnRegister(None)
+            node.SetSingletonTag("MedicalSAM3Slicer")
+            node = slicer.mrmlScene.AddNode(node)
+        self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(node)
+
+    def _load_parameters(self):
+        self.parameters = None  # the widgets below must not write back half-loaded values
+        p = MedicalSAM3SlicerParameters.from_scene(slicer.mrmlScene)
+        # defaults: what the Segment Editor module works on
+        editor = slicer.mrmlScene.GetSingletonNode("SegmentEditor", "vtkMRMLSegmentEditorNode")
+        volume = p.source_volume or (editor.GetSourceVolumeNode() if editor is not None else None)
+        segmentation = p.segmentation or (editor.GetSegmentationNode() if editor is not None else None)
+        if volume is not None:
+            self.ui.sourceVolumeSelector.setCurrentNode(volume)
+        if segmentation is not None:
+            self.ui.segmentationSelector.setCurrentNode(segmentation)
+        self.ui.textLineEdit.text = p.text
+        self.ui.autoRunCheckBox.checked = p.auto_run
+        self.ui.wholeVolumeRadioButton.checked = p.whole_volume
+        self.ui.thisSliceRadioButton.checked = not p.whole_volume
+        self.ui.modelSourceLineEdit.text = p.model_source
+        self.ui.deviceComboBox.currentText = p.device
+        self.ui.serverUrlLineEdit.text = p.server_url
+        self.parameters = p
+        p.source_volume = self.ui.sourceVolumeSelector.currentNode()
+        p.segmentation = self.ui.segmentationSelector.currentNode()
+
+    def _store_parameters(self, *_):
+        if self.parameters is None:
+            return
+        p = self.parameters
+        p.text = self.ui.textLineEdit.text
+        p.auto_run = self.ui.autoRunCheckBox.checked
+        p.whole_volume = self.ui.wholeVolumeRadioButton.checked
+        p.model_source = self.ui.modelSourceLineEdit.text
+        p.device = self.ui.deviceComboBox.currentText
+        p.server_url = self.ui.serverUrlLineEdit.text
+
+    def _on_source_volume_changed(self, node):
+        if self.parameters is not None:
+            self.parameters.source_volume = node
+        self.ui.segmentEditorWidget.setSourceVolumeNode(node)
+
+    def _on_segmentation_changed(self, node):
+        if self.parameters is not None:
+            self.parameters.segmentation = node
+        self.ui.segmentEditorWidget.setSegmentationNode(node)
+
+    def _on_scene_closed(self, *_):
+        if self.logic is not None:
+            self.logic.close()
+        self._prompt_nodes.clear()
+        self._set_segment_editor_node()
+        self._load_parameters()
+
+    # --- prompt tools --------------------------------------------------------------------------------------
+    def _prompt_node(self, kind):
+        """The point list (positive / negative) or ROI the tools place into, created on first use."""
+        node = self._prompt_nodes.get(kind)
+        if node is None or node.GetScene() is None:
+            node_class = "vtkMRMLMarkupsROINode" if kind == "box" else "vtkMRMLMarkupsFiducialNode"
+            node = slicer.mrmlScene.AddNewNodeByClass(node_class, f"MedicalSAM3 {kind}")
+            node.SetAttribute(POLARITY_ATTRIBUTE, "negative" if kind == "negative" else "positive")
+            if kind == "box":  # two clicks place opposite corners (the default ROI type places only a centre)
+                node.SetROIType(slicer.vtkMRMLMarkupsROINode.ROITypeBoundingBox)
+            node.CreateDefaultDisplayNodes()
+            node.GetDisplayNode().SetSelectedColor((0.1, 0.8, 0.1) if kind != "negative" else (0.9, 0.1, 0.1))
+            node.GetDisplayNode().SetPointLabelsVisibility(False)
+            self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+                             lambda caller, event, kind=kind: self._on_prompt_placed(kind))
+            self._prompt_nodes[kind] = node
+        return node
+
+    def _place(self, kind, on):
+        """Enter (or leave) place mode for one tool; the other tool buttons are released."""
+        buttons = {"positive": self.ui.positivePointButton, "negative": self.ui.negativePointButton,
+                   "box": self.ui.boxButton}
+        interaction = slicer.app.applicationLogic().GetInteractionNode()
+        if not on:
+            if kind is None or buttons[kind].checked is False:
+                interaction.SwitchToViewTransformMode()
+            return
+        for other, button in buttons.items():
+            if other != kind and button.checked:
+                button.blockSignals(True)
+                button.checked = False
+                button.blockSignals(False)
+        node = self._prompt_node(kind)
+        selection = slicer.app.applicationLogic().GetSelectionNode()
+        selection.SetReferenceActivePlaceNodeClassName(node.GetClassName())
+        selection.SetActivePlaceNodeID(node.GetID())
+        interaction.SetPlaceModePersistence(True)
+        interaction.SetCurrentInteractionMode(interaction.Place)
+
+    def _on_prompt_placed(self, kind):
+        if kind == "box":
+            if self._prompt_nodes["box"].GetNumberOfDefinedControlPoints() < 2:
+                return  # the first corner: wait for the opposite one
+            self.ui.boxButton.checked = False
+        if self.ui.autoRunCheckBox.checked:
+            self.on_run_prompts()
+
+    def _placed_view(self):
+        """The slice view a placed prompt lies in (markups store positions, not views; the prompts of one run
+        are on one slice, and they are cleared after each run)."""
+        latest = None
+        for kind in ("positive", "negative", "box"):
+            node = self._prompt_nodes.get(kind)
+            if node is not None and node.GetNumberOfControlPoints() > 0:
+                position = [0.0, 0.0, 0.0]
+                node.GetNthControlPointPositionWorld(node.GetNumberOfControlPoints() - 1, position)
+                latest = position
+        if latest is None:
+            return None
+        slice_nodes = [slicer.app.layoutManager().sliceWidget(name).mrmlSliceNode()
+                       for name in slicer.app.layoutManager().sliceViewNames()]
+        return slice_node_showing(latest, slice_nodes)
+
+    def _clear_prompts(self):
+        for node in self._prompt_nodes.values():
+            node.RemoveAllControlPoints()
+
+    # --- running -------------------------------------------------------------------------------------------
+    def _inputs(self):
+        volume = self.ui.sourceVolumeSelector.currentNode()
+        segmentation = self.ui.segmentationSelector.currentNode()
+        if volume is None:
+            raise ValueError("Choose a source volume.")
+        if segmentation is None:
+            segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+            segmentation.CreateDefaultDisplayNodes()
+            self.ui.segmentationSelector.setCurrentNode(segmentation)
+        return volume, segmentation
+
+    def _submit(self, request):
+        """Run the model part of a request on the worker; write the result when it comes back."""
+        self._set_busy(True)
+
+        def done(updates):
+            self._set_busy(False)
+            with self._reporting_errors():
+                result = self._logic().apply(request, updates)
+                self.ui.notesLabel.text = "\n".join(result.notes)
+                if result.segment_ids:
+                    self.ui.segmentEditorWidget.setCurrentSegmentID(result.segment_ids[-1])
+
+        self.worker.submit(lambda: self._logic().predict(request), on_done=done, on_error=self._show_error)
+        self._delivery_timer.start()
+
+    def on_segment_text(self):
+        with self._reporting_errors():
+            volume, segmentation = self._inputs()
+            view = None if self.ui.wholeVolumeRadioButton.checked else \
+                slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
+            request = self._logic().prepare(volume, segmentation, text=self.ui.textLineEdit.text, view=view,
+                                            whole_volume=self.ui.wholeVolumeRadioButton.checked)
+            self._submit(request)
+
+    def on_run_prompts(self):
+        with self._reporting_errors():
+            volume, segmentation = self._inputs()
+            # prompts refine the segment selected in the Segment Editor; "New segment" clears the selection
+            segment_id = self.ui.segmentEditorWidget.currentSegmentID() or None
+            request = self._logic().prepare(
+                volume, segmentation, text=self.ui.textLineEdit.text if segment_id is None else None,
+                positive_points=self._prompt_nodes.get("positive"), negative_points=self._prompt_nodes.get("negative"),
+                roi=self._prompt_nodes.get("box"), view=self._placed_view(),
+                whole_volume=self.ui.wholeVolumeRadioButton.checked, segment_id=segment_id)
+            self._clear_prompts()
+            self._submit(request)
+
+    def _segment_action(self, action):
+        with self._reporting_errors():
+            volume, segmentation = self._inputs()
+            segment_id = self.ui.segmentEditorWidget.currentSegmentID()
+            if not segment_id:
+                raise ValueError("Select a segment in the Segment Editor below first.")
+            self._submit(self._logic().prepare_action(action, volume, segmentation, segment_id))
+
+    # --- model ---------------------------------------------------------------------------------------------
+    def on_load_model(self):
+        plan = dependencies.plan_installation()
+        if not self.ui.serverUrlLineEdit.text and plan.torch:
+            self._show_error(RuntimeError("PyTorch is not installed yet: click 'Install dependencies...' first."))
+            return
+        source, device = self.ui.modelSourceLineEdit.text or None, self.ui.deviceComboBox.currentText
+        server, key = self.ui.serverUrlLineEdit.text or None, self.ui.apiKeyLineEdit.text or None
+        self.ui.modelStatusLabel.text = "Connecting..." if server else "Loading (downloads on first use)..."
+        self._set_busy(True)
+
+        def load():
+            from medsam3.backend_choice import open_backend
+
+            return open_backend(model=source, device=None if device == "auto" else device, server_url=server,
+                                api_key=key)
+
+        def loaded(backend):
+            self._set_busy(False)
+            self._logic().set_backend(backend)
+            info = backend.info()
+            self.ui.modelStatusLabel.text = f"{info.model} ({info.transport})"
+            self.ui.deviceLabel.text = info.device
+            # the backend's own notes (e.g. its CPU warning, a test-only model) replace the default warning text
+            if info.notes:
+                self.ui.cpuWarningLabel.text = "\n".join(info.notes)
+            self.ui.cpuWarningLabel.visible = bool(info.notes) or info.device.lower().startswith("cpu")
+
+        self.worker.submit(load, on_done=loaded, on_error=self._show_error)
+        self._delivery_timer.start()
+
+    def on_install_dependencies(self):
+        plan = dependencies.plan_installation()
+        if plan.nothing_to_do:
+            slicer.util.infoDisplay(plan.describe())
+            return
+        if not slicer.util.confirmOkCancelDisplay(plan.describe(), "Install Python packages"):
+            return
+        torch_logic = None
+        if plan.torch:
+            try:
+                import PyTorchUtils
+
+                torch_logic = PyTorchUtils.PyTorchUtilsLogic()
+            except ImportError:
+                pass
+        with self._reporting_errors(), slicer.util.WaitCursor():
+            dependencies.install(plan, pip_install=slicer.util.pip_install, torch_logic=torch_logic,
+                                 progress=lambda message: slicer.util.showStatusMessage(message, 3000))
+            slicer.util.infoDisplay("The Python packages are installed. Click 'Load model'.")
+
+    # --- export --------------------------------------------------------------------------------------------
+    def on_export(self):
+        with self._reporting_errors():
+            volume, segmentation = self._inputs()
+            label, suffix = EXPORT_FORMATS[self.ui.exportFormatComboBox.currentIndex]
+            path = qt.QFileDialog.getSaveFileName(None, f"Export {label}", segmentation.GetName() + suffix)
+            if not path:
+                return
+            if suffix == ".seg.nrrd":
+                report = exports.export_seg_nrrd(segmentation, path)
+            elif suffix == ".dcm":
+                report = exports.export_dicom_seg(segmentation, volume, path)
+            else:
+                report = exports.export_labelmap(segmentation, volume, path)
+            message = f"Wrote {report.path} with: {', '.join(report.exported)}."
+            if report.skipped:
+                message += "\nLeft out: " + "; ".join(f"{name} ({reason})" for name, reason in report.skipped)
+            slicer.util.infoDisplay(message)
+
+    # --- status --------------------------------------------------------------------------------------------
+    def _deliver(self):
+        self.worker.deliver_finished()
+        if not self.worker.busy:
+            self._delivery_timer.stop()
+
+    def _set_busy(self, busy):
+        self.ui.progressBar.setRange(0, 0 if busy else 1)  # an indeterminate bar while the model works
+        self.ui.progressBar.setValue(0 if busy else 1)
+        for button in (self.ui.runButton, self.ui.segmentTextButton, self.ui.undoButton, self.ui.redoButton,
+                       self.ui.resetButton, self.ui.startFromSegmentButton, self.ui.loadModelButton):
+            button.enabled = not busy
+
+    def _show_error(self, error):
+        self._set_busy(False)
+        logging.error("MedicalSAM3Slicer: %s", error)
+        self.ui.notesLabel.text = str(error)
+        slicer.util.errorDisplay(str(error))
+
+    @contextlib.contextmanager
+    def _reporting_errors(self):
+        """Show a failing step's message to the user instead of a traceback in the console."""
+        try:
+            yield
+        except Exception as error:
+            self._show_error(error)
+
+
+class MedicalSAM3SlicerTest(ScriptedLoadableModuleTest):
+    """Inside a real Slicer: a click on an oblique, transformed phantom, through the module logic, lands on the
+    object; the segment is named from the typed text; undo restores it; the source volume is untouched."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_click_segments_the_object_under_it()
+
+    def test_click_segments_the_object_under_it(self):
+        import numpy as np
+
+        from medsam3.backend import BackendInfo, LocalBackend
+        from medsam3.engine import SegmentationEngine
+        from MedicalSAM3SlicerLib.segment_io import segment_mask
+        from MedicalSAM3SlicerLib.self_test_model import BrightRegionModel, make_phantom
+
+        from MedicalSAM3SlicerLib.logic import MedicalSAM3SlicerLogic
+
+        self.delayDisplay("Segmenting a phantom from one click, whole volume")
+        phantom = make_phantom(slicer.mrmlScene)
+        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        model = BrightRegionModel()
+        logic = MedicalSAM3SlicerLogic(LocalBackend(SegmentationEngine(model), BackendInfo(
+            model=model.name, device="cpu", image_size=model.image_size)))
+        source_before = slicer.util.arrayFromVolume(phantom.volume_node).copy()
+
+        result = logic.segment(phantom.volume_node, segmentation, text="tumour", positive_points=phantom.clicks_node,
+                               view="axial")
+
+        segment_id = result.segment_ids[0]
+        mask = segment_mask(segmentation, segment_id, phantom.volume_node)
+        dice = 2 * (mask & phantom.expected).sum() / (mask.sum() + phantom.expected.sum())
+        self.assertGreaterEqual(dice, 0.95)
+        self.assertEqual(segmentation.GetSegmentation().GetSegment(segment_id).GetName(), "Tumor")
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(phantom.volume_node), source_before)
+        logic.undo(phantom.volume_node, segmentation, segment_id)
+        self.assertFalse(segment_mask(segmentation, segment_id, phantom.volume_node).any())
+        self.delayDisplay("Test passed")

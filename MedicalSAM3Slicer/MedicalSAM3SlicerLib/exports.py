@@ -1,0 +1,211 @@
+"""Segmentation files others can read: labelmap (NIfTI, NRRD), Slicer ``.seg.nrrd`` and DICOM SEG.
+
+Every export carries each segment's name and codes: a labelmap gets a Slicer colour-table ``.csv`` beside it
+(label value, name, colour and the SNOMED CT category / type / modifier columns Slicer reads back); ``.seg.nrrd``
+and DICOM SEG store them in the file. No segment is ever dropped silently: a format that cannot hold an empty
+segment (labelmap, DICOM SEG) skips it and lists it in the returned :class:`ExportReport`; overlapping segments,
+which one labelmap cannot hold, are an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import slicer
+
+from medsam3 import __version__ as ENGINE_VERSION
+from medsam3.errors import VolumeError
+from medsam3.volume_io import set_image_geometry
+
+from .segment_io import segment_mask
+from .terminology import codes_of_tag, default_table, segment_tag
+from .volume_nodes import local_ijk_to_ras
+
+@dataclass
+class ExportedSegment:
+    segment_id: str
+    name: str
+    colour: tuple[float, float, float]
+    terminology: str  # Slicer's serialized terminology entry ("" when the segment has none)
+    mask: np.ndarray
+
+
+@dataclass
+class ExportReport:
+    """Where the file went, what it holds, and what was left out and why."""
+
+    path: Path
+    exported: list[str] = field(default_factory=list)  # segment names, in label / segment-number order
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (segment name, reason)
+    extra_files: list[Path] = field(default_factory=list)
+
+
+def collect_segments(segmentation_node, volume_node, segment_ids=None) -> tuple[list[ExportedSegment], list]:
+    """The segments to export (all, or the given IDs in that order) and the empty ones, with reasons."""
+    segmentation = segmentation_node.GetSegmentation()
+    if segment_ids is None:
+        segment_ids = [segmentation.GetNthSegmentID(n) for n in range(segmentation.GetNumberOfSegments())]
+    if not segment_ids:
+        raise VolumeError(f"'{segmentation_node.GetName()}' has no segments to export.")
+    kept, skipped = [], []
+    for segment_id in segment_ids:
+        segment = segmentation.GetSegment(segment_id)
+        if segment is None:
+            raise VolumeError(f"There is no segment {segment_id!r} in '{segmentation_node.GetName()}'.")
+        mask = segment_mask(segmentation_node, segment_id, volume_node)
+        if not mask.any():
+            skipped.append((segment.GetName(), "the segment is empty"))
+            continue
+        kept.append(ExportedSegment(segment_id, segment.GetName(), tuple(segment.GetColor()),
+                                    segment_tag(segment), mask))
+    if not kept:
+        raise VolumeError("Every segment is empty: there is nothing to export.")
+    return kept, skipped
+
+
+# --- labelmap ------------------------------------------------------------------------------------------------
+def colour_table_path(labelmap_path: Path) -> Path:
+    name = labelmap_path.name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr"):
+        if name.endswith(suffix):
+            return labelmap_path.with_name(name[: -len(suffix)] + "_labels.csv")
+    raise VolumeError(f"{labelmap_path}: choose a .nii.gz, .nii or .nrrd file name for a labelmap.")
+
+
+def export_labelmap(segmentation_node, volume_node, path, segment_ids=None) -> ExportReport:
+    """One label value per segment (1, 2, ... in segment order) on the source volume's grid, plus a colour table
+    with names and codes. Overlapping segments cannot share one labelmap and raise an error."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    table_path = colour_table_path(path)
+    segments, skipped = collect_segments(segmentation_node, volume_node, segment_ids)
+    labels = np.zeros(segments[0].mask.shape, dtype=np.uint16)
+    for value, segment in enumerate(segments, start=1):
+        overlap = (labels > 0) & segment.mask
+        if overlap.any():
+            other = segments[int(labels[overlap].flat[0]) - 1].name
+            raise VolumeError(f"Segments '{other}' and '{segment.name}' overlap ({int(overlap.sum())} voxels): a "
+                              "labelmap holds one label per voxel. Export as .seg.nrrd or DICOM SEG instead, or "
+                              "remove the overlap in the Segment Editor.")
+        labels[segment.mask] = value
+    image = sitk.GetImageFromArray(labels)
+    set_image_geometry(image, local_ijk_to_ras(volume_node))
+    sitk.WriteImage(image, str(path), useCompression=True)
+    _write_colour_table(segments, table_path)
+    return ExportReport(path, [s.name for s in segments], skipped, [table_path])
+
+
+def _write_colour_table(segments: list[ExportedSegment], path: Path) -> None:
+    scene = slicer.vtkMRMLScene()  # a private scene: the user's scene gets no temporary nodes
+    table = scene.AddNewNodeByClass("vtkMRMLColorTableNode")
+    table.SetTypeToUser()
+    table.SetNumberOfColors(len(segments) + 1)
+    table.SetColor(0, "Background", 0.0, 0.0, 0.0, 0.0)
+    for value, segment in enumerate(segments, start=1):
+        table.SetColor(value, segment.name, *segment.colour, 1.0)
+        if segment.terminology:
+            table.SetTerminologyFromString(value, segment.terminology)
+    storage = scene.AddNewNodeByClass("vtkMRMLColorTableStorageNode")
+    storage.SetFileName(str(path))
+    if not storage.WriteData(table):
+        raise VolumeError(f"Could not write the colour table {path}.")
+
+
+# --- .seg.nrrd -------------------------------------------------------------------------------------------------
+def export_seg_nrrd(segmentation_node, path) -> ExportReport:
+    """Slicer's own segmentation file: every segment (empty ones included) with names, colours, terminology."""
+    path = Path(path)
+    if not path.name.endswith(".seg.nrrd"):
+        raise VolumeError(f"{path}: a Slicer segmentation file name ends with .seg.nrrd.")
+    scene = segmentation_node.GetScene()
+    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    try:
+        storage.SetFileName(str(path))
+        if not storage.WriteData(segmentation_node):
+            raise VolumeError(f"Could not write {path}.")
+    finally:
+        scene.RemoveNode(storage)
+    segmentation = segmentation_node.GetSegmentation()
+    names = [segmentation.GetNthSegment(n).GetName() for n in range(segmentation.GetNumberOfSegments())]
+    return ExportReport(path, names)
+
+
+# --- DICOM SEG -------------------------------------------------------------------------------------------------
+def dicom_source_files(volume_node) -> list[str]:
+    """The DICOM files a volume was loaded from, as Slicer's DICOM module records them."""
+    uids = (volume_node.GetAttribute("DICOM.instanceUIDs") or "").split()
+    database = getattr(slicer, "dicomDatabase", None)
+    if not uids or database is None:
+        raise VolumeError(f"'{volume_node.GetName()}' was not loaded from DICOM (through Slicer's DICOM module), "
+                          "so a DICOM SEG cannot reference it. Export a labelmap or .seg.nrrd instead.")
+    files = [database.fileForInstance(uid) for uid in uids]
+    missing = [uid for uid, file in zip(uids, files) if not file]
+    if missing:
+        raise VolumeError(f"{len(missing)} source DICOM instances of '{volume_node.GetName()}' are no longer in the "
+                          "DICOM database; re-import the series.")
+    return files
+
+
+def _frame_slices(datasets, volume_node) -> list[int]:
+    """For each source image, the volume slice (k) it is; checks that image rows / columns are volume j / i."""
+    ras_to_ijk = np.linalg.inv(local_ijk_to_ras(volume_node))
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
+    i_direction = ras_to_ijk[:3, :3] @ (lps_to_ras @ np.asarray(datasets[0].ImageOrientationPatient[:3], float))
+    j_direction = ras_to_ijk[:3, :3] @ (lps_to_ras @ np.asarray(datasets[0].ImageOrientationPatient[3:], float))
+    slices = []
+    for dataset in datasets:
+        ijk = ras_to_ijk @ np.r_[lps_to_ras @ np.asarray(dataset.ImagePositionPatient, float), 1.0]
+        k = int(round(ijk[2]))
+        if np.abs(ijk[:3] - [0, 0, k]).max() > 0.01 or i_direction[0] <= 0 or j_direction[1] <= 0:
+            raise VolumeError("The source volume's voxel grid differs from its DICOM images (the volume was "
+                              "resampled or reoriented): a DICOM SEG cannot be made on it.")
+        slices.append(k)
+    return slices
+
+
+def export_dicom_seg(segmentation_node, volume_node, path, source_files=None, segment_ids=None,
+                     series_description: str = "MedicalSAM3 segmentation") -> ExportReport:
+    """A binary DICOM SEG referencing the source series, one segment per non-empty segment with its codes."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    path = Path(path)
+    files = list(source_files) if source_files is not None else dicom_source_files(volume_node)
+    datasets = [pydicom.dcmread(f) for f in files]
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+        if not all(dataset.get(keyword) for dataset in datasets):
+            raise VolumeError(f"The source DICOM images have no {keyword} (they were anonymised without it), so a "
+                              "DICOM SEG cannot reference them. Export a labelmap or .seg.nrrd instead.")
+    slices = _frame_slices(datasets, volume_node)
+    segments, skipped = collect_segments(segmentation_node, volume_node, segment_ids)
+    pixels = np.stack([np.stack([s.mask[k] for s in segments], axis=-1) for k in slices]).astype(np.uint8)
+    algorithm = hd.AlgorithmIdentificationSequence(name="MedicalSAM3Slicer", version=ENGINE_VERSION,
+                                                   family=codes.cid7162.ArtificialIntelligence)
+    descriptions = []
+    for number, segment in enumerate(segments, start=1):
+        decoded = codes_of_tag(segment.terminology)
+        if decoded is None:  # a segment without terminology (e.g. drawn by hand): code it from its name
+            resolved = default_table().resolve(segment.name)
+            decoded = (resolved.category, resolved.type, resolved.modifier)
+        category, type_, modifier = decoded
+        description = hd.seg.SegmentDescription(
+            segment_number=number, segment_label=segment.name,
+            segmented_property_category=hd.sr.CodedConcept(category[1], category[0], category[2]),
+            segmented_property_type=hd.sr.CodedConcept(type_[1], type_[0], type_[2]),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC, algorithm_identification=algorithm)
+        if modifier[1]:
+            description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
+                hd.sr.CodedConcept(modifier[1], modifier[0], modifier[2])]
+        descriptions.append(description)
+    seg = hd.seg.Segmentation(
+        source_images=datasets, pixel_array=pixels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=300,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="MedicalSAM3Slicer",
+        manufacturer_model_name="Medical SAM3", software_versions=ENGINE_VERSION, device_serial_number="0",
+        series_description=series_description, omit_empty_frames=False)
+    seg.save_as(path)
+    return ExportReport(path, [s.name for s in segments], skipped)

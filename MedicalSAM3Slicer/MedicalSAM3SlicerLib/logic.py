@@ -1,0 +1,294 @@
+"""The GUI-free logic of the MedicalSAM3Slicer module: MRML nodes in, segments out.
+
+Scripts and batch jobs call :meth:`MedicalSAM3SlicerLogic.segment` (and ``undo``, ``redo``, ``reset``,
+``start_from_segment``) and get segment IDs back::
+
+    from MedicalSAM3SlicerLib import MedicalSAM3SlicerLogic
+    logic = MedicalSAM3SlicerLogic(backend)            # a medsam3 backend (in-process or remote)
+    result = logic.segment(volumeNode, segmentationNode, text="liver, left kidney")      # whole volume
+    result = logic.segment(volumeNode, segmentationNode, positive_points=clicksNode,
+                           view=sliceNode, whole_volume=False)                            # one slice
+    logic.undo(segmentationNode, result.segment_ids[0])
+
+The GUI runs the same three steps, with the model call on its worker thread:
+``request = logic.prepare(...)`` (main thread: reads MRML), ``updates = logic.predict(request)`` (any thread:
+model calls only), ``result = logic.apply(request, updates)`` (main thread: writes segments).
+
+The logic holds one backend session per source volume and one engine object per segment. The source volume is
+never written to; a segment is only written inside the box an update covers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from medsam3.backend import SegmentationBackend, Session
+from medsam3.errors import PromptError
+from medsam3.prompts import SlicePrompt, parse_text_targets
+from medsam3.session import MaskUpdate
+from medsam3.slicing import SliceAxis
+from medsam3.volume import Volume
+
+from . import prompt_nodes, segment_io
+from .terminology import Terminology, TerminologyTable, apply_to_segment, default_table
+from .volume_nodes import volume_from_node, volume_state_key
+
+
+@dataclass
+class SegmentationResult:
+    """What a call changed: the segments written, and notes to show the user (e.g. an unknown term)."""
+
+    segment_ids: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    changed: bool = False
+
+
+@dataclass
+class _VolumeState:
+    key: tuple
+    volume: Volume
+    session: Session | None = None
+    objects: dict[tuple[str, str], int] = field(default_factory=dict)  # (segmentation ID, segment ID) -> object
+    written: dict[int, np.ndarray] = field(default_factory=dict)  # object -> its voxels as last written by us
+    written_time: dict[tuple[str, str], int] = field(default_factory=dict)  # segment -> labelmap time after that
+
+
+@dataclass
+class Request:
+    """One user action, with everything read from MRML, ready for the model (see :meth:`predict`)."""
+
+    action: str  # "prompt", "text", "seed", "reset", "undo", "redo"
+    state: _VolumeState
+    volume_node_id: str
+    segmentation_node_id: str
+    segment_id: str | None = None
+    prompt: SlicePrompt | None = None
+    whole_volume: bool = True
+    terminologies: list[Terminology] = field(default_factory=list)
+    axis: SliceAxis = SliceAxis.AXIAL
+    slice_index: int | None = None
+    seed_mask: np.ndarray | None = None
+    object_id: int | None = None
+
+
+class MedicalSAM3SlicerLogic:
+    """Segments MRML volumes with a medsam3 backend. All MRML access happens in ``prepare`` and ``apply``."""
+
+    def __init__(self, backend: SegmentationBackend | None = None, terminology: TerminologyTable | None = None):
+        self.backend = backend
+        self.terminology = terminology or default_table()
+        self._states: dict[str, _VolumeState] = {}
+
+    # --- backend ---------------------------------------------------------------------------------------------
+    def set_backend(self, backend: SegmentationBackend) -> None:
+        """Use another backend (model, device or server); open sessions are closed."""
+        self.close()
+        self.backend = backend
+
+    def close(self) -> None:
+        for state in self._states.values():
+            if state.session is not None:
+                state.session.close()
+        self._states.clear()
+
+    # --- the scripting API -----------------------------------------------------------------------------------
+    def segment(self, volume_node, segmentation_node, text: str | None = None, positive_points=None,
+                negative_points=None, roi=None, view=None, whole_volume: bool = True,
+                segment_id: str | None = None) -> SegmentationResult:
+        """Segment from typed text and/or clicks and a box.
+
+        - ``text`` alone: every comma-separated target becomes a new segment (whole volume, or only the slice
+          ``view`` shows when ``whole_volume`` is False).
+        - points (``positive_points`` / ``negative_points`` point lists) and/or ``roi`` (an ROI drawn on a slice
+          view): one prompt on one slice for segment ``segment_id`` (a new segment, named from ``text``, when
+          None); ``whole_volume`` propagates it through the volume.
+        - ``view`` is the slice node the prompt was placed in (its orientation chooses axial / coronal /
+          sagittal) or one of those names; default axial.
+        """
+        request = self.prepare(volume_node, segmentation_node, text=text, positive_points=positive_points,
+                               negative_points=negative_points, roi=roi, view=view, whole_volume=whole_volume,
+                               segment_id=segment_id)
+        return self.apply(request, self.predict(request))
+
+    def undo(self, volume_node, segmentation_node, segment_id: str) -> SegmentationResult:
+        """Undo the last model change of a segment (restores its voxels exactly)."""
+        return self._run("undo", volume_node, segmentation_node, segment_id)
+
+    def redo(self, volume_node, segmentation_node, segment_id: str) -> SegmentationResult:
+        return self._run("redo", volume_node, segmentation_node, segment_id)
+
+    def reset(self, volume_node, segmentation_node, segment_id: str) -> SegmentationResult:
+        """Clear the segment and forget its prompts (undoable)."""
+        return self._run("reset", volume_node, segmentation_node, segment_id)
+
+    def start_from_segment(self, volume_node, segmentation_node, segment_id: str) -> SegmentationResult:
+        """Continue from what a segment holds now (drawn by hand or by another tool): later prompts refine it."""
+        return self._run("seed", volume_node, segmentation_node, segment_id)
+
+    def _run(self, action, volume_node, segmentation_node, segment_id) -> SegmentationResult:
+        request = self.prepare_action(action, volume_node, segmentation_node, segment_id)
+        return self.apply(request, self.predict(request))
+
+    # --- step 1: read MRML (main thread) ---------------------------------------------------------------------
+    def _state(self, volume_node) -> _VolumeState:
+        key = volume_state_key(volume_node)
+        state = self._states.get(volume_node.GetID())
+        if state is None or state.key != key:
+            if state is not None and state.session is not None:
+                state.session.close()
+            state = _VolumeState(key, volume_from_node(volume_node))
+            self._states[volume_node.GetID()] = state
+        return state
+
+    def _base_request(self, action, volume_node, segmentation_node, segment_id=None) -> Request:
+        if segmentation_node is None:
+            raise PromptError("Choose or create a segmentation to write the result into.")
+        state = self._state(volume_node)
+        segment_io.bind_to_volume(segmentation_node, volume_node)
+        request = Request(action, state, volume_node.GetID(), segmentation_node.GetID(), segment_id)
+        if segment_id is not None:
+            if segmentation_node.GetSegmentation().GetSegment(segment_id) is None:
+                raise PromptError(f"There is no segment {segment_id!r} in '{segmentation_node.GetName()}'.")
+            request.object_id = state.objects.get((segmentation_node.GetID(), segment_id))
+            key = (segmentation_node.GetID(), segment_id)
+            untouched = state.written_time.get(key) == segment_io.labelmap_modified_time(segmentation_node, segment_id)
+            if action in ("prompt", "reset") and not untouched:
+                # A segment the model has not seen, or edited by hand since the model last wrote it: the model
+                # starts from its current voxels, so nothing drawn is lost and undo returns to the drawing.
+                mask = segment_io.segment_mask(segmentation_node, segment_id, volume_node)
+                written = state.written.get(request.object_id)
+                if (written is None and mask.any()) or (written is not None and not np.array_equal(mask, written)):
+                    request.seed_mask = mask
+        return request
+
+    def prepare_action(self, action: str, volume_node, segmentation_node, segment_id: str) -> Request:
+        """An undo / redo / reset / start-from-segment request for one segment."""
+        if action not in ("undo", "redo", "reset", "seed"):
+            raise ValueError(f"Unknown action {action!r}.")
+        request = self._base_request(action, volume_node, segmentation_node, segment_id)
+        if action == "seed":
+            request.seed_mask = segment_io.segment_mask(segmentation_node, segment_id, volume_node)
+        return request
+
+    def prepare(self, volume_node, segmentation_node, text=None, positive_points=None, negative_points=None,
+                roi=None, view=None, whole_volume=True, segment_id=None) -> Request:
+        """Read the nodes and build the engine request (call on the main thread)."""
+        has_geometric_prompt = any(node is not None and (node.GetNumberOfControlPoints() > 0)
+                                   for node in (positive_points, negative_points, roi))
+        action = "prompt" if has_geometric_prompt else "text"
+        if action == "text" and not (text and text.strip()):
+            raise PromptError("Nothing to segment from: type what to segment, click on the object or draw a box.")
+        request = self._base_request(action, volume_node, segmentation_node, segment_id)
+        volume = request.state.volume
+        request.axis = self._axis(volume, view)
+        request.whole_volume = bool(whole_volume)
+        if text:
+            request.terminologies = [self.terminology.resolve(phrase) for phrase in parse_text_targets(text)]
+        if action == "prompt":
+            if len(request.terminologies) > 1:
+                raise PromptError("Clicks and boxes segment one object: type a single target name with them.")
+            request.prompt = prompt_nodes.slice_prompt(volume, request.axis, positive_points, negative_points, roi)
+        elif not whole_volume:
+            if view is None or isinstance(view, (str, SliceAxis)):
+                raise PromptError("'This slice' needs the slice view the text applies to.")
+            request.slice_index = prompt_nodes.slice_index_from_slice_node(volume, view, request.axis)
+        return request
+
+    @staticmethod
+    def _axis(volume: Volume, view) -> SliceAxis:
+        if view is None:
+            return SliceAxis.AXIAL
+        if isinstance(view, (str, SliceAxis)):
+            return SliceAxis.parse(view)
+        return prompt_nodes.axis_from_slice_node(volume, view)
+
+    # --- step 2: the model (any thread; no MRML) ---------------------------------------------------------------
+    def predict(self, request: Request) -> list[MaskUpdate]:
+        """Run the request on the backend session of its volume; returns the mask updates."""
+        state = request.state
+        if state.session is None:
+            if self.backend is None:
+                raise PromptError("No model is loaded: choose a model (or a server) in the module's settings.")
+            state.session = self.backend.open_session(state.volume)
+        session = state.session
+        updates = []
+        if request.object_id is None and request.action in ("undo", "redo"):
+            return updates  # the model never changed this segment: nothing to undo or redo
+        if request.object_id is None and request.action != "text":
+            request.object_id = session.new_object_id()
+        object_id = request.object_id
+        if request.seed_mask is not None:
+            updates.append(session.set_mask(object_id, request.seed_mask))
+        if request.action == "prompt":
+            text = request.terminologies[0].model_text if request.terminologies else ""
+            updates.append(session.add_prompt(object_id, request.prompt, request.whole_volume, text))
+        elif request.action == "text":
+            phrases = ", ".join(t.model_text for t in request.terminologies)
+            slice_index = None if request.whole_volume else request.slice_index
+            updates += session.segment_text(phrases, request.axis, slice_index)
+        elif request.action == "reset":
+            updates.append(session.reset(object_id))
+        elif request.action == "undo":
+            updates.append(session.undo(object_id))
+        elif request.action == "redo":
+            updates.append(session.redo(object_id))
+        return updates
+
+    # --- step 3: write MRML (main thread) ----------------------------------------------------------------------
+    def apply(self, request: Request, updates: list[MaskUpdate]) -> SegmentationResult:
+        """Write the updates into their segments, creating and naming new segments."""
+        import slicer
+
+        scene = slicer.mrmlScene
+        volume_node = scene.GetNodeByID(request.volume_node_id)
+        segmentation_node = scene.GetNodeByID(request.segmentation_node_id)
+        if volume_node is None or segmentation_node is None:
+            raise PromptError("The source volume or the segmentation was removed while the model was running.")
+        result = SegmentationResult(notes=[t.note for t in request.terminologies if t.note])
+        if request.action == "text":
+            by_text = {t.model_text: t for t in request.terminologies}
+            for update in updates:
+                terminology = by_text.get(update.label) or self.terminology.resolve(update.label)
+                if update.is_empty:
+                    where = "in this volume" if request.whole_volume else f"on {request.axis.value} slice " \
+                                                                          f"{request.slice_index}"
+                    result.notes.append(f"No {terminology.name.lower()} was found {where}; no segment was added.")
+                    continue
+                segment_id = self._new_segment(segmentation_node, terminology)
+                request.state.objects[(segmentation_node.GetID(), segment_id)] = update.object_id
+                self._write(request.state, update, segmentation_node, segment_id, volume_node, result)
+            return result
+        segment_id = request.segment_id
+        if segment_id is None:
+            terminology = request.terminologies[0] if request.terminologies else None
+            segment_id = self._new_segment(segmentation_node, terminology)
+        if request.object_id is not None:
+            request.state.objects[(segmentation_node.GetID(), segment_id)] = request.object_id
+        for update in updates:
+            self._write(request.state, update, segmentation_node, segment_id, volume_node, result)
+        if segment_id not in result.segment_ids:
+            result.segment_ids.append(segment_id)
+        return result
+
+    @staticmethod
+    def _write(state: _VolumeState, update: MaskUpdate, segmentation_node, segment_id, volume_node,
+               result: SegmentationResult) -> None:
+        segment_io.apply_update(update, segmentation_node, segment_id, volume_node)
+        written = state.written.setdefault(update.object_id, np.zeros(state.volume.array.shape, dtype=bool))
+        update.apply_to(written)
+        state.written_time[(segmentation_node.GetID(), segment_id)] = \
+            segment_io.labelmap_modified_time(segmentation_node, segment_id)
+        result.changed |= not update.is_empty
+        if segment_id not in result.segment_ids:
+            result.segment_ids.append(segment_id)
+
+    @staticmethod
+    def _new_segment(segmentation_node, terminology: Terminology | None) -> str:
+        segmentation = segmentation_node.GetSegmentation()
+        name = terminology.name if terminology else segmentation.GenerateUniqueSegmentID("Segment")
+        segment_id = segmentation.AddEmptySegment("", name)
+        if terminology is not None:
+            apply_to_segment(segmentation.GetSegment(segment_id), terminology)
+        return segment_id

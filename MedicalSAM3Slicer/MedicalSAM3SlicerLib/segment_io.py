@@ -1,0 +1,110 @@
+"""Engine masks in and out of segments, on the source volume's voxel grid.
+
+The segmentation node is bound to the source volume: its reference geometry is the volume's grid and it sits
+under the same parent transform, so a segment voxel is a volume voxel and an engine mask needs no resampling.
+A :class:`medsam3.session.MaskUpdate` is written as only its changed box (merged inside that extent),
+which leaves every other voxel of the segment, and every other segment, as it was.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import slicer
+import vtk
+from vtk.util import numpy_support
+
+from medsam3.errors import VolumeError
+
+from .volume_nodes import array_to_matrix, local_ijk_to_ras
+
+if TYPE_CHECKING:  # the session module pulls in the model stack (torch); only its type is needed here
+    from medsam3.session import MaskUpdate
+
+_BINARY_LABELMAP = "Binary labelmap"
+
+
+def _volume_geometry(volume_node, extent: tuple[int, int, int, int, int, int] | None = None):
+    """An empty vtkOrientedImageData with the volume's local geometry and the given IJK extent (default: all)."""
+    image = slicer.vtkOrientedImageData()
+    image.SetImageToWorldMatrix(array_to_matrix(local_ijk_to_ras(volume_node)))
+    image.SetExtent(extent if extent is not None else volume_node.GetImageData().GetExtent())
+    return image
+
+
+def _geometry_string(volume_node) -> str:
+    return slicer.vtkSegmentationConverter.SerializeImageGeometry(_volume_geometry(volume_node))
+
+
+def bind_to_volume(segmentation_node, volume_node) -> None:
+    """Make the segmentation's labelmap grid the volume's grid and put it under the volume's transform.
+
+    A segmentation that already holds segments on another grid, or under another transform, is not silently
+    resampled: the user is asked to choose a new segmentation instead.
+    """
+    segmentation = segmentation_node.GetSegmentation()
+    wanted_geometry = _geometry_string(volume_node)
+    current_geometry = segmentation.GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
+    has_segments = segmentation.GetNumberOfSegments() > 0
+    if has_segments and current_geometry and current_geometry != wanted_geometry:
+        raise VolumeError(f"The segmentation '{segmentation_node.GetName()}' was drawn on another voxel grid than "
+                          f"'{volume_node.GetName()}'. Choose a new segmentation for this volume.")
+    if has_segments and segmentation_node.GetTransformNodeID() != volume_node.GetTransformNodeID():
+        raise VolumeError(f"The segmentation '{segmentation_node.GetName()}' is under another transform than "
+                          f"'{volume_node.GetName()}'. Put both under the same transform, or choose a new segmentation.")
+    segmentation_node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
+    segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    if not segmentation.GetSourceRepresentationName() == _BINARY_LABELMAP:
+        segmentation.SetSourceRepresentationName(_BINARY_LABELMAP)
+
+
+def apply_update(update: MaskUpdate, segmentation_node, segment_id: str, volume_node) -> None:
+    """Write the changed box of an engine mask into a segment (nothing outside the box is touched)."""
+    if update.is_empty:
+        return
+    segmentation = segmentation_node.GetSegmentation()
+    if len(segmentation.GetSegmentIDsForLayer(segmentation.GetLayerIndex(segment_id))) > 1:
+        # Merging a binary box into a segment that shares its labelmap layer writes the layer's first label
+        # (another segment's voxels); a layer of its own makes the merge exact.
+        segmentation.SeparateSegmentLabelmap(segment_id)
+    k0, k1, j0, j1, i0, i1 = update.box
+    box = _volume_geometry(volume_node, (i0, i1 - 1, j0, j1 - 1, k0, k1 - 1))
+    box.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    scalars = numpy_support.vtk_to_numpy(box.GetPointData().GetScalars())
+    scalars[:] = np.ascontiguousarray(update.values, dtype=np.uint8).reshape(-1)
+    box.Modified()
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    # Slicer's MODE_REPLACE clears the segment outside the extent too; maximum then minimum inside the extent
+    # sets exactly the box: the first adds the box's set voxels, the second removes its cleared ones.
+    for mode, needed in ((logic.MODE_MERGE_MAX, update.values.any()), (logic.MODE_MERGE_MIN, not update.values.all())):
+        if needed and not logic.SetBinaryLabelmapToSegment(box, segmentation_node, segment_id, mode, box.GetExtent()):
+            raise RuntimeError(f"Slicer refused to write into segment {segment_id!r} of "
+                               f"'{segmentation_node.GetName()}'.")
+
+
+def segment_mask(segmentation_node, segment_id: str, volume_node) -> np.ndarray:
+    """A segment's voxels as a (K, J, I) bool array on the volume's grid."""
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    if segment is None:
+        raise VolumeError(f"There is no segment {segment_id!r} in '{segmentation_node.GetName()}'.")
+    shape = volume_node.GetImageData().GetDimensions()[::-1]
+    labelmap = slicer.vtkOrientedImageData()
+    if not segmentation_node.GetBinaryLabelmapRepresentation(segment_id, labelmap) or \
+            labelmap.GetPointData().GetScalars() is None:
+        return np.zeros(shape, dtype=bool)
+    reference = _volume_geometry(volume_node)
+    on_grid = slicer.vtkOrientedImageData()
+    slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(labelmap, reference, on_grid)
+    if on_grid.GetPointData().GetScalars() is None:
+        return np.zeros(shape, dtype=bool)
+    values = numpy_support.vtk_to_numpy(on_grid.GetPointData().GetScalars())
+    return values.reshape(on_grid.GetDimensions()[::-1]) > 0
+
+
+def labelmap_modified_time(segmentation_node, segment_id: str) -> int:
+    """A counter that changes whenever the segment's voxels change (0 when it has no labelmap yet)."""
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    labelmap = segment.GetRepresentation(_BINARY_LABELMAP) if segment is not None else None
+    return int(labelmap.GetMTime()) if labelmap is not None else 0
