@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from typing import Callable, Hashable
 
 import numpy as np
-import torch
 
 
 def size_in_bytes(value: object) -> int:
     """Memory held by tensors / arrays inside nested containers and dataclass-like objects."""
-    if isinstance(value, torch.Tensor):
+    if hasattr(value, "element_size") and hasattr(value, "nelement"):  # a torch tensor (torch imported lazily)
         return value.element_size() * value.nelement()
     if isinstance(value, np.ndarray):
         return value.nbytes

@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 
@@ -66,6 +64,9 @@ class ModelFrame:
     # --- images --------------------------------------------------------------------------------------------
     def image_to_model(self, image: np.ndarray, fill: float = 0.0) -> np.ndarray:
         """A 2D slice image (float) -> S x S float32 model image, antialiased, padded with ``fill``."""
+        import torch  # imported on use: the Slicer module imports the engine before its dependencies exist
+        import torch.nn.functional as F
+
         tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
         antialias = self.content_shape[0] < self.image_shape[0] or self.content_shape[1] < self.image_shape[1]
         content = F.interpolate(tensor, size=self.content_shape, mode="bilinear", align_corners=False,
