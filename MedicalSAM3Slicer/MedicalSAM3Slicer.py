@@ -440,14 +440,14 @@ class MedicalSAM3SlicerTest(ScriptedLoadableModuleTest):
         from medsam3.backend import BackendInfo, LocalBackend
         from medsam3.engine import SegmentationEngine
         from MedicalSAM3SlicerLib.segment_io import segment_mask
-        from MedicalSAM3SlicerLib.self_test_model import BrightRegionModel, make_phantom
+        from MedicalSAM3SlicerLib.self_test_model import make_phantom, self_test_model
 
         from MedicalSAM3SlicerLib.logic import MedicalSAM3SlicerLogic
 
         self.delayDisplay("Segmenting a phantom from one click, whole volume")
         phantom = make_phantom(slicer.mrmlScene)
         segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-        model = BrightRegionModel()
+        model = self_test_model()
         logic = MedicalSAM3SlicerLogic(LocalBackend(SegmentationEngine(model), BackendInfo(
             model=model.name, device="cpu", image_size=model.image_size)))
         source_before = slicer.util.arrayFromVolume(phantom.volume_node).copy()

@@ -26,7 +26,6 @@ from medsam3.meta_checkpoint import (
     map_meta_state_dict,
     normalize_meta_keys,
 )
-from medsam3.tiny_models import save_tiny_models
 
 TRAINING_JUNK = {
     "optimizer": {
@@ -43,18 +42,7 @@ FREQS_CIS = re.compile(r"detector\.backbone\.vision_backbone\.trunk\.blocks\.\d+
 POINT_PROJECTIONS = re.compile(r"detector\.geometry_encoder\.points_\w+\.(weight|bias)")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine two spinning threads run 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_dirs(tmp_path_factory):
-    return save_tiny_models(tmp_path_factory.mktemp("tiny_models"))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

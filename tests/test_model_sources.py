@@ -25,41 +25,40 @@ def test_offline_without_cached_weights_says_how_to_get_them(monkeypatch, tmp_pa
         resolve_model("medical-sam3-2d", cache_dir=tmp_path)
 
 
-def test_gated_repository_without_token_says_to_accept_the_licence(monkeypatch, tmp_path):
+class HubAnswer:
+    """The part of an HTTP response huggingface_hub's errors read."""
+
+    headers: dict = {}
+    request = None
+
+    def __init__(self, status_code: int):
+        self.status_code = status_code
+
+    def json(self):
+        return {}
+
+
+def hub_refusing_with(monkeypatch, error):
     import huggingface_hub
+
+    def refuse(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse)
+
+
+def test_gated_repository_without_token_says_to_accept_the_licence(monkeypatch, tmp_path):
     from huggingface_hub import errors
 
-    class FakeResponse:
-        status_code = 403
-        headers = {}
-        request = None
-
-        def json(self):
-            return {}
-
-    def gated(*args, **kwargs):
-        raise errors.GatedRepoError("Access to model facebook/sam3 is restricted.", response=FakeResponse())
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", gated)
+    hub_refusing_with(monkeypatch, errors.GatedRepoError("Access to model facebook/sam3 is restricted.",
+                                                         response=HubAnswer(403)))
     with pytest.raises(ModelAccessError, match="gated.*HF_TOKEN"):
         resolve_model("sam3", cache_dir=tmp_path)
 
 
 def test_missing_repository_is_named(monkeypatch, tmp_path):
-    import huggingface_hub
     from huggingface_hub import errors
 
-    class FakeResponse:
-        status_code = 404
-        headers = {}
-        request = None
-
-        def json(self):
-            return {}
-
-    def missing(*args, **kwargs):
-        raise errors.RepositoryNotFoundError("404 Client Error", response=FakeResponse())
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", missing)
+    hub_refusing_with(monkeypatch, errors.RepositoryNotFoundError("404 Client Error", response=HubAnswer(404)))
     with pytest.raises(ModelNotFoundError, match="No model 'someone/nothing-here'"):
         resolve_model("someone/nothing-here", cache_dir=tmp_path)

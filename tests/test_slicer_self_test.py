@@ -9,7 +9,7 @@ from medsam3.engine import SegmentationEngine
 
 from MedicalSAM3SlicerLib import MedicalSAM3SlicerLogic
 from MedicalSAM3SlicerLib.segment_io import segment_mask
-from MedicalSAM3SlicerLib.self_test_model import BrightRegionModel, make_phantom
+from MedicalSAM3SlicerLib.self_test_model import make_phantom, self_test_model
 
 from test_engine_placement import dice
 
@@ -18,7 +18,7 @@ def test_phantom_click_segments_the_block_and_undo_clears_it():
     scene = new_scene()
     phantom = make_phantom(scene)
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-    model = BrightRegionModel()
+    model = self_test_model()
     logic = MedicalSAM3SlicerLogic(LocalBackend(SegmentationEngine(model), BackendInfo(
         model=model.name, device="cpu", image_size=model.image_size)))
     before = voxels_of(phantom.volume_node)

@@ -17,18 +17,7 @@ NUM_QUERIES = build_tiny_configs()["sam3"].detr_decoder_config.num_queries
 LOW_RES = TINY_LOW_RES_MASK_SIZE
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine two spinning threads run 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_dirs(tmp_path_factory):
-    return save_tiny_models(tmp_path_factory.mktemp("tiny_models"))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,94 +1,22 @@
-"""The module's self-test fixture: a phantom scene and a deterministic stand-in network (numpy only: no torch,
-no download), so the self-test runs inside Slicer before any model is installed.
-
-It implements :class:`medsam3.segmentation_model.SegmentationModel` by answering "the bright region under the
-prompt" in model space, like the test suite's ground-truth oracle. A phantom whose object is bright therefore
-checks the whole path (MRML -> engine -> model space -> segment) inside a real Slicer in a second.
+"""The module's self-test fixture: a phantom scene whose object is bright, for the engine's bright-region model
+(:class:`medsam3.bright_region_model.BrightRegionModel`: no torch, no download), so the self-test checks the
+whole path (MRML -> engine -> model space -> segment) inside a real Slicer in a second, before any model is
+installed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Mapping
 
 import numpy as np
 
-from medsam3.segmentation_model import FrameMasks, MaskLogits, ModelPrompt, frames_in_order
+from medsam3.bright_region_model import BrightRegionModel
 
-_BRIGHT = 0.5
-_LOGIT_SCALE = 20.0
-
-
-def _grow(seed: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    """The 4-connected part of ``allowed`` reachable from ``seed``."""
-    region = seed & allowed
-    while True:
-        grown = region.copy()
-        grown[1:] |= region[:-1]
-        grown[:-1] |= region[1:]
-        grown[:, 1:] |= region[:, :-1]
-        grown[:, :-1] |= region[:, 1:]
-        grown &= allowed
-        if np.array_equal(grown, region):
-            return region
-        region = grown
+SELF_TEST_IMAGE_SIZE = 256  # small model images keep the self-test fast
 
 
-class BrightRegionModel:
-    """Segments the bright connected region under positive clicks or inside a box."""
-
-    name = "bright-region-self-test"
-
-    def __init__(self, image_size: int = 256, mask_grid: int = 64):
-        self.image_size = image_size
-        self.mask_input_size = mask_grid
-        self._factor = image_size // mask_grid
-
-    def _logits(self, mask: np.ndarray) -> MaskLogits:
-        grid = mask.reshape(self.mask_input_size, self._factor, self.mask_input_size, self._factor).mean(axis=(1, 3))
-        return MaskLogits(((grid - 0.5) * _LOGIT_SCALE).astype(np.float32), 1.0 if mask.any() else 0.0)
-
-    def encode_for_prompts(self, image: np.ndarray) -> np.ndarray:
-        return np.asarray(image) > _BRIGHT
-
-    encode_for_text = encode_for_prompts
-
-    def _mask(self, bright: np.ndarray, prompt: ModelPrompt) -> np.ndarray:
-        seed = np.zeros(bright.shape, dtype=bool)
-        size = bright.shape[0]
-        for (x, y), label in zip(prompt.points_xy, prompt.point_labels):
-            row, column = int(round(y)), int(round(x))
-            if label == 1 and 0 <= row < size and 0 <= column < size:
-                seed[row, column] = True
-        if prompt.box_xyxy is not None:
-            x0, y0, x1, y1 = (int(round(v)) for v in prompt.box_xyxy)
-            seed[max(0, y0):y1 + 1, max(0, x0):x1 + 1] = True
-        return _grow(seed, bright)
-
-    def segment_with_prompt(self, embedding: np.ndarray, prompt: ModelPrompt) -> MaskLogits:
-        return self._logits(self._mask(embedding, prompt))
-
-    def segment_with_text(self, embedding: np.ndarray, text: str) -> list[MaskLogits]:
-        return [self._logits(embedding)] if embedding.any() else []
-
-    def track(self, frames, prompts: Mapping[int, ModelPrompt], start_index: int,
-              reverse: bool) -> Iterator[FrameMasks]:
-        previous = None
-        for index in frames_in_order(len(frames), start_index, reverse):
-            bright = frames.embedding(index, self.encode_for_prompts, role="prompts")
-            if index in prompts:
-                mask = self._mask(bright, prompts[index])
-            elif previous is not None:
-                mask = _grow(previous, bright)
-            else:
-                mask = np.zeros(bright.shape, dtype=bool)
-            previous = mask
-            yield FrameMasks(index, {1: self._logits(mask)})
-
-    def track_text(self, frames, text: str, start_index: int, reverse: bool) -> Iterator[FrameMasks]:
-        for index in frames_in_order(len(frames), start_index, reverse):
-            bright = frames.embedding(index, self.encode_for_text, role="text")
-            yield FrameMasks(index, {1: self._logits(bright)} if bright.any() else {})
+def self_test_model() -> BrightRegionModel:
+    return BrightRegionModel(image_size=SELF_TEST_IMAGE_SIZE, mask_grid=SELF_TEST_IMAGE_SIZE // 4)
 
 
 @dataclass

@@ -80,7 +80,8 @@ def _count_flops(function) -> int:
     return int(counter.get_total_flops())
 
 
-def measure_size(image_size: int, volume: Volume, clicks: int, propagation_slices: int) -> dict:
+def measure_clicks(image_size: int, volume: Volume, clicks: int) -> dict:
+    """Encoding one slice, its FLOPs, and decoding clicks from the cached encoding, through the engine."""
     print(f"building the full-size tracker at {image_size} px (random weights) ...", flush=True)
     tracker = _full_size("sam3_tracker", image_size)
     parameters = sum(p.numel() for p in tracker[0].parameters())
@@ -104,13 +105,24 @@ def measure_size(image_size: int, volume: Volume, clicks: int, propagation_slice
         start = time.perf_counter()
         engine.predict_slice(volume, SlicePrompt("axial", points=(PointPrompt(point),)))
         latencies.append(time.perf_counter() - start)
-    del tracker, model, engine
+    return {"image_size": image_size, "tracker_parameters_millions": round(parameters / 1e6, 1),
+            "vision_encoding_seconds": round(encode_seconds, 2),
+            "vision_encoder_gflop": round(encoder_flops / 1e9, 1),
+            "vision_encoder_gflops_per_second": round(encoder_flops / 1e9 / encode_seconds, 1),
+            "click_latency_median_seconds": round(statistics.median(latencies), 4),
+            "click_latency_p90_seconds": round(float(np.percentile(latencies, 90)), 4),
+            "clicks_measured": len(latencies)}
 
+
+def measure_propagation(image_size: int, volume: Volume, propagation_slices: int) -> dict:
+    """Propagating one click through a few slices: first with encoding, then again from cached encodings (as a
+    correction re-propagates)."""
     print(f"building the full-size tracker video model at {image_size} px ...", flush=True)
     video = _full_size("sam3_tracker_video", image_size)
     video_model = TransformersSegmentationModel.from_components({"sam3_tracker_video": video}, "full-size-random",
                                                                 image_size=image_size)
     video_engine = SegmentationEngine(video_model)
+    i, j, k = (n // 2 for n in volume.shape_ijk)
     first = max(0, k - propagation_slices // 2)
     clip = Volume(volume.array[first:first + propagation_slices], volume.ijk_to_ras, volume.modality)
     prompt = [SlicePrompt("axial", points=(PointPrompt((i, j, k - first)),))]
@@ -120,14 +132,7 @@ def measure_size(image_size: int, volume: Volume, clicks: int, propagation_slice
     start = time.perf_counter()
     video_engine.propagate(clip, prompt, stop_after_empty=0)
     cached = (time.perf_counter() - start) / clip.shape_ijk[2]
-    return {"image_size": image_size, "tracker_parameters_millions": round(parameters / 1e6, 1),
-            "vision_encoding_seconds": round(encode_seconds, 2),
-            "vision_encoder_gflop": round(encoder_flops / 1e9, 1),
-            "vision_encoder_gflops_per_second": round(encoder_flops / 1e9 / encode_seconds, 1),
-            "click_latency_median_seconds": round(statistics.median(latencies), 4),
-            "click_latency_p90_seconds": round(float(np.percentile(latencies, 90)), 4),
-            "clicks_measured": len(latencies),
-            "propagation_slices": clip.shape_ijk[2],
+    return {"propagation_slices": clip.shape_ijk[2],
             "propagation_seconds_per_slice_with_encoding": round(with_encoding, 2),
             "propagation_seconds_per_slice_cached_encodings": round(cached, 2)}
 
@@ -143,7 +148,7 @@ def run(sizes: list[int], clicks: int, propagation_slices: int, threads: int | N
               "matmul_gflops_bfloat16": round(matmul_gflops(torch.bfloat16), 1),
               "sizes": []}
     for size in sizes:
-        result = measure_size(size, volume, clicks, propagation_slices)
+        result = measure_clicks(size, volume, clicks) | measure_propagation(size, volume, propagation_slices)
         result["encoder_fraction_of_float32_matmul"] = round(
             result["vision_encoder_gflops_per_second"] / report["matmul_gflops_float32"], 3)
         report["sizes"].append(result)

@@ -154,6 +154,7 @@ class TransformersSegmentationModel:
         full-size architectures with random weights instead of loading files)."""
         model = cls(Path("."), name, device=device, image_size=image_size)
         model._loaded.update(components)
+        model.shares_backbone = False  # separate objects: each class encodes with its own vision encoder
         return model
 
     # --- loading -----------------------------------------------------------------------------------------
