@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 
 import qt
 import slicer
@@ -73,6 +74,8 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         ui_widget.setMRMLScene(slicer.mrmlScene)
 
         self.worker = ModelWorker()
+        self._stop_requested = threading.Event()  # set by Stop, polled by the worker between slices
+        self._progress = None  # (slices done, slices in the view), written by the worker
         self._delivery_timer = qt.QTimer()
         self._delivery_timer.setInterval(DELIVERY_INTERVAL_MS)
         self._delivery_timer.connect("timeout()", self._deliver)
@@ -89,6 +92,7 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.segmentTextButton.connect("clicked()", self.on_segment_text)
         self.ui.textLineEdit.connect("returnPressed()", self.on_segment_text)
         self.ui.runButton.connect("clicked()", self.on_run_prompts)
+        self.ui.stopButton.connect("clicked()", self.on_stop)
         self.ui.positivePointButton.connect("toggled(bool)", lambda on: self._place("positive", on))
         self.ui.negativePointButton.connect("toggled(bool)", lambda on: self._place("negative", on))
         self.ui.boxButton.connect("toggled(bool)", lambda on: self._place("box", on))
@@ -292,8 +296,20 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 if result.segment_ids:
                     self.ui.segmentEditorWidget.setCurrentSegmentID(result.segment_ids[-1])
 
-        self.worker.submit(lambda: self._logic().predict(request), on_done=done, on_error=self._show_error)
+        self._stop_requested.clear()
+        self._progress = None
+
+        def report(done_slices, total_slices):  # worker thread: the timer shows it on the main thread
+            self._progress = (done_slices, total_slices)
+
+        self.worker.submit(lambda: self._logic().predict(request, progress=report,
+                                                         should_stop=self._stop_requested.is_set),
+                           on_done=done, on_error=self._show_error)
         self._delivery_timer.start()
+
+    def on_stop(self):
+        """Stop a running whole-volume prediction between two slices; the segment stays as it was."""
+        self._stop_requested.set()
 
     def on_segment_text(self):
         with self._reporting_errors():
@@ -397,6 +413,10 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     # --- status --------------------------------------------------------------------------------------------
     def _deliver(self):
+        progress = self._progress
+        if progress is not None and self.worker.busy:
+            self.ui.progressBar.setRange(0, progress[1])
+            self.ui.progressBar.setValue(progress[0])
         self.worker.deliver_finished()
         if not self.worker.busy:
             self._delivery_timer.stop()
@@ -407,6 +427,7 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         for button in (self.ui.runButton, self.ui.segmentTextButton, self.ui.undoButton, self.ui.redoButton,
                        self.ui.resetButton, self.ui.startFromSegmentButton, self.ui.loadModelButton):
             button.enabled = not busy
+        self.ui.stopButton.enabled = busy
 
     def _show_error(self, error):
         self._set_busy(False)

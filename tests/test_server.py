@@ -18,7 +18,8 @@ import pytest
 from medsam3.cli import main
 from medsam3.errors import PromptError
 from medsam3.prompts import BoxPrompt, PointPrompt, SlicePrompt
-from medsam3.remote_client import RemoteAuthError, RemoteBackend
+from medsam3.errors import RemoteAuthError
+from medsam3.remote_client import RemoteBackend
 from medsam3.volume import Volume
 from medsam3.volume_io import read_volume
 
@@ -61,9 +62,12 @@ def test_remote_masks_equal_in_process_masks(server_url):
     case = load_case("spleen")
     volume = ground_truth_volume(case.volume, case.mask)
 
-    local = spleen_session_steps(oracle_backend().open_session(volume), volume, case.mask)
+    local_session = oracle_backend().open_session(volume)
+    local = spleen_session_steps(local_session, volume, case.mask)
     remote_session = RemoteBackend(server_url, API_KEY).open_session(volume)
     remote = spleen_session_steps(remote_session, volume, case.mask)
+    for object_id in local_session.object_ids():  # the client's copy of every object equals the in-process one
+        np.testing.assert_array_equal(remote_session.mask(object_id), local_session.mask(object_id))
     remote_session.close()
 
     assert len(remote) == len(local)

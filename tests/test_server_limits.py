@@ -14,7 +14,8 @@ import pytest
 
 import medsam3.remote_client
 from medsam3.prompts import PointPrompt, SlicePrompt
-from medsam3.remote_client import RemoteBackend, RemoteServerError, VersionMismatchError
+from medsam3.errors import RemoteServerError, VersionMismatchError
+from medsam3.remote_client import RemoteBackend
 from medsam3.server import ServerSettings
 from medsam3.volume import Volume
 from medsam3.wire_format import encode_volume

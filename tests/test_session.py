@@ -65,3 +65,26 @@ def test_negative_click_removes_and_source_volume_is_untouched():
     session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk, positive=False),)))
     assert not session.mask(1).any()  # the negative click on the same slice cancels the object there
     np.testing.assert_array_equal(session.volume.array, before)
+
+
+def test_propagation_reports_progress_and_a_stop_leaves_the_object_as_it_was():
+    from medsam3.errors import Cancelled
+    import pytest
+
+    case, session = _session()
+    ijk, _ = click_in_object(case.mask, 2)
+    session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk),)))
+    before = session.mask(1)
+    seen = []
+    with pytest.raises(Cancelled, match="nothing was changed"):
+        session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk),)), whole_volume=True,
+                           progress=lambda done, total: seen.append((done, total)), should_stop=lambda: len(seen) >= 3)
+    np.testing.assert_array_equal(session.mask(1), before)
+    assert seen == [(1, 26), (2, 26), (3, 26)]
+
+    seen.clear()
+    session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk),)), whole_volume=True,
+                       progress=lambda done, total: seen.append(done))
+    assert seen == sorted(seen) and seen[-1] == len(session.engine.propagate(
+        session.volume, [SlicePrompt("axial", points=(PointPrompt(ijk),))]).slice_scores)
+    assert session.can_undo(1)

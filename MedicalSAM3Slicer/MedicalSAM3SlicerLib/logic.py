@@ -205,8 +205,12 @@ class MedicalSAM3SlicerLogic:
         return prompt_nodes.axis_from_slice_node(volume, view)
 
     # --- step 2: the model (any thread; no MRML) ---------------------------------------------------------------
-    def predict(self, request: Request) -> list[MaskUpdate]:
-        """Run the request on the backend session of its volume; returns the mask updates."""
+    def predict(self, request: Request, progress=None, should_stop=None) -> list[MaskUpdate]:
+        """Run the request on the backend session of its volume; returns the mask updates.
+
+        ``progress(done, total)`` follows a whole-volume prediction slice by slice; ``should_stop()`` is polled
+        between slices and stops it with :class:`medsam3.errors.Cancelled`, changing nothing.
+        """
         state = request.state
         if state.session is None:
             if self.backend is None:
@@ -223,11 +227,13 @@ class MedicalSAM3SlicerLogic:
             updates.append(session.set_mask(object_id, request.seed_mask))
         if request.action == "prompt":
             text = request.terminologies[0].model_text if request.terminologies else ""
-            updates.append(session.add_prompt(object_id, request.prompt, request.whole_volume, text))
+            updates.append(session.add_prompt(object_id, request.prompt, request.whole_volume, text,
+                                              progress=progress, should_stop=should_stop))
         elif request.action == "text":
             phrases = ", ".join(t.model_text for t in request.terminologies)
             slice_index = None if request.whole_volume else request.slice_index
-            updates += session.segment_text(phrases, request.axis, slice_index)
+            updates += session.segment_text(phrases, request.axis, slice_index, progress=progress,
+                                            should_stop=should_stop)
         elif request.action == "reset":
             updates.append(session.reset(object_id))
         elif request.action == "undo":

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .engine import SegmentationEngine
+from .engine import Progress, SegmentationEngine, StopRequested
 from .preprocessing import Preprocessing
 from .prompts import SlicePrompt
 from .session import MaskUpdate, SegmentationSession
@@ -38,13 +38,21 @@ class BackendInfo:
 
 
 class Session(Protocol):
-    """The calls a client makes on one volume (implemented by SegmentationSession and the remote session)."""
+    """The calls a client makes on one volume (implemented by SegmentationSession and the remote session).
+
+    ``progress`` and ``should_stop`` follow and stop a propagation in-process; the remote transport answers a
+    request as a whole and ignores them.
+    """
 
     def add_prompt(self, object_id: int, prompt: SlicePrompt, whole_volume: bool = False,
-                   target_text: str = "") -> MaskUpdate: ...
+                   target_text: str = "", progress: Progress | None = None,
+                   should_stop: StopRequested | None = None) -> MaskUpdate: ...
 
     def segment_text(self, text: str, axis: SliceAxis | str = SliceAxis.AXIAL, slice_index: int | None = None,
-                     score_threshold: float = 0.5) -> list[MaskUpdate]: ...
+                     score_threshold: float = 0.5, progress: Progress | None = None,
+                     should_stop: StopRequested | None = None) -> list[MaskUpdate]: ...
+
+    def mask(self, object_id: int) -> np.ndarray: ...
 
     def set_mask(self, object_id: int, mask: np.ndarray, label: str = "") -> MaskUpdate: ...
 

@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .embedding_cache import EmbeddingCache, EmbeddingKey
-from .errors import PromptError
+from .errors import Cancelled, PromptError
 from .model_frame import ModelFrame
 from .preprocessing import Preprocessing, choose_preprocessing
 from .prompts import ResolvedSlicePrompt, SlicePrompt, parse_text_targets, resolve_slice_prompt
@@ -27,6 +27,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SCORE_THRESHOLD = 0.5
 DEFAULT_STOP_AFTER_EMPTY_SLICES = 2
+
+Progress = Callable[[int, int], None]  # (slices done, slices in the view)
+StopRequested = Callable[[], bool]
+
+
+def _check_stop(should_stop: StopRequested | None) -> None:
+    if should_stop is not None and should_stop():
+        raise Cancelled()
 
 
 @dataclass
@@ -187,13 +195,14 @@ class SegmentationEngine:
     # --- through the volume ---------------------------------------------------------------------------------
     def propagate(self, volume: Volume, prompts: Sequence[SlicePrompt], preprocessing: Preprocessing | None = None,
                   target_text: str = "", stop_after_empty: int = DEFAULT_STOP_AFTER_EMPTY_SLICES,
-                  on_slice: Callable[[int, int], None] | None = None) -> SegmentationResult:
+                  on_slice: Progress | None = None, should_stop: StopRequested | None = None) -> SegmentationResult:
         """One object prompted on one or more slices of one view -> its 3D mask.
 
         Tracking starts at the first prompted slice and runs forward to the end of the volume, then backward to
         the start; prompts on other slices act as corrections the tracker conditions on. A direction stops early
         once the object has been absent on ``stop_after_empty`` consecutive slices past every prompted slice.
-        ``on_slice(done, total)`` reports progress.
+        ``on_slice(done, total)`` reports progress; ``should_stop()`` is polled between slices and raises
+        :class:`Cancelled` when it returns True.
         """
         if not prompts:
             raise PromptError("Propagation needs at least one prompt on a slice.")
@@ -210,14 +219,16 @@ class SegmentationEngine:
         for reverse in (False, True):
             stream = self.model.track(frames, model_prompts, start, reverse)
             self._collect(stream, frames, result, stop_after_empty, reverse,
-                          lambda i: (i > last_prompted) if not reverse else (i < first_prompted), on_slice)
+                          lambda i: (i > last_prompted) if not reverse else (i < first_prompted), on_slice,
+                          should_stop)
         return result
 
     def _collect(self, stream: Iterable[FrameMasks], frames: VolumeFrames, result: SegmentationResult,
                  stop_after_empty: int, reverse: bool, past_prompts: Callable[[int], bool],
-                 on_slice: Callable[[int, int], None] | None, object_id: int = 1) -> None:
+                 on_slice: Progress | None, should_stop: StopRequested | None, object_id: int = 1) -> None:
         empty_run = 0
         for frame_masks in stream:
+            _check_stop(should_stop)
             index = frame_masks.frame_index
             prediction = frame_masks.masks.get(object_id)
             slice_mask = frames.slice_mask(prediction) if prediction is not None else None
@@ -238,7 +249,8 @@ class SegmentationEngine:
 
     def propagate_text(self, volume: Volume, text: str, axis: SliceAxis | str = SliceAxis.AXIAL,
                        preprocessing: Preprocessing | None = None, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-                       on_slice: Callable[[int, int], None] | None = None) -> list[SegmentationResult]:
+                       on_slice: Progress | None = None,
+                       should_stop: StopRequested | None = None) -> list[SegmentationResult]:
         """Each typed phrase -> every instance through the whole volume (per-instance masks and scores, and their
         union as the phrase's mask)."""
         results = []
@@ -247,6 +259,7 @@ class SegmentationEngine:
             result = self._new_result(frames, phrase)
             per_object: dict[int, Instance] = {}
             for frame_masks in self.model.track_text(frames, phrase, 0, False):
+                _check_stop(should_stop)
                 index = frame_masks.frame_index
                 union = np.zeros(frames.geometry.image_shape, dtype=bool)
                 best = 0.0

@@ -27,3 +27,22 @@ class ModelAccessError(MedSam3Error, PermissionError):
 
 class CheckpointError(MedSam3Error, ValueError):
     """A checkpoint file is corrupt, truncated, or not a plain weights checkpoint."""
+
+
+class Cancelled(MedSam3Error):
+    """The user stopped a running prediction; nothing was changed."""
+
+    def __init__(self, message: str = "Stopped before the end: nothing was changed."):
+        super().__init__(message)
+
+
+class RemoteServerError(MedSam3Error):
+    """The server cannot be reached, refused the request, or answered with something unexpected."""
+
+
+class RemoteAuthError(RemoteServerError, PermissionError):
+    """The server needs an API key, or refused the one given."""
+
+
+class VersionMismatchError(RemoteServerError):
+    """The client and the server run medsam3 versions that do not work together."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import __version__
 from .backend import BackendInfo
-from .errors import MedSam3Error, PromptError, VolumeError
+from .errors import MedSam3Error, PromptError, RemoteAuthError, RemoteServerError, VersionMismatchError, VolumeError
 from .preprocessing import Preprocessing
 from .prompts import SlicePrompt
 from .session import MaskUpdate
@@ -26,16 +26,6 @@ from .wire_format import (VOLUME_MEDIA_TYPE, encode_mask_bits, encode_volume, ma
 DEFAULT_TIMEOUT_SECONDS = 600.0  # whole-volume propagation on a busy server can take minutes
 
 
-class RemoteServerError(MedSam3Error):
-    """The server cannot be reached, refused the request, or answered with something unexpected."""
-
-
-class RemoteAuthError(RemoteServerError, PermissionError):
-    """The server needs an API key, or refused the one given."""
-
-
-class VersionMismatchError(RemoteServerError):
-    """The client and the server run medsam3 versions that do not work together."""
 
 
 # The server's error kinds that mean the same as an engine error raised in-process.
@@ -97,7 +87,7 @@ class RemoteSession:
         self._connection = connection
         self.session_id = session_id
         self.volume_shape = volume_shape
-        self._object_ids: set[int] = set()
+        self._masks: dict[int, np.ndarray] = {}  # each object's mask, rebuilt from the server's updates
         self._closed = False
 
     def _path(self, suffix: str = "") -> str:
@@ -105,17 +95,24 @@ class RemoteSession:
 
     def _update(self, message: dict) -> MaskUpdate:
         update = mask_update_from_message(message)
-        self._object_ids.add(update.object_id)
+        mask = self._masks.setdefault(update.object_id, np.zeros(self.volume_shape, dtype=bool))
+        update.apply_to(mask)
         return update
 
+    def mask(self, object_id: int) -> np.ndarray:
+        if object_id not in self._masks:
+            raise PromptError(f"There is no object {object_id} in this session.")
+        return self._masks[object_id].copy()
+
     def add_prompt(self, object_id: int, prompt: SlicePrompt, whole_volume: bool = False,
-                   target_text: str = "") -> MaskUpdate:
+                   target_text: str = "", progress=None, should_stop=None) -> MaskUpdate:
+        """As in-process; ``progress`` and ``should_stop`` are not sent (the server answers as a whole)."""
         return self._update(self._connection.request("POST", self._path("/prompts"), json={
             "object_id": int(object_id), "prompt": slice_prompt_to_message(prompt),
             "whole_volume": bool(whole_volume), "target_text": target_text}))
 
     def segment_text(self, text: str, axis: SliceAxis | str = SliceAxis.AXIAL, slice_index: int | None = None,
-                     score_threshold: float = 0.5) -> list[MaskUpdate]:
+                     score_threshold: float = 0.5, progress=None, should_stop=None) -> list[MaskUpdate]:
         answer = self._connection.request("POST", self._path("/text"), json={
             "text": text, "axis": SliceAxis.parse(axis).value,
             "slice_index": None if slice_index is None else int(slice_index), "score_threshold": score_threshold})
@@ -139,7 +136,7 @@ class RemoteSession:
         return self._update(self._connection.request("POST", self._path(f"/objects/{int(object_id)}/redo")))
 
     def new_object_id(self) -> int:
-        return max(self._object_ids, default=0) + 1
+        return max(self._masks, default=0) + 1
 
     def close(self) -> None:
         """Free the session on the server (a session already closed there is fine)."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .engine import SegmentationEngine, SegmentationResult
+from .engine import Progress, SegmentationEngine, SegmentationResult, StopRequested
 from .errors import PromptError
 from .preprocessing import Preprocessing
 from .prompts import SlicePrompt, resolve_slice_prompt
@@ -129,11 +129,14 @@ class SegmentationSession:
         return merged
 
     def add_prompt(self, object_id: int, prompt: SlicePrompt, whole_volume: bool = False,
-                   target_text: str = "") -> MaskUpdate:
+                   target_text: str = "", progress: Progress | None = None,
+                   should_stop: StopRequested | None = None) -> MaskUpdate:
         """Add a click / box / mask to an object and predict: on the prompt's slice, or through the volume.
 
         Prompts on the same slice accumulate (each new click refines the last answer). With ``whole_volume`` the
         object is re-propagated from all its prompts in this view, so corrections on any slice take effect.
+        ``progress(done, total)`` follows a propagation; when ``should_stop()`` turns True it stops with
+        :class:`~medsam3.errors.Cancelled` and the object is left as it was.
         """
         with self._lock:
             obj = self._object(object_id)
@@ -142,7 +145,8 @@ class SegmentationSession:
             prompts = same_view + [prompt]
             text = target_text or obj.label
             if whole_volume:
-                result = self.engine.propagate(self.volume, prompts, self.preprocessing, text)
+                result = self.engine.propagate(self.volume, prompts, self.preprocessing, text, on_slice=progress,
+                                               should_stop=should_stop)
             else:
                 index = self._slice_of(prompt)
                 on_this_slice = [p for p in prompts if self._slice_of(p) == index]
@@ -158,12 +162,15 @@ class SegmentationSession:
         return resolve_slice_prompt(self.volume, prompt).slice_index
 
     def segment_text(self, text: str, axis: SliceAxis | str = SliceAxis.AXIAL, slice_index: int | None = None,
-                     score_threshold: float = 0.5) -> list[MaskUpdate]:
+                     score_threshold: float = 0.5, progress: Progress | None = None,
+                     should_stop: StopRequested | None = None) -> list[MaskUpdate]:
         """Each typed phrase becomes a new object: on one slice, or through the whole volume when
-        ``slice_index`` is None. Each update's label is its phrase."""
+        ``slice_index`` is None (with ``progress`` and ``should_stop`` as in :meth:`add_prompt`). Each update's
+        label is its phrase."""
         with self._lock:
             if slice_index is None:
-                results = self.engine.propagate_text(self.volume, text, axis, self.preprocessing, score_threshold)
+                results = self.engine.propagate_text(self.volume, text, axis, self.preprocessing, score_threshold,
+                                                     on_slice=progress, should_stop=should_stop)
             else:
                 results = self.engine.segment_text_on_slice(self.volume, text, axis, slice_index,
                                                             self.preprocessing, score_threshold)
