@@ -120,3 +120,21 @@ def test_placement_check_catches_geometry_mistakes(monkeypatch, mistake):
     ijk, expected = click_in_object(case.mask, normal_ijk_axis(volume.ijk_to_ras, "axial"))
     result = SegmentationEngine(GroundTruthOracle()).predict_slice(volume, SlicePrompt("axial", points=(PointPrompt(ijk),)))
     assert dice(result.mask, expected) < 0.95
+
+
+def test_existing_mask_on_a_slice_starts_the_object_in_place():
+    case = load_case("liver")
+    volume = ground_truth_volume(case.volume, case.mask)
+    normal = normal_ijk_axis(volume.ijk_to_ras, "sagittal")
+    ijk, expected = click_in_object(case.mask, normal)
+    from medsam3.slicing import SliceGeometry
+
+    geometry = SliceGeometry.for_volume(volume, "sagittal")
+    index = int(ijk[normal])
+    slice_seed = ndimage.binary_erosion(geometry.slice_image(expected, index), iterations=3)  # a rough start
+    assert slice_seed.any()
+
+    result = SegmentationEngine(GroundTruthOracle()).predict_slice(
+        volume, SlicePrompt("sagittal", mask=slice_seed, slice_index=index))
+
+    assert dice(result.mask, expected) >= 0.95

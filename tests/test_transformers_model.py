@@ -74,3 +74,15 @@ def test_unknown_model_names_say_what_to_use(tmp_path):
         resolve_model(str(empty), cache_dir=tmp_path)
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         resolve_model(str(tmp_path / "missing.pt"), cache_dir=tmp_path)
+
+
+def test_input_size_is_selectable_and_masks_stay_in_the_volume_grid(tmp_path):
+    from medsam3.transformers_model import TransformersSegmentationModel
+    from medsam3.engine import SegmentationEngine
+
+    directory = resolve_model("tiny-random", cache_dir=tmp_path).path
+    half = TransformersSegmentationModel(directory, "tiny-random", image_size=112)  # as 1008 -> 504
+    assert half.image_size == 112 and half.mask_input_size == 32
+    volume = load_case("spleen").volume
+    result = SegmentationEngine(half).predict_slice(volume, SlicePrompt("coronal", points=(PointPrompt((80, 90, 12)),)))
+    assert result.mask.shape == volume.array.shape and result.visited_slices == [90]
