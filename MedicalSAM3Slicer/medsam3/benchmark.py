@@ -80,13 +80,13 @@ def _count_flops(function) -> int:
     return int(counter.get_total_flops())
 
 
-def measure_clicks(image_size: int, volume: Volume, clicks: int) -> dict:
+def measure_clicks(image_size: int, volume: Volume, clicks: int, bf16_autocast: bool) -> dict:
     """Encoding one slice, its FLOPs, and decoding clicks from the cached encoding, through the engine."""
     print(f"building the full-size tracker at {image_size} px (random weights) ...", flush=True)
     tracker = _full_size("sam3_tracker", image_size)
     parameters = sum(p.numel() for p in tracker[0].parameters())
     model = TransformersSegmentationModel.from_components({"sam3_tracker": tracker}, "full-size-random",
-                                                          image_size=image_size)
+                                                          image_size=image_size, bf16_autocast=bf16_autocast)
     engine = SegmentationEngine(model)
     frames = engine.frames(volume, "axial")
     image = frames.image(volume.shape_ijk[2] // 2)
@@ -114,13 +114,13 @@ def measure_clicks(image_size: int, volume: Volume, clicks: int) -> dict:
             "clicks_measured": len(latencies)}
 
 
-def measure_propagation(image_size: int, volume: Volume, propagation_slices: int) -> dict:
+def measure_propagation(image_size: int, volume: Volume, propagation_slices: int, bf16_autocast: bool) -> dict:
     """Propagating one click through a few slices: first with encoding, then again from cached encodings (as a
     correction re-propagates)."""
     print(f"building the full-size tracker video model at {image_size} px ...", flush=True)
     video = _full_size("sam3_tracker_video", image_size)
     video_model = TransformersSegmentationModel.from_components({"sam3_tracker_video": video}, "full-size-random",
-                                                                image_size=image_size)
+                                                                image_size=image_size, bf16_autocast=bf16_autocast)
     video_engine = SegmentationEngine(video_model)
     i, j, k = (n // 2 for n in volume.shape_ijk)
     first = max(0, k - propagation_slices // 2)
@@ -137,18 +137,23 @@ def measure_propagation(image_size: int, volume: Volume, propagation_slices: int
             "propagation_seconds_per_slice_cached_encodings": round(cached, 2)}
 
 
-def run(sizes: list[int], clicks: int, propagation_slices: int, threads: int | None) -> dict:
+def run(sizes: list[int], clicks: int, propagation_slices: int, threads: int | None, precision: str) -> dict:
+    from .transformers_model import cpu_has_fast_bfloat16
+
     if threads:
         torch.set_num_threads(threads)
+    bf16_autocast = {"float32": False, "bfloat16": True, "auto": cpu_has_fast_bfloat16()}[precision]
     volume = benchmark_volume()
     report = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                           "torch": torch.__version__, "threads": torch.get_num_threads(),
-                          "slice_source": str(SPLEEN_CT) if SPLEEN_CT.exists() else "synthetic"},
+                          "slice_source": str(SPLEEN_CT) if SPLEEN_CT.exists() else "synthetic",
+                          "precision": "float32 weights" + (", bfloat16 autocast" if bf16_autocast else "")},
               "matmul_gflops_float32": round(matmul_gflops(torch.float32), 1),
               "matmul_gflops_bfloat16": round(matmul_gflops(torch.bfloat16), 1),
               "sizes": []}
     for size in sizes:
-        result = measure_clicks(size, volume, clicks) | measure_propagation(size, volume, propagation_slices)
+        result = (measure_clicks(size, volume, clicks, bf16_autocast)
+                  | measure_propagation(size, volume, propagation_slices, bf16_autocast))
         result["encoder_fraction_of_float32_matmul"] = round(
             result["vision_encoder_gflops_per_second"] / report["matmul_gflops_float32"], 3)
         report["sizes"].append(result)
@@ -158,7 +163,7 @@ def run(sizes: list[int], clicks: int, propagation_slices: int, threads: int | N
 
 def format_table(report: dict) -> str:
     lines = [f"machine: {report['machine']['processor']}, {report['machine']['threads']} threads, "
-             f"torch {report['machine']['torch']}",
+             f"torch {report['machine']['torch']}, {report['machine']['precision']}",
              f"matmul 2048^2: {report['matmul_gflops_float32']} GFLOP/s float32, "
              f"{report['matmul_gflops_bfloat16']} GFLOP/s bfloat16", ""]
     rows = [("input size (px)", "image_size", ""), ("vision encoding per slice", "vision_encoding_seconds", "s"),
@@ -182,10 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clicks", type=int, default=20, help="clicks to time from a cached encoding (>= 20)")
     parser.add_argument("--propagation-slices", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="auto: bfloat16 autocast where this CPU computes it natively, as the engine does")
     parser.add_argument("--json", type=Path, default=Path("benchmark.json"), help="where to write the figures")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    report = run(sizes, max(1, args.clicks), max(1, args.propagation_slices), args.threads)
+    report = run(sizes, max(1, args.clicks), max(1, args.propagation_slices), args.threads, args.precision)
     args.json.write_text(json.dumps(report, indent=2))
     print(format_table(report))
     print(f"\nwritten: {args.json}")

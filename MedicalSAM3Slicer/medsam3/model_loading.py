@@ -48,24 +48,27 @@ def describe_device(device: str) -> str:
 
 
 def load_model(source: str | None = None, device: str | None = None, image_size: int | None = None,
-               cache_dir: str | Path | None = None, progress: bool = True) -> TransformersSegmentationModel:
+               cache_dir: str | Path | None = None, progress: bool = True,
+               bf16_autocast: bool | None = None) -> TransformersSegmentationModel:
+    """``bf16_autocast`` None: on CUDA and on CPUs with native bfloat16 (about twice as fast there)."""
     resolved = resolve_model(source or DEFAULT_MODEL_SOURCE, cache_dir, progress)
     return TransformersSegmentationModel(resolved.path, resolved.name, choose_device(device),
-                                         image_size=image_size or resolved.image_size)
+                                         image_size=image_size or resolved.image_size, bf16_autocast=bf16_autocast)
 
 
 def load_backend(source: str | None = None, device: str | None = None, image_size: int | None = None,
                  cache_dir: str | Path | None = None, progress: bool = True,
-                 cache_bytes: int = 4 * 1024**3) -> LocalBackend:
+                 cache_bytes: int = 4 * 1024**3, bf16_autocast: bool | None = None) -> LocalBackend:
     """The in-process backend for a model source (see :func:`medsam3.model_sources.resolve_model`)."""
     import torch
     import transformers
 
-    model = load_model(source, device, image_size, cache_dir, progress)
+    model = load_model(source, device, image_size, cache_dir, progress, bf16_autocast)
     notes = (CPU_WARNING,) if model.device.type == "cpu" else ()
     if model.name == "tiny-random":
         notes += ("tiny-random is a plumbing check with random weights: its masks mean nothing.",)
-    info = BackendInfo(model=model.name, device=describe_device(str(model.device)), image_size=model.image_size,
+    info = BackendInfo(model=model.name, device=f"{describe_device(str(model.device))}, {model.precision}",
+                       image_size=model.image_size,
                        engine_version=__version__,
                        versions={"torch": torch.__version__, "transformers": transformers.__version__,
                                  "numpy": np.__version__},
