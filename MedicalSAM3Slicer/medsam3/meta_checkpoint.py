@@ -38,25 +38,17 @@ from transformers import (
     PreTrainedModel,
     ProcessorMixin,
     Sam3Config,
-    Sam3Model,
     Sam3TrackerConfig,
-    Sam3TrackerModel,
     Sam3TrackerVideoConfig,
-    Sam3TrackerVideoModel,
     Sam3VideoConfig,
-    Sam3VideoModel,
 )
 
 from medsam3.errors import CheckpointError, ModelNotFoundError
+from medsam3.model_classes import MODEL_CLASSES
 
 Target = Literal["sam3", "sam3_tracker", "sam3_tracker_video", "sam3_video"]
 
-TARGET_MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
-    "sam3": Sam3Model,
-    "sam3_tracker": Sam3TrackerModel,
-    "sam3_tracker_video": Sam3TrackerVideoModel,
-    "sam3_video": Sam3VideoModel,
-}
+TARGET_MODEL_CLASSES: dict[str, type[PreTrainedModel]] = MODEL_CLASSES  # conversion targets: any of the four
 
 FULL_SIZE_CONFIG_CLASSES: dict[str, type[PretrainedConfig]] = {
     "sam3": Sam3Config,

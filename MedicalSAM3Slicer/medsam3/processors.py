@@ -20,13 +20,13 @@ from transformers import (
 from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
 
 from .errors import ModelAccessError
+from .model_classes import PROCESSOR_CLASSES
 
 SAM3_PATCH_SIZE = 14  # the ViT patch of every SAM 3 model
 SAM3_TEXT_CONTEXT = 32  # tokens of SAM 3's text encoder
 # SAM 3 tokenises with OpenAI CLIP's byte-pair vocabulary (49408 tokens); this public repository has it in
 # transformers format.
 CLIP_TOKENIZER_REPOSITORY = "openai/clip-vit-base-patch32"
-PROCESSOR_KEYS = ("sam3", "sam3_tracker", "sam3_tracker_video", "sam3_video")
 
 
 def build_processor(key: str, image_size: int, tokenizer: CLIPTokenizer | None = None) -> ProcessorMixin:
@@ -36,8 +36,8 @@ def build_processor(key: str, image_size: int, tokenizer: CLIPTokenizer | None =
     stock video processor would default to ImageNet statistics). ``tokenizer`` is required for "sam3" and
     "sam3_video" (the full-size models need the 49408-token CLIP vocabulary, not the tiny one).
     """
-    if key not in PROCESSOR_KEYS:
-        raise ValueError(f"unknown model key {key!r}; expected one of {list(PROCESSOR_KEYS)}")
+    if key not in PROCESSOR_CLASSES:
+        raise ValueError(f"unknown model key {key!r}; expected one of {list(PROCESSOR_CLASSES)}")
     if key in ("sam3", "sam3_video") and tokenizer is None:
         raise ValueError(f"the {key!r} processor needs a CLIP tokenizer")
     low_res_mask_size = 4 * image_size // SAM3_PATCH_SIZE

@@ -18,24 +18,21 @@ import tempfile
 from pathlib import Path
 
 import torch
-from .processors import build_processor
 from transformers import (
     CLIPTokenizer,
     PretrainedConfig,
-    PreTrainedModel,
     Sam3Config,
-    Sam3Model,
     Sam3TrackerConfig,
-    Sam3TrackerModel,
     Sam3TrackerVideoConfig,
-    Sam3TrackerVideoModel,
     Sam3VideoConfig,
     Sam3VideoModel,
     Sam3VisionConfig,
     Sam3ViTConfig,
 )
 
-SAM3_PATCH_SIZE = 14  # the ViT patch of every SAM 3 model, tiny or full size
+from .model_classes import MODEL_CLASSES
+from .processors import SAM3_PATCH_SIZE, build_processor
+
 TINY_IMAGE_SIZE = 224  # 16 x 16 patches
 TINY_PATCH_GRID = TINY_IMAGE_SIZE // SAM3_PATCH_SIZE
 TINY_LOW_RES_MASK_SIZE = 4 * TINY_PATCH_GRID  # 64, like 288 for the 1008-px full-size models
@@ -47,12 +44,6 @@ _VIT_WIDTH = 64
 _TEXT_WIDTH = 64
 _NUM_HEADS = 2
 
-MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
-    "sam3": Sam3Model,
-    "sam3_tracker": Sam3TrackerModel,
-    "sam3_tracker_video": Sam3TrackerVideoModel,
-    "sam3_video": Sam3VideoModel,
-}
 
 # Words that get a single token in the tiny vocabulary (anything else is spelled out byte by byte).
 _TINY_VOCABULARY_WORDS = ("liver", "kidney", "tumor", "cat")

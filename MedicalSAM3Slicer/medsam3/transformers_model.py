@@ -26,21 +26,13 @@ import numpy as np
 import torch
 
 from .errors import ModelNotFoundError
+from .model_classes import MODEL_CLASSES, PROCESSOR_CLASSES
 from .segmentation_model import FrameMasks, MaskLogits, ModelPrompt
 
 _ROLE_USE = {"sam3": "text prompts on a slice", "sam3_tracker": "points and boxes on a slice",
              "sam3_tracker_video": "propagation of points and boxes", "sam3_video": "text through the volume"}
 MASK_PROMPT_LOGIT = 20.0  # a 0..1 mask prompt becomes logits of +-10, as SAM feeds previous masks
 TEXT_CANDIDATE_SCORE = 0.05  # instances below this score are not even returned to the engine
-
-
-def _classes() -> dict[str, tuple[type, type]]:
-    from transformers import (Sam3Model, Sam3Processor, Sam3TrackerModel, Sam3TrackerProcessor,
-                              Sam3TrackerVideoModel, Sam3TrackerVideoProcessor, Sam3VideoModel, Sam3VideoProcessor)
-
-    return {"sam3": (Sam3Model, Sam3Processor), "sam3_tracker": (Sam3TrackerModel, Sam3TrackerProcessor),
-            "sam3_tracker_video": (Sam3TrackerVideoModel, Sam3TrackerVideoProcessor),
-            "sam3_video": (Sam3VideoModel, Sam3VideoProcessor)}
 
 
 def location_of(root: Path, role: str) -> Path:
@@ -187,7 +179,7 @@ class TransformersSegmentationModel:
         """(model, processor) of one class, loaded on first use."""
         with self._load_lock:
             if role not in self._loaded:
-                model_class, processor_class = _classes()[role]
+                model_class, processor_class = MODEL_CLASSES[role], PROCESSOR_CLASSES[role]
                 path = location_of(self.root, role)
                 config = model_class.config_class.from_pretrained(path)
                 if self.image_size != read_image_size(self.root):
