@@ -17,7 +17,7 @@ import numpy as np
 from .embedding_cache import EmbeddingCache, EmbeddingKey
 from .errors import Cancelled, PromptError
 from .model_frame import ModelFrame
-from .preprocessing import Preprocessing, choose_preprocessing
+from .preprocessing import Preprocessing, choose_preprocessing, window_for_target
 from .prompts import ResolvedSlicePrompt, SlicePrompt, parse_text_targets, resolve_slice_prompt
 from .segmentation_model import FrameMasks, MaskLogits, ModelPrompt, SegmentationModel
 from .slicing import SliceAxis, SliceGeometry
@@ -139,12 +139,21 @@ class SegmentationEngine:
     def __init__(self, model: SegmentationModel, cache: EmbeddingCache | None = None):
         self.model = model
         self.cache = cache if cache is not None else EmbeddingCache()
+        self._automatic_preprocessing: dict[tuple, Preprocessing] = {}
 
     def frames(self, volume: Volume, axis: SliceAxis | str, preprocessing: Preprocessing | None = None,
                target_text: str = "") -> VolumeFrames:
         geometry = SliceGeometry.for_volume(volume, axis)
-        preprocessing = preprocessing or choose_preprocessing(volume, target_text)
-        return VolumeFrames(volume, geometry, preprocessing, self.model, self.cache)
+        return VolumeFrames(volume, geometry, preprocessing or self._preprocessing_for(volume, target_text),
+                            self.model, self.cache)
+
+    def _preprocessing_for(self, volume: Volume, target_text: str) -> Preprocessing:
+        """The automatic preprocessing, chosen once per volume and target (an MRI's percentiles read the whole
+        volume, which must not happen on every click)."""
+        key = (volume.fingerprint, volume.modality, window_for_target(target_text) if volume.modality == "CT" else "")
+        if key not in self._automatic_preprocessing:
+            self._automatic_preprocessing[key] = choose_preprocessing(volume, target_text)
+        return self._automatic_preprocessing[key]
 
     def _new_result(self, frames: VolumeFrames, phrase: str = "") -> SegmentationResult:
         return SegmentationResult(np.zeros(frames.volume.array.shape, dtype=bool), frames.geometry, phrase=phrase)
