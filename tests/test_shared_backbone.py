@@ -68,3 +68,21 @@ def test_one_backbone_pass_per_slice_serves_every_use(one_folder_model):
                      stop_after_empty=0)
     backbone_passes = sum(1 for key in engine.cache._entries if key.model.endswith("/backbone"))
     assert backbone_passes == volume.shape_ijk[2]  # one per slice, although slice 12 served all three uses
+
+
+def test_text_through_the_volume_shares_the_backbone_and_leaves_every_slice_ready_for_clicks(one_folder_model):
+    shared, separate = _models(one_folder_model)
+    volume = load_case("spleen").volume
+    answers = [SegmentationEngine(model).propagate_text(volume, "liver", "axial", score_threshold=0.0)[0]
+               for model in (shared, separate)]
+    np.testing.assert_array_equal(answers[0].mask, answers[1].mask)
+    assert answers[0].slice_scores == pytest.approx(answers[1].slice_scores, abs=1e-4)
+
+    engine = SegmentationEngine(shared)
+    engine.propagate_text(volume, "liver", "axial", score_threshold=0.0)
+    passes = engine.cache.misses
+    for k in (0, 12, 25):  # clicks anywhere afterwards decode from the slices text propagation encoded
+        engine.predict_slice(volume, SlicePrompt("axial", points=(PointPrompt((80, 80, k)),)), target_text="liver")
+    backbone_keys = [key for key in engine.cache._entries if key.model.endswith("/backbone")]
+    assert len(backbone_keys) == volume.shape_ijk[2]
+    assert engine.cache.misses == passes + 3  # three click decodings derived, no new backbone pass

@@ -98,10 +98,12 @@ class _LazyFrames(Mapping):
 
     def __init__(self, frames, to_pixels):
         self._frames, self._to_pixels = frames, to_pixels
+        self.last_index: int | None = None  # the frame the model fetched last (it encodes that one next)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         if not 0 <= index < len(self._frames):
             raise KeyError(index)
+        self.last_index = index
         return self._to_pixels(self._frames.image(index))[0]
 
     def __iter__(self):
@@ -160,6 +162,7 @@ class TransformersSegmentationModel:
         self._load_lock = threading.Lock()
         self._text_features: OrderedDict[str, object] = OrderedDict()
         self._backbone_swap_lock = threading.Lock()
+        self._video_detector_lock = threading.Lock()  # one text propagation at a time uses the cached features
         # One folder for every class (facebook/sam3, converted Meta checkpoints): the detector and the trackers
         # share one ViT, so one backbone pass per slice serves clicks, text and propagation.
         self.shares_backbone = len({location_of(self.root, role) for role in _ROLE_USE}) == 1
@@ -381,11 +384,32 @@ class TransformersSegmentationModel:
     def track_text(self, frames, text: str, start_index: int, reverse: bool) -> Iterator[FrameMasks]:
         model, processor, session = self._video_session(frames, "sam3_video")
         processor.add_text_prompt(session, text)
-        with torch.inference_mode(), self._autocast():
-            for output in model.propagate_in_video_iterator(session, start_frame_idx=start_index, reverse=reverse):
-                processed = processor.postprocess_outputs(session, output)
-                masks = {}
-                for object_id, score, mask in zip(processed["object_ids"], processed["scores"], processed["masks"]):
-                    logits = (mask.float().cpu().numpy() - 0.5) * MASK_PROMPT_LOGIT
-                    masks[int(object_id)] = MaskLogits(logits, float(score))
-                yield FrameMasks(int(output.frame_idx), masks)
+        with self._cached_detector_features(model, frames, session.processed_frames):
+            with torch.inference_mode(), self._autocast():
+                for output in model.propagate_in_video_iterator(session, start_frame_idx=start_index,
+                                                                reverse=reverse):
+                    processed = processor.postprocess_outputs(session, output)
+                    masks = {}
+                    for object_id, score, mask in zip(processed["object_ids"], processed["scores"],
+                                                      processed["masks"]):
+                        logits = (mask.float().cpu().numpy() - 0.5) * MASK_PROMPT_LOGIT
+                        masks[int(object_id)] = MaskLogits(logits, float(score))
+                    yield FrameMasks(int(output.frame_idx), masks)
+
+    @contextlib.contextmanager
+    def _cached_detector_features(self, video_model, frames, lazy_frames: _LazyFrames):
+        """With a one-folder model, ``Sam3VideoModel`` encodes each frame it fetches with the same ViT and detector
+        neck as text on a slice: serve those features from the engine's cache, so that text through the volume
+        and every later click or correction share one backbone pass per slice. (The video model fetches a frame,
+        then encodes it; ``lazy_frames.last_index`` names it.)"""
+        if not self.shares_backbone:
+            yield
+            return
+        detector = video_model.detector_model
+        with self._video_detector_lock:
+            detector.get_vision_features = lambda pixel_values, **kwargs: self.encoding(
+                frames, lazy_frames.last_index, "text")
+            try:
+                yield
+            finally:
+                del detector.get_vision_features  # back to the class's own method
