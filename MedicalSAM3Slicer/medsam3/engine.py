@@ -67,12 +67,26 @@ class SegmentationResult:
     def visited_slices(self) -> list[int]:
         return sorted(self.slice_scores)
 
+    def visited_box(self) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+        """The smallest [k, j, i] box holding every visited slice, and which voxels of it were visited (a bool
+        array broadcastable over the box)."""
+        numpy_axis = 2 - self.geometry.normal_axis
+        visited = self.visited_slices
+        first, last = (visited[0], visited[-1] + 1) if visited else (0, 0)
+        box = [slice(None)] * 3
+        box[numpy_axis] = slice(first, last)
+        inside = np.zeros(last - first, dtype=bool)
+        inside[np.asarray(visited, dtype=int) - first] = True
+        shape = [1, 1, 1]
+        shape[numpy_axis] = last - first
+        return tuple(box), inside.reshape(shape)
+
     def visited_region(self) -> np.ndarray:
         """(K, J, I) bool: the voxels this result speaks for."""
-        region = np.zeros(self.geometry.slice_count, dtype=bool)
-        region[self.visited_slices] = True
-        stack = np.broadcast_to(region[:, None, None], (self.geometry.slice_count, *self.geometry.image_shape))
-        return np.ascontiguousarray(self.geometry.from_slice_stack(stack))
+        box, inside = self.visited_box()
+        region = np.zeros(self.mask.shape, dtype=bool)
+        region[box] = inside
+        return region
 
 
 class VolumeFrames:

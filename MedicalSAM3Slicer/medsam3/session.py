@@ -102,31 +102,38 @@ class SegmentationSession:
             return max(self._objects, default=0) + 1
 
     # --- changes ---------------------------------------------------------------------------------------------
-    def _commit(self, object_id: int, new_mask: np.ndarray, prompts: list[SlicePrompt],
-                scores: dict[int, float] | None = None, axis: str = "") -> MaskUpdate:
+    def _commit(self, object_id: int, box: tuple[slice, slice, slice], new_values: np.ndarray,
+                prompts: list[SlicePrompt], scores: dict[int, float] | None = None, axis: str = "") -> MaskUpdate:
+        """Write ``new_values`` into the object's mask inside ``box``; record how to undo the voxels that changed."""
         obj = self._object(object_id)
-        box = _changed_box(obj.mask, new_mask)
+        old_values = obj.mask[box]
+        changed = _changed_box(old_values, new_values)
         empty = np.zeros((0, 0, 0), dtype=bool)
-        if box is None:
+        if changed is None:
             update = MaskUpdate(object_id, (0, 0, 0, 0, 0, 0), empty, scores or {}, axis, obj.label)
+            previous = MaskUpdate(object_id, update.box, empty, {}, axis, obj.label)
         else:
-            update = MaskUpdate(object_id, box, new_mask[tuple(slice(box[2 * a], box[2 * a + 1]) for a in range(3))]
-                                .copy(), scores or {}, axis, obj.label)
-        previous = MaskUpdate(object_id, update.box, obj.mask[update.slices].copy() if box else empty, {}, axis,
-                              obj.label)
+            inner = tuple(slice(changed[2 * a], changed[2 * a + 1]) for a in range(3))
+            starts = [part.indices(size)[0] for part, size in zip(box, obj.mask.shape)]
+            absolute = tuple(value + starts[index // 2] for index, value in enumerate(changed))
+            update = MaskUpdate(object_id, absolute, new_values[inner].copy(), scores or {}, axis, obj.label)
+            previous = MaskUpdate(object_id, absolute, old_values[inner].copy(), {}, axis, obj.label)
+            update.apply_to(obj.mask)
         obj.undo_stack.append((previous, list(obj.prompts)))
         del obj.undo_stack[:-self.max_undo]
         obj.redo_stack.clear()
-        obj.mask = new_mask
         obj.prompts = prompts
         return update
 
-    def _merged(self, obj: _Object, result: SegmentationResult) -> np.ndarray:
-        """The object's mask with the result's predicted slices replaced."""
-        region = result.visited_region()
-        merged = obj.mask.copy()
-        merged[region] = result.mask[region]
-        return merged
+    def _commit_result(self, object_id: int, result: SegmentationResult, prompts: list[SlicePrompt]) -> MaskUpdate:
+        """The result's predicted slices replace the object's; its other slices stay as they are."""
+        obj = self._object(object_id)
+        box, visited = result.visited_box()
+        new_values = np.where(visited, result.mask[box], obj.mask[box])
+        return self._commit(object_id, box, new_values, prompts, result.slice_scores, result.axis.value)
+
+    def _commit_whole(self, object_id: int, mask: np.ndarray, prompts: list[SlicePrompt]) -> MaskUpdate:
+        return self._commit(object_id, (slice(None),) * 3, mask, prompts)
 
     def add_prompt(self, object_id: int, prompt: SlicePrompt, whole_volume: bool = False,
                    target_text: str = "", progress: Progress | None = None,
@@ -156,7 +163,7 @@ class SegmentationSession:
                                          mask=next((p.mask for p in reversed(on_this_slice) if p.mask is not None),
                                                    None), slice_index=index)
                 result = self.engine.predict_slice(self.volume, prompt, self.preprocessing, text)
-            return self._commit(object_id, self._merged(obj, result), prompts, result.slice_scores, axis.value)
+            return self._commit_result(object_id, result, prompts)
 
     def _slice_of(self, prompt: SlicePrompt) -> int:
         return resolve_slice_prompt(self.volume, prompt).slice_index
@@ -179,8 +186,7 @@ class SegmentationSession:
                 object_id = self.new_object_id()
                 obj = self._object(object_id)
                 obj.label = result.phrase
-                updates.append(self._commit(object_id, self._merged(obj, result), [], result.slice_scores,
-                                            result.axis.value))
+                updates.append(self._commit_result(object_id, result, []))
             return updates
 
     def set_mask(self, object_id: int, mask: np.ndarray, label: str = "") -> MaskUpdate:
@@ -192,12 +198,12 @@ class SegmentationSession:
             obj = self._object(object_id)
             if label:
                 obj.label = label
-            return self._commit(object_id, mask.copy(), [])
+            return self._commit_whole(object_id, mask, [])
 
     def reset(self, object_id: int) -> MaskUpdate:
         """Clear an object's mask and prompts (undoable)."""
         with self._lock:
-            return self._commit(object_id, np.zeros(self.volume.array.shape, dtype=bool), [])
+            return self._commit_whole(object_id, np.zeros(self.volume.array.shape, dtype=bool), [])
 
     def _swap(self, object_id: int, source: list, target: list) -> MaskUpdate:
         obj = self._object(object_id, create=False)
