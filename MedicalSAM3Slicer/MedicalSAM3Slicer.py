@@ -13,6 +13,7 @@ import threading
 
 import qt
 import slicer
+import vtk
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
@@ -28,6 +29,7 @@ DEVICES = ("auto", "cuda", "mps", "cpu")
 EXPORT_FORMATS = (("Labelmap (NIfTI)", ".nii.gz"), ("Labelmap (NRRD)", ".nrrd"),
                   ("Slicer segmentation (.seg.nrrd)", ".seg.nrrd"), ("DICOM SEG", ".dcm"))
 DELIVERY_INTERVAL_MS = 30
+PREFETCH_DELAY_MS = 400  # a view must rest this long before its neighbourhood is encoded
 
 
 class MedicalSAM3Slicer(ScriptedLoadableModule):
@@ -115,6 +117,15 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             widget.connect(signal, self._store_parameters)
         self._add_shortcuts()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self._on_scene_closed)
+        self._prefetch_timer = qt.QTimer()
+        self._prefetch_timer.setSingleShot(True)
+        self._prefetch_timer.setInterval(PREFETCH_DELAY_MS)
+        self._prefetch_timer.connect("timeout()", self._prefetch)
+        self._scrolled_slice_node = None
+        for name in slicer.app.layoutManager().sliceViewNames():
+            slice_node = slicer.app.layoutManager().sliceWidget(name).mrmlSliceNode()
+            self.addObserver(slice_node, vtk.vtkCommand.ModifiedEvent,
+                             lambda node, event: self._on_slice_view_moved(node))
         self._load_parameters()
 
     def _add_shortcuts(self):
@@ -134,7 +145,22 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.logic = MedicalSAM3SlicerLogic()
         return self.logic
 
+    def _on_slice_view_moved(self, slice_node):
+        """A view was scrolled: once it rests, encode the slices around it in the background."""
+        self._scrolled_slice_node = slice_node
+        self._prefetch_timer.start()
+
+    def _prefetch(self):
+        if self.logic is None or self.logic.backend is None or self.worker.busy:
+            return  # no model yet, or the model is answering a prompt: never compete with the user's request
+        try:
+            self.logic.prefetch_around(self.ui.sourceVolumeSelector.currentNode(), self._scrolled_slice_node,
+                                       text=self.ui.textLineEdit.text)
+        except Exception as error:  # a prefetch is a courtesy: a problem shows when the user actually clicks
+            logging.debug("MedicalSAM3: no prefetch: %s", error)
+
     def cleanup(self):
+        self._prefetch_timer.stop()
         self.removeObservers()
         self._place(None, False)
         for shortcut in self._shortcuts:

@@ -36,6 +36,9 @@ from .terminology import Terminology, TerminologyTable, apply_to_segment, defaul
 from .volume_nodes import volume_from_node, volume_state_key
 
 
+PREFETCH_RADIUS = 2  # slices on each side of the one on screen
+
+
 @dataclass
 class SegmentationResult:
     """What a call changed: the segments written, and notes to show the user (e.g. an unknown term)."""
@@ -80,6 +83,7 @@ class MedicalSAM3SlicerLogic:
         self.backend = backend
         self.terminology = terminology or default_table()
         self._states: dict[str, _VolumeState] = {}
+        self._prefetcher = None
 
     # --- backend ---------------------------------------------------------------------------------------------
     def set_backend(self, backend: SegmentationBackend) -> None:
@@ -88,6 +92,9 @@ class MedicalSAM3SlicerLogic:
         self.backend = backend
 
     def close(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+            self._prefetcher = None
         for state in self._states.values():
             if state.session is not None:
                 state.session.close()
@@ -126,6 +133,33 @@ class MedicalSAM3SlicerLogic:
     def start_from_segment(self, volume_node, segmentation_node, segment_id: str) -> SegmentationResult:
         """Continue from what a segment holds now (drawn by hand or by another tool): later prompts refine it."""
         return self._run("seed", volume_node, segmentation_node, segment_id)
+
+    def prefetch_around(self, volume_node, slice_node, text: str | None = None,
+                        radius: int = PREFETCH_RADIUS) -> bool:
+        """Encode, in the background, the slice a view shows and its neighbours, so that the next clicks there
+        answer at once. Only in-process backends prefetch (a server keeps its own cache); returns whether a
+        request was made. A newer request replaces an older one; a click meanwhile waits for at most one slice.
+        ``text`` is the typed target, which chooses the CT window exactly as it will for the click.
+        """
+        engine = getattr(self.backend, "engine", None)
+        if engine is None or volume_node is None or slice_node is None:
+            return False
+        from medsam3.prefetch import PrefetchRequest, SlicePrefetcher
+
+        volume = self._state(volume_node).volume
+        axis = prompt_nodes.axis_from_slice_node(volume, slice_node)
+        index = prompt_nodes.slice_index_from_slice_node(volume, slice_node, axis)
+        phrases = parse_text_targets(text) if text and text.strip() else []
+        target = self.terminology.resolve(phrases[0]).model_text if len(phrases) == 1 else ""
+        if self._prefetcher is None or self._prefetcher.engine is not engine:
+            if self._prefetcher is not None:
+                self._prefetcher.close()
+            self._prefetcher = SlicePrefetcher(engine)
+        self._prefetcher.request(PrefetchRequest(volume, axis, index, radius, target_text=target))
+        return True
+
+    def wait_for_prefetch(self, timeout: float | None = None) -> bool:
+        return self._prefetcher is None or self._prefetcher.wait_idle(timeout)
 
     def _run(self, action, volume_node, segmentation_node, segment_id) -> SegmentationResult:
         request = self.prepare_action(action, volume_node, segmentation_node, segment_id)
