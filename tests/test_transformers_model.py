@@ -84,5 +84,9 @@ def test_input_size_is_selectable_and_masks_stay_in_the_volume_grid(tmp_path):
     half = TransformersSegmentationModel(directory, "tiny-random", image_size=112)  # as 1008 -> 504
     assert half.image_size == 112 and half.mask_input_size == 32
     volume = load_case("spleen").volume
-    result = SegmentationEngine(half).predict_slice(volume, SlicePrompt("coronal", points=(PointPrompt((80, 90, 12)),)))
+    engine = SegmentationEngine(half)
+    result = engine.predict_slice(volume, SlicePrompt("coronal", points=(PointPrompt((80, 90, 12)),)))
     assert result.mask.shape == volume.array.shape and result.visited_slices == [90]
+    assert half.component("sam3_video")[0].low_res_mask_size == 32
+    text = engine.propagate_text(volume, "liver", "axial", score_threshold=0.0)[0]
+    assert text.mask.shape == volume.array.shape and len(text.visited_slices) == volume.shape_ijk[2]

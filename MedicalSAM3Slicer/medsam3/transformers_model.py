@@ -88,6 +88,8 @@ def resize_config(config_dict: dict, image_size: int, patch_size: int = 14) -> d
         elif key == "backbone_feature_sizes":
             grid = image_size // int(config_dict.get("patch_size", patch_size))
             patched[key] = [[4 * grid, 4 * grid], [2 * grid, 2 * grid], [grid, grid]]
+        elif key == "low_res_mask_size":  # Sam3VideoModel's mask grid: 4 per patch
+            patched[key] = 4 * (image_size // patch_size)
         else:
             patched[key] = value
     return patched
