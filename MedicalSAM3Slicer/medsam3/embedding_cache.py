@@ -59,10 +59,6 @@ class EmbeddingCache:
         with self._lock:
             return key in self._entries
 
-    @property
-    def bytes_used(self) -> int:
-        return self._bytes
-
     def get_or_compute(self, key: Hashable, compute: Callable[[], object]) -> object:
         while True:
             with self._lock:
