@@ -14,19 +14,18 @@ import numpy as np
 
 from .errors import VolumeError
 from .segment_colours import segment_colour
+from .session import bounding_box
 from .volume import Volume
 from .volume_io import set_image_geometry
 
 
 def _extent(mask: np.ndarray) -> str:
     """Inclusive IJK extent "i0 i1 j0 j1 k0 k1" of a (K, J, I) mask; Slicer's empty extent when empty."""
-    if not mask.any():
+    box = bounding_box(mask)
+    if box is None:
         return "0 -1 0 -1 0 -1"
-    bounds = []
-    for numpy_axis in (2, 1, 0):
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != numpy_axis)))
-        bounds += [int(hits[0]), int(hits[-1])]
-    return " ".join(map(str, bounds))
+    k0, k1, j0, j1, i0, i1 = box
+    return f"{i0} {i1 - 1} {j0} {j1 - 1} {k0} {k1 - 1}"
 
 
 def segmentation_header(labels: np.ndarray, segment_names: Sequence[str]) -> dict[str, str]:

@@ -49,16 +49,19 @@ class MaskUpdate:
             mask[self.slices] = self.values
 
 
-def _changed_box(before: np.ndarray, after: np.ndarray) -> tuple[int, ...] | None:
-    changed = before != after
-    if not changed.any():
+def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int, int, int] | None:
+    """``(k0, k1, j0, j1, i0, i1)``, half-open, of a (K, J, I) mask's true voxels; None when there are none."""
+    if not mask.any():
         return None
     box = []
     for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(changed.any(axis=other))
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
         box += [int(hits[0]), int(hits[-1]) + 1]
     return tuple(box)
+
+
+def _changed_box(before: np.ndarray, after: np.ndarray) -> tuple[int, ...] | None:
+    return bounding_box(before != after)
 
 
 @dataclass

@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import MedSam3Error, VolumeError
 from .prompts import BoxPrompt, PointPrompt, SlicePrompt
-from .session import MaskUpdate
+from .session import MaskUpdate, bounding_box
 from .slicing import SliceAxis
 from .volume import MODALITIES, Volume
 
@@ -155,14 +155,11 @@ def full_mask_from_region(box: tuple[int, ...] | list[int], bits: str,
 
 def region_of_mask(mask: np.ndarray) -> tuple[tuple[int, int, int, int, int, int], np.ndarray]:
     """The bounding box of a mask's voxels and the mask inside it (an empty box for an empty mask)."""
-    if not mask.any():
+    box = bounding_box(mask)
+    if box is None:
         return (0, 0, 0, 0, 0, 0), np.zeros((0, 0, 0), dtype=bool)
-    box = []
-    for axis in range(3):
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        box += [int(hits[0]), int(hits[-1]) + 1]
     k0, k1, j0, j1, i0, i1 = box
-    return tuple(box), mask[k0:k1, j0:j1, i0:i1]
+    return box, mask[k0:k1, j0:j1, i0:i1]
 
 
 # --- mask updates and prompts as JSON messages ---------------------------------------------------------------
