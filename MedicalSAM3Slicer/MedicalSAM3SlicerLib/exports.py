@@ -67,10 +67,13 @@ def collect_segments(segmentation_node, volume_node, segment_ids=None) -> tuple[
 
 # --- labelmap ------------------------------------------------------------------------------------------------
 def colour_table_path(labelmap_path: Path) -> Path:
+    """``<name>.labels.csv`` beside ``<name>.nii.gz``: the name Slicer gives a labelmap's colour table
+    (vtkSlicerSegmentationsModuleLogic::ExportSegmentsBinaryLabelmapRepresentationToFiles, and the
+    "CSV Color Table (.labels.csv)" file type of vtkMRMLColorTableStorageNode), so Slicer loads both together."""
     name = labelmap_path.name
     for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr"):
         if name.endswith(suffix):
-            return labelmap_path.with_name(name[: -len(suffix)] + "_labels.csv")
+            return labelmap_path.with_name(name[: -len(suffix)] + ".labels.csv")
     raise VolumeError(f"{labelmap_path}: choose a .nii.gz, .nii or .nrrd file name for a labelmap.")
 
 
