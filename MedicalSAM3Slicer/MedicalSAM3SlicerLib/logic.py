@@ -84,6 +84,8 @@ class MedicalSAM3SlicerLogic:
         self.terminology = terminology or default_table()
         self._states: dict[str, _VolumeState] = {}
         self._prefetcher = None
+        # "CT" or "MR" overrides the modality read from the volume (DICOM, else intensities); None: automatic
+        self.modality: str | None = None
 
     # --- backend ---------------------------------------------------------------------------------------------
     def set_backend(self, backend: SegmentationBackend) -> None:
@@ -167,12 +169,12 @@ class MedicalSAM3SlicerLogic:
 
     # --- step 1: read MRML (main thread) ---------------------------------------------------------------------
     def _state(self, volume_node) -> _VolumeState:
-        key = volume_state_key(volume_node)
+        key = (*volume_state_key(volume_node), self.modality)
         state = self._states.get(volume_node.GetID())
         if state is None or state.key != key:
             if state is not None and state.session is not None:
                 state.session.close()
-            state = _VolumeState(key, volume_from_node(volume_node))
+            state = _VolumeState(key, volume_from_node(volume_node, self.modality))
             self._states[volume_node.GetID()] = state
         return state
 

@@ -20,7 +20,10 @@ DEFAULTS = {
     "ModelSource": "",
     "Device": "auto",
     "ServerUrl": "",
+    "Modality": "auto",
 }
+
+MODALITY_CHOICES = ("auto", "CT", "MR")
 
 
 def _text_property(name: str, doc: str):
@@ -64,6 +67,13 @@ class MedicalSAM3SlicerParameters:
     model_source = _text_property("ModelSource", "Model name, folder or checkpoint file; empty for the default.")
     device = _text_property("Device", "auto, cuda, mps or cpu.")
     server_url = _text_property("ServerUrl", "Remote inference server; empty to run in Slicer's Python.")
+    modality = _text_property("Modality", "auto (read from DICOM, else from intensities), CT or MR.")
+
+    @property
+    def modality_override(self) -> str | None:
+        """What :attr:`MedicalSAM3SlicerLogic.modality` should be: "CT", "MR", or None for automatic."""
+        value = self.modality.strip().upper()
+        return value if value in MODALITY_CHOICES[1:] else None
 
     def __init__(self, node):
         self.node = node
