@@ -1,0 +1,98 @@
+"""What 'Install dependencies' installs, given what Slicer's Python already has (plain Python, no Slicer).
+
+Slicer 5.10's own packages come from its SuperBuild (External_python-scipy.cmake: scipy 1.13.1,
+External_python-dicom-requirements.cmake: pydicom 2.4.4 and pillow 11.2.1, External_python-numpy.cmake: numpy
+2.0.2, ...). They must be accepted as they are and never reinstalled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from MedicalSAM3SlicerLib import dependencies
+
+SLICER_5_10 = {
+    "numpy": "2.0.2", "scipy": "1.13.1", "pydicom": "2.4.4", "pillow": "11.2.1", "simpleitk": "2.5.2",
+    "requests": "2.32.3", "certifi": "2025.4.26", "idna": "3.10", "charset-normalizer": "3.4.2", "urllib3": "2.4.0",
+    "packaging": "25.0", "pyparsing": "3.2.3", "six": "1.17.0", "typing-extensions": "4.14.0",
+    "python-dateutil": "2.9.0.post0", "pip": "25.1.1", "setuptools": "80.9.0", "wheel": "0.45.1",
+}
+OURS = {"transformers", "huggingface-hub", "safetensors", "tokenizers", "tqdm", "psutil", "httpx", "highdicom"}
+
+
+def versions(installed: dict[str, str]):
+    normalised = {dependencies.canonicalize_name(name): version for name, version in installed.items()}
+    return lambda name: normalised.get(dependencies.canonicalize_name(name))
+
+
+def names(requirements) -> set[str]:
+    return {dependencies.canonicalize_name(r.name) for r in requirements}
+
+
+def test_on_a_fresh_slicer_5_10_only_the_missing_packages_are_installed_and_slicers_own_are_kept():
+    plan = dependencies.plan_installation(version_of=versions(SLICER_5_10))
+    assert names(plan.torch) == {"torch", "torchvision"}
+    assert names(plan.pip) == OURS  # nothing Slicer ships: no scipy, pydicom, numpy, pillow, SimpleITK
+    assert not plan.blocked and plan.slicer_too_old == []
+    constraints = plan.constraints()
+    for pin in ("scipy==1.13.1", "pydicom==2.4.4", "numpy==2.0.2", "pillow==11.2.1", "simpleitk==2.5.2",
+                "requests==2.32.3", "packaging==25.0"):
+        assert pin in constraints
+    assert "stay as they are" in plan.describe() and "Install now?" in plan.describe()
+
+
+def test_an_interrupted_install_resumes_with_what_is_still_missing():
+    present = {**SLICER_5_10, "torch": "2.14.1+cu130", "torchvision": "0.29.1", "transformers": "5.23.0",
+               "huggingface_hub": "2.4.0", "tokenizers": "0.23.3", "safetensors": "0.8.0",
+               "tqdm": "4.99.0"}  # another extension's newer tqdm is fine and kept
+    plan = dependencies.plan_installation(version_of=versions(present))
+    assert plan.torch == [] and names(plan.pip) == {"psutil", "httpx", "highdicom"}
+    everything = {**present, "psutil": "7.2.2", "httpx": "0.28.1", "highdicom": "0.22.0"}
+    assert dependencies.plan_installation(version_of=versions(everything)).nothing_to_do
+
+
+def test_a_too_old_slicer_package_is_reported_never_replaced():
+    older = {**SLICER_5_10, "scipy": "1.10.1", "numpy": "1.26.4"}
+    plan = dependencies.plan_installation(version_of=versions(older))
+    assert {r.name for r, _ in plan.slicer_too_old} == {"scipy", "numpy"}
+    assert "scipy" not in names(plan.pip) and "numpy" not in names(plan.pip)
+    assert "scipy 1.10.1" in plan.blocked and "5.10 or later" in plan.blocked and "\n" not in plan.blocked
+    calls = []
+    with pytest.raises(RuntimeError, match="not replaced"):
+        dependencies.install(plan, pip_install=calls.append)
+    assert calls == []
+
+
+def test_pip_runs_with_slicers_packages_held_at_their_versions_and_torch_goes_through_pytorch_utils():
+    class PyTorchUtilsStandIn:
+        calls = []
+
+        def installTorch(self, **options):  # noqa: N802  (PyTorchUtils' name)
+            self.calls.append(options)
+            return object()
+
+    seen = {}
+
+    def pip_install(arguments):
+        assert arguments[0] == "--constraint"
+        seen["constraints"] = Path(arguments[1]).read_text().split()  # the file exists during the call
+        seen["requirements"] = arguments[2:]
+
+    plan = dependencies.plan_installation(version_of=versions(SLICER_5_10))
+    torch_logic = PyTorchUtilsStandIn()
+    dependencies.install(plan, pip_install=pip_install, torch_logic=torch_logic)
+    assert torch_logic.calls == [{"askConfirmation": False, "torchVersionRequirement": ">=2.4",
+                                  "torchvisionVersionRequirement": ">=0.19"}]
+    assert "scipy==1.13.1" in seen["constraints"] and "pydicom==2.4.4" in seen["constraints"]
+    assert {dependencies.canonicalize_name(r.split("<")[0].split(">")[0].split("=")[0])
+            for r in seen["requirements"]} == OURS
+    with pytest.raises(RuntimeError, match="PyTorch' extension"):
+        dependencies.install(plan, pip_install=pip_install, torch_logic=None)
+
+
+def test_installed_names_are_found_however_they_are_spelled():
+    """Requirement names (huggingface_hub, SimpleITK) find the installed distributions in this Python."""
+    for name in ("huggingface_hub", "SimpleITK", "typing-extensions", "numpy"):
+        assert dependencies.installed_version(name) is not None, name
