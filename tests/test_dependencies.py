@@ -19,11 +19,12 @@ SLICER_5_10 = {
     "packaging": "25.0", "pyparsing": "3.2.3", "six": "1.17.0", "typing-extensions": "4.14.0",
     "python-dateutil": "2.9.0.post0", "pip": "25.1.1", "setuptools": "80.9.0", "wheel": "0.45.1",
 }
-OURS = {"transformers", "huggingface-hub", "safetensors", "tokenizers", "tqdm", "psutil", "httpx", "highdicom"}
+OURS = {"transformers", "huggingface-hub", "safetensors", "tokenizers", "tqdm", "psutil", "httpx"}
 
 
 def versions(installed: dict[str, str]):
-    normalised = {dependencies.canonicalize_name(name): version for name, version in installed.items()}
+    normalised = {dependencies.canonicalize_name(name): version for name, version in installed.items()
+                  if version is not None}
     return lambda name: normalised.get(dependencies.canonicalize_name(name))
 
 
@@ -48,8 +49,8 @@ def test_an_interrupted_install_resumes_with_what_is_still_missing():
                "huggingface_hub": "2.4.0", "tokenizers": "0.23.3", "safetensors": "0.8.0",
                "tqdm": "4.99.0"}  # another extension's newer tqdm is fine and kept
     plan = dependencies.plan_installation(version_of=versions(present))
-    assert plan.torch == [] and names(plan.pip) == {"psutil", "httpx", "highdicom"}
-    everything = {**present, "psutil": "7.2.2", "httpx": "0.28.1", "highdicom": "0.22.0"}
+    assert plan.torch == [] and names(plan.pip) == {"psutil", "httpx"}
+    everything = {**present, "psutil": "7.2.2", "httpx": "0.28.1"}
     assert dependencies.plan_installation(version_of=versions(everything)).nothing_to_do
 
 
@@ -96,3 +97,13 @@ def test_installed_names_are_found_however_they_are_spelled():
     """Requirement names (huggingface_hub, SimpleITK) find the installed distributions in this Python."""
     for name in ("huggingface_hub", "SimpleITK", "typing-extensions", "numpy"):
         assert dependencies.installed_version(name) is not None, name
+
+
+def test_dicom_seg_export_says_why_it_cannot_run_on_slicer_5_10_and_runs_where_slicer_ships_highdicom():
+    from MedicalSAM3SlicerLib.exports import dicom_seg_unavailable
+
+    on_5_10 = dicom_seg_unavailable(versions(SLICER_5_10))
+    assert "pydicom 3" in on_5_10 and "2.4.4" in on_5_10 and ".seg.nrrd" in on_5_10 and "\n" not in on_5_10
+    newer_slicer = {**SLICER_5_10, "pydicom": "3.0.2", "highdicom": "0.27.0", "numpy": "2.4.6"}
+    assert dicom_seg_unavailable(versions(newer_slicer)) == ""
+    assert "highdicom" in dicom_seg_unavailable(versions({**newer_slicer, "highdicom": None}))

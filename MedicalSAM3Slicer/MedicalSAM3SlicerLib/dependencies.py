@@ -10,8 +10,8 @@ Slicer's own packages (:data:`SLICER_PACKAGES`) are never installed, upgraded or
 SlicerTotalSegmentator's selective install skips them: replacing scipy fails on Windows once it is imported,
 and Slicer's SimpleITK is a special build. Their ranges in the requirements accept what Slicer 5.10 ships, and
 every pip call gets a constraints file holding each of them at its installed version, so pip cannot replace one
-as a dependency of another package either: it installs a compatible release (e.g. highdicom 0.22 with Slicer's
-pydicom 2.4.4) or fails with a message, leaving Slicer's packages as they were. A Slicer package older than the
+as a dependency of another package either: it installs a compatible release or fails with a message, leaving
+Slicer's packages as they were. A Slicer package older than the
 module needs is reported (use a newer Slicer), not upgraded. Installation is resumable: a restart in the middle
 just plans the remaining packages again. The module's own files are never modified.
 """
@@ -40,6 +40,9 @@ SLICER_PACKAGES = {
     "six": "External_python-dicom-requirements.cmake",
     "retrying": "External_python-dicom-requirements.cmake",
     "dicomweb-client": "External_python-dicom-requirements.cmake",
+    "highdicom": "External_python-dicom-requirements.cmake after 5.10 (0.27.0 on Slicer's main branch)",
+    "dcmqi": "External_python-dicom-requirements.cmake after 5.10",
+    "pyjpegls": "External_python-dicom-requirements.cmake after 5.10",
     "simpleitk": "External_SimpleITK.cmake (Slicer's build of 2.5.2)",
     "requests": "External_python-requests-requirements.cmake (2.32.3)",
     "certifi": "External_python-requests-requirements.cmake",
