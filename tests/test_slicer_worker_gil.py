@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import vtk
 
-from slicer_scene import add_points, new_scene
+from slicer_scene import add_points, add_slice_node, new_scene
 
 from medsam3.model_loading import load_backend
 
 from MedicalSAM3SlicerLib import MedicalSAM3SlicerLogic
 from MedicalSAM3SlicerLib.volume_nodes import array_to_matrix
-from MedicalSAM3SlicerLib.worker import ModelWorker
+from MedicalSAM3SlicerLib.worker import DELIVERY_WAIT_SECONDS, ModelWorker
 
 TIMER_INTERVAL_SECONDS = 0.030  # the widget's delivery timer (DELIVERY_INTERVAL_MS)
 ALLOWED_FACTOR = 3.0
@@ -36,11 +36,11 @@ def tiny_logic(tmp_path_factory, one_torch_thread):
     return MedicalSAM3SlicerLogic(backend)
 
 
-def small_ct(scene):
+def small_ct(scene, soft_tissue: int = 60):
     from vtk.util import numpy_support
 
     voxels = np.full((12, 96, 96), -1000, dtype=np.int16)
-    voxels[:, 30:70, 25:60] = 60
+    voxels[:, 30:70, 25:60] = soft_tissue
     image = vtk.vtkImageData()
     image.SetDimensions(voxels.shape[::-1])
     image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(voxels.reshape(-1), deep=True))
@@ -98,3 +98,36 @@ def test_a_prediction_is_not_starved_by_a_main_thread_that_holds_the_gil(tiny_lo
     print(f"\ntiny-model click prediction: standalone {standalone:.3f} s, under a GIL-holding main loop "
           f"{held:.3f} s ({held / standalone:.1f}x)")
     assert held <= allowed, f"standalone {standalone:.3f} s, under the GIL-holding loop {held:.3f} s"
+
+
+def test_background_prefetch_is_not_starved_when_the_timer_waits_on_it(tiny_logic):
+    """The slices around the one on screen are encoded on the prefetcher's thread; the widget's timer slot waits
+    on it with ``logic.wait_for_prefetch(DELIVERY_WAIT_SECONDS)``, which releases the GIL in the same way."""
+    scene = new_scene()
+    sleep_holding_the_gil = ctypes.PyDLL(None).usleep
+
+    def prefetch(soft_tissue: int) -> tuple[object, object]:
+        node = small_ct(scene, soft_tissue)  # another volume each time: nothing is cached yet
+        return node, add_slice_node(scene, "axial", [30.0, 40.0, 12.0])
+
+    tiny_logic.prefetch_around(*prefetch(70), radius=1)
+    assert tiny_logic.wait_for_prefetch(60)  # warm-up
+    start = time.perf_counter()
+    tiny_logic.prefetch_around(*prefetch(80), radius=2)
+    assert tiny_logic.wait_for_prefetch(60)
+    standalone = time.perf_counter() - start
+
+    allowed = ALLOWED_FACTOR * standalone + ALLOWED_SLACK_SECONDS
+    start = next_tick = time.perf_counter()
+    tiny_logic.prefetch_around(*prefetch(90), radius=2)
+    done = False
+    while not done and time.perf_counter() - start < max(20 * allowed, 10.0):
+        next_tick += TIMER_INTERVAL_SECONDS
+        idle = next_tick - time.perf_counter()
+        if idle > 0:
+            sleep_holding_the_gil(int(idle * 1e6))
+        done = tiny_logic.wait_for_prefetch(DELIVERY_WAIT_SECONDS)  # the widget's timer slot
+    held = time.perf_counter() - start
+    print(f"\ntiny-model prefetch of 5 slices: standalone {standalone:.3f} s, under a GIL-holding main loop "
+          f"{held:.3f} s ({held / standalone:.1f}x)")
+    assert done and held <= allowed, f"standalone {standalone:.3f} s, under the GIL-holding loop {held:.3f} s"
