@@ -66,6 +66,28 @@ def test_a_too_old_slicer_package_is_reported_never_replaced():
     assert calls == []
 
 
+def test_on_slicer_5_8_nothing_is_installed_and_the_plan_says_why_in_one_line():
+    """Slicer 5.8 (Python 3.9.10): pip would fail halfway (transformers 5 needs Python 3.11); nothing starts."""
+    slicer_5_8 = {**SLICER_5_10, "numpy": "1.26.4", "scipy": "1.13.1", "pydicom": "2.4.4"}
+    plan = dependencies.plan_installation(version_of=versions(slicer_5_8), slicer_version=(5, 8),
+                                          python_version=(3, 9, 10))
+    assert not plan.nothing_to_do
+    assert "5.10 or later" in plan.blocked and "Slicer 5.8" in plan.blocked and "\n" not in plan.blocked
+    assert plan.describe() == plan.blocked
+    calls = []
+
+    class PyTorchUtilsStandIn:
+        def installTorch(self, **options):  # noqa: N802  (PyTorchUtils' name)
+            calls.append(options)
+
+    with pytest.raises(RuntimeError, match="5.10 or later"):
+        dependencies.install(plan, pip_install=calls.append, torch_logic=PyTorchUtilsStandIn())
+    assert calls == []
+    supported = dependencies.plan_installation(version_of=versions(SLICER_5_10), slicer_version=(5, 10),
+                                               python_version=(3, 12, 10))
+    assert not supported.blocked and supported.pip
+
+
 def test_pip_runs_with_slicers_packages_held_at_their_versions_and_torch_goes_through_pytorch_utils():
     class PyTorchUtilsStandIn:
         calls = []

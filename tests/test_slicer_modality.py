@@ -52,22 +52,31 @@ def test_modality_comes_from_the_dicom_series_item():
 
 
 def test_the_user_overrides_the_modality_through_the_parameter_node():
+    """The module's Modality setting (saved in the scene's parameter node) reaches the logic by itself;
+    ``logic.modality`` (scripts) wins over it."""
     scene = new_scene()
     voxels = np.zeros((8, 32, 32), dtype=np.int16)
     voxels[2:6, 8:24, 8:24] = 1000
     node = volume_node(scene, voxels, "unlabelled")
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
     clicks = add_points(scene, [16.0, 16.0, 4.0])
-    parameters = MedicalSAM3SlicerParameters.from_scene(scene)
-    assert parameters.modality == "auto" and parameters.modality_override is None
     model = self_test_model()
     logic = MedicalSAM3SlicerLogic(LocalBackend(SegmentationEngine(model), BackendInfo(
         model=model.name, device="cpu", image_size=model.image_size)))
 
-    assert logic.prepare(node, segmentation, positive_points=clicks).state.volume.modality == "OT"
+    def modality():
+        return logic.prepare(node, segmentation, positive_points=clicks).state.volume.modality
+
+    assert modality() == "OT"  # no parameter node yet (a script that never showed the module)
+    parameters = MedicalSAM3SlicerParameters.from_scene(scene)
+    assert parameters.modality == "auto" and parameters.modality_override is None
+    assert modality() == "OT"
     parameters.modality = "MR"
-    logic.modality = parameters.modality_override
-    assert logic.prepare(node, segmentation, positive_points=clicks).state.volume.modality == "MR"
+    assert modality() == "MR"
+    logic.modality = "CT"
+    assert modality() == "CT"
+    logic.modality = None
     parameters.modality = "auto"
-    logic.modality = parameters.modality_override
-    assert logic.prepare(node, segmentation, positive_points=clicks).state.volume.modality == "OT"
+    assert modality() == "OT"
+    parameters.modality = "PET"  # not a choice: automatic
+    assert modality() == "OT"

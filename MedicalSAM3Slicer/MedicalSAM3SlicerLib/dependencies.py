@@ -11,8 +11,9 @@ SlicerTotalSegmentator's selective install skips them: replacing scipy fails on 
 and Slicer's SimpleITK is a special build. Their ranges in the requirements accept what Slicer 5.10 ships, and
 every pip call gets a constraints file holding each of them at its installed version, so pip cannot replace one
 as a dependency of another package either: it installs a compatible release or fails with a message, leaving
-Slicer's packages as they were. A Slicer package older than the
-module needs is reported (use a newer Slicer), not upgraded. Installation is resumable: a restart in the middle
+Slicer's packages as they were. A Slicer package older than the module needs is reported (use a newer Slicer), not
+upgraded. On a Slicer older than 5.10 nothing is installed: the plan carries the one line of
+:func:`.supported_versions.unsupported_slicer_message` instead. Installation is resumable: a restart in the middle
 just plans the remaining packages again. The module's own files are never modified.
 """
 
@@ -27,6 +28,8 @@ from typing import Callable
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
+
+from .supported_versions import unsupported_slicer_message
 
 REQUIREMENTS_PATH = Path(__file__).resolve().parents[1] / "Resources" / "python-requirements.txt"
 TORCH_PACKAGES = ("torch", "torchvision")
@@ -107,14 +110,18 @@ class InstallPlan:
     pip: list[Requirement] = field(default_factory=list)
     slicer_too_old: list[tuple[Requirement, str]] = field(default_factory=list)  # (requirement, installed)
     keep: dict[str, str] = field(default_factory=dict)  # Slicer's packages present: name -> installed version
+    unsupported: str = ""  # one line when this Slicer is older than the module supports
 
     @property
     def nothing_to_do(self) -> bool:
-        return not self.torch and not self.pip and not self.slicer_too_old
+        return not self.torch and not self.pip and not self.slicer_too_old and not self.unsupported
 
     @property
     def blocked(self) -> str:
-        """One line when the plan cannot be carried out without replacing Slicer's own packages, else ""."""
+        """One line when the plan cannot be carried out (a Slicer older than 5.10, or Slicer's own packages would
+        have to be replaced), else ""."""
+        if self.unsupported:
+            return self.unsupported
         if not self.slicer_too_old:
             return ""
         found = ", ".join(f"{r.name} {installed} (needs {r.name}{r.specifier})" for r, installed in self.slicer_too_old)
@@ -144,9 +151,15 @@ class InstallPlan:
 
 
 def plan_installation(requirements: list[Requirement] | None = None,
-                      version_of: Callable[[str], str | None] = installed_version) -> InstallPlan:
-    """Which requirements are not met by the installed packages, and which installed packages are Slicer's."""
-    plan = InstallPlan()
+                      version_of: Callable[[str], str | None] = installed_version,
+                      slicer_version: tuple[int, int] | None = None,
+                      python_version: tuple[int, ...] | None = None) -> InstallPlan:
+    """Which requirements are not met by the installed packages, and which installed packages are Slicer's.
+
+    ``slicer_version`` / ``python_version`` default to the running Slicer's and Python's
+    (:func:`.supported_versions.unsupported_slicer_message`); on an unsupported one the plan is blocked.
+    """
+    plan = InstallPlan(unsupported=unsupported_slicer_message(slicer_version, python_version) or "")
     for name in SLICER_PACKAGES:
         installed = version_of(name)
         if installed is not None:

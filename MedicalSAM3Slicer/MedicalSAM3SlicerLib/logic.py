@@ -32,6 +32,7 @@ from medsam3.slicing import SliceAxis
 from medsam3.volume import Volume
 
 from . import prompt_nodes, segment_io
+from .parameters import scene_modality_override
 from .terminology import Terminology, TerminologyTable, apply_to_segment, default_table
 from .volume_nodes import volume_from_node, volume_state_key
 
@@ -84,7 +85,8 @@ class MedicalSAM3SlicerLogic:
         self.terminology = terminology or default_table()
         self._states: dict[str, _VolumeState] = {}
         self._prefetcher = None
-        # "CT" or "MR" overrides the modality read from the volume (DICOM, else intensities); None: automatic
+        # "CT" or "MR" overrides the modality read from the volume (DICOM, else intensities) and the scene's
+        # parameter node (the module's Modality setting); None: that setting, else automatic
         self.modality: str | None = None
 
     # --- backend ---------------------------------------------------------------------------------------------
@@ -169,12 +171,13 @@ class MedicalSAM3SlicerLogic:
 
     # --- step 1: read MRML (main thread) ---------------------------------------------------------------------
     def _state(self, volume_node) -> _VolumeState:
-        key = (*volume_state_key(volume_node), self.modality)
+        modality = self.modality or scene_modality_override(volume_node.GetScene())
+        key = (*volume_state_key(volume_node), modality)
         state = self._states.get(volume_node.GetID())
         if state is None or state.key != key:
             if state is not None and state.session is not None:
                 state.session.close()
-            state = _VolumeState(key, volume_from_node(volume_node, self.modality))
+            state = _VolumeState(key, volume_from_node(volume_node, modality))
             self._states[volume_node.GetID()] = state
         return state
 

@@ -26,6 +26,18 @@ DEFAULTS = {
 MODALITY_CHOICES = ("auto", "CT", "MR")
 
 
+def _modality_override(value: str) -> str | None:
+    value = (value or "").strip().upper()
+    return value if value in MODALITY_CHOICES[1:] else None
+
+
+def scene_modality_override(scene) -> str | None:
+    """The user's ``Modality`` choice in the scene's parameter node ("CT", "MR", or None for automatic), read
+    without creating the node (scripts that never showed the module have none)."""
+    node = scene.GetSingletonNode(MODULE_NAME, "vtkMRMLScriptedModuleNode") if scene is not None else None
+    return _modality_override(node.GetParameter("Modality")) if node is not None else None
+
+
 def _text_property(name: str, doc: str):
     def get(self) -> str:
         return self.node.GetParameter(name)
@@ -72,8 +84,7 @@ class MedicalSAM3SlicerParameters:
     @property
     def modality_override(self) -> str | None:
         """What :attr:`MedicalSAM3SlicerLogic.modality` should be: "CT", "MR", or None for automatic."""
-        value = self.modality.strip().upper()
-        return value if value in MODALITY_CHOICES[1:] else None
+        return _modality_override(self.modality)
 
     def __init__(self, node):
         self.node = node
