@@ -22,10 +22,10 @@ from medsam3.model_loading import load_backend
 
 from MedicalSAM3SlicerLib import MedicalSAM3SlicerLogic
 from MedicalSAM3SlicerLib.volume_nodes import array_to_matrix
-from MedicalSAM3SlicerLib.worker import DELIVERY_WAIT_SECONDS, ModelWorker
+from MedicalSAM3SlicerLib.worker import ModelWorker
 
 TIMER_INTERVAL_SECONDS = 0.030  # the widget's delivery timer (DELIVERY_INTERVAL_MS)
-ALLOWED_FACTOR = 3.0
+ALLOWED_FACTOR = 2.0  # measured: about 1.1x with the waits, 3x (prefetch) to 7x (click) without them
 ALLOWED_SLACK_SECONDS = 0.15  # a few timer ticks of delivery latency on a short prediction
 
 
@@ -101,9 +101,10 @@ def test_a_prediction_is_not_starved_by_a_main_thread_that_holds_the_gil(tiny_lo
 
 
 def test_background_prefetch_is_not_starved_when_the_timer_waits_on_it(tiny_logic):
-    """The slices around the one on screen are encoded on the prefetcher's thread; the widget's timer slot waits
-    on it with ``logic.wait_for_prefetch(DELIVERY_WAIT_SECONDS)``, which releases the GIL in the same way."""
+    """The slices around the one on screen are encoded on the prefetcher's thread; the delivery-timer slot
+    ``logic.deliver_and_wait(worker)`` waits on it (the worker being idle), releasing the GIL in the same way."""
     scene = new_scene()
+    worker = ModelWorker()
     sleep_holding_the_gil = ctypes.PyDLL(None).usleep
 
     def prefetch(soft_tissue: int) -> tuple[object, object]:
@@ -121,12 +122,15 @@ def test_background_prefetch_is_not_starved_when_the_timer_waits_on_it(tiny_logi
     start = next_tick = time.perf_counter()
     tiny_logic.prefetch_around(*prefetch(90), radius=2)
     done = False
-    while not done and time.perf_counter() - start < max(20 * allowed, 10.0):
-        next_tick += TIMER_INTERVAL_SECONDS
-        idle = next_tick - time.perf_counter()
-        if idle > 0:
-            sleep_holding_the_gil(int(idle * 1e6))
-        done = tiny_logic.wait_for_prefetch(DELIVERY_WAIT_SECONDS)  # the widget's timer slot
+    try:
+        while not done and time.perf_counter() - start < max(20 * allowed, 10.0):
+            next_tick += TIMER_INTERVAL_SECONDS
+            idle = next_tick - time.perf_counter()
+            if idle > 0:
+                sleep_holding_the_gil(int(idle * 1e6))
+            done = not tiny_logic.deliver_and_wait(worker)  # the timer slot; False: nothing left to wait for
+    finally:
+        worker.shutdown()
     held = time.perf_counter() - start
     print(f"\ntiny-model prefetch of 5 slices: standalone {standalone:.3f} s, under a GIL-holding main loop "
           f"{held:.3f} s ({held / standalone:.1f}x)")

@@ -35,6 +35,7 @@ from . import prompt_nodes, segment_io
 from .parameters import scene_modality_override
 from .terminology import Terminology, TerminologyTable, apply_to_segment, default_table
 from .volume_nodes import volume_from_node, volume_state_key
+from .worker import DELIVERY_WAIT_SECONDS, ModelWorker
 
 
 PREFETCH_RADIUS = 2  # slices on each side of the one on screen
@@ -144,6 +145,8 @@ class MedicalSAM3SlicerLogic:
         answer at once. Only in-process backends prefetch (a server keeps its own cache); returns whether a
         request was made. A newer request replaces an older one; a click meanwhile waits for at most one slice.
         ``text`` is the typed target, which chooses the CT window exactly as it will for the click.
+        Inside Slicer the prefetch thread runs only while the main thread waits: call :meth:`deliver_and_wait`
+        from a timer until it returns False.
         """
         engine = getattr(self.backend, "engine", None)
         if engine is None or volume_node is None or slice_node is None:
@@ -163,7 +166,21 @@ class MedicalSAM3SlicerLogic:
         return True
 
     def wait_for_prefetch(self, timeout: float | None = None) -> bool:
+        """Wait (with the GIL released) until the background prefetch is idle; returns whether it is."""
         return self._prefetcher is None or self._prefetcher.wait_idle(timeout)
+
+    def deliver_and_wait(self, worker: ModelWorker, wait: float = DELIVERY_WAIT_SECONDS) -> bool:
+        """The GUI's delivery-timer slot: deliver finished model jobs, waiting up to ``wait`` seconds for one while
+        the worker is busy, else wait as long for the background prefetch. Both waits release the GIL, which is
+        what lets the worker and the prefetcher run at all inside Slicer (see :mod:`.worker`). Returns whether
+        model work or a prefetch is still under way: keep calling it (keep the timer running) while it is True,
+        also after :meth:`prefetch_around`.
+        """
+        if worker.busy:
+            worker.deliver_finished(wait)
+        elif wait > 0:
+            self.wait_for_prefetch(wait)
+        return worker.busy or not self.wait_for_prefetch(0)
 
     def _run(self, action, volume_node, segmentation_node, segment_id) -> SegmentationResult:
         request = self.prepare_action(action, volume_node, segmentation_node, segment_id)
