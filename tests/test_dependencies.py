@@ -129,3 +129,74 @@ def test_dicom_seg_export_says_why_it_cannot_run_on_slicer_5_10_and_runs_where_s
     newer_slicer = {**SLICER_5_10, "pydicom": "3.0.2", "highdicom": "0.27.0", "numpy": "2.4.6"}
     assert dicom_seg_unavailable(versions(newer_slicer)) == ""
     assert "highdicom" in dicom_seg_unavailable(versions({**newer_slicer, "highdicom": None}))
+
+
+SLICER_5_10_PYTHON = "3.12.10"  # Slicer_REQUIRED_PYTHON_VERSION in Slicer's CMakeLists.txt at v5.10.0
+PLATFORMS = ({"sys_platform": "win32", "platform_system": "Windows", "os_name": "nt", "platform_machine": "AMD64"},
+             {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix", "platform_machine": "x86_64"},
+             {"sys_platform": "darwin", "platform_system": "Darwin", "os_name": "posix", "platform_machine": "arm64"})
+
+
+def test_what_the_install_adds_accepts_slicers_own_packages_on_every_platform():
+    """The constraints file holds Slicer's packages at their versions; pip then succeeds only if every package it
+    adds accepts them. Checked on the dependency metadata of the versions the project is tested with (the ranges
+    in python-requirements.txt allow only their patch releases, torch aside)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    checked = set()
+    for requirement in dependencies.read_requirements():
+        if dependencies.is_slicer_package(requirement.name):
+            continue
+        distribution = metadata.distribution(requirement.name)
+        assert dependencies.is_met(requirement, distribution.version), (requirement, distribution.version)
+        requires_python = distribution.metadata.get("Requires-Python") or ""
+        assert Requirement(f"python{requires_python}").specifier.contains(SLICER_5_10_PYTHON), requirement
+        for platform in PLATFORMS:
+            environment = {**platform, "python_version": "3.12", "python_full_version": SLICER_5_10_PYTHON,
+                           "implementation_name": "cpython", "platform_python_implementation": "CPython",
+                           "extra": ""}
+            for dependency in map(Requirement, distribution.requires or []):
+                if dependency.marker is not None and not dependency.marker.evaluate(environment):
+                    continue
+                name = dependencies.canonicalize_name(dependency.name)
+                if name in SLICER_5_10:
+                    checked.add(name)
+                    assert dependency.specifier.contains(Version(SLICER_5_10[name]), prereleases=True), (
+                        f"{requirement.name} {distribution.version} needs {dependency} on "
+                        f"{platform['platform_system']}; Slicer 5.10 ships {name} {SLICER_5_10[name]}")
+    assert {"numpy", "packaging", "typing-extensions", "pillow"} <= checked  # the check saw real dependencies
+
+
+def test_the_minimum_python_is_the_one_the_pinned_packages_need():
+    """supported_versions.MINIMUM_PYTHON_VERSION (and pyproject's requires-python) is exactly what the pinned
+    packages need: all accept it, and some reject the Python before it (Slicer 5.8's 3.9.10 among them)."""
+    import re
+    from importlib import metadata
+
+    from packaging.specifiers import SpecifierSet
+
+    from MedicalSAM3SlicerLib.supported_versions import MINIMUM_PYTHON_VERSION
+
+    root = Path(__file__).resolve().parents[1]
+    minimum = "{}.{}.0".format(*MINIMUM_PYTHON_VERSION)
+    before = "{}.{}.99".format(MINIMUM_PYTHON_VERSION[0], MINIMUM_PYTHON_VERSION[1] - 1)
+    rejecting_before, rejecting_5_8 = set(), set()
+    for name in ("engine", "torch", "server", "dicom"):
+        for line in (root / "requirements" / f"{name}.txt").read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            package = line.split("==", 1)[0]
+            specifier = SpecifierSet(metadata.distribution(package).metadata.get("Requires-Python") or "")
+            assert specifier.contains(minimum), (package, str(specifier))
+            if not specifier.contains(before):
+                rejecting_before.add(package)
+            if not specifier.contains("3.9.10"):
+                rejecting_5_8.add(package)
+    assert "transformers" in rejecting_before and {"transformers", "scipy", "pydicom"} <= rejecting_5_8
+    pyproject = (root / "pyproject.toml").read_text()
+    assert re.search(r'^requires-python = ">=(\d+\.\d+)"$', pyproject, re.M).group(1) == "{}.{}".format(
+        *MINIMUM_PYTHON_VERSION)
