@@ -109,6 +109,8 @@ def test_labelmap_export_reads_back_with_names_and_codes(dicom_scene, tmp_path, 
     image = sitk.ReadImage(str(report.path))
     np.testing.assert_allclose(ijk_to_ras_from_image(image), local_ijk_to_ras(volume_node), atol=1e-4)
     labels = sitk.GetArrayFromImage(image)
+    # Slicer's name for a labelmap's colour table (vtkSlicerSegmentationsModuleLogic.cxx: "<name>.labels.csv")
+    assert report.extra_files == [tmp_path / "labels.labels.csv"]
     rows = list(csv.DictReader(open(report.extra_files[0])))
     by_value = {int(row["LabelValue"]): row for row in rows}
     for value, name in enumerate(NAMES, start=1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -56,4 +57,5 @@ def test_widget_code_uses_only_widgets_defined_in_the_ui_file():
 def test_extension_metadata_depends_on_pytorch():
     top = (MODULE_DIR.parent / "CMakeLists.txt").read_text()
     assert 'set(EXTENSION_DEPENDS "PyTorch")' in top and "add_subdirectory(MedicalSAM3Slicer)" in top
-    assert "depends PyTorch" in (MODULE_DIR.parent / "MedicalSAM3Slicer.s4ext").read_text()
+    description = json.loads((MODULE_DIR.parent / "MedicalSAM3Slicer.json").read_text())
+    assert description["build_dependencies"] == ["PyTorch"]

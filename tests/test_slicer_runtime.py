@@ -1,4 +1,4 @@
-"""Running inside Slicer: parameters saved with the scene, the model worker thread, first-use installation."""
+"""Running inside Slicer: parameters saved with the scene, the model worker thread, loading before torch."""
 
 from __future__ import annotations
 
@@ -6,11 +6,8 @@ import re
 import threading
 import time
 
-import pytest
-
 from slicer_scene import new_scene
 
-from MedicalSAM3SlicerLib import dependencies
 from MedicalSAM3SlicerLib.parameters import MedicalSAM3SlicerParameters
 from MedicalSAM3SlicerLib.worker import ModelWorker
 
@@ -59,32 +56,7 @@ def test_worker_runs_jobs_in_order_on_one_thread_and_delivers_on_the_caller_thre
     assert isinstance(failed[0], ZeroDivisionError)
 
 
-def test_installation_plan_lists_only_what_is_missing_and_installs_nothing_by_itself():
-    installed = {"torch": "2.3.0", "torchvision": "0.20.1", "scipy": "1.17.1", "transformers": "4.0.0"}
-    plan = dependencies.plan_installation(version_of=installed.get)
-    assert [str(r) for r in plan.torch] == ["torch>=2.4"]
-    pip_names = [r.name for r in plan.pip]
-    assert "scipy" not in pip_names and "transformers" in pip_names and "highdicom" in pip_names
-    assert "numpy" not in pip_names and "SimpleITK" not in pip_names  # Slicer's own packages are left alone
-    assert "PyTorch" in plan.describe() and "Install now?" in plan.describe()
-
-
-def test_install_uses_the_pytorch_extension_for_torch_and_pinned_pip_for_the_rest():
-    class PyTorchUtilsStandIn:
-        calls = []
-
-        def installTorch(self, **options):  # noqa: N802  (PyTorchUtils' name)
-            self.calls.append(options)
-            return object()
-
-    pip_calls = []
-    plan = dependencies.plan_installation(version_of={"torchvision": "0.29.1"}.get)
-    torch_logic = PyTorchUtilsStandIn()
-    dependencies.install(plan, pip_install=pip_calls.append, torch_logic=torch_logic)
-    assert torch_logic.calls == [{"askConfirmation": False, "torchVersionRequirement": ">=2.4"}]
-    assert "transformers==5.23.0" in pip_calls[0] and all("==" in r for r in pip_calls[0])
-    with pytest.raises(RuntimeError, match="PyTorch' extension"):
-        dependencies.install(plan, pip_install=pip_calls.append, torch_logic=None)
+# What 'Install dependencies' installs: tests/test_dependencies.py.
 
 
 def test_the_library_never_imports_qt():

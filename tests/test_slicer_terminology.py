@@ -46,3 +46,67 @@ def test_terminology_tag_is_slicers_format_and_reads_back():
     assert entry.GetTypeObject().GetCodeValue() == "64033007"
     assert entry.GetTypeModifierObject().GetCodeMeaning() == "Left"
     assert entry.GetCategoryObject().GetCodingSchemeDesignator() == "SCT"
+
+
+GENERAL_ANATOMY = "Segmentation category and type - 3D Slicer General Anatomy list"
+DICOM_MASTER = "Segmentation category and type - DICOM master list"
+
+# Where Slicer 5.10 lists each concept of the table, as read from its source
+# (Modules/Loadable/Terminologies/Resources/SegmentationCategoryTypeModifier-SlicerGeneralAnatomy.json first, else
+# ...-DICOM-Master.json): type code -> (list, category code, type meaning). Lesion is in neither list.
+SLICER_LISTS = {
+    '10200004': (GENERAL_ANATOMY, '123037004', 'Liver'),
+    '78961009': (GENERAL_ANATOMY, '123037004', 'Spleen'),
+    '64033007': (GENERAL_ANATOMY, '123037004', 'Kidney'),
+    '23451007': (GENERAL_ANATOMY, '123037004', 'Adrenal gland'),
+    '39607008': (GENERAL_ANATOMY, '123037004', 'Lung'),
+    '15776009': (GENERAL_ANATOMY, '123037004', 'Pancreas'),
+    '28231008': (GENERAL_ANATOMY, '123037004', 'Gallbladder'),
+    '69695003': (GENERAL_ANATOMY, '123037004', 'Stomach'),
+    '32849002': (GENERAL_ANATOMY, '123037004', 'Esophagus'),
+    '38848004': (GENERAL_ANATOMY, '123037004', 'Duodenum'),
+    '30315005': (GENERAL_ANATOMY, '123037004', 'Small Intestine'),
+    '71854001': (GENERAL_ANATOMY, '123037004', 'Colon'),
+    '89837001': (GENERAL_ANATOMY, '123037004', 'Bladder'),
+    '41216001': (GENERAL_ANATOMY, '123037004', 'Prostate'),
+    '80891009': (GENERAL_ANATOMY, '123037004', 'Heart'),
+    '15825003': (GENERAL_ANATOMY, '123037004', 'Aorta'),
+    '64131007': (DICOM_MASTER, '123037004', 'Inferior vena cava'),
+    '32764006': (DICOM_MASTER, '123037004', 'Portal vein'),
+    '44567001': (GENERAL_ANATOMY, '123037004', 'Trachea'),
+    '69748006': (GENERAL_ANATOMY, '123037004', 'Thyroid'),
+    '12738006': (GENERAL_ANATOMY, '123037004', 'Brain'),
+    '71341001': (DICOM_MASTER, '123037004', 'Femur'),
+    '2748008': (GENERAL_ANATOMY, '123037004', 'Spinal cord'),
+    '82471001': (DICOM_MASTER, '123037004', 'Left atrium'),
+    '108369006': (DICOM_MASTER, '49755003', 'Neoplasm'),
+    '52988006': (None, None, None),
+    '4147007': (GENERAL_ANATOMY, '49755003', 'Mass'),
+    '367643001': (GENERAL_ANATOMY, '49755003', 'Cyst'),
+    '79654002': (GENERAL_ANATOMY, '49755003', 'Edema'),
+    '6574001': (GENERAL_ANATOMY, '49755003', 'Necrosis'),
+}
+
+
+def test_every_table_entry_uses_slicers_general_anatomy_entry_where_there_is_one():
+    import json
+
+    from MedicalSAM3SlicerLib.terminology import TABLE_PATH
+
+    table = default_table()
+    entries = json.loads(TABLE_PATH.read_text(encoding="utf-8"))["entries"]
+    assert {entry["type"][1] for entry in entries} == set(SLICER_LISTS)
+    for entry in entries:
+        terminology = table.resolve(entry["name"])
+        context, category, meaning = SLICER_LISTS[terminology.type[1]]
+        assert terminology.context == (context or ""), entry["name"]
+        if context is not None:
+            assert (terminology.category[1], terminology.type[2]) == (category, meaning), entry["name"]
+
+
+def test_the_segment_tag_names_the_list_its_codes_come_from():
+    for typed, context in (("bladder", GENERAL_ANATOMY), ("IVC", DICOM_MASTER), ("lesion", "")):
+        entry = slicer.vtkSlicerTerminologyEntry()
+        assert slicer.vtkSlicerTerminologiesModuleLogic.DeserializeTerminologyEntry(
+            default_table().resolve(typed).slicer_tag(), entry)
+        assert (entry.GetTerminologyContextName() or "") == context

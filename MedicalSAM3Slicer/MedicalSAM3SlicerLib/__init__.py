@@ -8,7 +8,9 @@
 - :mod:`.worker`: the one persistent thread that runs model calls for the GUI.
 - :mod:`.parameters`: the module's parameter node.
 - :mod:`.exports`: labelmap (NIfTI, NRRD), .seg.nrrd and DICOM SEG files.
-- :mod:`.dependencies`: what to install on first use, installed only after the user agrees.
+- :mod:`.dependencies`: what to install on first use (only what is missing, never Slicer's own packages), installed
+  only after the user agrees.
+- :mod:`.supported_versions`: Slicer 5.10 or later; one line for an older Slicer (standard library only).
 - :mod:`.self_test_model`: the phantom and stand-in network of the module's self-test.
 
 Only :mod:`.logic` needs the engine's model stack (torch, scipy); every other module imports without it, so the Slicer module loads, and can offer to install the dependencies, before they exist.

@@ -67,10 +67,13 @@ def collect_segments(segmentation_node, volume_node, segment_ids=None) -> tuple[
 
 # --- labelmap ------------------------------------------------------------------------------------------------
 def colour_table_path(labelmap_path: Path) -> Path:
+    """``<name>.labels.csv`` beside ``<name>.nii.gz``: the name Slicer gives a labelmap's colour table
+    (vtkSlicerSegmentationsModuleLogic::ExportSegmentsBinaryLabelmapRepresentationToFiles, and the
+    "CSV Color Table (.labels.csv)" file type of vtkMRMLColorTableStorageNode), so Slicer loads both together."""
     name = labelmap_path.name
     for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr"):
         if name.endswith(suffix):
-            return labelmap_path.with_name(name[: -len(suffix)] + "_labels.csv")
+            return labelmap_path.with_name(name[: -len(suffix)] + ".labels.csv")
     raise VolumeError(f"{labelmap_path}: choose a .nii.gz, .nii or .nrrd file name for a labelmap.")
 
 
@@ -134,6 +137,39 @@ def export_seg_nrrd(segmentation_node, path) -> ExportReport:
 
 
 # --- DICOM SEG -------------------------------------------------------------------------------------------------
+MINIMUM_HIGHDICOM = (0, 23)  # 0.22, the last release for pydicom 2, uses np.float_, which numpy 2 removed
+
+
+def dicom_seg_unavailable(version_of=None) -> str:
+    """"" when DICOM SEG files can be written in this Python, else one line saying why and what to do instead.
+
+    DICOM SEG is written with highdicom. highdicom 0.23 and later need pydicom 3, while Slicer 5.10 ships pydicom
+    2.4.4 and numpy 2.0.2 (SuperBuild/External_python-dicom-requirements.cmake and External_python-numpy.cmake):
+    the module never replaces Slicer's pydicom, and the last highdicom for pydicom 2 fails under numpy 2. Slicer
+    releases after 5.10 ship pydicom 3 and highdicom themselves (External_python-dicom-requirements.cmake on
+    Slicer's main branch: pydicom 3.0.2, highdicom 0.27.0), and there the export works.
+    """
+    from .dependencies import installed_version
+
+    version_of = version_of or installed_version
+
+    def major_minor(name: str) -> tuple[int, ...] | None:
+        version = version_of(name)
+        if version is None:
+            return None
+        parts = [int(part) for part in version.split("+")[0].split(".")[:2] if part.isdigit()]
+        return tuple(parts) if parts else None
+
+    pydicom, highdicom = major_minor("pydicom"), major_minor("highdicom")
+    if pydicom is not None and pydicom < (3,):
+        return (f"DICOM SEG export needs pydicom 3; this Slicer's own pydicom is {version_of('pydicom')}, which is "
+                "not replaced. Export a .seg.nrrd instead (or use a Slicer newer than 5.10, which ships pydicom 3 "
+                "and highdicom).")
+    if highdicom is None or highdicom < MINIMUM_HIGHDICOM:
+        return ("DICOM SEG export needs the highdicom package (0.23 or later), which this Python does not have. "
+                "Export a .seg.nrrd instead, or install highdicom (slicer.util.pip_install('highdicom')).")
+    return ""
+
 def dicom_source_files(volume_node) -> list[str]:
     """The DICOM files a volume was loaded from, as Slicer's DICOM module records them."""
     uids = (volume_node.GetAttribute("DICOM.instanceUIDs") or "").split()
@@ -169,6 +205,9 @@ def _frame_slices(datasets, volume_node) -> list[int]:
 def export_dicom_seg(segmentation_node, volume_node, path, source_files=None, segment_ids=None,
                      series_description: str = "MedicalSAM3 segmentation") -> ExportReport:
     """A binary DICOM SEG referencing the source series, one segment per non-empty segment with its codes."""
+    unavailable = dicom_seg_unavailable()
+    if unavailable:
+        raise VolumeError(unavailable)
     import highdicom as hd
     import pydicom
     from pydicom.sr.codedict import codes

@@ -32,8 +32,10 @@ from medsam3.slicing import SliceAxis
 from medsam3.volume import Volume
 
 from . import prompt_nodes, segment_io
+from .parameters import scene_modality_override
 from .terminology import Terminology, TerminologyTable, apply_to_segment, default_table
 from .volume_nodes import volume_from_node, volume_state_key
+from .worker import DELIVERY_WAIT_SECONDS, ModelWorker
 
 
 PREFETCH_RADIUS = 2  # slices on each side of the one on screen
@@ -84,6 +86,9 @@ class MedicalSAM3SlicerLogic:
         self.terminology = terminology or default_table()
         self._states: dict[str, _VolumeState] = {}
         self._prefetcher = None
+        # "CT" or "MR" overrides the modality read from the volume (DICOM, else intensities) and the scene's
+        # parameter node (the module's Modality setting); None: that setting, else automatic
+        self.modality: str | None = None
 
     # --- backend ---------------------------------------------------------------------------------------------
     def set_backend(self, backend: SegmentationBackend) -> None:
@@ -140,6 +145,8 @@ class MedicalSAM3SlicerLogic:
         answer at once. Only in-process backends prefetch (a server keeps its own cache); returns whether a
         request was made. A newer request replaces an older one; a click meanwhile waits for at most one slice.
         ``text`` is the typed target, which chooses the CT window exactly as it will for the click.
+        Inside Slicer the prefetch thread runs only while the main thread waits: call :meth:`deliver_and_wait`
+        from a timer until it returns False.
         """
         engine = getattr(self.backend, "engine", None)
         if engine is None or volume_node is None or slice_node is None:
@@ -159,7 +166,21 @@ class MedicalSAM3SlicerLogic:
         return True
 
     def wait_for_prefetch(self, timeout: float | None = None) -> bool:
+        """Wait (with the GIL released) until the background prefetch is idle; returns whether it is."""
         return self._prefetcher is None or self._prefetcher.wait_idle(timeout)
+
+    def deliver_and_wait(self, worker: ModelWorker, wait: float = DELIVERY_WAIT_SECONDS) -> bool:
+        """The GUI's delivery-timer slot: deliver finished model jobs, waiting up to ``wait`` seconds for one while
+        the worker is busy, else wait as long for the background prefetch. Both waits release the GIL, which is
+        what lets the worker and the prefetcher run at all inside Slicer (see :mod:`.worker`). Returns whether
+        model work or a prefetch is still under way: keep calling it (keep the timer running) while it is True,
+        also after :meth:`prefetch_around`.
+        """
+        if worker.busy:
+            worker.deliver_finished(wait)
+        elif wait > 0:
+            self.wait_for_prefetch(wait)
+        return worker.busy or not self.wait_for_prefetch(0)
 
     def _run(self, action, volume_node, segmentation_node, segment_id) -> SegmentationResult:
         request = self.prepare_action(action, volume_node, segmentation_node, segment_id)
@@ -167,12 +188,13 @@ class MedicalSAM3SlicerLogic:
 
     # --- step 1: read MRML (main thread) ---------------------------------------------------------------------
     def _state(self, volume_node) -> _VolumeState:
-        key = volume_state_key(volume_node)
+        modality = self.modality or scene_modality_override(volume_node.GetScene())
+        key = (*volume_state_key(volume_node), modality)
         state = self._states.get(volume_node.GetID())
         if state is None or state.key != key:
             if state is not None and state.session is not None:
                 state.session.close()
-            state = _VolumeState(key, volume_from_node(volume_node))
+            state = _VolumeState(key, volume_from_node(volume_node, modality))
             self._states[volume_node.GetID()] = state
         return state
 

@@ -20,7 +20,22 @@ DEFAULTS = {
     "ModelSource": "",
     "Device": "auto",
     "ServerUrl": "",
+    "Modality": "auto",
 }
+
+MODALITY_CHOICES = ("auto", "CT", "MR")
+
+
+def _modality_override(value: str) -> str | None:
+    value = (value or "").strip().upper()
+    return value if value in MODALITY_CHOICES[1:] else None
+
+
+def scene_modality_override(scene) -> str | None:
+    """The user's ``Modality`` choice in the scene's parameter node ("CT", "MR", or None for automatic), read
+    without creating the node (scripts that never showed the module have none)."""
+    node = scene.GetSingletonNode(MODULE_NAME, "vtkMRMLScriptedModuleNode") if scene is not None else None
+    return _modality_override(node.GetParameter("Modality")) if node is not None else None
 
 
 def _text_property(name: str, doc: str):
@@ -64,6 +79,12 @@ class MedicalSAM3SlicerParameters:
     model_source = _text_property("ModelSource", "Model name, folder or checkpoint file; empty for the default.")
     device = _text_property("Device", "auto, cuda, mps or cpu.")
     server_url = _text_property("ServerUrl", "Remote inference server; empty to run in Slicer's Python.")
+    modality = _text_property("Modality", "auto (read from DICOM, else from intensities), CT or MR.")
+
+    @property
+    def modality_override(self) -> str | None:
+        """What :attr:`MedicalSAM3SlicerLogic.modality` should be: "CT", "MR", or None for automatic."""
+        return _modality_override(self.modality)
 
     def __init__(self, node):
         self.node = node

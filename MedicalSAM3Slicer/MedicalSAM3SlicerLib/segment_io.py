@@ -34,7 +34,47 @@ def _volume_geometry(volume_node, extent: tuple[int, int, int, int, int, int] | 
 
 
 def _geometry_string(volume_node) -> str:
-    return slicer.vtkSegmentationConverter.SerializeImageGeometry(_volume_geometry(volume_node))
+    """The volume's grid serialised as Slicer does it: its IJK-to-RAS matrix as it is, then its extent
+    (vtkMRMLSegmentationNode::SetReferenceImageGeometryParameterFromVolumeNode and
+    vtkSegmentationConverter::SerializeImageGeometry(vtkMatrix4x4*, vtkImageData*) in Slicer's source)."""
+    return slicer.vtkSegmentationConverter.SerializeImageGeometry(array_to_matrix(local_ijk_to_ras(volume_node)),
+                                                                  volume_node.GetImageData())
+
+
+GEOMETRY_TOLERANCE_VOXELS = 1e-3  # how far (in voxels) any corner of two "same" grids may be apart
+
+
+def _parse_geometry(serialized: str) -> tuple[np.ndarray, tuple[int, ...]] | None:
+    """(IJK-to-RAS matrix, extent) of a serialised image geometry ("m00;m01;...;m33;e0;...;e5;")."""
+    parts = [part for part in serialized.split(";") if part.strip()]
+    if len(parts) != 22:
+        return None
+    try:
+        matrix = np.array([float(part) for part in parts[:16]]).reshape(4, 4)
+        extent = tuple(int(float(part)) for part in parts[16:])
+    except ValueError:
+        return None
+    return matrix, extent
+
+
+def same_geometry(first: str, second: str, tolerance_voxels: float = GEOMETRY_TOLERANCE_VOXELS) -> bool:
+    """Whether two serialised geometries are the same voxel grid: the same extent, and every corner voxel at the
+    same place to within ``tolerance_voxels`` of the smallest spacing.
+
+    Strings are not compared: a geometry that went through vtkOrientedImageData has renormalised directions,
+    so with DICOM direction cosines (8 decimals) its last digits often differ from Slicer's own string
+    (vtkOrientedImageData::SetImageToWorldMatrix / GetImageToWorldMatrix in Slicer's source).
+    """
+    parsed = _parse_geometry(first), _parse_geometry(second)
+    if parsed[0] is None or parsed[1] is None:
+        return first == second
+    (matrix_a, extent_a), (matrix_b, extent_b) = parsed
+    if extent_a != extent_b:
+        return False
+    corners = np.array([[i, j, k, 1.0] for i in extent_a[0:2] for j in extent_a[2:4] for k in extent_a[4:6]]).T
+    distance = np.linalg.norm((matrix_a - matrix_b)[:3] @ corners, axis=0).max()
+    spacing = np.linalg.norm(matrix_a[:3, :3], axis=0).min()
+    return bool(distance <= tolerance_voxels * max(spacing, 1e-12))
 
 
 def bind_to_volume(segmentation_node, volume_node) -> None:
@@ -48,7 +88,7 @@ def bind_to_volume(segmentation_node, volume_node) -> None:
     current_geometry = segmentation.GetConversionParameter(
         slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
     has_segments = segmentation.GetNumberOfSegments() > 0
-    if has_segments and current_geometry and current_geometry != wanted_geometry:
+    if has_segments and current_geometry and not same_geometry(current_geometry, wanted_geometry):
         raise VolumeError(f"The segmentation '{segmentation_node.GetName()}' was drawn on another voxel grid than "
                           f"'{volume_node.GetName()}'. Choose a new segmentation for this volume.")
     if has_segments and segmentation_node.GetTransformNodeID() != volume_node.GetTransformNodeID():

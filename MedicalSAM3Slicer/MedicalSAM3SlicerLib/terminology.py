@@ -4,6 +4,12 @@ The table is ``Resources/Terminology/TypedNames.json``. Spellings are matched af
 punctuation and word order do not matter, and a side word anywhere in the phrase ("L kidney", "kidney left",
 "left kidney", "Left Kidney") becomes the type modifier of a lateral structure. A term that is not in the table
 still runs the model; its segment gets the generic "Tissue" code and the resolution carries a note for the user.
+
+Codes, meanings and colours are Slicer's own: an entry of the 3D Slicer General Anatomy list where that list has
+the concept, else of the DICOM master list Slicer ships beside it (both in Slicer's
+``Modules/Loadable/Terminologies/Resources/SegmentationCategoryTypeModifier-*.json``); each entry's terminology
+tag names the list it comes from, so Slicer's terminology selector finds it. A concept in neither list (Lesion)
+keeps its SNOMED CT code with no context name.
 """
 
 from __future__ import annotations
@@ -61,8 +67,9 @@ class TerminologyTable:
     """Resolves typed names against the table."""
 
     def __init__(self, table: dict):
-        self.context = table["context"]
+        self._contexts = table["contexts"]
         self._generic = table["generic"]
+        self.context = self._context_name(self._generic)
         self._sides = {}  # spelling -> (side name, code)
         for side, spec in table["sides"].items():
             for spelling in spec["spellings"]:
@@ -71,6 +78,11 @@ class TerminologyTable:
         for entry in table["entries"]:
             for spelling in [entry["name"], *entry["spellings"]]:
                 self._entries[_key(_normalise(spelling))] = entry
+
+    def _context_name(self, entry: dict) -> str:
+        """The Slicer terminology context an entry comes from ("" for a concept in no Slicer list)."""
+        key = entry.get("context")
+        return self._contexts[key] if key else ""
 
     @classmethod
     def load(cls, path: Path = TABLE_PATH) -> "TerminologyTable":
@@ -83,7 +95,8 @@ class TerminologyTable:
             name = f"{side[0].capitalize()} {name[0].lower()}{name[1:]}"
             modifier = side[1]
         return Terminology(name=name, model_text=name.lower(), colour=tuple(c / 255.0 for c in entry["colour"]),
-                           context=self.context, category=tuple(entry["category"]), type=tuple(entry["type"]),
+                           context=self._context_name(entry), category=tuple(entry["category"]),
+                           type=tuple(entry["type"]),
                            modifier=modifier)
 
     def resolve(self, typed: str) -> Terminology:

@@ -68,11 +68,35 @@ def voxel_array(volume_node) -> np.ndarray:
     return array
 
 
+MODALITIES = ("CT", "MR")
+
+
+def dicom_modality(volume_node) -> str:
+    """The DICOM modality of a volume loaded through Slicer's DICOM module ("" when there is none).
+
+    Slicer's DICOM plugins store it on the volume's subject-hierarchy item, not on the node:
+    DICOMLib/DICOMPlugin.py ``addSeriesInSubjectHierarchy`` sets the item attribute
+    ``vtkMRMLSubjectHierarchyConstants::GetDICOMSeriesModalityAttributeName()`` ("DICOM.Modality").
+    """
+    import slicer
+
+    scene = volume_node.GetScene()
+    if scene is None:
+        return ""
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    item = hierarchy.GetItemByDataNode(volume_node) if hierarchy is not None else 0
+    if not item:
+        return ""
+    name = slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMSeriesModalityAttributeName()
+    return (hierarchy.GetItemAttribute(item, name) or "").strip().upper()
+
+
 def guess_modality(volume_node, array: np.ndarray) -> str:
-    """CT or MR from the DICOM modality Slicer stores on nodes loaded from DICOM; otherwise CT when air is at
-    about -1000 (Hounsfield units), else OT (the engine then normalises intensities per volume)."""
-    stored = (volume_node.GetAttribute("DICOM.Modality") or "").strip().upper()
-    if stored in ("CT", "MR"):
+    """CT or MR from the DICOM modality Slicer stores for volumes loaded from DICOM (see :func:`dicom_modality`);
+    otherwise CT when air is at about -1000 (Hounsfield units), else OT (the engine then normalises intensities
+    per volume, as for MR)."""
+    stored = dicom_modality(volume_node)
+    if stored in MODALITIES:
         return stored
     if array.dtype.kind in "if" and array.size and float(array.min()) <= -900:
         return "CT"
@@ -82,6 +106,8 @@ def guess_modality(volume_node, array: np.ndarray) -> str:
 def volume_from_node(volume_node, modality: str | None = None) -> Volume:
     """An engine :class:`Volume` with a private, read-only copy of the voxels and the world geometry.
 
+    ``modality`` ("CT" or "MR") overrides the modality read from the node (the user's choice in the module).
+
     The copy lets the model run on a worker thread while Slicer keeps using the node; the source node is never
     written to.
     """
@@ -89,6 +115,8 @@ def volume_from_node(volume_node, modality: str | None = None) -> Volume:
         raise VolumeError("Choose a scalar volume (CT or MRI) as the source volume.")
     if volume_node.IsA("vtkMRMLLabelMapVolumeNode"):
         raise VolumeError(f"'{volume_node.GetName()}' is a labelmap; choose the CT or MRI image as source volume.")
+    if modality is not None and modality not in MODALITIES:
+        raise VolumeError(f"Unknown modality {modality!r}: choose CT or MR (or automatic).")
     array = voxel_array(volume_node).copy()
     array.flags.writeable = False
     return Volume(array, world_ijk_to_ras(volume_node), modality=modality or guess_modality(volume_node, array),

@@ -4,6 +4,16 @@ Running all model calls on the same thread keeps the GPU context (and cuDNN's tu
 interactions and serialises them, so a click never races an earlier click. The worker knows nothing about Qt:
 the GUI calls :meth:`ModelWorker.deliver_finished` from a Qt timer on the main thread, which runs each finished
 job's callback there (MRML may only be touched on the main thread).
+
+Inside Slicer the main thread holds Python's GIL while it sits in Qt's event loop: PythonQt runs without thread
+support (CTK's ``ctkAbstractPythonManager::initPythonQt`` calls ``PythonQt::init(flags)`` and never enables
+PythonQt's thread support, which would release the GIL around calls into Qt), so a worker thread gets the GIL only
+while the main thread runs Python code or waits in a call that releases it. Each torch operation of the worker
+releases the GIL and must take it back afterwards, so with a plain polling timer every operation waits for the next
+tick. :meth:`deliver_finished` therefore *waits* for a finished job for up to ``wait`` seconds
+(``DELIVERY_WAIT_SECONDS`` by default) with the GIL released: the worker runs at nearly full speed during that
+wait, and the GUI still processes events between two timer ticks (SlicerNNInteractive waits on
+``done_event.wait(0.03)`` for the same reason).
 """
 
 from __future__ import annotations
@@ -14,6 +24,8 @@ from concurrent.futures import Future
 from typing import Any, Callable
 
 _STOP = object()
+
+DELIVERY_WAIT_SECONDS = 0.025  # per timer tick (the widget's timer runs every 30 ms): the GUI keeps 5 ms of each
 
 
 class ModelWorker:
@@ -44,12 +56,21 @@ class ModelWorker:
         self._jobs.put((job, future, on_done, on_error))
         return future
 
-    def deliver_finished(self) -> int:
-        """Run the callbacks of finished jobs on the calling (main) thread; returns how many were delivered."""
+    def deliver_finished(self, wait: float = DELIVERY_WAIT_SECONDS) -> int:
+        """Run the callbacks of finished jobs on the calling (main) thread; returns how many were delivered.
+
+        When a job is queued or running and none has finished, first wait up to ``wait`` seconds for one, with
+        the GIL released, so that the worker runs even when the caller otherwise holds the GIL (see above).
+        """
         delivered = 0
+        block = wait > 0 and self.busy
         while True:
             try:
-                future, on_done, on_error = self._finished.get_nowait()
+                if block:
+                    block = False
+                    future, on_done, on_error = self._finished.get(timeout=wait)
+                else:
+                    future, on_done, on_error = self._finished.get_nowait()
             except queue.Empty:
                 return delivered
             with self._lock:

@@ -63,14 +63,22 @@ class ModelFrame:
 
     # --- images --------------------------------------------------------------------------------------------
     def image_to_model(self, image: np.ndarray, fill: float = 0.0) -> np.ndarray:
-        """A 2D slice image (float) -> S x S float32 model image, antialiased, padded with ``fill``."""
-        import torch  # imported on use: the Slicer module imports the engine before its dependencies exist
-        import torch.nn.functional as F
+        """A 2D slice image (float) -> S x S float32 model image, antialiased, padded with ``fill``.
 
-        tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+        Resized with torch's bilinear ``interpolate`` (antialiased when shrinking) when torch is installed, else
+        with :func:`resize_bilinear`, which computes the same weights in numpy: models that need no torch (the
+        Slicer module's self-test) run before the module's dependencies are installed.
+        """
         antialias = self.content_shape[0] < self.image_shape[0] or self.content_shape[1] < self.image_shape[1]
-        content = F.interpolate(tensor, size=self.content_shape, mode="bilinear", align_corners=False,
-                                antialias=antialias)[0, 0].numpy()
+        image = np.ascontiguousarray(image, dtype=np.float32)
+        try:
+            import torch  # imported on use: the Slicer module imports the engine before its dependencies exist
+            import torch.nn.functional as F
+        except ImportError:
+            content = resize_bilinear(image, self.content_shape, antialias)
+        else:
+            content = F.interpolate(torch.from_numpy(image)[None, None], size=self.content_shape, mode="bilinear",
+                                    align_corners=False, antialias=antialias)[0, 0].numpy()
         canvas = np.full((self.model_size, self.model_size), fill, dtype=np.float32)
         r0, c0 = self.offset
         canvas[r0:r0 + self.content_shape[0], c0:c0 + self.content_shape[1]] = content
@@ -97,3 +105,35 @@ class ModelFrame:
         grid_columns = model_columns * (g / self.model_size) - 0.5
         rr, cc = np.meshgrid(grid_rows, grid_columns, indexing="ij")
         return ndimage.map_coordinates(grid, [rr, cc], order=1, mode="nearest")
+
+
+def _bilinear_taps(size_in: int, size_out: int, antialias: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices and weights (size_out, taps) of a bilinear resize along one axis, pixel centres aligned
+    (``align_corners=False``): the plain two-tap interpolation, or with ``antialias`` the triangle filter widened
+    by the shrink factor (what torch's ``interpolate(..., antialias=True)`` and PIL compute)."""
+    scale = size_in / size_out
+    centres = (np.arange(size_out) + 0.5) * scale
+    if not antialias:
+        source = np.maximum(centres - 0.5, 0.0)
+        first = np.minimum(np.floor(source).astype(np.int64), size_in - 1)
+        second = np.minimum(first + 1, size_in - 1)
+        fraction = source - first
+        return np.stack([first, second], axis=1), np.stack([1.0 - fraction, fraction], axis=1)
+    support = max(scale, 1.0)
+    first = np.maximum((centres - support + 0.5).astype(np.int64), 0)
+    last = np.minimum((centres + support + 0.5).astype(np.int64), size_in)
+    taps = int((last - first).max())
+    indices = first[:, None] + np.arange(taps)[None, :]
+    weights = np.clip(1.0 - np.abs((indices - centres[:, None] + 0.5) / support), 0.0, None)
+    weights[indices >= last[:, None]] = 0.0
+    weights /= weights.sum(axis=1, keepdims=True)
+    return np.minimum(indices, size_in - 1), weights
+
+
+def resize_bilinear(image: np.ndarray, shape: tuple[int, int], antialias: bool) -> np.ndarray:
+    """A 2D float image resized to ``shape`` as torch's bilinear ``interpolate`` (align_corners=False) does."""
+    image = np.asarray(image, dtype=np.float64)
+    row_indices, row_weights = _bilinear_taps(image.shape[0], shape[0], antialias)
+    rows = np.einsum("ot,otc->oc", row_weights, image[row_indices])
+    column_indices, column_weights = _bilinear_taps(image.shape[1], shape[1], antialias)
+    return np.einsum("ot,rot->ro", column_weights, rows[:, column_indices]).astype(np.float32)
