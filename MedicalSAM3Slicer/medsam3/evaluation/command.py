@@ -55,7 +55,8 @@ def _print_summary(summary: dict) -> None:
             parts.append(f"text Dice {_figure(entry['text']['dice_mean'])}")
         if "clicks" in entry:
             per_click = entry["clicks"]["dice_per_click"]
-            parts.append(f"click 1 Dice {_figure(per_click[0])}, click {len(per_click)} {_figure(per_click[-1])}, "
+            last = f", click {len(per_click)} {_figure(per_click[-1])}" if len(per_click) > 1 else ""
+            parts.append(f"click 1 Dice {_figure(per_click[0])}{last}, "
                          f"NoC@85 {_figure(entry['clicks']['noc85_mean'], 1)}, "
                          f"NoC@90 {_figure(entry['clicks']['noc90_mean'], 1)}")
         if "box" in entry:
