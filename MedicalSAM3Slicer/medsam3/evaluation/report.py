@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from ..atomic_files import AtomicOutputs
+from ..errors import MedSam3Error
 from .run import ROW_FIELDS, EvaluationRun
 from .summary import NOC_TARGETS, click_curves, summarise
 
@@ -25,7 +26,11 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 
 def _figure(width: float, height: float):
-    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+    try:
+        from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+    except ImportError as error:
+        raise MedSam3Error("The report's plots need matplotlib: install it with pip install -r "
+                           "requirements/evaluation.txt (matplotlib==3.11.2).") from error
 
     return Figure(figsize=(width, height), dpi=110, layout="constrained")
 
@@ -115,6 +120,9 @@ def markdown_report(summary: dict, plots: list[str]) -> str:
     for protocol, timing in summary["seconds_per_interaction"].items():
         lines.append(f"| {protocol} | {timing['interactions']} | {_cell(timing['seconds_mean'], 2)} | "
                      f"{_cell(timing['encode_seconds_mean'], 2)} | {_cell(timing['decode_seconds_mean'], 2)} |")
+    if summary["skipped"]:
+        lines += ["", "Not scored (absent from the case's ground truth): " + ", ".join(
+            f"{s['case']} / {s['structure']}" for s in summary["skipped"]) + "."]
     lines += [""] + [f"![{plot}]({plot})" for plot in plots] + [
         "", "Dice and NSD per case × structure × step are in `results.csv`; `summary.json` has these figures. "
         "Rules: a structure absent from a case's ground truth is not scored; an empty prediction of a present "

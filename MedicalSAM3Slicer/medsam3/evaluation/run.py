@@ -90,23 +90,35 @@ def label_as_image(volume: Volume, mask: np.ndarray) -> Volume:
                   name=f"{volume.name} (label as image)")
 
 
-def is_compact(mask: np.ndarray, simulator: ClickSimulator) -> bool:
-    """One piece: a single 3D region (26-connected, 99 % of the voxels) on a run of consecutive slices, whose
-    largest cross-section is one region (95 %) and at least 4 × 4 pixels. For such a structure one click
-    should give the whole of it back in a pipeline check."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
-    sizes = np.bincount(labels.reshape(-1))[1:]
-    if count == 0 or sizes.max() < 0.99 * mask.sum():
-        return False
-    stack = simulator.geometry.as_slice_stack(mask)
-    present = np.flatnonzero(stack.any(axis=(1, 2)))
-    if present[-1] - present[0] + 1 != len(present):
-        return False
-    largest = stack[int(np.argmax(stack.sum(axis=(1, 2))))]
-    pieces, _ = ndimage.label(largest, structure=np.ones((3, 3), dtype=bool))
-    piece_sizes = np.bincount(pieces.reshape(-1))[1:]
-    rows, columns = np.nonzero(largest)
-    return bool(piece_sizes.max() >= 0.95 * largest.sum() and np.ptp(rows) >= 3 and np.ptp(columns) >= 3)
+def one_click_reach(truth: np.ndarray, simulator: ClickSimulator) -> np.ndarray:
+    """The voxels an ideal one-click propagation recovers, computed on the voxels themselves: the 2D region
+    under the first click, then slice by slice (both ways) every 2D region overlapping the previous slice's."""
+    stack = simulator.geometry.as_slice_stack(truth)
+    click = simulator.first_click(truth)
+    _, row, column = simulator.geometry.ijk_to_slice([click.ijk])[0].round().astype(int)
+    reached = np.zeros(stack.shape, dtype=bool)
+    regions, _ = ndimage.label(stack[click.slice_index])
+    reached[click.slice_index] = regions == regions[row, column]
+    for step in (1, -1):
+        index = click.slice_index + step
+        while 0 <= index < len(stack):
+            regions, _ = ndimage.label(stack[index])
+            hit = np.unique(regions[reached[index - step] & (regions > 0)])
+            if hit.size == 0:
+                break
+            reached[index] = np.isin(regions, hit)
+            index += step
+    return reached
+
+
+def is_compact(truth: np.ndarray, simulator: ClickSimulator) -> bool:
+    """Whether one click should give the whole structure back in a pipeline check: an ideal slice-by-slice
+    propagation from the first click reaches 99 % of it, and its largest cross-section is at least 4 × 4 pixels
+    (smaller ones are below the model's mask resolution)."""
+    reached = one_click_reach(truth, simulator)
+    stack = simulator.geometry.as_slice_stack(truth)
+    rows, columns = np.nonzero(stack[int(np.argmax(stack.sum(axis=(1, 2))))])
+    return bool(reached.sum() >= 0.99 * truth.sum() and np.ptp(rows) >= 3 and np.ptp(columns) >= 3)
 
 
 # --- one structure -----------------------------------------------------------------------------------------------
