@@ -158,8 +158,8 @@ def _file_case(case_id: str, image_path: Path, label_path: Path, modality: str |
         labels = _read_first_channel(label_path, "OT")
         _same_grid(volume, labels, label_path)
         spacing = volume.spacing
-        return LoadedCase(case_id, volume, np.rint(labels.array).astype(np.int32),
-                          (float(spacing[2]), float(spacing[1]), float(spacing[0])))
+        values = labels.array if labels.array.dtype.kind in "iu" else np.rint(labels.array).astype(np.int32)
+        return LoadedCase(case_id, volume, values, (float(spacing[2]), float(spacing[1]), float(spacing[0])))
 
     return CaseSource(case_id, load)
 
@@ -238,7 +238,10 @@ def _npz_case(path: Path) -> CaseSource:
         volume, spacing = npz_volume(arrays, path.name)
         if arrays["gts"].shape != volume.array.shape:
             raise DatasetError(f"{path}: 'gts' has shape {arrays['gts'].shape} but 'imgs' {volume.array.shape}.")
-        return LoadedCase(_stem(path), volume, np.asarray(arrays["gts"]).astype(np.int32), spacing)
+        labels = np.asarray(arrays["gts"])
+        if labels.dtype.kind not in "iu":
+            labels = np.rint(labels).astype(np.int32)
+        return LoadedCase(_stem(path), volume, labels, spacing)
 
     return CaseSource(_stem(path), load)
 

@@ -13,8 +13,6 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 from scipy import ndimage
 
@@ -188,9 +186,6 @@ def _write_journal(path: Path, header: dict, done: dict) -> None:
 
 
 # --- the run -----------------------------------------------------------------------------------------------------
-Progress = Callable[[str], None]
-
-
 def run_evaluation(dataset: Dataset, backend: SegmentationBackend, settings: EvaluationSettings, output: Path,
                    restart: bool = False, show_progress: bool = True) -> EvaluationRun:
     """Evaluate every case × structure of ``dataset``; returns all rows in the dataset's order."""
