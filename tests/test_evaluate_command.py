@@ -149,12 +149,26 @@ def test_a_server_gives_the_same_figures_as_in_process(tmp_path, capsys):
 
 
 # --- the tiny model ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_backend_factory(one_torch_thread):
+    """The command line's factory, loading the tiny model once for the module."""
+    from medsam3.backend_choice import open_backend
+
+    backend = open_backend("tiny-random", "cpu")
+
+    def factory(model=None, device=None, server_url=None, api_key=None):
+        assert (model, device, server_url) == ("tiny-random", "cpu", None)
+        return backend
+
+    return factory
+
+
 @pytest.mark.parametrize("data_format", ["msd", "pairs", "npz"])
-def test_tiny_model_runs_every_protocol_on_every_format(data_format, tmp_path, one_torch_thread):
+def test_tiny_model_runs_every_protocol_on_every_format(data_format, tmp_path, tiny_backend_factory):
     data = FORMATS[data_format](tmp_path)
     output = tmp_path / "tiny"
     status = main(["evaluate", str(data), "--model", "tiny-random", "--device", "cpu", "--max-clicks", "2",
-                   "--max-cases", "1", "--output", str(output), "--quiet"])
+                   "--max-cases", "1", "--output", str(output), "--quiet"], tiny_backend_factory)
     assert status == 0
     rows = _rows(output / "results.csv")
     assert [(r["protocol"], r["step"]) for r in rows] == [("text", "1"), ("clicks", "1"), ("clicks", "2"),

@@ -1,7 +1,7 @@
 """The three ways ``medsam3 evaluate`` prompts a session for one structure, each step giving a predicted mask.
 
-- **text**: the label's name, typed, through the whole volume with the model's default text protocol (the
-  engine maps the typed name to the model's vocabulary and may report the phrase it used);
+- **text**: the label's name (``text_for_structure``), typed, through the whole volume with the model's default
+  text protocol; the phrase and note the session reports are kept;
 - **clicks**: the simulated user's first click, then one correction at a time, the object re-propagated through
   the volume after every click, as the module does with *Whole volume*;
 - **box**: the ground truth's box on its largest slice, then propagation.
@@ -84,9 +84,20 @@ class _Timed:
         self.encode_seconds = self.clock.seconds - self._encoded if self.clock.available else None
 
 
+def text_for_structure(name: str) -> str:
+    """What the text protocol types for a structure: its label name, as the label file gives it.
+
+    This is the one place a structure's name becomes a text prompt. The vocabulary mapping of typed names onto
+    the model's training class names (``medsam3.vocabulary``) is built on another branch and is absent here, so
+    the name goes as is; point this function at that mapping when it lands (or leave it as is if the engine's
+    text path applies the mapping itself, as planned)."""
+    return name
+
+
 def run_text(session: Session, name: str, clock: EncodingClock, axis: SliceAxis = SliceAxis.AXIAL) -> Iterator[Step]:
+    typed = text_for_structure(name)
     with _Timed(clock) as timed:
-        updates = session.segment_text(name, axis, None)
+        updates = session.segment_text(typed, axis, None)
     prediction = None
     for update in updates:
         mask = session.mask(update.object_id)
@@ -95,7 +106,7 @@ def run_text(session: Session, name: str, clock: EncodingClock, axis: SliceAxis 
         raise RuntimeError("the session answered a typed name with no object")
     phrase = "; ".join(sorted({u.label for u in updates if u.label}))
     note = "; ".join(sorted({str(getattr(u, "note", "")) for u in updates if getattr(u, "note", "")}))
-    yield Step("text", 1, f"text '{name}'", prediction, timed.seconds, timed.encode_seconds, phrase, note)
+    yield Step("text", 1, f"text '{typed}'", prediction, timed.seconds, timed.encode_seconds, phrase, note)
 
 
 def run_clicks(session: Session, simulator: ClickSimulator, ground_truth: np.ndarray, name: str, max_clicks: int,
