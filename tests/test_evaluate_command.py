@@ -185,3 +185,13 @@ def test_tiny_model_runs_every_protocol_on_every_format(data_format, tmp_path, t
     assert summary["backend"]["model"] == "tiny-random" and "pipeline_check" not in summary
     report = (output / "report.md").read_text()
     assert "![dice_vs_clicks.png](dice_vs_clicks.png)" in report and rows[0]["structure"] in report
+
+
+def test_the_progress_bar_counts_structures_and_shows_the_time_left(tmp_path, capsys):
+    data = _synthetic_pairs(tmp_path / "data", cases=2)
+    assert main(["evaluate", str(data), "--max-clicks", "1", "--protocols", "clicks",
+                 "--output", str(tmp_path / "out")], oracle_backend_factory) == 0
+    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    last = [line for line in bar if line.startswith("evaluate:")][-1]
+    assert "4/4" in last and "structure" in last and "<00:00" in last  # done, and no time left
+    assert any("/4 [" in line and "<" in line for line in bar if "0/4" not in line)  # elapsed<left while running
