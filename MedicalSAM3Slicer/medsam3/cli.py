@@ -16,6 +16,7 @@ from . import __version__
 from .backend import SegmentationBackend
 from .backend_choice import API_KEY_ENVIRONMENT_VARIABLE, open_backend
 from .errors import MedSam3Error
+from .evaluation.command import add_evaluate_parser, run_evaluate
 
 BackendFactory = Callable[..., SegmentationBackend]  # (model, device, server_url, api_key) -> backend
 
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_options(serve, remote=False)
 
     commands.add_parser("demo", help="the main-job demo on a CT (medsam3 demo --help; scripts/demo.sh)")
+    add_evaluate_parser(commands)
     return parser
 
 
@@ -260,6 +262,8 @@ def run(argv: Sequence[str], backend_factory: BackendFactory = open_backend) -> 
         return _segment(args, backend_factory)
     if args.command == "models":
         return _models(args)
+    if args.command == "evaluate":
+        return run_evaluate(args, backend_factory)
     return _serve(args, backend_factory)
 
 
