@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_options(serve, remote=False)
 
     commands.add_parser("demo", help="the main-job demo on a CT (medsam3 demo --help; scripts/demo.sh)")
+    importlib.import_module("medsam3.batch.command").add_batch_parser(commands)
     return parser
 
 
@@ -260,6 +261,8 @@ def run(argv: Sequence[str], backend_factory: BackendFactory = open_backend) -> 
         return _segment(args, backend_factory)
     if args.command == "models":
         return _models(args)
+    if args.command == "batch":
+        return importlib.import_module("medsam3.batch.command").run_batch(args, backend_factory)
     return _serve(args, backend_factory)
 
 
