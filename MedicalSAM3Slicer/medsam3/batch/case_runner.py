@@ -22,6 +22,7 @@ from ..errors import MedSam3Error
 from ..segment_pipeline import SegmentRequest, StepTimer, segment_volume
 from .cases import Case, read_case_volume
 from .outputs import write_case_outputs
+from .segment_codes import segment_code
 
 BackendFactory = Callable[..., SegmentationBackend]  # (model, device, server_url, api_key) -> backend
 
@@ -100,7 +101,7 @@ def run_case(job: CaseJob, backend: LazyBackend) -> dict:
         with timer.step("write"):
             written, notes = write_case_outputs(outcome, volume, job.case, Path(job.folder))
         record.update(status="done", outputs=[str(p) for p in written], notes=notes,
-                      segments=[{"name": name, "voxels": int((outcome.labels == value).sum()),
+                      segments=[{"name": segment_code(name, value - 1).name, "voxels": int((outcome.labels == value).sum()),
                                  "score": round(float(outcome.scores.get(name, 0.0)), 4)}
                                 for value, name in enumerate(outcome.segment_names, start=1)])
     except BackendUnavailable:
