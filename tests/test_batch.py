@@ -1,0 +1,223 @@
+"""``medsam3 batch`` on this machine, over real volumes: a NIfTI file, a NRRD file, the TotalSegmentator DICOM series
+and a DICOM series with its UIDs (for the DICOM SEG), with a corrupt case in the middle.
+
+The model is the ground-truth oracle (tests/batch_backends.py), prompted by clicks from a CSV in IJK and RAS: it is
+fast, and its masks are not empty, so every output can be compared with what ``segment_volume`` gives directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from medsam3.batch.cases import discover_cases, read_case_volume
+from medsam3.cli import main
+from medsam3.segment_pipeline import SegmentRequest, segment_volume
+from medsam3.volume_io import ijk_to_ras_from_image
+
+from batch_backends import oracle_backend_factory
+from cases import data_path
+
+NIFTI = "ct/totalseg_example/ct_small.nii.gz"
+NRRD = "mr/pyradiomics/breast1_image.nrrd"
+SERIES = "ct/totalseg_example/dicom_series"
+SERIES_WITH_UIDS = "ct/dcmqi_3slice/ct-3slice"
+
+
+def run_batch(*arguments: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["batch", *map(str, arguments)], backend_factory=oracle_backend_factory)
+    return code, out.getvalue(), err.getvalue()
+
+
+def log_lines(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "batch-log.jsonl").read_text().splitlines()]
+
+
+def bright_voxel(volume) -> tuple[int, int, int]:
+    """(i, j, k) of a bright voxel on the middle slice (bright: the oracle segments the bright region there)."""
+    k = volume.array.shape[0] // 2
+    plane = volume.array[k].astype(float)
+    j, i = np.unravel_index(np.argmin(np.abs(plane - np.percentile(plane, 97))), plane.shape)
+    return int(i), int(j), k
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """The inputs (corrupt file in the middle), the clicks CSV, and the first run's exit code, output and log."""
+    root = tmp_path_factory.mktemp("cohort")
+    corrupt = root / "inputs" / "b_corrupt.nii.gz"
+    corrupt.parent.mkdir()
+    corrupt.write_bytes(b"\x1f\x8b not really a gzip'd NIfTI")
+    inputs = [data_path(NIFTI), data_path(NRRD), corrupt.parent, data_path(SERIES), data_path(SERIES_WITH_UIDS)]
+    cases = {case.case_id: case for case in discover_cases(inputs)}
+    rows, clicks = [], {}
+    for number, (case_id, case) in enumerate(cases.items()):
+        if case_id == "b_corrupt":
+            rows.append({"case": "b_corrupt.nii.gz", "kind": "point", "x": 1, "y": 1, "z": 1, "space": "ijk"})
+            continue
+        volume = read_case_volume(case)
+        ijk = bright_voxel(volume)
+        clicks[case_id] = ijk
+        if number % 2:  # every other case in RAS millimetres
+            x, y, z = volume.ijk_to_ras_points(np.array([ijk], dtype=float))[0]
+            rows.append({"case": case_id, "kind": "point", "x": x, "y": y, "z": z, "space": "ras"})
+        else:
+            rows.append({"case": case_id, "kind": "point", "x": ijk[0], "y": ijk[1], "z": ijk[2], "space": "ijk"})
+    prompts = root / "clicks.csv"
+    with open(prompts, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=["case", "kind", "x", "y", "z", "space", "name"])
+        writer.writeheader()
+        writer.writerows({**row, "name": "liver"} for row in rows)
+    output = root / "results"
+    code, stdout, stderr = run_batch(*inputs, "--prompts", prompts, "--output", output)
+    return {"inputs": inputs, "prompts": prompts, "output": output, "code": code, "stdout": stdout,
+            "stderr": stderr, "cases": cases, "clicks": clicks, "corrupt": corrupt}
+
+
+def test_corrupt_case_fails_alone_and_the_exit_code_shows_it(cohort):
+    assert cohort["code"] == 1
+    records = {r["case"]: r for r in log_lines(cohort["output"])}
+    assert list(records) == ["ct_small", "breast1_image", "b_corrupt", "dicom_series", "ct-3slice"]
+    assert records["b_corrupt"]["status"] == "failed"
+    assert "corrupt" in records["b_corrupt"]["error"] and "b_corrupt.nii.gz" in records["b_corrupt"]["error"]
+    assert all(records[c]["status"] == "done" for c in records if c != "b_corrupt")
+    assert not (cohort["output"] / "b_corrupt").exists()
+    # progress (done / left / ETA) on stderr, the summary table and the totals on stdout
+    assert "[5/5]" in cohort["stderr"] and "4 left" in cohort["stderr"] and "to go" in cohort["stderr"]
+    assert "b_corrupt" in cohort["stdout"] and "4 done, 0 skipped (already done), 1 failed" in cohort["stdout"]
+
+
+def test_every_output_has_the_input_geometry_and_the_direct_pipeline_result(cohort):
+    records = {r["case"]: r for r in log_lines(cohort["output"])}
+    for case_id, ijk in cohort["clicks"].items():
+        case, record = cohort["cases"][case_id], records[case_id]
+        volume = read_case_volume(case)
+        expected = segment_volume(oracle_backend_factory(), volume,
+                                  SegmentRequest(positive_points=(ijk,), coordinates_ijk=True, segment_name="liver"))
+        assert expected.labels[ijk[2], ijk[1], ijk[0]] == 1  # the click landed on what the oracle segments
+        folder = cohort["output"] / case_id
+        for name in ("labelmap.nii.gz", "segmentation.seg.nrrd"):
+            image = sitk.ReadImage(str(folder / name))
+            np.testing.assert_allclose(ijk_to_ras_from_image(image), volume.ijk_to_ras, atol=1e-4)
+            np.testing.assert_array_equal(sitk.GetArrayFromImage(image), expected.labels)
+        assert record["segments"] == [{"name": "Liver", "voxels": int(expected.labels.sum()),
+                                       "score": record["segments"][0]["score"]}]
+        assert record["model"] == "ground-truth-oracle" and record["engine_version"] and record["seconds"] > 0
+        assert sorted(Path(p).name for p in record["outputs"]) == sorted(p.name for p in folder.iterdir())
+    assert not list(cohort["output"].rglob(".partial-*"))
+
+
+def test_dicom_seg_references_the_source_series_and_holds_the_mask(cohort):
+    import highdicom as hd
+    import pydicom
+
+    records = {r["case"]: r for r in log_lines(cohort["output"])}
+    # the TotalSegmentator series was anonymised without UIDs: labelmap and .seg.nrrd, and the log says why no SEG
+    assert not (cohort["output"] / "dicom_series" / "segmentation.dcm").exists()
+    assert any("no DICOM SEG" in note and "StudyInstanceUID" in note for note in records["dicom_series"]["notes"])
+    case = cohort["cases"]["ct-3slice"]
+    seg = hd.seg.segread(cohort["output"] / "ct-3slice" / "segmentation.dcm")
+    sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in case.files]
+    assert seg.StudyInstanceUID == sources[0].StudyInstanceUID
+    referenced = seg.ReferencedSeriesSequence[0]
+    assert referenced.SeriesInstanceUID == sources[0].SeriesInstanceUID
+    assert {i.ReferencedSOPInstanceUID for i in referenced.ReferencedInstanceSequence} == \
+        {s.SOPInstanceUID for s in sources}
+    description = seg.SegmentSequence[0]
+    assert description.SegmentLabel == "Liver"
+    assert description.SegmentedPropertyTypeCodeSequence[0].CodeValue == "10200004"
+    volume = read_case_volume(case)
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(cohort["output"] / "ct-3slice" / "labelmap.nii.gz")))
+    assert labels.any()
+    pixels = seg.get_pixels_by_source_instance([s.SOPInstanceUID for s in sources], segment_numbers=[1])
+    ras_to_ijk = volume.ras_to_ijk
+    for source, frame in zip(sources, pixels[..., 0]):
+        position = np.diag([-1.0, -1.0, 1.0]) @ np.asarray(source.ImagePositionPatient, float)
+        k = int(round((ras_to_ijk @ np.r_[position, 1.0])[2]))
+        np.testing.assert_array_equal(frame.astype(bool), labels[k] == 1)
+
+
+def test_seg_nrrd_opens_in_slicer_with_names_colours_and_codes(cohort, tmp_path):
+    pytest.importorskip("slicer")
+    from slicer_scene import load_volume_node, new_scene
+
+    from MedicalSAM3SlicerLib.segment_io import segment_mask
+    from MedicalSAM3SlicerLib.terminology import codes_of_tag, default_table, segment_tag
+
+    volume = read_case_volume(cohort["cases"]["breast1_image"])
+    scene = new_scene()
+    volume_node = load_volume_node(scene, volume, tmp_path)
+    loaded = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "loaded")
+    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    storage.SetFileName(str(cohort["output"] / "breast1_image" / "segmentation.seg.nrrd"))
+    assert storage.ReadData(loaded)
+    segment = loaded.GetSegmentation().GetNthSegment(0)
+    liver = default_table().resolve("liver")
+    assert segment.GetName() == "Liver"
+    np.testing.assert_allclose(segment.GetColor(), liver.colour, atol=1e-3)
+    category, type_, _ = codes_of_tag(segment_tag(segment))
+    assert (category, type_) == (liver.category, liver.type)
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(cohort["output"] / "breast1_image" / "labelmap.nii.gz")))
+    np.testing.assert_array_equal(segment_mask(loaded, loaded.GetSegmentation().GetNthSegmentID(0), volume_node),
+                                  labels == 1)
+
+
+def test_a_rerun_skips_what_is_done_and_runs_what_is_fixed(cohort):
+    output = cohort["output"]
+    before = {p: p.stat().st_mtime_ns for p in output.rglob("*") if p.is_file() and p.suffix != ".jsonl"}
+    first_run_lines = len(log_lines(output))
+    code, stdout, _ = run_batch(*cohort["inputs"], "--prompts", cohort["prompts"], "--output", output)
+    assert code == 1  # the corrupt case still fails
+    rerun = {r["case"]: r["status"] for r in log_lines(output)[first_run_lines:]}
+    assert rerun == {"ct_small": "skipped", "breast1_image": "skipped", "b_corrupt": "failed",
+                     "dicom_series": "skipped", "ct-3slice": "skipped"}
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # nothing done was rewritten
+    assert "4 skipped (already done), 1 failed" in stdout
+
+    shutil.copyfile(data_path(NIFTI), cohort["corrupt"])  # the user replaces the corrupt file
+    code, stdout, _ = run_batch(*cohort["inputs"], "--prompts", cohort["prompts"], "--output", output)
+    assert code == 0
+    last = {r["case"]: r["status"] for r in log_lines(output)[-5:]}
+    assert last["b_corrupt"] == "done" and sum(s == "skipped" for s in last.values()) == 4
+    assert (output / "b_corrupt" / "labelmap.nii.gz").is_file()
+
+
+def test_a_failure_while_writing_leaves_no_file_of_the_case(tmp_path, monkeypatch):
+    from medsam3.batch import outputs
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs, "write_seg_nrrd_with_codes", fail)  # the second file of the case fails
+    code, stdout, _ = run_batch(data_path(NRRD), "--prompts", _one_click_csv(tmp_path), "--output", tmp_path / "out")
+    assert code == 1 and "No space left on device" in stdout
+    assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == ["batch-log.jsonl"]
+
+
+def _one_click_csv(folder: Path) -> Path:
+    path = folder / "one.csv"
+    path.write_text("case,kind,x,y,z,space\nbreast1_image,point,20,60,10,ijk\n")
+    return path
+
+
+def test_bad_prompts_are_refused_before_anything_runs(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("case,kind,x,y,z\nno_such_case,point,1,2,3\n")
+    assert main(["batch", str(data_path(NRRD)), "--prompts", str(bad), "--output", str(tmp_path / "out")],
+                backend_factory=oracle_backend_factory) == 1
+    error = capsys.readouterr().err
+    assert "no_such_case" in error and "breast1_image" in error and len(error.strip().splitlines()) == 1
+    assert main(["batch", str(data_path(NRRD)), "--output", str(tmp_path / "out")],
+                backend_factory=oracle_backend_factory) == 1
+    assert "Nothing to segment" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
