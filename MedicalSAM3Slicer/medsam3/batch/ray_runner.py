@@ -9,6 +9,7 @@ local run, so inputs and the output folder must be on a file system every node s
 
 from __future__ import annotations
 
+import os
 from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -54,9 +55,10 @@ def connect(address: str) -> bool:
 
     if ray.is_initialized():  # e.g. a test, or a program that set Ray up itself
         return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports sent from a hospital's network
     options = dict(log_to_driver=False, logging_level="WARNING")
-    if address == LOCAL:
-        ray.init(include_dashboard=False, **options)
+    if address == LOCAL:  # this machine only: no dashboard, nothing listening beyond the loopback interface
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **options)
     else:
         ray.init(address=address, **options)
     return True
