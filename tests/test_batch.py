@@ -221,3 +221,72 @@ def test_bad_prompts_are_refused_before_anything_runs(tmp_path, capsys):
                 backend_factory=oracle_backend_factory) == 1
     assert "Nothing to segment" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _crop(source: Path, target: Path, k0: int, k1: int) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    image = sitk.ReadImage(str(source))
+    sitk.WriteImage(image[:, :, k0:k1], str(target))
+    return target
+
+
+def test_dataset_json_cases_with_boxes_in_ras_and_ijk_and_changed_settings_rerun(tmp_path):
+    """An MSD-style dataset.json (training and test images) with one box per case from the CSV, one in RAS and
+    one in IJK: each result equals segment_volume with that box. Changing one case's box reruns only that case."""
+    spleen = data_path("ct/spleen_msd_crop/image.nii.gz")
+    a = _crop(spleen, tmp_path / "Task09" / "imagesTr" / "spleen_a.nii.gz", 8, 14)
+    b = _crop(spleen, tmp_path / "Task09" / "imagesTs" / "spleen_b.nii.gz", 12, 18)
+    dataset = tmp_path / "Task09" / "dataset.json"
+    dataset.write_text(json.dumps({"name": "Spleen", "training": [{"image": "./imagesTr/spleen_a.nii.gz",
+                                                                   "label": "./labelsTr/spleen_a.nii.gz"}],
+                                   "test": ["./imagesTs/spleen_b.nii.gz"]}))
+    boxes = {}
+    for case_id, path in (("spleen_a", a), ("spleen_b", b)):
+        volume = read_case_volume(discover_cases([path])[0])
+        i, j, k = bright_voxel(volume)
+        boxes[case_id] = ((i - 12, j - 12, k), (i + 12, j + 12, k))
+    ras_box = read_case_volume(discover_cases([a])[0]).ijk_to_ras_points(np.array(boxes["spleen_a"], dtype=float))
+    prompts = tmp_path / "boxes.csv"
+
+    def write_csv(b_box):
+        rows = ["case,kind,x,y,z,x2,y2,z2,space",
+                "spleen_a.nii.gz,box," + ",".join(f"{v:.6f}" for v in ras_box.ravel()) + ",ras",
+                "spleen_b,box," + ",".join(str(v) for corner in b_box for v in corner) + ",ijk"]
+        prompts.write_text("\n".join(rows) + "\n")
+
+    write_csv(boxes["spleen_b"])
+    output = tmp_path / "out"
+    code, stdout, stderr = run_batch(dataset, "--prompts", prompts, "--output", output)
+    assert code == 0, stdout + stderr
+    records = {r["case"]: r for r in log_lines(output)}
+    assert list(records) == ["spleen_a", "spleen_b"] and all(r["status"] == "done" for r in records.values())
+    for case_id, path in (("spleen_a", a), ("spleen_b", b)):
+        volume = read_case_volume(discover_cases([path])[0])
+        expected = segment_volume(oracle_backend_factory(), volume,
+                                  SegmentRequest(box=boxes[case_id], coordinates_ijk=True))
+        assert expected.labels.any()
+        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(output / case_id / "labelmap.nii.gz")))
+        np.testing.assert_array_equal(labels, expected.labels)
+        assert records[case_id]["input"] == str(path.resolve())
+
+    (i0, j0, k), (i1, j1, _) = boxes["spleen_b"]
+    write_csv(((i0 + 1, j0, k), (i1 + 1, j1, k)))  # the user moves one box by a voxel
+    assert run_batch(dataset, "--prompts", prompts, "--output", output)[0] == 0
+    rerun = {r["case"]: r["status"] for r in log_lines(output)[2:]}
+    assert rerun == {"spleen_a": "skipped", "spleen_b": "done"}
+
+
+@pytest.mark.parametrize("resources, device, workers, expected", [
+    ({"CPU": 64.0, "GPU": 4.0}, None, None, (4, {"num_gpus": 1, "num_cpus": 1}, "cuda", None)),
+    ({"CPU": 64.0, "GPU": 4.0}, "cuda:1", 2, (2, {"num_gpus": 1, "num_cpus": 1}, "cuda", None)),
+    ({"CPU": 64.0, "GPU": 4.0}, "cpu", None, (16, {"num_gpus": 0, "num_cpus": 4}, "cpu", 4)),
+    ({"CPU": 16.0}, None, None, (4, {"num_gpus": 0, "num_cpus": 4}, "cpu", 4)),
+    ({"CPU": 2.0}, None, None, (1, {"num_gpus": 0, "num_cpus": 2}, "cpu", 2)),
+])
+def test_ray_workers_get_whole_gpus_when_there_are_gpus_and_cpus_otherwise(monkeypatch, resources, device, workers,
+                                                                          expected):
+    ray = pytest.importorskip("ray")
+    from medsam3.batch.ray_runner import RayPlan, _worker_options
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: resources)
+    assert _worker_options(RayPlan(workers=workers), device) == expected

@@ -72,7 +72,8 @@ def _worker_options(plan: RayPlan, device: str | None) -> tuple[int, dict, str |
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
     if gpus and (device is None or device.startswith("cuda")):
         count = min(plan.workers or gpus, gpus)
-        return count, {"num_gpus": 1, "num_cpus": 1}, device or "cuda", None
+        # Ray shows each worker only its own GPU (CUDA_VISIBLE_DEVICES), so "cuda:1" becomes that worker's "cuda"
+        return count, {"num_gpus": 1, "num_cpus": 1}, "cuda", None
     per_worker = plan.cpus_per_worker or max(1, min(4, cpus))
     count = plan.workers or max(1, cpus // per_worker)
     return count, {"num_cpus": per_worker, "num_gpus": 0}, device or "cpu", per_worker
