@@ -12,6 +12,8 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
+
 from medsam3.backend import BackendInfo, LocalBackend
 from medsam3.bright_region_model import BrightRegionModel
 from medsam3.engine import SegmentationEngine
@@ -51,3 +53,11 @@ class DiesOnceOnCase:
 
     def __call__(self, model=None, device=None, server_url=None, api_key=None):
         return _DyingBackend(oracle_backend_factory(), self.marker, self.volume_name)
+
+
+def bright_voxel(volume) -> tuple[int, int, int]:
+    """(i, j, k) of a bright voxel on the middle slice (bright: the oracle segments the bright region there)."""
+    k = volume.array.shape[0] // 2
+    plane = volume.array[k].astype(float)
+    j, i = np.unravel_index(np.argmin(np.abs(plane - np.percentile(plane, 97))), plane.shape)
+    return int(i), int(j), k

@@ -23,7 +23,7 @@ from medsam3.cli import main
 from medsam3.segment_pipeline import SegmentRequest, segment_volume
 from medsam3.volume_io import ijk_to_ras_from_image
 
-from batch_backends import oracle_backend_factory
+from batch_backends import bright_voxel, oracle_backend_factory
 from cases import data_path
 
 NIFTI = "ct/totalseg_example/ct_small.nii.gz"
@@ -41,14 +41,6 @@ def run_batch(*arguments: str) -> tuple[int, str, str]:
 
 def log_lines(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "batch-log.jsonl").read_text().splitlines()]
-
-
-def bright_voxel(volume) -> tuple[int, int, int]:
-    """(i, j, k) of a bright voxel on the middle slice (bright: the oracle segments the bright region there)."""
-    k = volume.array.shape[0] // 2
-    plane = volume.array[k].astype(float)
-    j, i = np.unravel_index(np.argmin(np.abs(plane - np.percentile(plane, 97))), plane.shape)
-    return int(i), int(j), k
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from medsam3.batch.cases import discover_cases, read_case_volume
 from medsam3.cli import main
 from medsam3.model_sources import resolve_model
 
-from batch_backends import DiesOnceOnCase, oracle_backend_factory
+from batch_backends import DiesOnceOnCase, bright_voxel, oracle_backend_factory
 from cases import data_path
 
 ray = pytest.importorskip("ray")
@@ -30,7 +31,8 @@ def ray_cluster():
     """Two CPUs, no dashboard, loopback only; workers import the engine and tests/batch_backends.py."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     python_path = os.pathsep.join([str(ENGINE), str(TESTS), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+    ray.init(num_cpus=2, num_gpus=0, object_store_memory=100 * 2**20, include_dashboard=False,
+             _node_ip_address="127.0.0.1", log_to_driver=False,
              logging_level="WARNING", runtime_env={"env_vars": {"PYTHONPATH": python_path,
                                                                 "TRANSFORMERS_VERBOSITY": "error",
                                                                 "OMP_NUM_THREADS": "1"}})
@@ -92,8 +94,10 @@ def test_a_ray_run_writes_the_same_files_as_a_local_run(ray_cluster, tmp_path, o
 def test_a_worker_killed_mid_run_does_not_stop_the_batch(ray_cluster, tmp_path):
     inputs = small_cohort(tmp_path)
     prompts = tmp_path / "clicks.csv"
-    prompts.write_text("case,kind,x,y,z,space\nspleen_6,point,80,80,3,ijk\nbreast1_image,point,20,60,10,ijk\n"
-                       "ct-3slice,point,250,300,1,ijk\n")
+    rows = ["case,kind,x,y,z,space"]
+    for case in discover_cases(inputs):  # a click on a bright voxel, so that every mask has something in it
+        rows.append(f"{case.case_id},point,{','.join(map(str, bright_voxel(read_case_volume(case))))},ijk")
+    prompts.write_text("\n".join(rows) + "\n")
     common = [*inputs, "--prompts", prompts]
     assert run_batch([*common, "--output", tmp_path / "local"], oracle_backend_factory)[0] == 0
     marker = tmp_path / "killed-worker.pid"
@@ -109,7 +113,8 @@ def test_a_worker_killed_mid_run_does_not_stop_the_batch(ray_cluster, tmp_path):
     assert breast["worker"].split(":")[1] != marker.read_text()  # finished by another process than the killed one
     local, on_ray = result_files(tmp_path / "local"), result_files(tmp_path / "ray")
     assert sorted(local) == sorted(on_ray)
-    assert sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "ray" / "breast1_image" / "labelmap.nii.gz"))).any()
+    for case in ("spleen_6", "breast1_image", "ct-3slice"):
+        assert sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "ray" / case / "labelmap.nii.gz"))).any(), case
     for name in local:
         if not name.endswith(".dcm"):
             assert local[name] == on_ray[name], name
