@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("demo", help="the main-job demo on a CT (medsam3 demo --help; scripts/demo.sh)")
     add_evaluate_parser(commands)
+    importlib.import_module("medsam3.batch.command").add_batch_parser(commands)
     return parser
 
 
@@ -264,6 +265,8 @@ def run(argv: Sequence[str], backend_factory: BackendFactory = open_backend) -> 
         return _models(args)
     if args.command == "evaluate":
         return run_evaluate(args, backend_factory)
+    if args.command == "batch":
+        return importlib.import_module("medsam3.batch.command").run_batch(args, backend_factory)
     return _serve(args, backend_factory)
 
 
