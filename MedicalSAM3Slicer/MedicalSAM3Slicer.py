@@ -22,7 +22,9 @@ from slicer.util import VTKObservationMixin
 from MedicalSAM3SlicerLib import dependencies, exports
 from MedicalSAM3SlicerLib.parameters import MedicalSAM3SlicerParameters
 from MedicalSAM3SlicerLib.prompt_nodes import POLARITY_ATTRIBUTE, slice_node_showing
+from MedicalSAM3SlicerLib.slice_view_interaction import GestureRecorder, Tool, display_to_world
 from MedicalSAM3SlicerLib.worker import ModelWorker
+from MedicalSAM3SlicerWidgets.slice_view_mouse import SliceViewMouse
 
 API_KEY_SETTING = "MedicalSAM3Slicer/ApiKey"
 DEVICES = ("auto", "cuda", "mps", "cpu")
@@ -66,6 +68,11 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.worker = None
         self._prompt_nodes = {}
         self._shortcuts = []
+        self._mouse = None
+        self._installing = False
+        self._pending_strokes = []
+        self._prompt_view = None
+        self._editor_node_observation = None
 
     # --- setup ---------------------------------------------------------------------------------------------
     def setup(self):
@@ -95,9 +102,9 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.textLineEdit.connect("returnPressed()", self.on_segment_text)
         self.ui.runButton.connect("clicked()", self.on_run_prompts)
         self.ui.stopButton.connect("clicked()", self.on_stop)
-        self.ui.positivePointButton.connect("toggled(bool)", lambda on: self._place("positive", on))
-        self.ui.negativePointButton.connect("toggled(bool)", lambda on: self._place("negative", on))
-        self.ui.boxButton.connect("toggled(bool)", lambda on: self._place("box", on))
+        self._mouse = SliceViewMouse(GestureRecorder(), self._on_gesture)
+        for name, button in self._tool_buttons().items():
+            button.connect("toggled(bool)", lambda on, name=name: self._select_tool(name, on))
         self.ui.undoButton.connect("clicked()", lambda: self._segment_action("undo"))
         self.ui.redoButton.connect("clicked()", lambda: self._segment_action("redo"))
         self.ui.resetButton.connect("clicked()", lambda: self._segment_action("reset"))
@@ -115,27 +122,68 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                                (self.ui.deviceComboBox, "currentIndexChanged(int)"),
                                (self.ui.serverUrlLineEdit, "textChanged(QString)")):
             widget.connect(signal, self._store_parameters)
-        self._add_shortcuts()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self._on_scene_closing)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self._on_scene_closed)
+        # a scene loaded (imported) later brings its own parameter nodes: show them (as SegmentEditor.py does)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self._on_scene_imported)
         self._prefetch_timer = qt.QTimer()
         self._prefetch_timer.setSingleShot(True)
         self._prefetch_timer.setInterval(PREFETCH_DELAY_MS)
         self._prefetch_timer.connect("timeout()", self._prefetch)
         self._scrolled_slice_node = None
-        for name in slicer.app.layoutManager().sliceViewNames():
-            slice_node = slicer.app.layoutManager().sliceWidget(name).mrmlSliceNode()
+        for slice_node in self._slice_nodes():
             self.addObserver(slice_node, vtk.vtkCommand.ModifiedEvent,
                              lambda node, event: self._on_slice_view_moved(node))
         self._load_parameters()
 
-    def _add_shortcuts(self):
+    # --- entering and leaving the module ---------------------------------------------------------------------
+    # As Slicer's own Segment Editor module (Modules/Scripted/SegmentEditor/SegmentEditor.py, v5.10.0): keyboard
+    # shortcuts are installed in enter() and removed in exit(), and exit() deactivates the editor's effect and
+    # drops its view observations. The single keys P, N and B (B is also the slice views' "previous slice" key)
+    # thus act only while this module is shown.
+    def enter(self):
+        self._install_shortcuts()
+        self.ui.segmentEditorWidget.installKeyboardShortcuts()  # 1-0 effects, Z / Ctrl+Z undo, Y redo, Escape
+        self._mouse.install(slicer.app.layoutManager())
+        self._set_segment_editor_node()
+        self.ui.segmentEditorWidget.updateWidgetFromMRML()
+
+    def exit(self):
+        self._release_tools()
+        self._mouse.remove()
+        self._remove_shortcuts()
+        self.ui.segmentEditorWidget.setActiveEffect(None)
+        self.ui.segmentEditorWidget.uninstallKeyboardShortcuts()
+        self.ui.segmentEditorWidget.removeViewObservations()
+
+    def _install_shortcuts(self):
+        self._remove_shortcuts()
+        main_window = slicer.util.mainWindow()
+        if main_window is None:  # --no-main-window: no keyboard to serve
+            return
         for keys, action in (("P", self.ui.positivePointButton.toggle), ("N", self.ui.negativePointButton.toggle),
                              ("B", self.ui.boxButton.toggle), ("Ctrl+Return", self.on_run_prompts),
                              ("Ctrl+Alt+Z", lambda: self._segment_action("undo")),
                              ("Ctrl+Alt+Y", lambda: self._segment_action("redo"))):
-            shortcut = qt.QShortcut(qt.QKeySequence(keys), slicer.util.mainWindow())
+            shortcut = qt.QShortcut(qt.QKeySequence(keys), main_window)
             shortcut.connect("activated()", action)
             self._shortcuts.append(shortcut)
+
+    def _remove_shortcuts(self):
+        # as qMRMLSegmentEditorWidget::uninstallKeyboardShortcuts: disconnect, unparent, delete
+        for shortcut in self._shortcuts:
+            shortcut.disconnect("activated()")
+            shortcut.setParent(None)
+            shortcut.deleteLater()
+        self._shortcuts = []
+
+    @staticmethod
+    def _slice_nodes():
+        """The slice nodes of the views on screen (none when Slicer runs without a main window)."""
+        layout_manager = slicer.app.layoutManager()
+        if layout_manager is None:
+            return []
+        return [layout_manager.sliceWidget(name).mrmlSliceNode() for name in layout_manager.sliceViewNames()]
 
     def _logic(self):
         """The logic, created on first use (importing it needs torch: see 'Install dependencies...')."""
@@ -162,9 +210,9 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def cleanup(self):
         self._prefetch_timer.stop()
         self.removeObservers()
-        self._place(None, False)
-        for shortcut in self._shortcuts:
-            shortcut.setParent(None)
+        self._release_tools()
+        self._mouse.remove()
+        self._remove_shortcuts()
         self._delivery_timer.stop()
         self.worker.shutdown(wait=False)
         if self.logic is not None:
@@ -180,6 +228,17 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             node.SetSingletonTag("MedicalSAM3Slicer")
             node = slicer.mrmlScene.AddNode(node)
         self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(node)
+        if self._editor_node_observation is not node:
+            if self._editor_node_observation is not None:
+                self.removeObserver(self._editor_node_observation, vtk.vtkCommand.ModifiedEvent,
+                                    self._on_editor_node_modified)
+            self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self._on_editor_node_modified)
+            self._editor_node_observation = node
+
+    def _on_editor_node_modified(self, node, event):
+        """An effect of the embedded editor was activated: it gets the mouse, so the module's tool is released."""
+        if node.GetActiveEffectName():
+            self._release_tools()
 
     def _load_parameters(self):
         self.parameters = None  # the widgets below must not write back half-loaded values
@@ -224,63 +283,130 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.parameters.segmentation = node
         self.ui.segmentEditorWidget.setSegmentationNode(node)
 
+    def _on_scene_closing(self, *_):
+        self._release_tools()
+
     def _on_scene_closed(self, *_):
         if self.logic is not None:
             self.logic.close()
         self._prompt_nodes.clear()
+        self._pending_strokes.clear()
+        self._prompt_view = None
+        self._set_segment_editor_node()
+        self._load_parameters()
+
+    def _on_scene_imported(self, *_):
+        """A scene was loaded: use its parameter node and its editor node, and show what they hold."""
         self._set_segment_editor_node()
         self._load_parameters()
 
     # --- prompt tools --------------------------------------------------------------------------------------
+    # The tools take the mouse through an event filter on the slice views (MedicalSAM3SlicerWidgets.slice_view_mouse;
+    # the decisions are MedicalSAM3SlicerLib.slice_view_interaction's), not through markups place mode: the
+    # interaction node's mode and place-mode persistence are never changed, so leaving the module has nothing of
+    # the user's to restore. Clicks and boxes are kept as markups (visible, read by the logic); strokes run at once.
+    TOOLS = {"positive_point": (Tool.POINT, True), "negative_point": (Tool.POINT, False), "box": (Tool.BOX, True),
+             "positive_scribble": (Tool.SCRIBBLE, True), "negative_scribble": (Tool.SCRIBBLE, False),
+             "positive_lasso": (Tool.LASSO, True), "negative_lasso": (Tool.LASSO, False)}
+
+    def _tool_buttons(self):
+        return {"positive_point": self.ui.positivePointButton, "negative_point": self.ui.negativePointButton,
+                "box": self.ui.boxButton, "positive_scribble": self.ui.positiveScribbleButton,
+                "negative_scribble": self.ui.negativeScribbleButton, "positive_lasso": self.ui.positiveLassoButton,
+                "negative_lasso": self.ui.negativeLassoButton}
+
+    def _select_tool(self, name, on):
+        """One tool at a time: pressing a tool button releases the others and the Segment Editor's effect."""
+        buttons = self._tool_buttons()
+        if on:
+            for other, button in buttons.items():
+                if other != name and button.checked:
+                    button.blockSignals(True)
+                    button.checked = False
+                    button.blockSignals(False)
+            self.ui.segmentEditorWidget.setActiveEffect(None)  # an effect would compete for the same clicks
+            if not self._mouse.installed:
+                self._mouse.install(slicer.app.layoutManager())
+            self._mouse.recorder.set_tool(*self.TOOLS[name])
+        elif not any(button.checked for button in buttons.values()):
+            self._mouse.recorder.set_tool(None)
+
+    def _release_tools(self):
+        for button in self._tool_buttons().values():
+            button.blockSignals(True)
+            button.checked = False
+            button.blockSignals(False)
+        if self._mouse is not None:
+            self._mouse.recorder.set_tool(None)
+
     def _prompt_node(self, kind):
-        """The point list (positive / negative) or ROI the tools place into, created on first use."""
+        """The point list (positive / negative) or ROI that clicks and boxes are kept in, created on first use."""
         node = self._prompt_nodes.get(kind)
         if node is None or node.GetScene() is None:
             node_class = "vtkMRMLMarkupsROINode" if kind == "box" else "vtkMRMLMarkupsFiducialNode"
             node = slicer.mrmlScene.AddNewNodeByClass(node_class, f"MedicalSAM3 {kind}")
             node.SetAttribute(POLARITY_ATTRIBUTE, "negative" if kind == "negative" else "positive")
-            if kind == "box":  # two clicks place opposite corners (the default ROI type places only a centre)
+            if kind == "box":  # the box is the bounding box of its two corners (the default ROI type is centred)
                 node.SetROIType(slicer.vtkMRMLMarkupsROINode.ROITypeBoundingBox)
             node.CreateDefaultDisplayNodes()
             node.GetDisplayNode().SetSelectedColor((0.1, 0.8, 0.1) if kind != "negative" else (0.9, 0.1, 0.1))
             node.GetDisplayNode().SetPointLabelsVisibility(False)
-            self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
-                             lambda caller, event, kind=kind: self._on_prompt_placed(kind))
+            node.SetLocked(True)  # placed by the tools only; a later click must not drag it
             self._prompt_nodes[kind] = node
         return node
 
-    def _place(self, kind, on):
-        """Enter (or leave) place mode for one tool; the other tool buttons are released."""
-        buttons = {"positive": self.ui.positivePointButton, "negative": self.ui.negativePointButton,
-                   "box": self.ui.boxButton}
-        interaction = slicer.app.applicationLogic().GetInteractionNode()
-        if not on:
-            if kind is None or buttons[kind].checked is False:
-                interaction.SwitchToViewTransformMode()
-            return
-        for other, button in buttons.items():
-            if other != kind and button.checked:
-                button.blockSignals(True)
-                button.checked = False
-                button.blockSignals(False)
-        node = self._prompt_node(kind)
-        selection = slicer.app.applicationLogic().GetSelectionNode()
-        selection.SetReferenceActivePlaceNodeClassName(node.GetClassName())
-        selection.SetActivePlaceNodeID(node.GetID())
-        interaction.SetPlaceModePersistence(True)
-        interaction.SetCurrentInteractionMode(interaction.Place)
+    def _on_gesture(self, gesture):
+        """A finished click, box, scribble or lasso on a slice view (called just after its mouse event)."""
+        with self._reporting_errors():
+            layout_manager = slicer.app.layoutManager()
+            if layout_manager is None or layout_manager.sliceWidget(gesture.view) is None:
+                return
+            slice_node = layout_manager.sliceWidget(gesture.view).mrmlSliceNode()
+            world = display_to_world(slice_node, gesture.display_points)
+            if gesture.tool == Tool.POINT:
+                self._prompt_node("positive" if gesture.positive else "negative").AddControlPointWorld(
+                    *[float(v) for v in world[0]])
+                self._prompt_view = slice_node
+            elif gesture.tool == Tool.BOX:
+                box = self._prompt_node("box")
+                box.RemoveAllControlPoints()
+                for corner in world:
+                    box.AddControlPointWorld(*[float(v) for v in corner])
+                self._prompt_view = slice_node
+                self.ui.boxButton.checked = False  # one box per object
+            else:
+                self._pending_strokes.append((gesture, slice_node, world))
+        self._run_pending()
 
-    def _on_prompt_placed(self, kind):
-        if kind == "box":
-            if self._prompt_nodes["box"].GetNumberOfDefinedControlPoints() < 2:
-                return  # the first corner: wait for the opposite one
-            self.ui.boxButton.checked = False
-        if self.ui.autoRunCheckBox.checked:
-            self.on_run_prompts()
+    def _run_pending(self):
+        """Run what the user drew, in order, one request at a time (a prompt waits while the model works)."""
+        if self.worker.busy or self._installing:
+            return
+        with self._reporting_errors():
+            if self._pending_strokes:
+                gesture, slice_node, world = self._pending_strokes.pop(0)
+                self._run_stroke(gesture, slice_node, world)
+            elif self.ui.autoRunCheckBox.checked and self._has_placed_prompts():
+                self.on_run_prompts()
+
+    def _run_stroke(self, gesture, slice_node, world):
+        volume, segmentation = self._inputs()
+        segment_id = self.ui.segmentEditorWidget.currentSegmentID() or None
+        request = self._logic().prepare_stroke(
+            volume, segmentation, "lasso" if gesture.tool == Tool.LASSO else "scribble", world, slice_node,
+            positive=gesture.positive, whole_volume=self.ui.wholeVolumeRadioButton.checked, segment_id=segment_id,
+            text=self.ui.textLineEdit.text if segment_id is None else None)
+        self._submit(request)
+
+    def _has_placed_prompts(self):
+        return any(node.GetNumberOfControlPoints() > 0 for node in self._prompt_nodes.values()
+                   if node.GetScene() is not None)
 
     def _placed_view(self):
-        """The slice view a placed prompt lies in (markups store positions, not views; the prompts of one run
-        are on one slice, and they are cleared after each run)."""
+        """The slice view the placed prompts lie in: the one the tools placed them in, or else (points placed by
+        hand) the view whose plane passes closest to the latest point."""
+        if self._prompt_view is not None:
+            return self._prompt_view
         latest = None
         for kind in ("positive", "negative", "box"):
             node = self._prompt_nodes.get(kind)
@@ -288,15 +414,12 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 position = [0.0, 0.0, 0.0]
                 node.GetNthControlPointPositionWorld(node.GetNumberOfControlPoints() - 1, position)
                 latest = position
-        if latest is None:
-            return None
-        slice_nodes = [slicer.app.layoutManager().sliceWidget(name).mrmlSliceNode()
-                       for name in slicer.app.layoutManager().sliceViewNames()]
-        return slice_node_showing(latest, slice_nodes)
+        return slice_node_showing(latest, self._slice_nodes()) if latest is not None else None
 
     def _clear_prompts(self):
         for node in self._prompt_nodes.values():
             node.RemoveAllControlPoints()
+        self._prompt_view = None
 
     # --- running -------------------------------------------------------------------------------------------
     def _inputs(self):
@@ -317,10 +440,14 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         def done(updates):
             self._set_busy(False)
             with self._reporting_errors():
-                result = self._logic().apply(request, updates)
+                # the editor's Ctrl+Z then returns to the segmentation just before this write (defect: undo
+                # dropped model results); qMRMLSegmentEditorWidget::saveStateForUndo, Slicer v5.8.1 and v5.10.0
+                result = self._logic().apply(request, updates,
+                                             save_state_for_undo=self.ui.segmentEditorWidget.saveStateForUndo)
                 self.ui.notesLabel.text = "\n".join(result.notes)
                 if result.segment_ids:
                     self.ui.segmentEditorWidget.setCurrentSegmentID(result.segment_ids[-1])
+            qt.QTimer.singleShot(0, self._run_pending)  # what the user drew meanwhile
 
         self._stop_requested.clear()
         self._progress = None
@@ -340,8 +467,8 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def on_segment_text(self):
         with self._reporting_errors():
             volume, segmentation = self._inputs()
-            view = None if self.ui.wholeVolumeRadioButton.checked else \
-                slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
+            views = {node.GetLayoutName(): node for node in self._slice_nodes()}
+            view = None if self.ui.wholeVolumeRadioButton.checked else views.get("Red", next(iter(views.values()), None))
             request = self._logic().prepare(volume, segmentation, text=self.ui.textLineEdit.text, view=view,
                                             whole_volume=self.ui.wholeVolumeRadioButton.checked)
             self._submit(request)
@@ -369,6 +496,8 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     # --- model ---------------------------------------------------------------------------------------------
     def on_load_model(self):
+        if self._installing or self.worker.busy:
+            return  # a second press while pip or the model is working (pip_install pumps Qt events)
         plan = dependencies.plan_installation()
         if not self.ui.serverUrlLineEdit.text and plan.torch:
             self._show_error(RuntimeError("PyTorch is not installed yet: click 'Install dependencies...' first."))
@@ -399,6 +528,8 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._delivery_timer.start()
 
     def on_install_dependencies(self):
+        if self._installing or self.worker.busy:
+            return  # slicer.util.pip_install pumps Qt events while pip runs: a second press must do nothing
         plan = dependencies.plan_installation()
         if plan.nothing_to_do:
             slicer.util.infoDisplay(plan.describe())
@@ -413,10 +544,16 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 torch_logic = PyTorchUtils.PyTorchUtilsLogic()
             except ImportError:
                 pass
-        with self._reporting_errors(), slicer.util.WaitCursor():
-            dependencies.install(plan, pip_install=slicer.util.pip_install, torch_logic=torch_logic,
-                                 progress=lambda message: slicer.util.showStatusMessage(message, 3000))
-            slicer.util.infoDisplay("The Python packages are installed. Click 'Load model'.")
+        self._installing = True
+        self._set_busy(True)
+        try:
+            with self._reporting_errors(), slicer.util.WaitCursor():
+                dependencies.install(plan, pip_install=slicer.util.pip_install, torch_logic=torch_logic,
+                                     progress=lambda message: slicer.util.showStatusMessage(message, 3000))
+                slicer.util.infoDisplay("The Python packages are installed. Click 'Load model'.")
+        finally:
+            self._installing = False
+            self._set_busy(False)
 
     # --- export --------------------------------------------------------------------------------------------
     def on_export(self):
@@ -451,9 +588,10 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.progressBar.setRange(0, 0 if busy else 1)  # an indeterminate bar while the model works
         self.ui.progressBar.setValue(0 if busy else 1)
         for button in (self.ui.runButton, self.ui.segmentTextButton, self.ui.undoButton, self.ui.redoButton,
-                       self.ui.resetButton, self.ui.startFromSegmentButton, self.ui.loadModelButton):
+                       self.ui.resetButton, self.ui.startFromSegmentButton, self.ui.loadModelButton,
+                       self.ui.installDependenciesButton):
             button.enabled = not busy
-        self.ui.stopButton.enabled = busy
+        self.ui.stopButton.enabled = busy and not self._installing
 
     def _show_error(self, error):
         self._set_busy(False)
