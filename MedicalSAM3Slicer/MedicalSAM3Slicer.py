@@ -21,10 +21,9 @@ from slicer.util import VTKObservationMixin
 # dependencies) in a Slicer that has no torch yet; the logic is imported when it is first needed.
 from MedicalSAM3SlicerLib import dependencies, exports
 from MedicalSAM3SlicerLib.parameters import MedicalSAM3SlicerParameters
-from MedicalSAM3SlicerLib.prompt_nodes import POLARITY_ATTRIBUTE, slice_node_showing
-from MedicalSAM3SlicerLib.slice_view_interaction import GestureRecorder, Tool, display_to_world
+from MedicalSAM3SlicerLib.slice_view_interaction import Tool
 from MedicalSAM3SlicerLib.worker import ModelWorker
-from MedicalSAM3SlicerWidgets.slice_view_mouse import SliceViewMouse
+from MedicalSAM3SlicerWidgets.prompt_tools import PromptTools
 
 API_KEY_SETTING = "MedicalSAM3Slicer/ApiKey"
 DEVICES = ("auto", "cuda", "mps", "cpu")
@@ -66,12 +65,9 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.logic = None
         self.parameters = None
         self.worker = None
-        self._prompt_nodes = {}
+        self.tools = None
         self._shortcuts = []
-        self._mouse = None
         self._installing = False
-        self._pending_strokes = []
-        self._prompt_view = None
         self._editor_node_observation = None
 
     # --- setup ---------------------------------------------------------------------------------------------
@@ -102,9 +98,11 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.textLineEdit.connect("returnPressed()", self.on_segment_text)
         self.ui.runButton.connect("clicked()", self.on_run_prompts)
         self.ui.stopButton.connect("clicked()", self.on_stop)
-        self._mouse = SliceViewMouse(GestureRecorder(), self._on_gesture)
-        for name, button in self._tool_buttons().items():
-            button.connect("toggled(bool)", lambda on, name=name: self._select_tool(name, on))
+        self.tools = PromptTools(
+            {"positive_point": self.ui.positivePointButton, "negative_point": self.ui.negativePointButton,
+             "box": self.ui.boxButton, "positive_scribble": self.ui.positiveScribbleButton,
+             "negative_scribble": self.ui.negativeScribbleButton, "positive_lasso": self.ui.positiveLassoButton,
+             "negative_lasso": self.ui.negativeLassoButton}, self.ui.segmentEditorWidget, self._run_pending)
         self.ui.undoButton.connect("clicked()", lambda: self._segment_action("undo"))
         self.ui.redoButton.connect("clicked()", lambda: self._segment_action("redo"))
         self.ui.resetButton.connect("clicked()", lambda: self._segment_action("reset"))
@@ -144,13 +142,12 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def enter(self):
         self._install_shortcuts()
         self.ui.segmentEditorWidget.installKeyboardShortcuts()  # 1-0 effects, Z / Ctrl+Z undo, Y redo, Escape
-        self._mouse.install(slicer.app.layoutManager())
+        self.tools.install()
         self._set_segment_editor_node()
         self.ui.segmentEditorWidget.updateWidgetFromMRML()
 
     def exit(self):
-        self._release_tools()
-        self._mouse.remove()
+        self.tools.remove()
         self._remove_shortcuts()
         self.ui.segmentEditorWidget.setActiveEffect(None)
         self.ui.segmentEditorWidget.uninstallKeyboardShortcuts()
@@ -170,9 +167,8 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._shortcuts.append(shortcut)
 
     def _remove_shortcuts(self):
-        # as qMRMLSegmentEditorWidget::uninstallKeyboardShortcuts: disconnect, unparent, delete
+        # as qMRMLSegmentEditorWidget::uninstallKeyboardShortcuts: unparent (inactive at once), then delete
         for shortcut in self._shortcuts:
-            shortcut.disconnect("activated()")
             shortcut.setParent(None)
             shortcut.deleteLater()
         self._shortcuts = []
@@ -210,8 +206,7 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def cleanup(self):
         self._prefetch_timer.stop()
         self.removeObservers()
-        self._release_tools()
-        self._mouse.remove()
+        self.tools.remove()
         self._remove_shortcuts()
         self._delivery_timer.stop()
         self.worker.shutdown(wait=False)
@@ -238,7 +233,7 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def _on_editor_node_modified(self, node, event):
         """An effect of the embedded editor was activated: it gets the mouse, so the module's tool is released."""
         if node.GetActiveEffectName():
-            self._release_tools()
+            self.tools.release()
 
     def _load_parameters(self):
         self.parameters = None  # the widgets below must not write back half-loaded values
@@ -284,14 +279,12 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.segmentEditorWidget.setSegmentationNode(node)
 
     def _on_scene_closing(self, *_):
-        self._release_tools()
+        self.tools.forget_scene()
 
     def _on_scene_closed(self, *_):
         if self.logic is not None:
             self.logic.close()
-        self._prompt_nodes.clear()
-        self._pending_strokes.clear()
-        self._prompt_view = None
+        self.tools.forget_scene()
         self._set_segment_editor_node()
         self._load_parameters()
 
@@ -300,126 +293,22 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._set_segment_editor_node()
         self._load_parameters()
 
-    # --- prompt tools --------------------------------------------------------------------------------------
-    # The tools take the mouse through an event filter on the slice views (MedicalSAM3SlicerWidgets.slice_view_mouse;
-    # the decisions are MedicalSAM3SlicerLib.slice_view_interaction's), not through markups place mode: the
-    # interaction node's mode and place-mode persistence are never changed, so leaving the module has nothing of
-    # the user's to restore. Clicks and boxes are kept as markups (visible, read by the logic); strokes run at once.
-    TOOLS = {"positive_point": (Tool.POINT, True), "negative_point": (Tool.POINT, False), "box": (Tool.BOX, True),
-             "positive_scribble": (Tool.SCRIBBLE, True), "negative_scribble": (Tool.SCRIBBLE, False),
-             "positive_lasso": (Tool.LASSO, True), "negative_lasso": (Tool.LASSO, False)}
-
-    def _tool_buttons(self):
-        return {"positive_point": self.ui.positivePointButton, "negative_point": self.ui.negativePointButton,
-                "box": self.ui.boxButton, "positive_scribble": self.ui.positiveScribbleButton,
-                "negative_scribble": self.ui.negativeScribbleButton, "positive_lasso": self.ui.positiveLassoButton,
-                "negative_lasso": self.ui.negativeLassoButton}
-
-    def _select_tool(self, name, on):
-        """One tool at a time: pressing a tool button releases the others and the Segment Editor's effect."""
-        buttons = self._tool_buttons()
-        if on:
-            for other, button in buttons.items():
-                if other != name and button.checked:
-                    button.blockSignals(True)
-                    button.checked = False
-                    button.blockSignals(False)
-            self.ui.segmentEditorWidget.setActiveEffect(None)  # an effect would compete for the same clicks
-            if not self._mouse.installed:
-                self._mouse.install(slicer.app.layoutManager())
-            self._mouse.recorder.set_tool(*self.TOOLS[name])
-        elif not any(button.checked for button in buttons.values()):
-            self._mouse.recorder.set_tool(None)
-
-    def _release_tools(self):
-        for button in self._tool_buttons().values():
-            button.blockSignals(True)
-            button.checked = False
-            button.blockSignals(False)
-        if self._mouse is not None:
-            self._mouse.recorder.set_tool(None)
-
-    def _prompt_node(self, kind):
-        """The point list (positive / negative) or ROI that clicks and boxes are kept in, created on first use."""
-        node = self._prompt_nodes.get(kind)
-        if node is None or node.GetScene() is None:
-            node_class = "vtkMRMLMarkupsROINode" if kind == "box" else "vtkMRMLMarkupsFiducialNode"
-            node = slicer.mrmlScene.AddNewNodeByClass(node_class, f"MedicalSAM3 {kind}")
-            node.SetAttribute(POLARITY_ATTRIBUTE, "negative" if kind == "negative" else "positive")
-            if kind == "box":  # the box is the bounding box of its two corners (the default ROI type is centred)
-                node.SetROIType(slicer.vtkMRMLMarkupsROINode.ROITypeBoundingBox)
-            node.CreateDefaultDisplayNodes()
-            node.GetDisplayNode().SetSelectedColor((0.1, 0.8, 0.1) if kind != "negative" else (0.9, 0.1, 0.1))
-            node.GetDisplayNode().SetPointLabelsVisibility(False)
-            node.SetLocked(True)  # placed by the tools only; a later click must not drag it
-            self._prompt_nodes[kind] = node
-        return node
-
-    def _on_gesture(self, gesture):
-        """A finished click, box, scribble or lasso on a slice view (called just after its mouse event)."""
-        with self._reporting_errors():
-            layout_manager = slicer.app.layoutManager()
-            if layout_manager is None or layout_manager.sliceWidget(gesture.view) is None:
-                return
-            slice_node = layout_manager.sliceWidget(gesture.view).mrmlSliceNode()
-            world = display_to_world(slice_node, gesture.display_points)
-            if gesture.tool == Tool.POINT:
-                self._prompt_node("positive" if gesture.positive else "negative").AddControlPointWorld(
-                    *[float(v) for v in world[0]])
-                self._prompt_view = slice_node
-            elif gesture.tool == Tool.BOX:
-                box = self._prompt_node("box")
-                box.RemoveAllControlPoints()
-                for corner in world:
-                    box.AddControlPointWorld(*[float(v) for v in corner])
-                self._prompt_view = slice_node
-                self.ui.boxButton.checked = False  # one box per object
-            else:
-                self._pending_strokes.append((gesture, slice_node, world))
-        self._run_pending()
-
+    # --- prompt tools (MedicalSAM3SlicerWidgets.prompt_tools) -------------------------------------------------
     def _run_pending(self):
         """Run what the user drew, in order, one request at a time (a prompt waits while the model works)."""
         if self.worker.busy or self._installing:
             return
         with self._reporting_errors():
-            if self._pending_strokes:
-                gesture, slice_node, world = self._pending_strokes.pop(0)
-                self._run_stroke(gesture, slice_node, world)
-            elif self.ui.autoRunCheckBox.checked and self._has_placed_prompts():
+            if self.tools.strokes:
+                gesture, slice_node, world = self.tools.strokes.pop(0)
+                volume, segmentation = self._inputs()
+                segment_id = self.ui.segmentEditorWidget.currentSegmentID() or None
+                self._submit(self._logic().prepare_stroke(
+                    volume, segmentation, "lasso" if gesture.tool == Tool.LASSO else "scribble", world, slice_node,
+                    positive=gesture.positive, whole_volume=self.ui.wholeVolumeRadioButton.checked,
+                    segment_id=segment_id, text=self.ui.textLineEdit.text if segment_id is None else None))
+            elif self.ui.autoRunCheckBox.checked and self.tools.has_placed():
                 self.on_run_prompts()
-
-    def _run_stroke(self, gesture, slice_node, world):
-        volume, segmentation = self._inputs()
-        segment_id = self.ui.segmentEditorWidget.currentSegmentID() or None
-        request = self._logic().prepare_stroke(
-            volume, segmentation, "lasso" if gesture.tool == Tool.LASSO else "scribble", world, slice_node,
-            positive=gesture.positive, whole_volume=self.ui.wholeVolumeRadioButton.checked, segment_id=segment_id,
-            text=self.ui.textLineEdit.text if segment_id is None else None)
-        self._submit(request)
-
-    def _has_placed_prompts(self):
-        return any(node.GetNumberOfControlPoints() > 0 for node in self._prompt_nodes.values()
-                   if node.GetScene() is not None)
-
-    def _placed_view(self):
-        """The slice view the placed prompts lie in: the one the tools placed them in, or else (points placed by
-        hand) the view whose plane passes closest to the latest point."""
-        if self._prompt_view is not None:
-            return self._prompt_view
-        latest = None
-        for kind in ("positive", "negative", "box"):
-            node = self._prompt_nodes.get(kind)
-            if node is not None and node.GetNumberOfControlPoints() > 0:
-                position = [0.0, 0.0, 0.0]
-                node.GetNthControlPointPositionWorld(node.GetNumberOfControlPoints() - 1, position)
-                latest = position
-        return slice_node_showing(latest, self._slice_nodes()) if latest is not None else None
-
-    def _clear_prompts(self):
-        for node in self._prompt_nodes.values():
-            node.RemoveAllControlPoints()
-        self._prompt_view = None
 
     # --- running -------------------------------------------------------------------------------------------
     def _inputs(self):
@@ -480,10 +369,10 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             segment_id = self.ui.segmentEditorWidget.currentSegmentID() or None
             request = self._logic().prepare(
                 volume, segmentation, text=self.ui.textLineEdit.text if segment_id is None else None,
-                positive_points=self._prompt_nodes.get("positive"), negative_points=self._prompt_nodes.get("negative"),
-                roi=self._prompt_nodes.get("box"), view=self._placed_view(),
+                positive_points=self.tools.nodes.get("positive"), negative_points=self.tools.nodes.get("negative"),
+                roi=self.tools.nodes.get("box"), view=self.tools.placed_view(self._slice_nodes()),
                 whole_volume=self.ui.wholeVolumeRadioButton.checked, segment_id=segment_id)
-            self._clear_prompts()
+            self.tools.clear_placed()
             self._submit(request)
 
     def _segment_action(self, action):

@@ -117,3 +117,77 @@ def test_embedded_segment_editor_has_no_selectors_of_its_own():
     editor = _ui_widget("segmentEditorWidget")
     assert _ui_property(editor, "segmentationNodeSelectorVisible") is False
     assert _ui_property(editor, "sourceVolumeNodeSelectorVisible") is False
+
+
+# --- the widget's life cycle, read from its source (PythonQt and Slicer's GUI cannot run here) -------------------
+MODULE_DIR = UI_FILE.parents[2]
+WIDGET_SOURCES = [MODULE_DIR / "MedicalSAM3Slicer.py", *sorted((MODULE_DIR / "MedicalSAM3SlicerWidgets").glob("*.py"))]
+
+
+def _functions(path):
+    import ast
+
+    return [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.FunctionDef)]
+
+
+def _called_names(function) -> set[str]:
+    import ast
+
+    names = set()
+    for node in ast.walk(function):
+        if isinstance(node, ast.Call):
+            target = node.func
+            names.add(target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", ""))
+    return names
+
+
+def _widget_methods():
+    return {f.name: f for f in _functions(MODULE_DIR / "MedicalSAM3Slicer.py")}
+
+
+def test_single_key_shortcuts_and_the_editors_shortcuts_live_only_between_enter_and_exit():
+    """Slicer's Segment Editor module installs its keyboard shortcuts in enter() and removes them in exit(), and
+    exit() deactivates the effect and drops the view observations (Modules/Scripted/SegmentEditor/SegmentEditor.py,
+    v5.10.0). P, N and B (B is also the slice views' previous-slice key) must not outlive the module."""
+    methods = _widget_methods()
+    calls = {name: _called_names(f) for name, f in methods.items()}
+    assert {name for name, called in calls.items() if "QShortcut" in called} == {"_install_shortcuts"}
+    assert {name for name, called in calls.items() if "_install_shortcuts" in called} == {"enter"}
+    assert {"exit", "cleanup"} <= {name for name, called in calls.items() if "_remove_shortcuts" in called}
+    assert "installKeyboardShortcuts" in calls["enter"]
+    assert {"setActiveEffect", "uninstallKeyboardShortcuts", "removeViewObservations"} <= calls["exit"]
+    assert "remove" in calls["exit"] and "install" in calls["enter"]  # the slice-view event filters
+
+
+def test_the_module_never_changes_the_interaction_mode_it_would_have_to_restore():
+    """Prompts are captured by an event filter on the slice views, not by markups place mode: place mode and its
+    persistence (vtkMRMLInteractionNode) stay as the user left them."""
+    for path in WIDGET_SOURCES:
+        text = path.read_text()
+        for setter in ("SetPlaceModePersistence", "SetCurrentInteractionMode", "SwitchToViewTransformMode",
+                       "SetActivePlaceNodeID"):
+            assert setter not in text, f"{path.name} changes the interaction node ({setter})"
+
+
+def test_every_use_of_the_layout_manager_and_main_window_copes_with_their_absence():
+    """Slicer's generic module tests start Slicer with --no-main-window (CMake/SlicerMacroBuildScriptedModule.cmake,
+    v5.10.0): slicer.app.layoutManager() and slicer.util.mainWindow() are None there."""
+    import ast
+
+    for path in WIDGET_SOURCES:
+        for function in _functions(path):
+            uses = [node for node in ast.walk(function) if isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute) and node.func.attr in ("layoutManager", "mainWindow")]
+            if not uses:
+                continue
+            checks_none = any(isinstance(node, ast.Compare) and any(isinstance(c, ast.Constant) and c.value is None
+                                                                   for c in node.comparators)
+                              for node in ast.walk(function))
+            handed_on = all(any(use in call.args for call in ast.walk(function) if isinstance(call, ast.Call)
+                                and isinstance(call.func, ast.Attribute) and call.func.attr == "install")
+                            for use in uses)
+            assert checks_none or handed_on, f"{path.name}: {function.name}() uses the layout or main window " \
+                                             "without checking that there is one"
+    install = next(f for f in _functions(MODULE_DIR / "MedicalSAM3SlicerWidgets" / "slice_view_mouse.py")
+                   if f.name == "install")
+    assert "layout_manager is None" in ast.unparse(install)

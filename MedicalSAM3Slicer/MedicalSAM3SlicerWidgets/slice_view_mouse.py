@@ -127,9 +127,8 @@ class SliceViewMouse:
         for name in layout_manager.sliceViewNames():
             slice_view = layout_manager.sliceWidget(name).sliceView()
             self._views[name] = slice_view
-            targets = [slice_view] + [child for child in slicer.util.findChildren(slice_view)
-                                      if child.isWidgetType()]
-            for target in targets:
+            # the view itself and every widget inside it (findChildren lists the view first)
+            for target in [child for child in slicer.util.findChildren(slice_view) if child.isWidgetType()]:
                 event_filter = _ViewEventFilter(self, name)
                 target.installEventFilter(event_filter)
                 self._filters.append((target, event_filter))
