@@ -141,9 +141,11 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     # thus act only while this module is shown.
     def enter(self):
         self._install_shortcuts()
-        self.ui.segmentEditorWidget.installKeyboardShortcuts()  # 1-0 effects, Z / Ctrl+Z undo, Y redo, Escape
+        if slicer.util.mainWindow() is not None:  # the editor parents its shortcuts to the main window
+            self.ui.segmentEditorWidget.installKeyboardShortcuts()  # 1-0 effects, Z / Ctrl+Z undo, Y redo, Escape
         self.tools.install()
         self._set_segment_editor_node()
+        self._drive_editor_from_selectors()
         self.ui.segmentEditorWidget.updateWidgetFromMRML()
 
     def exit(self):
@@ -256,6 +258,14 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.parameters = p
         p.source_volume = self.ui.sourceVolumeSelector.currentNode()
         p.segmentation = self.ui.segmentationSelector.currentNode()
+        self._drive_editor_from_selectors()
+
+    def _drive_editor_from_selectors(self):
+        """The embedded editor's own selectors are hidden (.ui: segmentationNodeSelectorVisible and
+        sourceVolumeNodeSelectorVisible false): it always edits what the module's selectors show, so prompts and
+        the selected segment ID refer to one segmentation (segment IDs repeat across segmentations)."""
+        self.ui.segmentEditorWidget.setSegmentationNode(self.ui.segmentationSelector.currentNode())
+        self.ui.segmentEditorWidget.setSourceVolumeNode(self.ui.sourceVolumeSelector.currentNode())
 
     def _store_parameters(self, *_):
         if self.parameters is None:
