@@ -83,13 +83,17 @@ def _circle(centre_xy, radius_px, vertices=72):
     return np.c_[centre_xy[0] + radius_px * np.cos(angles), centre_xy[1] + radius_px * np.sin(angles)]
 
 
+def _blob_scene(storage, directory):
+    blob_a, blob_b = _two_blobs(_ijk_to_ras(storage))
+    scene = new_scene()
+    reference = Volume(np.zeros(SHAPE_KJI, dtype=np.int16), _ijk_to_ras(storage))
+    node = load_volume_node(scene, ground_truth_volume(reference, blob_a | blob_b), directory)
+    return scene, node, blob_a, blob_b
+
+
 @pytest.fixture(params=["flipped", "oblique"])
 def blob_scene(request, tmp_path):
-    blob_a, blob_b = _two_blobs(_ijk_to_ras(request.param))
-    scene = new_scene()
-    reference = Volume(np.zeros(SHAPE_KJI, dtype=np.int16), _ijk_to_ras(request.param))
-    node = load_volume_node(scene, ground_truth_volume(reference, blob_a | blob_b), tmp_path)
-    return scene, node, blob_a, blob_b
+    return _blob_scene(request.param, tmp_path)
 
 
 # --- gestures --------------------------------------------------------------------------------------------------
@@ -306,3 +310,29 @@ def test_lasso_and_scribble_segment_the_object_they_were_drawn_on(blob_scene):
     got = segment_mask(segmentation, other, node)
     assert_is(got, blob_b, blob_a)
     assert got.sum() == on_slice(got).sum()
+
+
+def test_a_lasso_runs_through_the_real_trackers_and_its_slice_keeps_what_was_drawn(tmp_path, one_torch_thread):
+    """Tiny random-weight transformers models (the real classes): the lasso's mask prompt is accepted by the image
+    tracker and the video tracker, and through the volume the lassoed slice comes back as drawn (the video tracker
+    takes a mask prompt as that slice's answer, whatever its weights)."""
+    from medsam3.model_loading import load_backend
+
+    from MedicalSAM3SlicerLib.logic import MedicalSAM3SlicerLogic
+
+    scene, node, _, _ = _blob_scene("oblique", tmp_path)
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    logic = MedicalSAM3SlicerLogic(load_backend("tiny-random", device="cpu", cache_dir=tmp_path / "cache",
+                                                progress=False))
+    slice_node = _slice_node(scene, node, (26, 22, 12), "Axial", True)
+    outline = display_to_world(slice_node, _circle(_display_of(slice_node, world_of_voxel(node, (26, 22, 12))), 40))
+    axis, index, drawn = lasso_slice_mask(logic._state(node).volume, slice_node, outline)
+    geometry = SliceGeometry.for_volume(logic._state(node).volume, axis)
+
+    one_slice = logic.segment_stroke(node, segmentation, "lasso", outline, slice_node, whole_volume=False)
+    through = logic.segment_stroke(node, segmentation, "lasso", outline, slice_node, whole_volume=True)
+
+    only_there = segment_mask(segmentation, one_slice.segment_ids[0], node)
+    assert only_there.sum() == geometry.slice_image(only_there, index).sum()  # the image tracker: that slice only
+    kept = geometry.slice_image(segment_mask(segmentation, through.segment_ids[0], node), index)
+    assert 2 * (kept & drawn).sum() / (kept.sum() + drawn.sum()) >= 0.85
