@@ -428,7 +428,9 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def on_install_dependencies(self):
         if self._installing or self.worker.busy:
-            return  # slicer.util.pip_install pumps Qt events while pip runs: a second press must do nothing
+            # slicer.util.pip_install pumps Qt events while pip runs (logProcessOutput calls processEvents,
+            # Base/Python/slicer/util.py, v5.10.0): a second press, or Load model, must do nothing meanwhile
+            return
         plan = dependencies.plan_installation()
         if plan.nothing_to_do:
             slicer.util.infoDisplay(plan.describe())
