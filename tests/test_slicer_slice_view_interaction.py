@@ -207,6 +207,43 @@ def test_lasso_on_an_oblique_or_flipped_volume_becomes_a_mask_on_the_voxels_insi
     assert not drawn[tuple(must_not.T)].any(), "voxels outside the lasso are in the mask"
 
 
+def test_a_click_and_a_box_land_on_the_voxels_under_the_cursor(blob_scene):
+    """What the point and box tools keep (markups at display_to_world of the gesture) is where the user pointed."""
+    from MedicalSAM3SlicerLib.prompt_nodes import axis_from_slice_node, box_prompt, point_prompts
+    from MedicalSAM3SlicerLib.slice_view_interaction import keep_box
+    from MedicalSAM3SlicerLib.volume_nodes import world_ijk_to_ras
+    from slicer_scene import add_points, slicer
+
+    scene, node, _, _ = blob_scene
+    volume = Volume(np.zeros(SHAPE_KJI, dtype=np.int16), world_ijk_to_ras(node))
+    slice_node = _slice_node(scene, node, (30, 17, 12), "Axial", True)  # a view in the volume's plane
+    recorder = GestureRecorder()
+    recorder.set_tool(Tool.POINT)
+    under_cursor = _display_of(slice_node, world_of_voxel(node, (30, 17, 12)))
+    recorder.handle(_press(tuple(under_cursor)))
+    click = recorder.handle(_release(tuple(under_cursor)))[1]
+    clicks = add_points(scene, display_to_world(slice_node, click.display_points))
+    np.testing.assert_allclose(point_prompts(volume, clicks)[0].ijk, (30, 17, 12), atol=1e-6)
+
+    recorder.set_tool(Tool.BOX)
+    axis = axis_from_slice_node(volume, slice_node)
+    normal = SliceGeometry.for_volume(volume, axis).normal_axis
+    low, high = np.array([20, 12, 9]), np.array([33, 27, 15])
+    low[normal] = high[normal] = (30, 17, 12)[normal]  # two opposite corners on the clicked voxel slice
+    corners = [_display_of(slice_node, world_of_voxel(node, ijk)) for ijk in (low, high)]
+    recorder.handle(_press(tuple(corners[0])))
+    recorder.handle(_move(tuple(corners[1])))
+    box = recorder.handle(_release(tuple(corners[1])))[1]
+    # as the box tool keeps it (prompt_tools: a bounding-box ROI made by keep_box); a second box replaces the first
+    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+    roi.SetROIType(slicer.vtkMRMLMarkupsROINode.ROITypeBoundingBox)
+    keep_box(roi, slice_node, [corners[0] + 40, corners[1] + 60])
+    keep_box(roi, slice_node, box.display_points)
+    assert roi.GetNumberOfControlPoints() == 2
+    prompt = box_prompt(volume, roi, axis)
+    np.testing.assert_allclose(np.sort([prompt.corner_a, prompt.corner_b], axis=0), [low, high], atol=1e-6)
+
+
 def test_scribble_points_lie_on_the_stroke_on_one_voxel_slice(blob_scene):
     scene, node, _, _ = blob_scene
     from MedicalSAM3SlicerLib.volume_nodes import world_ijk_to_ras

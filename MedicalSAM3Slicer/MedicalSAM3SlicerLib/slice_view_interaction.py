@@ -34,7 +34,7 @@ from medsam3.slicing import SliceAxis, SliceGeometry
 from medsam3.volume import Volume
 
 from .prompt_nodes import axis_from_slice_node, slice_normal_world
-from .volume_nodes import matrix_to_array
+from .volume_nodes import array_to_matrix, matrix_to_array
 
 CLICK_TOLERANCE_PX = 4.0  # a press and release closer than this (device pixels) is a click, not a drag
 STROKE_STEP_PX = 2.0  # stroke points closer than this to the previous one are skipped
@@ -178,6 +178,29 @@ def world_to_display(slice_node, world_points) -> np.ndarray:
     ras = np.asarray(world_points, dtype=np.float64).reshape(-1, 3)
     ras_to_xy = np.linalg.inv(matrix_to_array(slice_node.GetXYToRAS()))
     return (np.c_[ras, np.ones(len(ras))] @ ras_to_xy.T)[:, :3]
+
+
+def view_aligned_roi_axes(slice_node) -> np.ndarray:
+    """The ObjectToNode matrix that aligns a bounding-box ROI with a slice view (its x, y and normal axes).
+
+    A box dragged on a view is a rectangle on the screen; a bounding-box ROI spans its control points along its
+    own axes (``vtkMRMLMarkupsROINode::UpdateBoundingBoxROIFromControlPoints``), world axes by default, which on
+    a rotated view would make the box larger than what was drawn.
+    """
+    xy_to_ras = matrix_to_array(slice_node.GetXYToRAS())
+    axes = xy_to_ras[:3, :3] / np.linalg.norm(xy_to_ras[:3, :3], axis=0)
+    matrix = np.eye(4)
+    matrix[:3, :3] = axes if np.linalg.det(axes) > 0 else axes * [1.0, 1.0, -1.0]  # a proper rotation
+    return matrix
+
+
+def keep_box(roi_node, slice_node, display_corners) -> None:
+    """Make a bounding-box ROI the box dragged between two display points of a slice view: its axes those of the
+    view (:func:`view_aligned_roi_axes`), its control points the two corners on the view's plane."""
+    roi_node.RemoveAllControlPoints()
+    roi_node.SetAndObserveObjectToNodeMatrix(array_to_matrix(view_aligned_roi_axes(slice_node)))
+    for corner in display_to_world(slice_node, display_corners):
+        roi_node.AddControlPointWorld(*[float(v) for v in corner])
 
 
 def _stroke_on_voxel_slice(volume: Volume, slice_node, world_points) -> tuple[SliceGeometry, int, np.ndarray]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import slicer
 
 from MedicalSAM3SlicerLib.prompt_nodes import POLARITY_ATTRIBUTE, slice_node_showing
-from MedicalSAM3SlicerLib.slice_view_interaction import GestureRecorder, Tool, display_to_world
+from MedicalSAM3SlicerLib.slice_view_interaction import GestureRecorder, Tool, display_to_world, keep_box
 
 from .slice_view_mouse import SliceViewMouse
 
@@ -102,10 +102,7 @@ class PromptTools:
                 *[float(v) for v in world[0]])
             self.view = slice_node
         elif gesture.tool == Tool.BOX:
-            box = self.node("box")
-            box.RemoveAllControlPoints()
-            for corner in world:
-                box.AddControlPointWorld(*[float(v) for v in corner])
+            keep_box(self.node("box"), slice_node, gesture.display_points)
             self.view = slice_node
             self.buttons["box"].checked = False  # one box per prompt
         else:
