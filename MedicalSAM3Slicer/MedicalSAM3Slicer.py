@@ -197,7 +197,7 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._prefetch_timer.start()
 
     def _prefetch(self):
-        if self.logic is None or self.logic.backend is None or self.worker.busy:
+        if self.logic is None or self.logic.backend is None or self.worker.busy or self._installing:
             return  # no model yet, or the model is answering a prompt: never compete with the user's request
         try:
             self.logic.prefetch_around(self.ui.sourceVolumeSelector.currentNode(), self._scrolled_slice_node,
@@ -364,6 +364,8 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._stop_requested.set()
 
     def on_segment_text(self):
+        if self._installing:  # Return in the text field while pip pumps events (see on_install_dependencies)
+            return
         with self._reporting_errors():
             volume, segmentation = self._inputs()
             views = {node.GetLayoutName(): node for node in self._slice_nodes()}
@@ -373,6 +375,8 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._submit(request)
 
     def on_run_prompts(self):
+        if self._installing:  # Ctrl+Return while pip pumps events (see on_install_dependencies)
+            return
         with self._reporting_errors():
             volume, segmentation = self._inputs()
             # prompts refine the segment selected in the Segment Editor; "New segment" clears the selection
@@ -386,6 +390,8 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._submit(request)
 
     def _segment_action(self, action):
+        if self._installing:  # Ctrl+Alt+Z / Y while pip pumps events (see on_install_dependencies)
+            return
         with self._reporting_errors():
             volume, segmentation = self._inputs()
             segment_id = self.ui.segmentEditorWidget.currentSegmentID()

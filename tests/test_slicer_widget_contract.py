@@ -19,6 +19,7 @@ from slicer_scene import add_points, load_volume_node, new_scene, slicer, world_
 from medsam3.session import MaskUpdate
 from medsam3.volume import Volume
 
+from MedicalSAM3SlicerLib.parameters import MedicalSAM3SlicerParameters
 from MedicalSAM3SlicerLib.segment_io import apply_update, segment_mask
 
 from oracle import ground_truth_volume
@@ -191,3 +192,53 @@ def test_every_use_of_the_layout_manager_and_main_window_copes_with_their_absenc
     install = next(f for f in _functions(MODULE_DIR / "MedicalSAM3SlicerWidgets" / "slice_view_mouse.py")
                    if f.name == "install")
     assert "layout_manager is None" in ast.unparse(install)
+
+
+def test_a_scene_loaded_later_brings_its_own_choices_to_the_panel():
+    """Loading a scene into the running application (File > Add Data of a .mrml) imports it into the current
+    scene and ends with EndImportEvent (vtkMRMLScene::Import); the widget then re-reads the parameter node and
+    the embedded editor's node (_on_scene_imported, as SegmentEditor.py's onSceneEndImport). What it reads there
+    must be the loaded scene's choices, not those the panel showed before."""
+    saved = new_scene()
+    volume = saved.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT of the loaded scene")
+    segmentation = saved.AddNewNodeByClass("vtkMRMLSegmentationNode", "organs of the loaded scene")
+    parameters = MedicalSAM3SlicerParameters.from_scene(saved)
+    parameters.source_volume, parameters.segmentation, parameters.text = volume, segmentation, "liver"
+    saved.SetSaveToXMLString(1)
+    saved.Commit()
+    xml = saved.GetSceneXMLString()
+
+    running = new_scene()  # the application, where the module was already used on another volume
+    before = MedicalSAM3SlicerParameters.from_scene(running)
+    before.source_volume = running.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT used before")
+    before.text = "spleen"
+    shown = {}
+
+    def on_end_import(scene, event):  # what _on_scene_imported -> _load_parameters reads
+        p = MedicalSAM3SlicerParameters.from_scene(scene)
+        shown.update(text=p.text, volume=p.source_volume.GetName() if p.source_volume else None,
+                     segmentation=p.segmentation.GetName() if p.segmentation else None)
+
+    running.AddObserver(slicer.vtkMRMLScene.EndImportEvent, on_end_import)
+    running.SetLoadFromXMLString(1)
+    running.SetSceneXMLString(xml)
+    running.Import()
+
+    assert shown == {"text": "liver", "volume": "CT of the loaded scene",
+                     "segmentation": "organs of the loaded scene"}
+    assert running.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode") == 1  # one panel state, not two
+
+
+def test_nothing_that_needs_the_model_or_torch_starts_while_pip_is_installing():
+    """slicer.util.pip_install pumps Qt events while pip runs (logProcessOutput calls processEvents,
+    Base/Python/slicer/util.py, v5.10.0): buttons are disabled then, but Return in the text field and the
+    Ctrl+Return / Ctrl+Alt+Z shortcuts still arrive. Every slot that starts model work returns while installing."""
+    import ast
+
+    methods = _widget_methods()
+    starters = {name for name, f in methods.items() if {"_submit", "prefetch_around"} & _called_names(f)} - {"_submit"}
+    assert {"on_segment_text", "on_run_prompts", "_segment_action", "_run_pending", "_prefetch"} <= starters
+    for name in starters | {"on_load_model", "on_install_dependencies"}:
+        first_if = next(node for node in methods[name].body if isinstance(node, ast.If))
+        assert "self._installing" in ast.unparse(first_if.test), f"{name}() does not return while installing"
+        assert isinstance(first_if.body[-1], ast.Return), f"{name}() does not return while installing"
