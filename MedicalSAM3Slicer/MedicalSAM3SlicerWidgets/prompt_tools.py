@@ -2,7 +2,10 @@
 
 The tools take the mouse through an event filter on the slice views (:mod:`.slice_view_mouse`; the decisions are
 :mod:`MedicalSAM3SlicerLib.slice_view_interaction`'s), not through markups place mode: the interaction node's
-mode and place-mode persistence are never changed, so leaving the module has nothing of the user's to restore.
+mode and its place-mode persistence (Slicer ``Libs/MRML/Core/vtkMRMLInteractionNode.h``, v5.10.0) are never
+changed, so
+leaving the module has nothing of the user's to restore (an earlier version switched persistent place mode on for
+its point lists and never switched it back).
 Clicks and boxes are kept as markups (visible on the views, read by the logic); scribbles and lassos are queued
 as strokes for the widget to run at once. One tool is active at a time, and never together with an effect of
 the embedded Segment Editor (both would want the same left clicks).
