@@ -242,3 +242,37 @@ def test_nothing_that_needs_the_model_or_torch_starts_while_pip_is_installing():
         first_if = next(node for node in methods[name].body if isinstance(node, ast.If))
         assert "self._installing" in ast.unparse(first_if.test), f"{name}() does not return while installing"
         assert isinstance(first_if.body[-1], ast.Return), f"{name}() does not return while installing"
+
+
+def test_segment_editor_undo_of_a_prompt_that_found_nothing_removes_only_its_empty_segment(tmp_path):
+    """A prompt into a new segment adds the segment even when the model finds nothing there: that is a change too,
+    so the editor's undo state is saved first, and Ctrl+Z removes the empty segment, not the user's painting."""
+    shape = (8, 30, 30)
+    scene = new_scene()
+    reference = Volume(np.zeros(shape, dtype=np.int16), np.diag([1.0, 1.0, 2.0, 1.0]))
+    volume_node = load_volume_node(scene, ground_truth_volume(reference, np.zeros(shape, dtype=bool)), tmp_path)
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    painted_id = segmentation.GetSegmentation().AddEmptySegment("", "painted")
+    editor_node = scene.AddNode(slicer.vtkMRMLSegmentEditorNode())
+    editor = slicer.vtkSlicerSegmentEditorLogic()
+    editor.SetMRMLScene(scene)
+    editor.SetSegmentEditorNode(editor_node)
+    editor.SetSegmentationNode(segmentation)
+    editor.SetSourceVolumeNode(volume_node)
+    editor.SetMaximumNumberOfUndoStates(10)
+    editor.SaveStateForUndo()
+    painted = np.zeros(shape, dtype=bool)
+    painted[4, 10:14, 10:14] = True
+    apply_update(MaskUpdate(0, (0, shape[0], 0, shape[1], 0, shape[2]), painted), segmentation, painted_id,
+                 volume_node)
+
+    logic = oracle_logic()
+    clicks = add_points(scene, world_of_voxel(volume_node, (25, 25, 4)))
+    request = logic.prepare(volume_node, segmentation, positive_points=clicks, view="axial", whole_volume=False)
+    result = logic.apply(request, [], save_state_for_undo=editor.SaveStateForUndo)  # the model found nothing
+    assert segmentation.GetSegmentation().GetNumberOfSegments() == 2 and result.segment_ids
+
+    editor.Undo()
+    assert segmentation.GetSegmentation().GetSegmentIDs() == (painted_id,)
+    np.testing.assert_array_equal(segment_mask(segmentation, painted_id, volume_node), painted)

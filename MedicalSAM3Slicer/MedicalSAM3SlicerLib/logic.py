@@ -324,14 +324,15 @@ class MedicalSAM3SlicerLogic:
     def apply(self, request: Request, updates: list[MaskUpdate], save_state_for_undo=None) -> SegmentationResult:
         """Write the updates into their segments, creating and naming new segments.
 
-        ``save_state_for_undo`` is called once, before anything is written, when the updates change voxels: the
-        GUI passes the embedded Segment Editor's ``saveStateForUndo`` so that the editor's undo (Ctrl+Z) returns
+        ``save_state_for_undo`` is called once, before anything is written, when the updates change voxels or a
+        new segment is added (also an empty one, when the model found nothing): the GUI passes the embedded Segment Editor's ``saveStateForUndo`` so that the editor's undo (Ctrl+Z) returns
         to the segmentation just before the model wrote (Slicer's own effects do the same before they modify a
         segment: qMRMLSegmentEditorWidget::saveStateForUndo, called through the effects' callback slots).
         """
         import slicer
 
-        if save_state_for_undo is not None and any(not update.is_empty for update in updates):
+        adds_segment = request.segment_id is None and request.action != "text"  # "text" adds only what it found
+        if save_state_for_undo is not None and (adds_segment or any(not update.is_empty for update in updates)):
             save_state_for_undo()
 
         scene = slicer.mrmlScene
