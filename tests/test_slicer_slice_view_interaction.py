@@ -158,6 +158,11 @@ def test_drags_become_boxes_strokes_and_lassos_and_right_click_cancels_a_stroke(
     recorder.handle(_move(path[1]))
     assert recorder.handle(_press(path[1], "right")) == (True, None)  # cancels the lasso being drawn
     assert recorder.handle(_release(path[1])) == (True, None) and not recorder.drawing
+    # the cancelling button's release is not the view's either (an unmoved right release opens its context menu)
+    assert recorder.handle(_release(path[1], "right")) == (True, None)
+    # the next right-drag is the view's zoom again
+    for event in (_press((5, 5), "right"), _move((5, 40), left_held=False), _release((5, 40), "right")):
+        assert recorder.handle(event) == (False, None)
     recorder.set_tool(None)
     assert recorder.handle(_press((1, 1))) == (False, None)  # no tool: the view keeps every event
 

@@ -80,7 +80,11 @@ class GestureRecorder:
     - box: a drag gives the box between the press and the release (a click gives nothing);
     - scribble: a drag gives the stroke, a click a one-point stroke;
     - lasso: a drag of at least three points gives the closed outline.
-    A right-button press during a left drag cancels the gesture.
+    A right- or middle-button press during a left drag cancels the gesture; that button's release is consumed too,
+    or the view would take the unmoved release for a click of its own and open its context menu
+    (``vtkMRMLAbstractWidget::ProcessButtonClickEvent`` turns it into ``RightButtonClickEvent``, which
+    ``vtkMRMLSliceIntersectionWidget`` translates to ``WidgetEventMenu``; Slicer ``Libs/MRML/DisplayableManager``,
+    v5.10.0).
     """
 
     def __init__(self, click_tolerance_px: float = CLICK_TOLERANCE_PX, step_px: float = STROKE_STEP_PX):
@@ -91,9 +95,11 @@ class GestureRecorder:
         self._points: list[tuple[float, float]] | None = None
         self._view = None
         self._moved = 0.0
+        self._swallow_release: str | None = None  # the button whose press cancelled a gesture
 
     def set_tool(self, tool: Tool | str | None, positive: bool = True) -> None:
         self.cancel()
+        self._swallow_release = None
         self.tool = Tool(tool) if tool is not None else None
         self.positive = bool(positive)
 
@@ -116,6 +122,10 @@ class GestureRecorder:
         if event.button in ("right", "middle"):
             if event.kind == "press" and self.drawing:
                 self.cancel()
+                self._swallow_release = event.button
+                return True, None
+            if event.kind == "release" and event.button == self._swallow_release:
+                self._swallow_release = None
                 return True, None
             return False, None
         xy = (float(event.xy[0]), float(event.xy[1]))
