@@ -68,6 +68,7 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.tools = None
         self._shortcuts = []
         self._installing = False
+        self._entered = False  # between enter() and exit(): the module is shown
         self._editor_node_observation = None
 
     # --- setup ---------------------------------------------------------------------------------------------
@@ -140,6 +141,7 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     # drops its view observations. The single keys P, N and B (B is also the slice views' "previous slice" key)
     # thus act only while this module is shown.
     def enter(self):
+        self._entered = True
         self._install_shortcuts()
         if slicer.util.mainWindow() is not None:  # the editor parents its shortcuts to the main window
             self.ui.segmentEditorWidget.installKeyboardShortcuts()  # 1-0 effects, Z / Ctrl+Z undo, Y redo, Escape
@@ -149,6 +151,8 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.segmentEditorWidget.updateWidgetFromMRML()
 
     def exit(self):
+        self._entered = False
+        self._prefetch_timer.stop()  # no background encoding for views scrolled in other modules
         self.tools.remove()
         self._remove_shortcuts()
         self.ui.segmentEditorWidget.setActiveEffect(None)
@@ -193,6 +197,8 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def _on_slice_view_moved(self, slice_node):
         """A view was scrolled: once it rests, encode the slices around it in the background."""
+        if not self._entered:
+            return
         self._scrolled_slice_node = slice_node
         self._prefetch_timer.start()
 

@@ -276,3 +276,20 @@ def test_segment_editor_undo_of_a_prompt_that_found_nothing_removes_only_its_emp
     editor.Undo()
     assert segmentation.GetSegmentation().GetSegmentIDs() == (painted_id,)
     np.testing.assert_array_equal(segment_mask(segmentation, painted_id, volume_node), painted)
+
+
+def test_every_widget_the_module_uses_is_in_its_ui_file_and_the_tool_buttons_toggle():
+    """slicer.util.childWidgetVariables gives self.ui one attribute per named widget of the .ui file: a name the
+    module uses that the file lacks fails setup() with an AttributeError inside Slicer, before the panel shows."""
+    import ast
+
+    tree = ast.parse((MODULE_DIR / "MedicalSAM3Slicer.py").read_text())
+    used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Attribute) and node.value.attr == "ui"
+            and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
+    declared = {w.get("name") for w in ElementTree.parse(UI_FILE).iter("widget")}
+    assert used and not used - declared, f"not in the .ui file: {sorted(used - declared)}"
+    tools = [name for name in used if name.endswith("Button") and any(
+        tool in name for tool in ("Point", "box", "Scribble", "Lasso"))]
+    assert len(tools) == 7
+    assert all(_ui_property(_ui_widget(name), "checkable") is True for name in tools)
