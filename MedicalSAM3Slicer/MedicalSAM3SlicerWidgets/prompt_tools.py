@@ -37,6 +37,7 @@ class PromptTools:
         self.nodes = {}  # "positive" / "negative" point lists, "box" ROI
         self.view = None  # the slice node the kept clicks and box were placed on
         self.strokes = []  # (Gesture, slice node, world RAS points) waiting to run
+        self._layout_connected = False
         for name, button in buttons.items():
             button.connect("toggled(bool)", lambda on, name=name: self.select(name, on))
 
@@ -63,7 +64,17 @@ class PromptTools:
         self.mouse.recorder.set_tool(None)
 
     def install(self):
-        self.mouse.install(slicer.app.layoutManager())
+        layout_manager = slicer.app.layoutManager()
+        if layout_manager is not None and not self._layout_connected:
+            # views a layout change adds get the filter too (qMRMLLayoutManager::layoutChanged(int), Slicer
+            # Libs/MRML/Widgets/qMRMLLayoutManager.h, v5.10.0)
+            layout_manager.connect("layoutChanged(int)", self._on_layout_changed)
+            self._layout_connected = True
+        self.mouse.install(layout_manager)
+
+    def _on_layout_changed(self, _layout):
+        if self.mouse.installed:  # only while the module is shown
+            self.mouse.install(slicer.app.layoutManager())
 
     def remove(self):
         self.release()

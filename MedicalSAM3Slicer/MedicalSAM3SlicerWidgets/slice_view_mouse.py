@@ -101,7 +101,10 @@ class _Outline:
     def hide(self) -> None:
         if self._renderer is not None:
             self._renderer.RemoveActor2D(self._actor)
-            self._view.scheduleRender()
+            try:
+                self._view.scheduleRender()
+            except (RuntimeError, ValueError):  # the view was destroyed meanwhile: nothing to redraw
+                pass
         self._view = self._renderer = None
 
 
@@ -135,7 +138,10 @@ class SliceViewMouse:
 
     def remove(self) -> None:
         for target, event_filter in self._filters:
-            target.removeEventFilter(event_filter)
+            try:
+                target.removeEventFilter(event_filter)
+            except (RuntimeError, ValueError):  # the widget was destroyed (PythonQt refuses calls on it): no filter
+                pass
         self._filters.clear()
         self._views.clear()
         self.recorder.cancel()
