@@ -69,6 +69,7 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._shortcuts = []
         self._installing = False
         self._entered = False  # between enter() and exit(): the module is shown
+        self._run_requested = False  # Run (Ctrl+Return) pressed while the model was busy: run when it is done
         self._editor_node_observation = None
 
     # --- setup ---------------------------------------------------------------------------------------------
@@ -323,7 +324,7 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                     volume, segmentation, "lasso" if gesture.tool == Tool.LASSO else "scribble", world, slice_node,
                     positive=gesture.positive, whole_volume=self.ui.wholeVolumeRadioButton.checked,
                     segment_id=segment_id, text=self.ui.textLineEdit.text if segment_id is None else None))
-            elif self.ui.autoRunCheckBox.checked and self.tools.has_placed():
+            elif (self.ui.autoRunCheckBox.checked or self._run_requested) and self.tools.has_placed():
                 self.on_run_prompts()
 
     # --- running -------------------------------------------------------------------------------------------
@@ -369,8 +370,12 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         """Stop a running whole-volume prediction between two slices; the segment stays as it was."""
         self._stop_requested.set()
 
+    # A request is prepared from the scene as it is when it starts (the selected segment, its voxels), so it
+    # must not start before the previous result is written: while the model works the buttons are disabled, and
+    # what arrives anyway (Return in the text field, the shortcuts) waits or is declined here.
     def on_segment_text(self):
-        if self._installing:  # Return in the text field while pip pumps events (see on_install_dependencies)
+        if self._installing or self.worker.busy:  # Return in the text field meanwhile (see on_install_dependencies)
+            self._decline_while_busy()
             return
         with self._reporting_errors():
             volume, segmentation = self._inputs()
@@ -381,8 +386,10 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._submit(request)
 
     def on_run_prompts(self):
-        if self._installing:  # Ctrl+Return while pip pumps events (see on_install_dependencies)
+        if self._installing or self.worker.busy:  # Ctrl+Return meanwhile: the placed prompts run when it is done
+            self._run_requested = not self._installing
             return
+        self._run_requested = False
         with self._reporting_errors():
             volume, segmentation = self._inputs()
             # prompts refine the segment selected in the Segment Editor; "New segment" clears the selection
@@ -396,7 +403,8 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._submit(request)
 
     def _segment_action(self, action):
-        if self._installing:  # Ctrl+Alt+Z / Y while pip pumps events (see on_install_dependencies)
+        if self._installing or self.worker.busy:  # Ctrl+Alt+Z / Y meanwhile
+            self._decline_while_busy()
             return
         with self._reporting_errors():
             volume, segmentation = self._inputs()
@@ -505,6 +513,9 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                        self.ui.installDependenciesButton):
             button.enabled = not busy
         self.ui.stopButton.enabled = busy and not self._installing
+
+    def _decline_while_busy(self):
+        slicer.util.showStatusMessage("Medical SAM3 is busy: try again when it is done.", 3000)
 
     def _show_error(self, error):
         self._set_busy(False)

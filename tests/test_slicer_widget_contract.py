@@ -229,10 +229,12 @@ def test_a_scene_loaded_later_brings_its_own_choices_to_the_panel():
     assert running.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode") == 1  # one panel state, not two
 
 
-def test_nothing_that_needs_the_model_or_torch_starts_while_pip_is_installing():
+def test_nothing_that_needs_the_model_or_torch_starts_while_pip_is_installing_or_the_model_works():
     """slicer.util.pip_install pumps Qt events while pip runs (logProcessOutput calls processEvents,
     Base/Python/slicer/util.py, v5.10.0): buttons are disabled then, but Return in the text field and the
-    Ctrl+Return / Ctrl+Alt+Z shortcuts still arrive. Every slot that starts model work returns while installing."""
+    Ctrl+Return / Ctrl+Alt+Z shortcuts still arrive. Every slot that starts model work returns while installing,
+    and while the model works (a request prepared before the previous result is written would miss it: a click
+    meant to refine a new segment would start another one)."""
     import ast
 
     methods = _widget_methods()
@@ -241,6 +243,7 @@ def test_nothing_that_needs_the_model_or_torch_starts_while_pip_is_installing():
     for name in starters | {"on_load_model", "on_install_dependencies"}:
         first_if = next(node for node in methods[name].body if isinstance(node, ast.If))
         assert "self._installing" in ast.unparse(first_if.test), f"{name}() does not return while installing"
+        assert "self.worker.busy" in ast.unparse(first_if.test), f"{name}() does not wait for the model"
         assert isinstance(first_if.body[-1], ast.Return), f"{name}() does not return while installing"
 
 
