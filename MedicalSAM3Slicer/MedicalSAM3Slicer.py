@@ -21,8 +21,9 @@ from slicer.util import VTKObservationMixin
 # dependencies) in a Slicer that has no torch yet; the logic is imported when it is first needed.
 from MedicalSAM3SlicerLib import dependencies, exports
 from MedicalSAM3SlicerLib.parameters import MedicalSAM3SlicerParameters
-from MedicalSAM3SlicerLib.prompt_nodes import POLARITY_ATTRIBUTE, slice_node_showing
+from MedicalSAM3SlicerLib.slice_view_interaction import Tool
 from MedicalSAM3SlicerLib.worker import ModelWorker
+from MedicalSAM3SlicerWidgets.prompt_tools import PromptTools
 
 API_KEY_SETTING = "MedicalSAM3Slicer/ApiKey"
 DEVICES = ("auto", "cuda", "mps", "cpu")
@@ -64,8 +65,12 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.logic = None
         self.parameters = None
         self.worker = None
-        self._prompt_nodes = {}
+        self.tools = None
         self._shortcuts = []
+        self._installing = False
+        self._entered = False  # between enter() and exit(): the module is shown
+        self._run_requested = False  # Run (Ctrl+Return) pressed while the model was busy: run when it is done
+        self._editor_node_observation = None
 
     # --- setup ---------------------------------------------------------------------------------------------
     def setup(self):
@@ -95,9 +100,11 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.textLineEdit.connect("returnPressed()", self.on_segment_text)
         self.ui.runButton.connect("clicked()", self.on_run_prompts)
         self.ui.stopButton.connect("clicked()", self.on_stop)
-        self.ui.positivePointButton.connect("toggled(bool)", lambda on: self._place("positive", on))
-        self.ui.negativePointButton.connect("toggled(bool)", lambda on: self._place("negative", on))
-        self.ui.boxButton.connect("toggled(bool)", lambda on: self._place("box", on))
+        self.tools = PromptTools(
+            {"positive_point": self.ui.positivePointButton, "negative_point": self.ui.negativePointButton,
+             "box": self.ui.boxButton, "positive_scribble": self.ui.positiveScribbleButton,
+             "negative_scribble": self.ui.negativeScribbleButton, "positive_lasso": self.ui.positiveLassoButton,
+             "negative_lasso": self.ui.negativeLassoButton}, self.ui.segmentEditorWidget, self._run_pending)
         self.ui.undoButton.connect("clicked()", lambda: self._segment_action("undo"))
         self.ui.redoButton.connect("clicked()", lambda: self._segment_action("redo"))
         self.ui.resetButton.connect("clicked()", lambda: self._segment_action("reset"))
@@ -115,27 +122,71 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                                (self.ui.deviceComboBox, "currentIndexChanged(int)"),
                                (self.ui.serverUrlLineEdit, "textChanged(QString)")):
             widget.connect(signal, self._store_parameters)
-        self._add_shortcuts()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self._on_scene_closing)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self._on_scene_closed)
+        # a scene loaded (imported) later brings its own parameter nodes: show them (as SegmentEditor.py does)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self._on_scene_imported)
         self._prefetch_timer = qt.QTimer()
         self._prefetch_timer.setSingleShot(True)
         self._prefetch_timer.setInterval(PREFETCH_DELAY_MS)
         self._prefetch_timer.connect("timeout()", self._prefetch)
         self._scrolled_slice_node = None
-        for name in slicer.app.layoutManager().sliceViewNames():
-            slice_node = slicer.app.layoutManager().sliceWidget(name).mrmlSliceNode()
+        for slice_node in self._slice_nodes():
             self.addObserver(slice_node, vtk.vtkCommand.ModifiedEvent,
                              lambda node, event: self._on_slice_view_moved(node))
         self._load_parameters()
 
-    def _add_shortcuts(self):
+    # --- entering and leaving the module ---------------------------------------------------------------------
+    # As Slicer's own Segment Editor module (Modules/Scripted/SegmentEditor/SegmentEditor.py, v5.10.0): keyboard
+    # shortcuts are installed in enter() and removed in exit(), and exit() deactivates the editor's effect and
+    # drops its view observations. The single keys P, N and B (B is also the slice views' "previous slice" key)
+    # thus act only while this module is shown.
+    def enter(self):
+        self._entered = True
+        self._install_shortcuts()
+        if slicer.util.mainWindow() is not None:  # the editor parents its shortcuts to the main window
+            self.ui.segmentEditorWidget.installKeyboardShortcuts()  # 1-0 effects, Z / Ctrl+Z undo, Y redo, Escape
+        self.tools.install()
+        self._set_segment_editor_node()
+        self._drive_editor_from_selectors()
+        self.ui.segmentEditorWidget.updateWidgetFromMRML()
+
+    def exit(self):
+        self._entered = False
+        self._prefetch_timer.stop()  # no background encoding for views scrolled in other modules
+        self.tools.remove()
+        self._remove_shortcuts()
+        self.ui.segmentEditorWidget.setActiveEffect(None)
+        self.ui.segmentEditorWidget.uninstallKeyboardShortcuts()
+        self.ui.segmentEditorWidget.removeViewObservations()
+
+    def _install_shortcuts(self):
+        self._remove_shortcuts()
+        main_window = slicer.util.mainWindow()
+        if main_window is None:  # --no-main-window: no keyboard to serve
+            return
         for keys, action in (("P", self.ui.positivePointButton.toggle), ("N", self.ui.negativePointButton.toggle),
                              ("B", self.ui.boxButton.toggle), ("Ctrl+Return", self.on_run_prompts),
                              ("Ctrl+Alt+Z", lambda: self._segment_action("undo")),
                              ("Ctrl+Alt+Y", lambda: self._segment_action("redo"))):
-            shortcut = qt.QShortcut(qt.QKeySequence(keys), slicer.util.mainWindow())
+            shortcut = qt.QShortcut(qt.QKeySequence(keys), main_window)
             shortcut.connect("activated()", action)
             self._shortcuts.append(shortcut)
+
+    def _remove_shortcuts(self):
+        # as qMRMLSegmentEditorWidget::uninstallKeyboardShortcuts: unparent (inactive at once), then delete
+        for shortcut in self._shortcuts:
+            shortcut.setParent(None)
+            shortcut.deleteLater()
+        self._shortcuts = []
+
+    @staticmethod
+    def _slice_nodes():
+        """The slice nodes of the views on screen (none when Slicer runs without a main window)."""
+        layout_manager = slicer.app.layoutManager()
+        if layout_manager is None:
+            return []
+        return [layout_manager.sliceWidget(name).mrmlSliceNode() for name in layout_manager.sliceViewNames()]
 
     def _logic(self):
         """The logic, created on first use (importing it needs torch: see 'Install dependencies...')."""
@@ -147,11 +198,13 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def _on_slice_view_moved(self, slice_node):
         """A view was scrolled: once it rests, encode the slices around it in the background."""
+        if not self._entered:
+            return
         self._scrolled_slice_node = slice_node
         self._prefetch_timer.start()
 
     def _prefetch(self):
-        if self.logic is None or self.logic.backend is None or self.worker.busy:
+        if self.logic is None or self.logic.backend is None or self.worker.busy or self._installing:
             return  # no model yet, or the model is answering a prompt: never compete with the user's request
         try:
             self.logic.prefetch_around(self.ui.sourceVolumeSelector.currentNode(), self._scrolled_slice_node,
@@ -162,9 +215,8 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def cleanup(self):
         self._prefetch_timer.stop()
         self.removeObservers()
-        self._place(None, False)
-        for shortcut in self._shortcuts:
-            shortcut.setParent(None)
+        self.tools.remove()
+        self._remove_shortcuts()
         self._delivery_timer.stop()
         self.worker.shutdown(wait=False)
         if self.logic is not None:
@@ -180,6 +232,17 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             node.SetSingletonTag("MedicalSAM3Slicer")
             node = slicer.mrmlScene.AddNode(node)
         self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(node)
+        if self._editor_node_observation is not node:
+            if self._editor_node_observation is not None:
+                self.removeObserver(self._editor_node_observation, vtk.vtkCommand.ModifiedEvent,
+                                    self._on_editor_node_modified)
+            self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self._on_editor_node_modified)
+            self._editor_node_observation = node
+
+    def _on_editor_node_modified(self, node, event):
+        """An effect of the embedded editor was activated: it gets the mouse, so the module's tool is released."""
+        if node.GetActiveEffectName():
+            self.tools.release()
 
     def _load_parameters(self):
         self.parameters = None  # the widgets below must not write back half-loaded values
@@ -202,6 +265,14 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.parameters = p
         p.source_volume = self.ui.sourceVolumeSelector.currentNode()
         p.segmentation = self.ui.segmentationSelector.currentNode()
+        self._drive_editor_from_selectors()
+
+    def _drive_editor_from_selectors(self):
+        """The embedded editor's own selectors are hidden (.ui: segmentationNodeSelectorVisible and
+        sourceVolumeNodeSelectorVisible false): it always edits what the module's selectors show, so prompts and
+        the selected segment ID refer to one segmentation (segment IDs repeat across segmentations)."""
+        self.ui.segmentEditorWidget.setSegmentationNode(self.ui.segmentationSelector.currentNode())
+        self.ui.segmentEditorWidget.setSourceVolumeNode(self.ui.sourceVolumeSelector.currentNode())
 
     def _store_parameters(self, *_):
         if self.parameters is None:
@@ -224,79 +295,37 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.parameters.segmentation = node
         self.ui.segmentEditorWidget.setSegmentationNode(node)
 
+    def _on_scene_closing(self, *_):
+        self.tools.forget_scene()
+
     def _on_scene_closed(self, *_):
         if self.logic is not None:
             self.logic.close()
-        self._prompt_nodes.clear()
+        self.tools.forget_scene()
         self._set_segment_editor_node()
         self._load_parameters()
 
-    # --- prompt tools --------------------------------------------------------------------------------------
-    def _prompt_node(self, kind):
-        """The point list (positive / negative) or ROI the tools place into, created on first use."""
-        node = self._prompt_nodes.get(kind)
-        if node is None or node.GetScene() is None:
-            node_class = "vtkMRMLMarkupsROINode" if kind == "box" else "vtkMRMLMarkupsFiducialNode"
-            node = slicer.mrmlScene.AddNewNodeByClass(node_class, f"MedicalSAM3 {kind}")
-            node.SetAttribute(POLARITY_ATTRIBUTE, "negative" if kind == "negative" else "positive")
-            if kind == "box":  # two clicks place opposite corners (the default ROI type places only a centre)
-                node.SetROIType(slicer.vtkMRMLMarkupsROINode.ROITypeBoundingBox)
-            node.CreateDefaultDisplayNodes()
-            node.GetDisplayNode().SetSelectedColor((0.1, 0.8, 0.1) if kind != "negative" else (0.9, 0.1, 0.1))
-            node.GetDisplayNode().SetPointLabelsVisibility(False)
-            self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
-                             lambda caller, event, kind=kind: self._on_prompt_placed(kind))
-            self._prompt_nodes[kind] = node
-        return node
+    def _on_scene_imported(self, *_):
+        """A scene was loaded: use its parameter node and its editor node, and show what they hold."""
+        self._set_segment_editor_node()
+        self._load_parameters()
 
-    def _place(self, kind, on):
-        """Enter (or leave) place mode for one tool; the other tool buttons are released."""
-        buttons = {"positive": self.ui.positivePointButton, "negative": self.ui.negativePointButton,
-                   "box": self.ui.boxButton}
-        interaction = slicer.app.applicationLogic().GetInteractionNode()
-        if not on:
-            if kind is None or buttons[kind].checked is False:
-                interaction.SwitchToViewTransformMode()
+    # --- prompt tools (MedicalSAM3SlicerWidgets.prompt_tools) -------------------------------------------------
+    def _run_pending(self):
+        """Run what the user drew, in order, one request at a time (a prompt waits while the model works)."""
+        if self.worker.busy or self._installing:
             return
-        for other, button in buttons.items():
-            if other != kind and button.checked:
-                button.blockSignals(True)
-                button.checked = False
-                button.blockSignals(False)
-        node = self._prompt_node(kind)
-        selection = slicer.app.applicationLogic().GetSelectionNode()
-        selection.SetReferenceActivePlaceNodeClassName(node.GetClassName())
-        selection.SetActivePlaceNodeID(node.GetID())
-        interaction.SetPlaceModePersistence(True)
-        interaction.SetCurrentInteractionMode(interaction.Place)
-
-    def _on_prompt_placed(self, kind):
-        if kind == "box":
-            if self._prompt_nodes["box"].GetNumberOfDefinedControlPoints() < 2:
-                return  # the first corner: wait for the opposite one
-            self.ui.boxButton.checked = False
-        if self.ui.autoRunCheckBox.checked:
-            self.on_run_prompts()
-
-    def _placed_view(self):
-        """The slice view a placed prompt lies in (markups store positions, not views; the prompts of one run
-        are on one slice, and they are cleared after each run)."""
-        latest = None
-        for kind in ("positive", "negative", "box"):
-            node = self._prompt_nodes.get(kind)
-            if node is not None and node.GetNumberOfControlPoints() > 0:
-                position = [0.0, 0.0, 0.0]
-                node.GetNthControlPointPositionWorld(node.GetNumberOfControlPoints() - 1, position)
-                latest = position
-        if latest is None:
-            return None
-        slice_nodes = [slicer.app.layoutManager().sliceWidget(name).mrmlSliceNode()
-                       for name in slicer.app.layoutManager().sliceViewNames()]
-        return slice_node_showing(latest, slice_nodes)
-
-    def _clear_prompts(self):
-        for node in self._prompt_nodes.values():
-            node.RemoveAllControlPoints()
+        with self._reporting_errors():
+            if self.tools.strokes:
+                gesture, slice_node, world = self.tools.strokes.pop(0)
+                volume, segmentation = self._inputs()
+                segment_id = self.ui.segmentEditorWidget.currentSegmentID() or None
+                self._submit(self._logic().prepare_stroke(
+                    volume, segmentation, "lasso" if gesture.tool == Tool.LASSO else "scribble", world, slice_node,
+                    positive=gesture.positive, whole_volume=self.ui.wholeVolumeRadioButton.checked,
+                    segment_id=segment_id, text=self.ui.textLineEdit.text if segment_id is None else None))
+            elif (self.ui.autoRunCheckBox.checked or self._run_requested) and self.tools.has_placed():
+                self.on_run_prompts()
 
     # --- running -------------------------------------------------------------------------------------------
     def _inputs(self):
@@ -317,10 +346,14 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         def done(updates):
             self._set_busy(False)
             with self._reporting_errors():
-                result = self._logic().apply(request, updates)
+                # the editor's Ctrl+Z then returns to the segmentation just before this write (defect: undo
+                # dropped model results); qMRMLSegmentEditorWidget::saveStateForUndo, Slicer v5.8.1 and v5.10.0
+                result = self._logic().apply(request, updates,
+                                             save_state_for_undo=self.ui.segmentEditorWidget.saveStateForUndo)
                 self.ui.notesLabel.text = "\n".join(result.notes)
                 if result.segment_ids:
                     self.ui.segmentEditorWidget.setCurrentSegmentID(result.segment_ids[-1])
+            qt.QTimer.singleShot(0, self._run_pending)  # what the user drew meanwhile
 
         self._stop_requested.clear()
         self._progress = None
@@ -337,29 +370,42 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         """Stop a running whole-volume prediction between two slices; the segment stays as it was."""
         self._stop_requested.set()
 
+    # A request is prepared from the scene as it is when it starts (the selected segment, its voxels), so it
+    # must not start before the previous result is written: while the model works the buttons are disabled, and
+    # what arrives anyway (Return in the text field, the shortcuts) waits or is declined here.
     def on_segment_text(self):
+        if self._installing or self.worker.busy:  # Return in the text field meanwhile (see on_install_dependencies)
+            self._decline_while_busy()
+            return
         with self._reporting_errors():
             volume, segmentation = self._inputs()
-            view = None if self.ui.wholeVolumeRadioButton.checked else \
-                slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
+            views = {node.GetLayoutName(): node for node in self._slice_nodes()}
+            view = None if self.ui.wholeVolumeRadioButton.checked else views.get("Red", next(iter(views.values()), None))
             request = self._logic().prepare(volume, segmentation, text=self.ui.textLineEdit.text, view=view,
                                             whole_volume=self.ui.wholeVolumeRadioButton.checked)
             self._submit(request)
 
     def on_run_prompts(self):
+        if self._installing or self.worker.busy:  # Ctrl+Return meanwhile: the placed prompts run when it is done
+            self._run_requested = not self._installing
+            return
+        self._run_requested = False
         with self._reporting_errors():
             volume, segmentation = self._inputs()
             # prompts refine the segment selected in the Segment Editor; "New segment" clears the selection
             segment_id = self.ui.segmentEditorWidget.currentSegmentID() or None
             request = self._logic().prepare(
                 volume, segmentation, text=self.ui.textLineEdit.text if segment_id is None else None,
-                positive_points=self._prompt_nodes.get("positive"), negative_points=self._prompt_nodes.get("negative"),
-                roi=self._prompt_nodes.get("box"), view=self._placed_view(),
+                positive_points=self.tools.nodes.get("positive"), negative_points=self.tools.nodes.get("negative"),
+                roi=self.tools.nodes.get("box"), view=self.tools.placed_view(self._slice_nodes()),
                 whole_volume=self.ui.wholeVolumeRadioButton.checked, segment_id=segment_id)
-            self._clear_prompts()
+            self.tools.clear_placed()
             self._submit(request)
 
     def _segment_action(self, action):
+        if self._installing or self.worker.busy:  # Ctrl+Alt+Z / Y meanwhile
+            self._decline_while_busy()
+            return
         with self._reporting_errors():
             volume, segmentation = self._inputs()
             segment_id = self.ui.segmentEditorWidget.currentSegmentID()
@@ -369,6 +415,8 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     # --- model ---------------------------------------------------------------------------------------------
     def on_load_model(self):
+        if self._installing or self.worker.busy:
+            return  # a second press while pip or the model is working (pip_install pumps Qt events)
         plan = dependencies.plan_installation()
         if not self.ui.serverUrlLineEdit.text and plan.torch:
             self._show_error(RuntimeError("PyTorch is not installed yet: click 'Install dependencies...' first."))
@@ -399,6 +447,10 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._delivery_timer.start()
 
     def on_install_dependencies(self):
+        if self._installing or self.worker.busy:
+            # slicer.util.pip_install pumps Qt events while pip runs (logProcessOutput calls processEvents,
+            # Base/Python/slicer/util.py, v5.10.0): a second press, or Load model, must do nothing meanwhile
+            return
         plan = dependencies.plan_installation()
         if plan.nothing_to_do:
             slicer.util.infoDisplay(plan.describe())
@@ -413,10 +465,16 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 torch_logic = PyTorchUtils.PyTorchUtilsLogic()
             except ImportError:
                 pass
-        with self._reporting_errors(), slicer.util.WaitCursor():
-            dependencies.install(plan, pip_install=slicer.util.pip_install, torch_logic=torch_logic,
-                                 progress=lambda message: slicer.util.showStatusMessage(message, 3000))
-            slicer.util.infoDisplay("The Python packages are installed. Click 'Load model'.")
+        self._installing = True
+        self._set_busy(True)
+        try:
+            with self._reporting_errors(), slicer.util.WaitCursor():
+                dependencies.install(plan, pip_install=slicer.util.pip_install, torch_logic=torch_logic,
+                                     progress=lambda message: slicer.util.showStatusMessage(message, 3000))
+                slicer.util.infoDisplay("The Python packages are installed. Click 'Load model'.")
+        finally:
+            self._installing = False
+            self._set_busy(False)
 
     # --- export --------------------------------------------------------------------------------------------
     def on_export(self):
@@ -451,9 +509,13 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.progressBar.setRange(0, 0 if busy else 1)  # an indeterminate bar while the model works
         self.ui.progressBar.setValue(0 if busy else 1)
         for button in (self.ui.runButton, self.ui.segmentTextButton, self.ui.undoButton, self.ui.redoButton,
-                       self.ui.resetButton, self.ui.startFromSegmentButton, self.ui.loadModelButton):
+                       self.ui.resetButton, self.ui.startFromSegmentButton, self.ui.loadModelButton,
+                       self.ui.installDependenciesButton):
             button.enabled = not busy
-        self.ui.stopButton.enabled = busy
+        self.ui.stopButton.enabled = busy and not self._installing
+
+    def _decline_while_busy(self):
+        slicer.util.showStatusMessage("Medical SAM3 is busy: try again when it is done.", 3000)
 
     def _show_error(self, error):
         self._set_busy(False)

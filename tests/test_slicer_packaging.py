@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 MODULE_DIR = Path(__file__).resolve().parents[1] / "MedicalSAM3Slicer"
-PACKAGES = ("MedicalSAM3SlicerLib", "medsam3")
+PACKAGES = ("MedicalSAM3SlicerLib", "MedicalSAM3SlicerWidgets", "medsam3")
 
 
 def _cmake_list(variable: str) -> set[str]:

@@ -79,11 +79,12 @@ def test_the_module_loads_before_torch_is_installed():
 
     module_dir = Path(__file__).resolve().parents[1] / "MedicalSAM3Slicer"
     code = ("import sys; sys.modules['torch'] = None; sys.modules['scipy'] = None; sys.path.insert(0, %r)\n"
-            "from MedicalSAM3SlicerLib import dependencies, exports, parameters, prompt_nodes, worker\n"
+            "from MedicalSAM3SlicerLib import dependencies, exports, parameters, prompt_nodes, slice_view_interaction, "
+            "worker\n"
             "print(dependencies.plan_installation().describe())\n") % str(module_dir)
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
-    imported = set(re.findall(r"^from MedicalSAM3SlicerLib(?:\.\w+)? import (.+)$",
-                              (module_dir / "MedicalSAM3Slicer.py").read_text(), re.M))
-    assert imported == {"dependencies, exports", "POLARITY_ATTRIBUTE, slice_node_showing",
-                        "MedicalSAM3SlicerParameters", "ModelWorker"}, imported
+    widget_files = [module_dir / "MedicalSAM3Slicer.py", *(module_dir / "MedicalSAM3SlicerWidgets").glob("*.py")]
+    imported = {module for path in widget_files
+                for module in re.findall(r"^from MedicalSAM3SlicerLib(\.\w+)? import", path.read_text(), re.M)}
+    assert imported == {"", ".parameters", ".prompt_nodes", ".slice_view_interaction", ".worker"}, imported

@@ -2,6 +2,7 @@
 
 - :mod:`.volume_nodes`: scalar volume nodes as engine volumes in world coordinates.
 - :mod:`.prompt_nodes`: point lists, ROIs and slice views as engine prompts in voxel coordinates.
+- :mod:`.slice_view_interaction`: mouse gestures on slice views (click, box drag, scribble, lasso) as prompts.
 - :mod:`.segment_io`: engine mask updates into segments (changed box only) and segments back as masks.
 - :mod:`.terminology`: typed names as segment names, colours and SNOMED CT codes.
 - :mod:`.logic`: :class:`MedicalSAM3SlicerLogic`, the GUI-free API scripts call.

@@ -28,10 +28,10 @@ from medsam3.backend import SegmentationBackend, Session
 from medsam3.errors import PromptError
 from medsam3.prompts import SlicePrompt, parse_text_targets
 from medsam3.session import MaskUpdate
-from medsam3.slicing import SliceAxis
+from medsam3.slicing import SliceAxis, SliceGeometry
 from medsam3.volume import Volume
 
-from . import prompt_nodes, segment_io
+from . import prompt_nodes, segment_io, slice_view_interaction
 from .parameters import scene_modality_override
 from .terminology import Terminology, TerminologyTable, apply_to_segment, default_table
 from .volume_nodes import volume_from_node, volume_state_key
@@ -122,6 +122,20 @@ class MedicalSAM3SlicerLogic:
         request = self.prepare(volume_node, segmentation_node, text=text, positive_points=positive_points,
                                negative_points=negative_points, roi=roi, view=view, whole_volume=whole_volume,
                                segment_id=segment_id)
+        return self.apply(request, self.predict(request))
+
+    def segment_stroke(self, volume_node, segmentation_node, kind: str, stroke_world, view, positive: bool = True,
+                       whole_volume: bool = True, segment_id: str | None = None,
+                       text: str | None = None) -> SegmentationResult:
+        """Segment from a scribble or a lasso drawn on the slice view ``view`` (its slice node).
+
+        ``stroke_world`` holds the stroke's points in world RAS, shape (N, 3) (the widget converts the mouse
+        positions with the slice node's XYToRAS matrix). A scribble becomes points along the stroke; a lasso
+        becomes a mask prompt on its voxel slice: what the segment holds there plus the outlined voxels
+        (``positive``), or minus them (negative). ``segment_id`` None starts a new segment named from ``text``.
+        """
+        request = self.prepare_stroke(volume_node, segmentation_node, kind, stroke_world, view, positive=positive,
+                                      whole_volume=whole_volume, segment_id=segment_id, text=text)
         return self.apply(request, self.predict(request))
 
     def undo(self, volume_node, segmentation_node, segment_id: str) -> SegmentationResult:
@@ -252,6 +266,36 @@ class MedicalSAM3SlicerLogic:
             request.slice_index = prompt_nodes.slice_index_from_slice_node(volume, view, request.axis)
         return request
 
+    def prepare_stroke(self, volume_node, segmentation_node, kind: str, stroke_world, view, positive: bool = True,
+                       whole_volume: bool = True, segment_id: str | None = None, text: str | None = None) -> Request:
+        """Read the nodes and build the engine request of a scribble or lasso (see :meth:`segment_stroke`)."""
+        if kind not in ("scribble", "lasso"):
+            raise ValueError(f"Unknown stroke kind {kind!r}: use 'scribble' or 'lasso'.")
+        if view is None or isinstance(view, (str, SliceAxis)):
+            raise PromptError("A scribble or lasso needs the slice view it was drawn on.")
+        request = self._base_request("prompt", volume_node, segmentation_node, segment_id)
+        volume = request.state.volume
+        request.whole_volume = bool(whole_volume)
+        if text and segment_id is None:
+            request.terminologies = [self.terminology.resolve(phrase) for phrase in parse_text_targets(text)]
+            if len(request.terminologies) > 1:
+                raise PromptError("A scribble or lasso segments one object: type a single target name with it.")
+        if kind == "scribble":
+            request.axis, _, points = slice_view_interaction.scribble_points(volume, view, stroke_world, positive)
+            request.prompt = SlicePrompt(request.axis, points=points)
+            return request
+        request.axis, index, outlined = slice_view_interaction.lasso_slice_mask(volume, view, stroke_world)
+        geometry = SliceGeometry.for_volume(volume, request.axis)
+        current = np.zeros(geometry.image_shape, dtype=bool)
+        if segment_id is not None:
+            current = geometry.slice_image(segment_io.segment_mask(segmentation_node, segment_id, volume_node), index)
+        if not positive and not (current & outlined).any():
+            raise PromptError("A negative lasso removes voxels from the selected segment, and it has none inside "
+                              "this outline: draw it over the part to remove.")
+        mask = (current | outlined) if positive else (current & ~outlined)
+        request.prompt = SlicePrompt(request.axis, mask=mask, slice_index=index)
+        return request
+
     @staticmethod
     def _axis(volume: Volume, view) -> SliceAxis:
         if view is None:
@@ -299,9 +343,19 @@ class MedicalSAM3SlicerLogic:
         return updates
 
     # --- step 3: write MRML (main thread) ----------------------------------------------------------------------
-    def apply(self, request: Request, updates: list[MaskUpdate]) -> SegmentationResult:
-        """Write the updates into their segments, creating and naming new segments."""
+    def apply(self, request: Request, updates: list[MaskUpdate], save_state_for_undo=None) -> SegmentationResult:
+        """Write the updates into their segments, creating and naming new segments.
+
+        ``save_state_for_undo`` is called once, before anything is written, when the updates change voxels or a
+        new segment is added (also an empty one, when the model found nothing): the GUI passes the embedded Segment Editor's ``saveStateForUndo`` so that the editor's undo (Ctrl+Z) returns
+        to the segmentation just before the model wrote (Slicer's own effects do the same before they modify a
+        segment: qMRMLSegmentEditorWidget::saveStateForUndo, called through the effects' callback slots).
+        """
         import slicer
+
+        adds_segment = request.segment_id is None and request.action != "text"  # "text" adds only what it found
+        if save_state_for_undo is not None and (adds_segment or any(not update.is_empty for update in updates)):
+            save_state_for_undo()
 
         scene = slicer.mrmlScene
         volume_node = scene.GetNodeByID(request.volume_node_id)
