@@ -24,7 +24,6 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 COORDINATE_OPTIONS = ("--point", "--negative-point", "--box")
 _DELEGATED_COMMANDS = ("bench", "demo")
-_IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
 class UsageError(Exception):
@@ -32,7 +31,13 @@ class UsageError(Exception):
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
-    """An ArgumentParser that reports a bad argument as an exception (printed as one line by :func:`main`)."""
+    """An ArgumentParser that reports a bad argument as an exception (printed as one line by :func:`main`).
+
+    Options are never matched by prefix (``--out`` is not ``--output``), in every command and sub-command."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
@@ -105,9 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the view points and box are placed in (default axial)")
     segment.add_argument("--slice-only", action="store_true", help="segment only the prompted slice")
     segment.add_argument("--name", default="", help="segment name for clicks / a box without --text")
-    where = segment.add_mutually_exclusive_group(required=True)
-    where.add_argument("--output", metavar="DIR", help="write labelmap.nii.gz (and the files asked for) into DIR")
-    where.add_argument("-o", dest="labelmap", metavar="LABELMAP", help="the labelmap file, e.g. out.nii.gz")
+    segment.add_argument("-o", "--output", required=True, metavar="PATH",
+                         help="the labelmap file when PATH ends in .nii.gz, .nii, .nrrd or .mha (the other outputs "
+                              "go beside it); otherwise a folder that receives labelmap.nii.gz, "
+                              "segmentation.seg.nrrd and overlay.png")
+    segment.add_argument("--overwrite", action="store_true",
+                         help="replace existing output files (never the input image)")
     segment.add_argument("--seg-nrrd", nargs="?", const="", metavar="PATH",
                          help="also write a Slicer .seg.nrrd with segment names (default beside the labelmap)")
     segment.add_argument("--overlay", nargs="?", const="", metavar="PNG",
@@ -152,27 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --- the commands ------------------------------------------------------------------------------------------------
-def _labelmap_stem(path: Path) -> Path:
-    for suffix in _IMAGE_SUFFIXES:
-        if path.name.endswith(suffix):
-            return path.with_name(path.name[:-len(suffix)])
-    return path.with_suffix("")
-
-
 def _output_paths(args: argparse.Namespace):
     from .segment_pipeline import OutputPaths
 
-    if args.output:
-        folder = Path(args.output)
-        labelmap, default_seg, default_overlay = (folder / "labelmap.nii.gz", folder / "segmentation.seg.nrrd",
-                                                  folder / "overlay.png")
-    else:
-        labelmap = Path(args.labelmap)
-        default_seg = _labelmap_stem(labelmap).with_name(_labelmap_stem(labelmap).name + ".seg.nrrd")
-        default_overlay = _labelmap_stem(labelmap).with_suffix(".png")
-    seg_nrrd = None if args.seg_nrrd is None else Path(args.seg_nrrd or default_seg)
-    overlay = None if args.overlay is None else Path(args.overlay or default_overlay)
-    return OutputPaths(labelmap, seg_nrrd, overlay)
+    return OutputPaths.for_output(args.output, args.seg_nrrd, args.overlay)
 
 
 def _segment(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
@@ -186,14 +177,15 @@ def _segment(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
     if args.server and (args.model or args.device):
         raise UsageError("medsam3 segment: --model and --device choose an in-process run; a server runs the model "
                          "and device its operator chose. Leave them out, or leave out --server.")
-    paths = _output_paths(args)
+    paths = _output_paths(args).check(inputs=[args.image], overwrite=args.overwrite)  # before any work
     timer = StepTimer()
     with timer.step("read_image"):
         volume = read_volume(args.image)
     with timer.step("load_model"):
         backend = backend_factory(args.model, args.device, args.server, args.api_key)
     outcome = segment_volume(backend, volume, request, timer)
-    written = write_outputs(outcome, volume, paths, overlay_title=f"medsam3 {Path(args.image).name}", timer=timer)
+    written = write_outputs(outcome, volume, paths, overlay_title=f"medsam3 {Path(args.image).name}", timer=timer,
+                            inputs=[args.image], overwrite=args.overwrite)
     for name, value in zip(outcome.segment_names, range(1, len(outcome.segment_names) + 1)):
         print(f"{name}: {int((outcome.labels == value).sum()):,} voxels, score {outcome.scores[name]:.2f}")
     print("wrote " + ", ".join(str(p) for p in written))
