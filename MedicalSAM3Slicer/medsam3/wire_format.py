@@ -21,7 +21,7 @@ from .errors import MedSam3Error, VolumeError
 from .prompts import BoxPrompt, PointPrompt, SlicePrompt
 from .session import MaskUpdate, bounding_box
 from .slicing import SliceAxis
-from .volume import MODALITIES, Volume
+from .volume import MODALITIES, Volume, compact_voxels
 
 VOLUME_MAGIC = b"MSV1"
 VOLUME_MEDIA_TYPE = "application/octet-stream"
@@ -71,6 +71,9 @@ def read_volume_header(body: bytes) -> tuple[dict, int]:
     if header.get("dtype") not in ALLOWED_VOXEL_TYPES:
         raise WireFormatError(f"Voxel type {header.get('dtype')!r} is not accepted; use one of "
                               f"{', '.join(ALLOWED_VOXEL_TYPES)}.")
+    if header.get("byte_order", "little") not in ("little", "big"):
+        raise WireFormatError(f"'byte_order' {header.get('byte_order')!r} is not accepted; use \"little\" or "
+                              "\"big\".")
     if header.get("modality", "CT") not in MODALITIES:
         raise WireFormatError(f"Unknown modality {header.get('modality')!r}; use one of {', '.join(MODALITIES)}.")
     return header, 8 + header_length
@@ -81,13 +84,24 @@ def voxel_count(header: dict) -> int:
     return int(k) * int(j) * int(i)
 
 
-def decode_volume(body: bytes) -> Volume:
-    """The volume in an upload body; :class:`WireFormatError` or :class:`VolumeError` when it is unusable."""
+def decoded_bytes(header: dict) -> int:
+    """The bytes an upload's voxels take once inflated, in the declared type."""
+    return voxel_count(header) * np.dtype(header["dtype"]).itemsize
+
+
+def decode_volume(body: bytes | memoryview, compact: bool = True) -> Volume:
+    """The volume in an upload body; :class:`WireFormatError` or :class:`VolumeError` when it is unusable.
+
+    The voxels are read in the header's ``byte_order`` and, with ``compact``, kept in the smallest type that
+    holds them exactly (float64 zeros take one byte per voxel, not eight)."""
     header, offset = read_volume_header(body)
-    dtype = np.dtype(header["dtype"]).newbyteorder("<")
-    expected = voxel_count(header) * dtype.itemsize
-    voxels = _inflate(body[offset:], expected, "volume")
-    array = np.frombuffer(voxels, dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
+    dtype = np.dtype(header["dtype"]).newbyteorder("<" if header.get("byte_order", "little") == "little" else ">")
+    voxels = _inflate(memoryview(body)[offset:], decoded_bytes(header), "volume")
+    array = np.frombuffer(voxels, dtype=dtype)
+    array = array.astype(dtype.newbyteorder("="), copy=False)
+    del voxels
+    if compact:
+        array = compact_voxels(array.reshape(header["shape"]))
     try:
         matrix = np.asarray(header.get("ijk_to_ras"), dtype=np.float64)
     except (TypeError, ValueError) as error:
