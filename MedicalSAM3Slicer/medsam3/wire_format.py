@@ -96,10 +96,9 @@ def decode_volume(body: bytes | memoryview, compact: bool = True) -> Volume:
     holds them exactly (float64 zeros take one byte per voxel, not eight)."""
     header, offset = read_volume_header(body)
     dtype = np.dtype(header["dtype"]).newbyteorder("<" if header.get("byte_order", "little") == "little" else ">")
-    voxels = _inflate(memoryview(body)[offset:], decoded_bytes(header), "volume")
-    array = np.frombuffer(voxels, dtype=dtype)
+    array = np.empty(voxel_count(header), dtype=dtype)
+    _inflate_into(memoryview(body)[offset:], array.view(np.uint8), "volume")
     array = array.astype(dtype.newbyteorder("="), copy=False)
-    del voxels
     if compact:
         array = compact_voxels(array.reshape(header["shape"]))
     try:
@@ -108,6 +107,29 @@ def decode_volume(body: bytes | memoryview, compact: bool = True) -> Volume:
         raise WireFormatError("'ijk_to_ras' must be a 4x4 matrix of numbers.") from error
     return Volume(array.reshape(header["shape"]), matrix, modality=header.get("modality", "CT"),
                   name=str(header.get("name", ""))[:200])
+
+
+def _inflate_into(data, out: np.ndarray, what: str, chunk_bytes: int = 1 << 24) -> None:
+    """Inflate zlib ``data`` straight into the byte array ``out``, which it must fill exactly (no second copy of
+    the voxels, and never more than ``out`` is written)."""
+    inflater = zlib.decompressobj()
+    position, expected, pending = 0, out.size, data
+    try:
+        while not inflater.eof:
+            chunk = inflater.decompress(pending, min(chunk_bytes, expected - position + 1))
+            if position + len(chunk) > expected:
+                raise WireFormatError(f"The {what} data does not match its header: it holds more than the {expected} "
+                                      "bytes declared.")
+            out[position:position + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+            position += len(chunk)
+            pending = inflater.unconsumed_tail
+            if not chunk and not pending:
+                break
+    except zlib.error as error:
+        raise WireFormatError(f"The {what} data is corrupt ({error}).") from error
+    if not inflater.eof or position != expected:
+        raise WireFormatError(f"The {what} data has {position} bytes where its header declares {expected} (or is "
+                              "truncated).")
 
 
 def _inflate(data: bytes, expected: int, what: str) -> bytes:
