@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="requests per minute per client")
     serve.add_argument("--memory-budget-gb", type=_positive_number, default=8, metavar="GB",
                        help="memory for all sessions together: volumes, masks, cached encodings and work in flight "
-                            "(default 8); what would exceed it is refused with 413 or 507")
+                            "(default 8); what would exceed it is refused with 413, or 429 and Retry-After")
     serve.add_argument("--max-phrases", type=_positive_integer, default=10, help="typed phrases per request")
     serve.add_argument("--max-slice-phrases", type=_positive_integer, default=4000,
                        help="slices x phrases one request may run through the model (default 4000)")

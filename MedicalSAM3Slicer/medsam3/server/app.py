@@ -49,7 +49,7 @@ log = logging.getLogger("medsam3.server")
 SessionId = Path(min_length=1, max_length=64, description="the id returned by POST /sessions")
 ObjectIdPath = Path(ge=1, le=2**31 - 1)
 _ERROR_RESPONSES = {status: {"model": ErrorMessage}
-                    for status in (400, 401, 403, 404, 409, 413, 422, 426, 429, 507)}
+                    for status in (400, 401, 403, 404, 409, 413, 422, 426, 429)}
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -213,7 +213,7 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
 
         ``window_low`` / ``window_high`` fix the intensity window; without them the engine chooses one. The
         volume is kept in the smallest voxel type that holds it exactly; what it needs while decoding and
-        holds afterwards comes out of the server's memory budget (413 / 507 when it does not fit)."""
+        holds afterwards comes out of the server's memory budget (413, or 429 with Retry-After, when it does not fit)."""
         preprocessing = None
         if window_low is not None or window_high is not None:
             if window_low is None or window_high is None or not window_high > window_low:

@@ -2,7 +2,8 @@
 history, cached slice encodings, and the memory a request needs while it runs.
 
 Every allocation the server makes for a client is reserved here first. What could never fit is refused with
-413; what does not fit now (other sessions and requests hold the memory) is refused with 507 and a Retry-After,
+413; what does not fit now (other sessions and requests hold the memory) is refused with 429 and a Retry-After
+(a 4xx like the server's other "busy, retry shortly" answer; not 507, which clients count as a server failure),
 so a client waits instead of pushing the machine into swap. What a session holds is measured again after each
 request, so masks and undo history count as they grow.
 """
@@ -37,7 +38,7 @@ class Reservation:
         self.bytes = nbytes
 
     def grow(self, nbytes: int) -> None:
-        """Hold ``nbytes`` from now on, or refuse (413 / 507) and keep holding what was held."""
+        """Hold ``nbytes`` from now on, or refuse (413 / 429) and keep holding what was held."""
         nbytes = int(nbytes)
         self.budget._take(nbytes - self.bytes, False, self.what)
         self.bytes = nbytes
@@ -76,13 +77,13 @@ class MemoryBudget:
             return ApiError(413, "OverMemoryBudget", f"{what} needs about {nbytes / _MIB:,.0f} MiB; this server's "
                             f"memory budget for all sessions is {self.total / _MIB:,.0f} MiB. Crop or downsample the "
                             "volume, or ask the operator to raise --memory-budget-gb.")
-        return ApiError(507, "MemoryBudgetFull", f"{what} needs about {nbytes / _MIB:,.0f} MiB, but "
+        return ApiError(429, "MemoryBudgetFull", f"{what} needs about {nbytes / _MIB:,.0f} MiB, but "
                         f"{self._used / _MIB:,.0f} MiB of the server's memory budget of {self.total / _MIB:,.0f} MiB are held by open "
                         "sessions and running requests. Retry shortly, or close sessions you no longer use.",
                         retry_after=RETRY_WHILE_BUSY_SECONDS)
 
     def reserve(self, nbytes: int, what: str) -> Reservation:
-        """Take ``nbytes`` now, or refuse with 413 (never fits) / 507 (does not fit now)."""
+        """Take ``nbytes`` now, or refuse with 413 (never fits) / 429 (does not fit now)."""
         self._take(int(nbytes), False, what)
         return Reservation(self, nbytes, what)
 
