@@ -18,6 +18,7 @@ from medsam3.backend import BackendInfo, LocalBackend
 from medsam3.engine import SegmentationEngine
 from medsam3.remote_client import RemoteBackend
 from medsam3.server import ServerSettings, create_app
+from medsam3.server.runner import uvicorn_config
 from medsam3.volume import Volume
 from medsam3.volume_io import read_volume, set_image_geometry
 
@@ -109,14 +110,16 @@ def spleen_ground_truth_nifti(folder: Path) -> tuple[Path, Volume, np.ndarray]:
 
 @contextmanager
 def running_server(backend=None, settings: ServerSettings | None = None, clock=time.monotonic,
-                   log_level: str = "warning") -> Iterator[str]:
-    """The real server (uvicorn) on a free loopback port in a thread; yields its URL."""
+                   log_level: str = "warning", tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """The real server (uvicorn) on a free loopback port in a thread; yields its URL. ``tls``: (certificate,
+    key) PEM files to serve HTTPS."""
     settings = settings or ServerSettings(api_key=API_KEY)
     app = create_app(backend or oracle_backend(), settings, clock=clock)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
+    certificate, key = (str(tls[0]), str(tls[1])) if tls else (None, None)
+    server = uvicorn.Server(uvicorn_config(app, settings, certificate, key, log_level=log_level, lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -125,7 +128,7 @@ def running_server(backend=None, settings: ServerSettings | None = None, clock=t
             raise RuntimeError("the test server did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)

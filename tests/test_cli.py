@@ -172,7 +172,9 @@ def test_serve_takes_its_limits_from_the_flags_and_the_key_from_the_environment(
     settings = started["settings"]
     assert (settings.host, settings.port, settings.api_key) == ("0.0.0.0", 8123, "key-from-the-environment-0123")
     assert settings.public_limits() == {"max_upload_bytes": 2 * 1024 * 1024, "max_voxels": 1000, "max_sessions": 3,
-                                        "idle_timeout_seconds": 300.0, "requests_per_minute": 60}
+                                        "idle_timeout_seconds": 300.0, "requests_per_minute": 60,
+                                        "memory_budget_bytes": 8 * 1024**3, "max_phrases": 10,
+                                        "max_slice_phrases": 4000}
     assert "key-from-the-environment" not in repr(settings)
     assert started["backend"].info().model == "ground-truth-oracle"
 

@@ -40,8 +40,8 @@ class BackendInfo:
 class Session(Protocol):
     """The calls a client makes on one volume (implemented by SegmentationSession and the remote session).
 
-    ``progress`` and ``should_stop`` follow and stop a propagation in-process; the remote transport answers a
-    request as a whole and ignores them.
+    ``progress`` and ``should_stop`` follow and stop a propagation; the remote transport stops by asking the server
+    to cancel, and answers a request as a whole (no progress).
     """
 
     def add_prompt(self, object_id: int, prompt: SlicePrompt, whole_volume: bool = False,

@@ -25,7 +25,6 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 COORDINATE_OPTIONS = ("--point", "--negative-point", "--box")
 _DELEGATED_COMMANDS = ("bench", "demo")
-_IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
 class UsageError(Exception):
@@ -33,7 +32,13 @@ class UsageError(Exception):
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
-    """An ArgumentParser that reports a bad argument as an exception (printed as one line by :func:`main`)."""
+    """An ArgumentParser that reports a bad argument as an exception (printed as one line by :func:`main`).
+
+    Options are never matched by prefix (``--out`` is not ``--output``), in every command and sub-command."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
@@ -47,6 +52,27 @@ def _numbers(text: str, count: int, what: str) -> tuple[float, ...]:
     if len(values) != count or not all(abs(v) < float("inf") for v in values):
         raise argparse.ArgumentTypeError(f"{what} must be {count} comma-separated numbers, got {text!r}")
     return values
+
+
+def _positive_number(text: str) -> float:
+    """A finite number above zero (``nan`` and ``inf`` are refused: they would switch a limit off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
+    return value
+
+
+def _positive_integer(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
 
 
 def parse_point(text: str) -> tuple[float, float, float]:
@@ -83,6 +109,8 @@ def _add_backend_options(parser: argparse.ArgumentParser, remote: bool = True) -
     if remote:
         parser.add_argument("--server", metavar="URL", help="run inference on a medsam3 server instead of here")
         parser.add_argument("--api-key", help=f"the server's API key (default: ${API_KEY_ENVIRONMENT_VARIABLE})")
+        parser.add_argument("--ca-file", metavar="PEM", help="trust the server's TLS certificate in this PEM file "
+                                                             "(e.g. a self-signed one; same as SSL_CERT_FILE=PEM)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,9 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the view points and box are placed in (default axial)")
     segment.add_argument("--slice-only", action="store_true", help="segment only the prompted slice")
     segment.add_argument("--name", default="", help="segment name for clicks / a box without --text")
-    where = segment.add_mutually_exclusive_group(required=True)
-    where.add_argument("--output", metavar="DIR", help="write labelmap.nii.gz (and the files asked for) into DIR")
-    where.add_argument("-o", dest="labelmap", metavar="LABELMAP", help="the labelmap file, e.g. out.nii.gz")
+    segment.add_argument("-o", "--output", required=True, metavar="PATH",
+                         help="the labelmap file when PATH ends in .nii.gz, .nii, .nrrd or .mha (the other outputs "
+                              "go beside it); otherwise a folder that receives labelmap.nii.gz, "
+                              "segmentation.seg.nrrd and overlay.png")
+    segment.add_argument("--overwrite", action="store_true",
+                         help="replace existing output files (never the input image)")
     segment.add_argument("--seg-nrrd", nargs="?", const="", metavar="PATH",
                          help="also write a Slicer .seg.nrrd with segment names (default beside the labelmap)")
     segment.add_argument("--overlay", nargs="?", const="", metavar="PNG",
@@ -138,12 +169,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--api-key", help=f"the key clients must send (default: ${API_KEY_ENVIRONMENT_VARIABLE})")
     serve.add_argument("--no-api-key", action="store_true", help="no key (allowed only on a loopback address)")
-    serve.add_argument("--max-upload-mb", type=float, default=1024, help="largest upload (default 1024)")
-    serve.add_argument("--max-voxels", type=int, default=512 * 512 * 1200, help="largest volume in voxels")
-    serve.add_argument("--max-sessions", type=int, default=8, help="open sessions; the longest idle is closed first")
-    serve.add_argument("--idle-timeout", type=float, default=30, metavar="MINUTES",
+    serve.add_argument("--max-upload-mb", type=_positive_number, default=1024, help="largest upload (default 1024)")
+    serve.add_argument("--max-voxels", type=_positive_integer, default=512 * 512 * 1200,
+                       help="largest volume in voxels")
+    serve.add_argument("--max-sessions", type=_positive_integer, default=8,
+                       help="open sessions; the longest idle is closed first")
+    serve.add_argument("--idle-timeout", type=_positive_number, default=30, metavar="MINUTES",
                        help="close a session unused this long (default 30)")
-    serve.add_argument("--rate", type=int, default=1200, metavar="PER_MINUTE", help="requests per minute per client")
+    serve.add_argument("--rate", type=_positive_integer, default=1200, metavar="PER_MINUTE",
+                       help="requests per minute per client")
+    serve.add_argument("--memory-budget-gb", type=_positive_number, default=8, metavar="GB",
+                       help="memory for all sessions together: volumes, masks, cached encodings and work in flight "
+                            "(default 8); what would exceed it is refused with 413, or 429 and Retry-After")
+    serve.add_argument("--max-phrases", type=_positive_integer, default=10, help="typed phrases per request")
+    serve.add_argument("--max-slice-phrases", type=_positive_integer, default=4000,
+                       help="slices x phrases one request may run through the model (default 4000)")
+    serve.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
+                       help="a reverse proxy whose X-Forwarded-For header is believed (repeatable; default none)")
     serve.add_argument("--ssl-certfile", help="TLS certificate (PEM) to serve HTTPS")
     serve.add_argument("--ssl-keyfile", help="TLS private key (PEM)")
     _add_backend_options(serve, remote=False)
@@ -155,27 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --- the commands ------------------------------------------------------------------------------------------------
-def _labelmap_stem(path: Path) -> Path:
-    for suffix in _IMAGE_SUFFIXES:
-        if path.name.endswith(suffix):
-            return path.with_name(path.name[:-len(suffix)])
-    return path.with_suffix("")
-
-
 def _output_paths(args: argparse.Namespace):
     from .segment_pipeline import OutputPaths
 
-    if args.output:
-        folder = Path(args.output)
-        labelmap, default_seg, default_overlay = (folder / "labelmap.nii.gz", folder / "segmentation.seg.nrrd",
-                                                  folder / "overlay.png")
-    else:
-        labelmap = Path(args.labelmap)
-        default_seg = _labelmap_stem(labelmap).with_name(_labelmap_stem(labelmap).name + ".seg.nrrd")
-        default_overlay = _labelmap_stem(labelmap).with_suffix(".png")
-    seg_nrrd = None if args.seg_nrrd is None else Path(args.seg_nrrd or default_seg)
-    overlay = None if args.overlay is None else Path(args.overlay or default_overlay)
-    return OutputPaths(labelmap, seg_nrrd, overlay)
+    return OutputPaths.for_output(args.output, args.seg_nrrd, args.overlay)
 
 
 def _segment(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
@@ -189,14 +214,16 @@ def _segment(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
     if args.server and (args.model or args.device):
         raise UsageError("medsam3 segment: --model and --device choose an in-process run; a server runs the model "
                          "and device its operator chose. Leave them out, or leave out --server.")
-    paths = _output_paths(args)
+    paths = _output_paths(args).check(inputs=[args.image], overwrite=args.overwrite)  # before any work
+    _trust_ca_file(args.ca_file)
     timer = StepTimer()
     with timer.step("read_image"):
         volume = read_volume(args.image)
     with timer.step("load_model"):
         backend = backend_factory(args.model, args.device, args.server, args.api_key)
     outcome = segment_volume(backend, volume, request, timer)
-    written = write_outputs(outcome, volume, paths, overlay_title=f"medsam3 {Path(args.image).name}", timer=timer)
+    written = write_outputs(outcome, volume, paths, overlay_title=f"medsam3 {Path(args.image).name}", timer=timer,
+                            inputs=[args.image], overwrite=args.overwrite)
     for name, value in zip(outcome.segment_names, range(1, len(outcome.segment_names) + 1)):
         print(f"{name}: {int((outcome.labels == value).sum()):,} voxels, score {outcome.scores[name]:.2f}")
     print("wrote " + ", ".join(str(p) for p in written))
@@ -232,16 +259,37 @@ def _bench(arguments: list[str]) -> int:
     return int(_engine_module("benchmark").main(arguments) or 0)
 
 
+def _check_readable_file(option: str, path: str | None) -> None:
+    if path is None:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        raise MedSam3Error(f"{option} {path}: {error.strerror or error}; give the path of a PEM file.") from None
+
+
+def _trust_ca_file(path: str | None) -> None:
+    """``--ca-file``: check it, then let the HTTPS client trust it (httpx reads SSL_CERT_FILE)."""
+    if path:
+        _check_readable_file("--ca-file", path)
+        os.environ["SSL_CERT_FILE"] = str(Path(path).resolve())
+
+
 def _serve(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
     from .server import ServerSettings, run_server
 
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         raise UsageError("medsam3 serve: give both --ssl-certfile and --ssl-keyfile, or neither")
+    for option, path in (("--ssl-certfile", args.ssl_certfile), ("--ssl-keyfile", args.ssl_keyfile)):
+        _check_readable_file(option, path)
     settings = ServerSettings.with_key_from_environment(
         host=args.host, port=args.port, api_key=args.api_key, require_api_key=not args.no_api_key,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_voxels=args.max_voxels,
         max_sessions=args.max_sessions, idle_timeout_seconds=args.idle_timeout * 60,
-        requests_per_minute=args.rate).check()  # refuse bad settings before loading a model
+        requests_per_minute=args.rate, memory_budget_bytes=int(args.memory_budget_gb * 1024**3),
+        max_phrases=args.max_phrases, max_slice_phrases=args.max_slice_phrases,
+        trusted_proxies=tuple(args.trusted_proxy)).check()  # refuse bad settings before loading a model
     backend = backend_factory(args.model, args.device, None, None)
     run_server(backend, settings, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
     return 0

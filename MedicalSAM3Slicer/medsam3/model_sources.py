@@ -106,9 +106,9 @@ def convert_checkpoint(pt_path: str | Path, out_dir: str | Path | None = None, d
     if not ((out_dir / "config.json").exists() and (out_dir / "model.safetensors").exists()):
         import torch
 
-        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(dtype)
+        torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype)
         if torch_dtype is None:
-            raise CheckpointError(f"Unknown dtype {dtype!r} for conversion; use float32 or bfloat16.")
+            raise CheckpointError(f"Unknown dtype {dtype!r} for conversion; use float32, float16 or bfloat16.")
         convert_meta_checkpoint(pt_path, out_dir, dtype=torch_dtype)
     if not (out_dir / "processor_config.json").exists():
         write_processor_files(out_dir, image_size or 1008, tokenizer)

@@ -8,12 +8,15 @@ client/server version mismatch become :class:`MedSam3Error`s with a message for 
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 import numpy as np
 
 from . import __version__
 from .backend import BackendInfo
-from .errors import MedSam3Error, PromptError, RemoteAuthError, RemoteServerError, VersionMismatchError, VolumeError
+from .errors import (Cancelled, MedSam3Error, PromptError, RemoteAuthError, RemoteServerError, VersionMismatchError,
+                     VolumeError)
 from .preprocessing import Preprocessing
 from .prompts import SlicePrompt
 from .session import MaskUpdate
@@ -24,12 +27,14 @@ from .wire_format import (VOLUME_MEDIA_TYPE, encode_mask_bits, encode_volume, ma
                           region_of_mask, slice_prompt_to_message)
 
 DEFAULT_TIMEOUT_SECONDS = 600.0  # whole-volume propagation on a busy server can take minutes
-
-
-
+STOP_POLL_SECONDS = 0.1
 
 # The server's error kinds that mean the same as an engine error raised in-process.
-_ENGINE_ERRORS = {"PromptError": PromptError, "VolumeError": VolumeError}
+_ENGINE_ERRORS = {"PromptError": PromptError, "VolumeError": VolumeError, "Cancelled": Cancelled}
+
+
+def _untrusted_certificate(error: Exception) -> bool:
+    return "CERTIFICATE_VERIFY_FAILED" in str(error) or "certificate verify failed" in str(error)
 
 
 class _Connection:
@@ -52,6 +57,14 @@ class _Connection:
         except httpx.TimeoutException as error:
             raise RemoteServerError(f"The server at {self.url} did not answer in time ({type(error).__name__}); "
                                     "it may be overloaded or the network is slow.") from error
+        except httpx.ConnectError as error:
+            if _untrusted_certificate(error):
+                raise RemoteServerError(
+                    f"The server at {self.url} has a TLS certificate this computer does not trust (self-signed or "
+                    "from a private authority). Get the certificate's PEM file from the server's operator and pass "
+                    "--ca-file CERT.pem, or set SSL_CERT_FILE=CERT.pem (Slicer: before starting it).") from error
+            raise RemoteServerError(f"Cannot reach the medsam3 server at {self.url} ({error}): check the address, "
+                                    "that the server is running, and the network or VPN.") from error
         except (httpx.TransportError, httpx.InvalidURL) as error:
             raise RemoteServerError(f"Cannot reach the medsam3 server at {self.url} ({error}): check the address, "
                                     "that the server is running, and the network or VPN.") from error
@@ -75,6 +88,34 @@ class _Connection:
         if response.status_code == 426:
             return VersionMismatchError(message)
         return _ENGINE_ERRORS.get(kind, RemoteServerError)(message)
+
+    def stoppable_request(self, method: str, path: str, should_stop, cancel_path: str, **options) -> dict:
+        """:meth:`request`, asking the server to cancel (``cancel_path``) as soon as ``should_stop()`` turns True;
+        the server then answers 409 and this raises :class:`Cancelled`."""
+        if should_stop is None:
+            return self.request(method, path, **options)
+        outcome: dict = {}
+
+        def call() -> None:
+            try:
+                outcome["answer"] = self.request(method, path, **options)
+            except BaseException as error:  # handed to the caller's thread below
+                outcome["error"] = error
+
+        worker = threading.Thread(target=call, name="medsam3-remote-request", daemon=True)
+        worker.start()
+        asked = False
+        while worker.is_alive():
+            worker.join(STOP_POLL_SECONDS)
+            if worker.is_alive() and not asked and should_stop():
+                asked = True
+                try:
+                    self.request("POST", cancel_path)
+                except RemoteServerError:
+                    pass  # the request ends by itself
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["answer"]
 
     def close(self) -> None:
         self.http.close()
@@ -106,14 +147,18 @@ class RemoteSession:
 
     def add_prompt(self, object_id: int, prompt: SlicePrompt, whole_volume: bool = False,
                    target_text: str = "", progress=None, should_stop=None) -> MaskUpdate:
-        """As in-process; ``progress`` and ``should_stop`` are not sent (the server answers as a whole)."""
-        return self._update(self._connection.request("POST", self._path("/prompts"), json={
+        """As in-process: when ``should_stop()`` turns True the server is asked to cancel and this raises
+        :class:`Cancelled` (the object is left as it was); ``progress`` is not reported (the server answers as a
+        whole)."""
+        return self._update(self._connection.stoppable_request("POST", self._path("/prompts"), should_stop,
+                                                               self._path("/cancel"), json={
             "object_id": int(object_id), "prompt": slice_prompt_to_message(prompt),
             "whole_volume": bool(whole_volume), "target_text": target_text}))
 
     def segment_text(self, text: str, axis: SliceAxis | str = SliceAxis.AXIAL, slice_index: int | None = None,
                      score_threshold: float = 0.5, progress=None, should_stop=None) -> list[MaskUpdate]:
-        answer = self._connection.request("POST", self._path("/text"), json={
+        answer = self._connection.stoppable_request("POST", self._path("/text"), should_stop, self._path("/cancel"),
+                                                    json={
             "text": text, "axis": SliceAxis.parse(axis).value,
             "slice_index": None if slice_index is None else int(slice_index), "score_threshold": score_threshold})
         return [self._update(message) for message in answer["updates"]]

@@ -8,16 +8,19 @@ returns, so the same code runs in-process and against a server.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
+from .atomic_files import AtomicOutputs
 from .backend import SegmentationBackend
-from .errors import PromptError
+from .errors import MedSam3Error, PromptError
 from .overlay import render_overlay
 from .prompts import BoxPrompt, PointPrompt, SlicePrompt, parse_text_targets, resolve_slice_prompt
 from .seg_nrrd import write_seg_nrrd
@@ -166,6 +169,57 @@ def _as_labelmap(shape: tuple[int, ...], masks: dict[int, np.ndarray], names: di
     return SegmentOutcome(labels, segment_names, {names[o]: scores.get(o, 0.0) for o in order}, timer.seconds)
 
 
+LABELMAP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")  # single-file formats (a header + raw pair is not atomic)
+SEG_NRRD_SUFFIX = ".seg.nrrd"
+OVERLAY_SUFFIX = ".png"
+
+
+class OutputPathError(MedSam3Error, ValueError):
+    """An output path that cannot or must not be written."""
+
+
+def labelmap_suffix(path: str | Path) -> str | None:
+    """The labelmap image extension ``path`` ends with, or None."""
+    name = Path(path).name.lower()
+    if name.endswith(SEG_NRRD_SUFFIX):
+        return None
+    return next((suffix for suffix in LABELMAP_SUFFIXES if name.endswith(suffix)), None)
+
+
+def _looks_like_a_file_name(path: Path) -> bool:
+    """``out.txt``, ``mask.png``: a short alphabetic extension (``run.2`` or ``case_1.0`` still name folders)."""
+    suffix = path.suffix[1:]
+    return 1 <= len(suffix) <= 5 and suffix.isalpha()
+
+
+def _nearest_existing_folder(path: Path) -> Path:
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _check_folder_writable(path: Path) -> None:
+    """Refuse ``path`` when its folder cannot be created or written (tried with a probe file, which also works
+    for root and for read-only mounts where ``os.access`` says yes)."""
+    folder = _nearest_existing_folder(path)
+    if not folder.is_dir():
+        raise OutputPathError(f"Cannot write {path}: {folder} is a file, not a folder. Choose another output path.")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".medsam3-write-check-"):
+            pass
+    except OSError as error:
+        raise OutputPathError(f"Cannot write {path}: the folder {folder} is not writable "
+                              f"({error.strerror or error}). Choose another output folder.") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class OutputPaths:
     """Where results go; None skips an output."""
@@ -180,21 +234,78 @@ class OutputPaths:
         return cls(folder / "labelmap.nii.gz", folder / "segmentation.seg.nrrd" if seg_nrrd else None,
                    folder / "overlay.png" if overlay else None)
 
+    @classmethod
+    def for_output(cls, output: str | Path, seg_nrrd: str | None = None,
+                   overlay: str | None = None) -> "OutputPaths":
+        """The meaning of ``-o`` / ``--output``: a labelmap file when the name ends in an image extension
+        (.nii.gz, .nii, .nrrd, .mha), otherwise a folder that receives labelmap.nii.gz and the other outputs.
+        ``seg_nrrd`` / ``overlay``: None to skip, "" for the default name, else a path."""
+        output = Path(output)
+        if labelmap_suffix(output):
+            stem = output.with_name(output.name[:-len(labelmap_suffix(output))])
+            labelmap = output
+            default_seg, default_overlay = (stem.with_name(stem.name + SEG_NRRD_SUFFIX),
+                                            stem.with_name(stem.name + OVERLAY_SUFFIX))
+        else:
+            if output.name.lower().endswith(SEG_NRRD_SUFFIX):
+                raise OutputPathError(f"-o {output}: a .seg.nrrd is written with --seg-nrrd; give -o a labelmap "
+                                      "file (.nii.gz, .nii, .nrrd, .mha) or a folder.")
+            if _looks_like_a_file_name(output) and not output.is_dir():
+                raise OutputPathError(f"-o {output}: not an image file name. Give a labelmap file ending in "
+                                      f"{', '.join(LABELMAP_SUFFIXES)}, or a folder (a name without extension).")
+            labelmap = output / "labelmap.nii.gz"
+            default_seg, default_overlay = output / "segmentation.seg.nrrd", output / "overlay.png"
+        return cls(labelmap, None if seg_nrrd is None else Path(seg_nrrd or default_seg),
+                   None if overlay is None else Path(overlay or default_overlay))
+
+    def all(self) -> list[Path]:
+        return [Path(p) for p in (self.labelmap, self.seg_nrrd, self.overlay) if p is not None]
+
+    def check(self, inputs: Sequence[str | Path] = (), overwrite: bool = False) -> "OutputPaths":
+        """Refuse, before any work, outputs that cannot be written or must not be: a wrong extension, the same
+        file twice, an input file, an existing file without ``overwrite``, a folder that cannot be written."""
+        if not labelmap_suffix(self.labelmap):
+            raise OutputPathError(f"{self.labelmap}: a labelmap file must end in {', '.join(LABELMAP_SUFFIXES)}.")
+        if self.seg_nrrd is not None and not Path(self.seg_nrrd).name.lower().endswith(SEG_NRRD_SUFFIX):
+            raise OutputPathError(f"--seg-nrrd {self.seg_nrrd}: the file name must end in {SEG_NRRD_SUFFIX}.")
+        if self.overlay is not None and not Path(self.overlay).name.lower().endswith(OVERLAY_SUFFIX):
+            raise OutputPathError(f"--overlay {self.overlay}: the picture is a PNG; the name must end in .png.")
+        paths = self.all()
+        resolved = [p.resolve() for p in paths]
+        if len(set(resolved)) != len(resolved):
+            raise OutputPathError(f"Two outputs have the same path ({', '.join(map(str, paths))}): give each its "
+                                  "own name.")
+        for path in paths:
+            for source in inputs:
+                source = Path(source)
+                if path.resolve() == source.resolve() or _same_file(path, source):
+                    raise OutputPathError(f"{path} is the input image: medsam3 never overwrites its input. "
+                                          "Choose another output name.")
+            if path.is_dir():
+                raise OutputPathError(f"{path} is a folder: give a file name, or a different folder.")
+            if path.exists() and not overwrite:
+                raise OutputPathError(f"{path} already exists: pass --overwrite to replace it, or choose another "
+                                      "name.")
+            _check_folder_writable(path)
+        return self
+
 
 def write_outputs(outcome: SegmentOutcome, volume: Volume, paths: OutputPaths, overlay_title: str = "",
-                  timer: StepTimer | None = None) -> list[Path]:
-    """Write the labelmap (and optionally the .seg.nrrd and overlay); returns the files written."""
+                  timer: StepTimer | None = None, *, inputs: Sequence[str | Path] = (),
+                  overwrite: bool = True) -> list[Path]:
+    """Write the labelmap (and optionally the .seg.nrrd and overlay); returns the files written.
+
+    The paths are checked first (:meth:`OutputPaths.check` with ``inputs`` and ``overwrite``; callers should also
+    check them before the model runs). Every file is written to a temporary name and all are moved into place
+    at the end, so a failure leaves no output of this run and every earlier file as it was."""
     timer = timer or StepTimer()
-    written = []
-    with timer.step("write"):
-        for path in (paths.labelmap, paths.seg_nrrd, paths.overlay):
-            if path is not None:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-        write_labelmap(paths.labelmap, outcome.labels, volume)
-        written.append(Path(paths.labelmap))
-        if paths.seg_nrrd is not None:
-            written.append(write_seg_nrrd(paths.seg_nrrd, outcome.labels, outcome.segment_names, volume))
-    if paths.overlay is not None:
-        with timer.step("overlay"):
-            written.append(render_overlay(volume, outcome.labels, paths.overlay, overlay_title))
-    return written
+    paths.check(inputs, overwrite)
+    with AtomicOutputs() as outputs:
+        with timer.step("write"):
+            write_labelmap(outputs.path_for(paths.labelmap), outcome.labels, volume)
+            if paths.seg_nrrd is not None:
+                write_seg_nrrd(outputs.path_for(paths.seg_nrrd), outcome.labels, outcome.segment_names, volume)
+        if paths.overlay is not None:
+            with timer.step("overlay"):
+                render_overlay(volume, outcome.labels, outputs.path_for(paths.overlay), overlay_title)
+    return paths.all()

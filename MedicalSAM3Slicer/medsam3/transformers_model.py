@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import pickle
 import threading
 import time
 from collections import OrderedDict
@@ -25,7 +26,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .errors import ModelNotFoundError
+from .errors import CheckpointError, ModelNotFoundError
 from .model_classes import MODEL_CLASSES, PROCESSOR_CLASSES
 from .segmentation_model import FrameMasks, MaskLogits, ModelPrompt
 
@@ -144,6 +145,16 @@ class _SharedFeatureCache:
         """The shared cache outlives sessions."""
 
 
+def _unsafe_pickle_error(path: Path, error: Exception) -> CheckpointError:
+    """One line for a pickled weights file that needs code to rebuild (torch's own message suggests the unsafe
+    ``weights_only=False``; this one does not)."""
+    blocked = next((line.strip() for line in str(error).splitlines() if "GLOBAL" in line), "")
+    return CheckpointError(
+        f"{path} holds its weights in a pickle file (pytorch_model.bin) that asks to run code"
+        f"{' (' + blocked.rstrip('.') + ')' if blocked else ''}, so it was refused without running it. Use the "
+        "model's model.safetensors, or re-save the weights as safetensors in a trusted environment.")
+
+
 class TransformersSegmentationModel:
     """A :class:`~medsam3.segmentation_model.SegmentationModel` backed by transformers' SAM 3 classes."""
 
@@ -189,8 +200,11 @@ class TransformersSegmentationModel:
                 config = model_class.config_class.from_pretrained(path)
                 if self.image_size != read_image_size(self.root):
                     config = model_class.config_class.from_dict(resize_config(config.to_dict(), self.image_size))
-                model, loading = model_class.from_pretrained(path, config=config, dtype=self.dtype,
-                                                             output_loading_info=True)
+                try:
+                    model, loading = model_class.from_pretrained(path, config=config, dtype=self.dtype,
+                                                                 output_loading_info=True)
+                except pickle.UnpicklingError as error:  # torch.load(weights_only=True) met code to run
+                    raise _unsafe_pickle_error(path, error) from None
                 if loading["missing_keys"]:
                     raise ModelNotFoundError(
                         f"{self.name} has no weights for {model_class.__name__} ({len(loading['missing_keys'])} "

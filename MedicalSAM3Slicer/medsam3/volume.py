@@ -10,6 +10,45 @@ import numpy as np
 from .errors import VolumeError
 
 MODALITIES = ("CT", "MR", "OT")
+_EXACT_INTEGER_TYPES = (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32)
+
+
+def _refuse_non_finite_voxels(array: np.ndarray) -> None:
+    """The engine's one decision about NaN and infinite voxels: a volume with any is refused, in every transport
+    (file, Slicer, server upload), because no window or model input can represent them and silently replacing
+    them would change what the radiologist sees."""
+    if array.dtype.kind not in "fc" or (np.isfinite(array.min()) and np.isfinite(array.max())):
+        return
+    bad_slices = [k for k in range(array.shape[0]) if not np.isfinite(array[k]).all()]
+    count = sum(int((~np.isfinite(array[k])).sum()) for k in bad_slices)
+    raise VolumeError(f"The volume has {count:,} NaN or infinite voxels (in {len(bad_slices)} of its "
+                      f"{array.shape[0]} slices, k {bad_slices[0]} to {bad_slices[-1]}); the model cannot read them. "
+                      "Replace them with the background value (e.g. numpy.nan_to_num) and load it again.")
+
+
+def smallest_exact_dtype(array: np.ndarray) -> np.dtype:
+    """The smallest voxel type that holds every value of ``array`` exactly (integers as integers, float64 as
+    float32 when nothing is lost). Scans slice by slice, so it needs no second copy of the volume."""
+    if array.dtype == bool or array.size == 0:
+        return array.dtype
+    low, high = array.min(), array.max()
+    integral = array.dtype.kind in "iu" or (
+        array.dtype.kind == "f" and np.isfinite(low) and np.isfinite(high)
+        and all(np.array_equal(part, np.floor(part)) for part in array))
+    if integral:
+        for candidate in _EXACT_INTEGER_TYPES:
+            limits = np.iinfo(candidate)
+            if limits.min <= low and high <= limits.max:
+                return np.dtype(candidate) if np.dtype(candidate).itemsize < array.dtype.itemsize else array.dtype
+    if array.dtype == np.float64 and all(np.array_equal(part.astype(np.float32), part) for part in array):
+        return np.dtype(np.float32)
+    return array.dtype
+
+
+def compact_voxels(array: np.ndarray) -> np.ndarray:
+    """``array`` in :func:`smallest_exact_dtype` (the same array when it already is)."""
+    dtype = smallest_exact_dtype(array)
+    return array if dtype == array.dtype else array.astype(dtype)
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,6 +75,7 @@ class Volume:
             raise VolumeError(f"The volume is empty (shape {self.array.shape}).")
         if not (np.issubdtype(self.array.dtype, np.number) or self.array.dtype == bool):
             raise VolumeError(f"Voxel type {self.array.dtype} is not numeric.")
+        _refuse_non_finite_voxels(self.array)
         matrix = np.asarray(self.ijk_to_ras, dtype=np.float64)
         if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
             raise VolumeError("The IJK-to-RAS matrix must be a finite 4x4 matrix.")

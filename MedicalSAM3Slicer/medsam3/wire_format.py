@@ -21,7 +21,7 @@ from .errors import MedSam3Error, VolumeError
 from .prompts import BoxPrompt, PointPrompt, SlicePrompt
 from .session import MaskUpdate, bounding_box
 from .slicing import SliceAxis
-from .volume import MODALITIES, Volume
+from .volume import MODALITIES, Volume, compact_voxels
 
 VOLUME_MAGIC = b"MSV1"
 VOLUME_MEDIA_TYPE = "application/octet-stream"
@@ -71,6 +71,9 @@ def read_volume_header(body: bytes) -> tuple[dict, int]:
     if header.get("dtype") not in ALLOWED_VOXEL_TYPES:
         raise WireFormatError(f"Voxel type {header.get('dtype')!r} is not accepted; use one of "
                               f"{', '.join(ALLOWED_VOXEL_TYPES)}.")
+    if header.get("byte_order", "little") not in ("little", "big"):
+        raise WireFormatError(f"'byte_order' {header.get('byte_order')!r} is not accepted; use \"little\" or "
+                              "\"big\".")
     if header.get("modality", "CT") not in MODALITIES:
         raise WireFormatError(f"Unknown modality {header.get('modality')!r}; use one of {', '.join(MODALITIES)}.")
     return header, 8 + header_length
@@ -81,19 +84,52 @@ def voxel_count(header: dict) -> int:
     return int(k) * int(j) * int(i)
 
 
-def decode_volume(body: bytes) -> Volume:
-    """The volume in an upload body; :class:`WireFormatError` or :class:`VolumeError` when it is unusable."""
+def decoded_bytes(header: dict) -> int:
+    """The bytes an upload's voxels take once inflated, in the declared type."""
+    return voxel_count(header) * np.dtype(header["dtype"]).itemsize
+
+
+def decode_volume(body: bytes | memoryview, compact: bool = True) -> Volume:
+    """The volume in an upload body; :class:`WireFormatError` or :class:`VolumeError` when it is unusable.
+
+    The voxels are read in the header's ``byte_order`` and, with ``compact``, kept in the smallest type that
+    holds them exactly (float64 zeros take one byte per voxel, not eight)."""
     header, offset = read_volume_header(body)
-    dtype = np.dtype(header["dtype"]).newbyteorder("<")
-    expected = voxel_count(header) * dtype.itemsize
-    voxels = _inflate(body[offset:], expected, "volume")
-    array = np.frombuffer(voxels, dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
+    dtype = np.dtype(header["dtype"]).newbyteorder("<" if header.get("byte_order", "little") == "little" else ">")
+    array = np.empty(voxel_count(header), dtype=dtype)
+    _inflate_into(memoryview(body)[offset:], array.view(np.uint8), "volume")
+    array = array.astype(dtype.newbyteorder("="), copy=False)
+    if compact:
+        array = compact_voxels(array.reshape(header["shape"]))
     try:
         matrix = np.asarray(header.get("ijk_to_ras"), dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise WireFormatError("'ijk_to_ras' must be a 4x4 matrix of numbers.") from error
     return Volume(array.reshape(header["shape"]), matrix, modality=header.get("modality", "CT"),
                   name=str(header.get("name", ""))[:200])
+
+
+def _inflate_into(data, out: np.ndarray, what: str, chunk_bytes: int = 1 << 24) -> None:
+    """Inflate zlib ``data`` straight into the byte array ``out``, which it must fill exactly (no second copy of
+    the voxels, and never more than ``out`` is written)."""
+    inflater = zlib.decompressobj()
+    position, expected, pending = 0, out.size, data
+    try:
+        while not inflater.eof:
+            chunk = inflater.decompress(pending, min(chunk_bytes, expected - position + 1))
+            if position + len(chunk) > expected:
+                raise WireFormatError(f"The {what} data does not match its header: it holds more than the {expected} "
+                                      "bytes declared.")
+            out[position:position + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+            position += len(chunk)
+            pending = inflater.unconsumed_tail
+            if not chunk and not pending:
+                break
+    except zlib.error as error:
+        raise WireFormatError(f"The {what} data is corrupt ({error}).") from error
+    if not inflater.eof or position != expected:
+        raise WireFormatError(f"The {what} data has {position} bytes where its header declares {expected} (or is "
+                              "truncated).")
 
 
 def _inflate(data: bytes, expected: int, what: str) -> bytes:

@@ -89,6 +89,11 @@ class SessionClosed(Message):
     closed: bool = True
 
 
+class CancelResponse(Message):
+    session_id: str
+    stopping: int = Field(description="requests running or waiting on the session that were asked to stop")
+
+
 class Health(Message):
     status: str
     server_version: str

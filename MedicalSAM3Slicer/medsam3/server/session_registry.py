@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from ..backend import Session
+from ..errors import Cancelled
 from .api_errors import ApiError
+from .memory_budget import Reservation
 
 _REMEMBERED_CLOSED = 1000
 
@@ -28,6 +30,9 @@ class OpenSession:
     last_used: float
     lock: threading.Lock = field(default_factory=threading.Lock)
     active_requests: int = 0
+    reservation: Reservation | None = None  # the memory the session holds, from the server's budget
+    stops: set[threading.Event] = field(default_factory=set)  # one per request running or waiting on it
+    slice_counts: dict[str, int] = field(default_factory=dict)  # slices in each view, for a request's cost
 
 
 class SessionRegistry:
@@ -56,8 +61,12 @@ class SessionRegistry:
     def _release(entries: list[OpenSession]) -> None:
         """Close removed sessions, each after any request still running on it (outside the registry lock)."""
         for entry in entries:
+            for stop in list(entry.stops):
+                stop.set()  # a propagation still running on a closed session stops at its next slice
             with entry.lock:
                 entry.session.close()
+                if entry.reservation is not None:
+                    entry.reservation.release()
 
     def close_idle(self) -> int:
         """Close every session idle longer than the timeout; returns how many."""
@@ -83,7 +92,27 @@ class SessionRegistry:
         self._release(entries)
 
     # --- opening and using --------------------------------------------------------------------------------
-    def add(self, session: Session, volume_shape: tuple[int, int, int]) -> str:
+    def cancel(self, session_id: str) -> int:
+        """Ask every request running or waiting on the session to stop; returns how many were asked."""
+        with self._lock:
+            entry = self._sessions.get(session_id)
+            if entry is None:
+                raise self._unknown(session_id)
+            stops = list(entry.stops)
+        for stop in stops:
+            stop.set()
+        return len(stops)
+
+    def peek(self, session_id: str) -> OpenSession:
+        """The session's entry without waiting for its lock (to check a request before it queues)."""
+        with self._lock:
+            entry = self._sessions.get(session_id)
+            if entry is None:
+                raise self._unknown(session_id)
+            return entry
+
+    def add(self, session: Session, volume_shape: tuple[int, int, int],
+            reservation: Reservation | None = None, slice_counts: dict[str, int] | None = None) -> str:
         """Register a new session, closing the longest-idle one when the cap is reached."""
         self.close_idle()
         evicted = []
@@ -92,13 +121,16 @@ class SessionRegistry:
                 idle = [(entry.last_used, sid) for sid, entry in self._sessions.items() if entry.active_requests == 0]
                 if not idle:
                     session.close()
+                    if reservation is not None:
+                        reservation.release()
                     raise ApiError(429, "ServerBusy", f"The server is busy: all {self.max_sessions} sessions are "
                                    "working on requests. Try again shortly.", retry_after=5)
                 evicted.append(self._remove_locked(min(idle)[1], f"the server's limit of {self.max_sessions} "
                                                    "sessions was reached and it was the one idle the longest; "
                                                    "upload the volume again"))
             session_id = secrets.token_urlsafe(16)
-            self._sessions[session_id] = OpenSession(session, volume_shape, self._clock())
+            self._sessions[session_id] = OpenSession(session, volume_shape, self._clock(), reservation=reservation,
+                                                     slice_counts=dict(slice_counts or {}))
         self._release(evicted)
         return session_id
 
@@ -110,18 +142,24 @@ class SessionRegistry:
                                                "by uploading the volume first.")
 
     @contextmanager
-    def use(self, session_id: str) -> Iterator[OpenSession]:
-        """The session, locked for one request (other requests on it wait; other sessions do not)."""
+    def use(self, session_id: str, stop: threading.Event | None = None) -> Iterator[OpenSession]:
+        """The session, locked for one request (other requests on it wait; other sessions do not). ``stop`` is
+        set by :meth:`cancel` and when the session is closed."""
         self.close_idle()
         with self._lock:
             entry = self._sessions.get(session_id)
             if entry is None:
                 raise self._unknown(session_id)
             entry.active_requests += 1
+            if stop is not None:
+                entry.stops.add(stop)
         try:
             with entry.lock:
+                if stop is not None and stop.is_set():
+                    raise Cancelled()
                 yield entry
         finally:
             with self._lock:
                 entry.active_requests -= 1
                 entry.last_used = self._clock()
+                entry.stops.discard(stop)
