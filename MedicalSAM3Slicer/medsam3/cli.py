@@ -186,6 +186,11 @@ def _segment(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
     if args.server and (args.model or args.device):
         raise UsageError("medsam3 segment: --model and --device choose an in-process run; a server runs the model "
                          "and device its operator chose. Leave them out, or leave out --server.")
+    if not args.server:
+        from .capabilities import kinds_for_request, require_from_catalogue
+
+        require_from_catalogue(args.model, kinds_for_request(bool(request.text.strip()), request.has_spatial_prompt,
+                                                             request.whole_volume))
     paths = _output_paths(args)
     timer = StepTimer()
     with timer.step("read_image"):

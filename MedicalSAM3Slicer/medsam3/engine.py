@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .capabilities import PROPAGATION, TEXT_ON_SLICE, TEXT_THROUGH_VOLUME, TRACKER_PROMPTS, require
 from .embedding_cache import EmbeddingCache, EmbeddingKey
 from .errors import Cancelled, PromptError
 from .model_frame import ModelFrame
@@ -21,6 +22,7 @@ from .preprocessing import Preprocessing, choose_preprocessing, window_for_targe
 from .prompts import ResolvedSlicePrompt, SlicePrompt, parse_text_targets, resolve_slice_prompt
 from .segmentation_model import FrameMasks, MaskLogits, ModelPrompt, SegmentationModel
 from .slicing import SliceAxis, SliceGeometry
+from .text_protocol import DEFAULT_PROTOCOL, LabelFusion, sigmoid
 from .volume import Volume
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,11 @@ class VolumeFrames:
     def slice_mask(self, prediction: MaskLogits) -> np.ndarray:
         return self.frame.model_grid_to_slice(prediction.logits) > 0
 
+    def slice_mask_and_scores(self, prediction: MaskLogits) -> tuple[np.ndarray, np.ndarray]:
+        """The mask on the slice and the model's per-pixel probability (sigmoid of the logits)."""
+        logits = self.frame.model_grid_to_slice(prediction.logits)
+        return logits > 0, sigmoid(logits)
+
 
 def _merge_prompts_by_slice(resolved: Iterable[ResolvedSlicePrompt]) -> dict[int, ResolvedSlicePrompt]:
     """Corrections on the same slice accumulate: every point counts; the newest box and mask win."""
@@ -169,6 +176,11 @@ class SegmentationEngine:
             self._automatic_preprocessing[key] = choose_preprocessing(volume, target_text)
         return self._automatic_preprocessing[key]
 
+    def require(self, kind: str) -> None:
+        """Refuse, before any encoding, a prompt kind the model's weights cannot serve (one line naming the model
+        to choose; see :mod:`medsam3.capabilities`). Models without a ``capabilities`` attribute serve all."""
+        require(getattr(self.model, "capabilities", None), kind, self.model.name)
+
     def _new_result(self, frames: VolumeFrames, phrase: str = "") -> SegmentationResult:
         return SegmentationResult(np.zeros(frames.volume.array.shape, dtype=bool), frames.geometry, phrase=phrase)
 
@@ -181,6 +193,7 @@ class SegmentationEngine:
     def predict_slice(self, volume: Volume, prompt: SlicePrompt, preprocessing: Preprocessing | None = None,
                       target_text: str = "") -> SegmentationResult:
         """Points / box / mask on one slice -> the object's mask on that slice."""
+        self.require(TRACKER_PROMPTS)
         resolved = resolve_slice_prompt(volume, prompt)
         frames = self.frames(volume, prompt.axis, preprocessing, target_text)
         embedding = self.model.encoding(frames, resolved.slice_index, "prompts")
@@ -193,6 +206,7 @@ class SegmentationEngine:
                               preprocessing: Preprocessing | None = None,
                               score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> list[SegmentationResult]:
         """Each typed phrase -> its instances on one slice (score >= threshold), merged into one mask."""
+        self.require(TEXT_ON_SLICE)
         phrases = parse_text_targets(text)
         results = []
         for phrase in phrases:
@@ -227,6 +241,7 @@ class SegmentationEngine:
         ``on_slice(done, total)`` reports progress; ``should_stop()`` is polled between slices and raises
         :class:`Cancelled` when it returns True.
         """
+        self.require(PROPAGATION)
         if not prompts:
             raise PromptError("Propagation needs at least one prompt on a slice.")
         axes = {SliceAxis.parse(p.axis) for p in prompts}
@@ -275,9 +290,17 @@ class SegmentationEngine:
                        on_slice: Progress | None = None,
                        should_stop: StopRequested | None = None) -> list[SegmentationResult]:
         """Each typed phrase -> every instance through the whole volume (per-instance masks and scores, and their
-        union as the phrase's mask)."""
+        union as the phrase's mask), run with the model's text protocol (:mod:`medsam3.text_protocol`).
+
+        The phrases are fused per voxel as Medical SAM3's authors fuse labels: a voxel belongs to the phrase
+        whose mask holds it with the highest per-pixel probability, and to none when that is not above the
+        protocol's background floor (0.5)."""
+        self.require(TEXT_THROUGH_VOLUME)
+        phrases = parse_text_targets(text)
+        fusion = LabelFusion(volume.array.shape, getattr(self.model, "text_protocol",
+                                                         DEFAULT_PROTOCOL).background_floor)
         results = []
-        for phrase in parse_text_targets(text):
+        for label, phrase in enumerate(phrases, start=1):
             frames = self.frames(volume, axis, preprocessing, phrase)
             result = self._new_result(frames, phrase)
             per_object: dict[int, Instance] = {}
@@ -285,21 +308,30 @@ class SegmentationEngine:
                 _check_stop(should_stop)
                 index = frame_masks.frame_index
                 union = np.zeros(frames.geometry.image_shape, dtype=bool)
+                pixel_scores = np.zeros(frames.geometry.image_shape, dtype=np.float32)
                 best = 0.0
                 for object_id, prediction in frame_masks.masks.items():
                     if prediction.score < score_threshold:
                         continue
-                    slice_mask = frames.slice_mask(prediction)
+                    slice_mask, slice_scores = frames.slice_mask_and_scores(prediction)
                     instance = per_object.setdefault(object_id, Instance(np.zeros(volume.array.shape, bool), 0.0))
                     frames.geometry.as_slice_stack(instance.mask)[index] |= slice_mask
                     instance.score = max(instance.score, prediction.score)
                     union |= slice_mask
+                    np.maximum(pixel_scores, slice_scores, out=pixel_scores)
                     best = max(best, prediction.score)
                 self._write_slice(result, index, union, best)
+                fusion.offer(label, index, union, pixel_scores, frames.geometry.as_slice_stack)
                 if on_slice is not None:
                     on_slice(len(result.slice_scores), len(frames))
             result.instances = [per_object[k] for k in sorted(per_object) if per_object[k].mask.any()]
             results.append(result)
+        for label, result in enumerate(results, start=1):
+            kept = fusion.mask_of(label)
+            result.mask &= kept
+            for instance in result.instances:
+                instance.mask &= kept
+            result.instances = [instance for instance in result.instances if instance.mask.any()]
         return results
 
     def precompute(self, volume: Volume, axis: SliceAxis | str, slice_indices: Iterable[int],
@@ -307,6 +339,9 @@ class SegmentationEngine:
                    should_stop: Callable[[], bool] = lambda: False) -> int:
         """Encode the given slices for clicks into the cache (in the caller's order, nearest first); returns how
         many were newly encoded. ``should_stop`` is polled between slices so a newer request can cancel this."""
+        capabilities = getattr(self.model, "capabilities", None)
+        if capabilities is not None and TRACKER_PROMPTS not in capabilities:
+            return 0  # a model without a tracker takes no clicks: nothing to prepare
         frames = self.frames(volume, axis, preprocessing, target_text)
         misses = self.cache.misses
         for index in slice_indices:

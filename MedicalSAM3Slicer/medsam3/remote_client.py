@@ -17,6 +17,7 @@ from .errors import MedSam3Error, PromptError, RemoteAuthError, RemoteServerErro
 from .preprocessing import Preprocessing
 from .prompts import SlicePrompt
 from .session import MaskUpdate
+from .capabilities import CapabilityError
 from .slicing import SliceAxis
 from .version_compatibility import CLIENT_VERSION_HEADER, is_compatible, mismatch_message
 from .volume import Volume
@@ -26,10 +27,8 @@ from .wire_format import (VOLUME_MEDIA_TYPE, encode_mask_bits, encode_volume, ma
 DEFAULT_TIMEOUT_SECONDS = 600.0  # whole-volume propagation on a busy server can take minutes
 
 
-
-
 # The server's error kinds that mean the same as an engine error raised in-process.
-_ENGINE_ERRORS = {"PromptError": PromptError, "VolumeError": VolumeError}
+_ENGINE_ERRORS = {"PromptError": PromptError, "VolumeError": VolumeError, "CapabilityError": CapabilityError}
 
 
 class _Connection:
