@@ -65,7 +65,7 @@ def test_clips_of_four_with_a_fresh_state_and_the_text_on_each_clip_first_slice(
     assert len({run["session"] for run in runs}) == 3  # a new state for every clip ...
     assert all(run["objects_before"] == 0 for run in runs)  # ... holding nothing from the clip before
     assert [session for session, _ in recorded["text"]] == [run["session"] for run in runs]
-    assert all(list(run["prompts"].values()) == ["spleen"] for run in runs)
+    assert all(list(run["prompts"].values()) == ["Spleen"] for run in runs)  # the training name (vocabulary.py)
     assert all(run["hotstart"] == (0, 0, 0) and run["recondition"] == 16 and not run["reverse"] for run in runs)
     assert recorded["frames"] == list(range(SLICES))  # each slice once, in order
     assert result.visited_slices == list(range(SLICES))
@@ -99,10 +99,10 @@ def test_two_labels_are_fused_per_voxel_by_score_above_half(tiny_dirs, volume, o
     first, second = engine.propagate_text(volume, "spleen, liver", "axial", score_threshold=0.0)
 
     scores, masks = {}, {}
-    for phrase in ("spleen", "liver"):
+    for phrase, trained_name in (("spleen", "Spleen"), ("liver", "Liver")):
         scores[phrase] = np.zeros(volume.array.shape, np.float32)
         masks[phrase] = np.zeros(volume.array.shape, bool)
-        for frames, frame_masks in seen[phrase]:
+        for frames, frame_masks in seen[trained_name]:
             stack_scores = frames.geometry.as_slice_stack(scores[phrase])
             stack_masks = frames.geometry.as_slice_stack(masks[phrase])
             for prediction in frame_masks.masks.values():

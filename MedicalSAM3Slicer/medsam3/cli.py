@@ -201,6 +201,8 @@ def _segment(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
     written = write_outputs(outcome, volume, paths, overlay_title=f"medsam3 {Path(args.image).name}", timer=timer)
     for name, value in zip(outcome.segment_names, range(1, len(outcome.segment_names) + 1)):
         print(f"{name}: {int((outcome.labels == value).sum()):,} voxels, score {outcome.scores[name]:.2f}")
+    for note in outcome.notes:
+        print(f"note: {note}")
     print("wrote " + ", ".join(str(p) for p in written))
     print("seconds: " + ", ".join(f"{step} {seconds:.2f}" for step, seconds in timer.seconds.items()))
     return 0

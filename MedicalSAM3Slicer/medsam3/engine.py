@@ -23,12 +23,14 @@ from .prompts import ResolvedSlicePrompt, SlicePrompt, parse_text_targets, resol
 from .segmentation_model import FrameMasks, MaskLogits, ModelPrompt, SegmentationModel
 from .slicing import SliceAxis, SliceGeometry
 from .text_protocol import DEFAULT_PROTOCOL, LabelFusion, sigmoid
+from .vocabulary import Vocabulary, VocabularyMatch, medical_sam3_vocabulary
 from .volume import Volume
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SCORE_THRESHOLD = 0.5
 DEFAULT_STOP_AFTER_EMPTY_SLICES = 2
+DEFAULT_VOCABULARY = object()  # SegmentationEngine's default: Medical SAM3's training names
 
 Progress = Callable[[int, int], None]  # (slices done, slices in the view)
 StopRequested = Callable[[], bool]
@@ -59,7 +61,9 @@ class SegmentationResult:
     geometry: SliceGeometry
     slice_scores: dict[int, float] = field(default_factory=dict)
     instances: list[Instance] = field(default_factory=list)
-    phrase: str = ""
+    phrase: str = ""  # the phrase as typed (the segment's name)
+    model_text: str = ""  # what the model was asked: the training class name for the phrase (vocabulary.py)
+    note: str = ""  # for the user, e.g. that the phrase is not a name the model was trained on
 
     @property
     def axis(self) -> SliceAxis:
@@ -157,9 +161,12 @@ def _merge_prompts_by_slice(resolved: Iterable[ResolvedSlicePrompt]) -> dict[int
 class SegmentationEngine:
     """Slice prediction, text detection and propagation through a volume with one model and one cache."""
 
-    def __init__(self, model: SegmentationModel, cache: EmbeddingCache | None = None):
+    def __init__(self, model: SegmentationModel, cache: EmbeddingCache | None = None,
+                 vocabulary: Vocabulary | None = DEFAULT_VOCABULARY):
+        """``vocabulary`` maps typed phrases to the class names the model was trained on (None: sent as typed)."""
         self.model = model
         self.cache = cache if cache is not None else EmbeddingCache()
+        self.vocabulary = medical_sam3_vocabulary() if vocabulary is DEFAULT_VOCABULARY else vocabulary
         self._automatic_preprocessing: dict[tuple, Preprocessing] = {}
 
     def frames(self, volume: Volume, axis: SliceAxis | str, preprocessing: Preprocessing | None = None,
@@ -181,8 +188,16 @@ class SegmentationEngine:
         to choose; see :mod:`medsam3.capabilities`). Models without a ``capabilities`` attribute serve all."""
         require(getattr(self.model, "capabilities", None), kind, self.model.name)
 
-    def _new_result(self, frames: VolumeFrames, phrase: str = "") -> SegmentationResult:
-        return SegmentationResult(np.zeros(frames.volume.array.shape, dtype=bool), frames.geometry, phrase=phrase)
+    def model_text(self, phrase: str) -> VocabularyMatch:
+        """What the model is asked for a typed phrase (the text path of every caller goes through here)."""
+        if self.vocabulary is None:
+            return VocabularyMatch(phrase, phrase)
+        return self.vocabulary.match(phrase)
+
+    def _new_result(self, frames: VolumeFrames, phrase: str = "", match: VocabularyMatch | None = None
+                    ) -> SegmentationResult:
+        return SegmentationResult(np.zeros(frames.volume.array.shape, dtype=bool), frames.geometry, phrase=phrase,
+                                  model_text=match.model_text if match else "", note=match.note if match else "")
 
     @staticmethod
     def _write_slice(result: SegmentationResult, index: int, slice_mask: np.ndarray, score: float) -> None:
@@ -210,13 +225,14 @@ class SegmentationEngine:
         phrases = parse_text_targets(text)
         results = []
         for phrase in phrases:
-            frames = self.frames(volume, axis, preprocessing, phrase)
+            match = self.model_text(phrase)
+            frames = self.frames(volume, axis, preprocessing, match.model_text)
             index = frames.geometry.check_slice_index(slice_index)
             embedding = self.model.encoding(frames, index, "text")
-            result = self._new_result(frames, phrase)
+            result = self._new_result(frames, phrase, match)
             best = 0.0
             slice_union = np.zeros(frames.geometry.image_shape, dtype=bool)
-            for instance in self.model.segment_with_text(embedding, phrase):
+            for instance in self.model.segment_with_text(embedding, match.model_text):
                 if instance.score < score_threshold:
                     continue
                 instance_slice = frames.slice_mask(instance)
@@ -301,10 +317,11 @@ class SegmentationEngine:
                                                          DEFAULT_PROTOCOL).background_floor)
         results = []
         for label, phrase in enumerate(phrases, start=1):
-            frames = self.frames(volume, axis, preprocessing, phrase)
-            result = self._new_result(frames, phrase)
+            match = self.model_text(phrase)
+            frames = self.frames(volume, axis, preprocessing, match.model_text)
+            result = self._new_result(frames, phrase, match)
             per_object: dict[int, Instance] = {}
-            for frame_masks in self.model.track_text(frames, phrase, 0, False):
+            for frame_masks in self.model.track_text(frames, match.model_text, 0, False):
                 _check_stop(should_stop)
                 index = frame_masks.frame_index
                 union = np.zeros(frames.geometry.image_shape, dtype=bool)

@@ -10,7 +10,7 @@ import numpy as np
 from . import __version__
 from .backend import BackendInfo, LocalBackend
 from .embedding_cache import EmbeddingCache
-from .engine import SegmentationEngine
+from .engine import DEFAULT_VOCABULARY, SegmentationEngine
 from .errors import MedSam3Error
 from .capabilities import ALL_KINDS, TRACKER_PROMPTS, UNSUPPORTED_CHECKPOINTS, describe
 from .model_sources import DEFAULT_MODEL_SOURCE, catalogue_entry, resolve_model
@@ -82,7 +82,9 @@ def load_backend(source: str | None = None, device: str | None = None, image_siz
                        versions={"torch": torch.__version__, "transformers": transformers.__version__,
                                  "numpy": np.__version__},
                        notes=notes)
-    return LocalBackend(SegmentationEngine(model, EmbeddingCache(cache_bytes)), info)
+    entry = catalogue_entry(model.name)
+    vocabulary = None if entry is not None and not entry.training_vocabulary else DEFAULT_VOCABULARY
+    return LocalBackend(SegmentationEngine(model, EmbeddingCache(cache_bytes), vocabulary), info)
 
 
 def verify_model(source: str | None = None, device: str | None = None, cache_dir: str | Path | None = None) -> str:

@@ -39,6 +39,7 @@ class CatalogueEntry:
     licence_url: str = ""
     serves: tuple[str, ...] = ()  # prompt kinds, keys of medsam3.capabilities.CATALOGUE_KEYS
     volume_text_protocol: str = ""  # a name in medsam3.text_protocol.PROTOCOLS ("" = the default)
+    training_vocabulary: bool = True  # typed names are mapped to Medical SAM3's training names (vocabulary.py)
 
     @property
     def source(self) -> str:
