@@ -117,6 +117,7 @@ def test_verify_prints_what_the_weights_serve_and_names_the_unsupported_adapter(
     report = verify_model(str(detector_only_folder), device="cpu")
     assert f"serves: {TEXT_ON_SLICE}, {BOX_EXEMPLARS};" in report
     assert "checkpoint_3D_LoRA2D.pt" in report and "not supported" in report
+    assert "typed names: mapped to the 82 class names Medical SAM3 was trained on" in report
     with pytest.raises(CheckpointError, match="LoRA adapter"):
         resolve_model("ChongCong/Medical-SAM3:checkpoint_3D_LoRA2D.pt")
 

@@ -128,3 +128,11 @@ def test_in_slicer_the_model_gets_the_training_name_and_the_segment_keeps_the_ty
     assert made["portal vein"][0] == "Portal vein" and "SCT^32764006^Portal vein" in made["portal vein"][1]
     assert made["Kidney, left"][0] == "Left kidney"
     assert "SCT^64033007^Kidney~SCT^7771000^Left" in made["Kidney, left"][1]
+
+
+def test_only_vanilla_sam3_gets_the_names_as_typed():
+    from medsam3.model_loading import uses_training_vocabulary
+
+    assert uses_training_vocabulary("medical-sam3-3d") and uses_training_vocabulary("medical-sam3-2d")
+    assert uses_training_vocabulary("my-finetuned-folder")  # a local Medical SAM3 conversion
+    assert not uses_training_vocabulary("sam3")

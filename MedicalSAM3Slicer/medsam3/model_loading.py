@@ -14,6 +14,7 @@ from .engine import DEFAULT_VOCABULARY, SegmentationEngine
 from .errors import MedSam3Error
 from .capabilities import ALL_KINDS, TRACKER_PROMPTS, UNSUPPORTED_CHECKPOINTS, describe
 from .model_sources import DEFAULT_MODEL_SOURCE, catalogue_entry, resolve_model
+from .vocabulary import medical_sam3_vocabulary
 from .segmentation_model import ModelPrompt
 from .transformers_model import TransformersSegmentationModel
 
@@ -82,9 +83,15 @@ def load_backend(source: str | None = None, device: str | None = None, image_siz
                        versions={"torch": torch.__version__, "transformers": transformers.__version__,
                                  "numpy": np.__version__},
                        notes=notes)
-    entry = catalogue_entry(model.name)
-    vocabulary = None if entry is not None and not entry.training_vocabulary else DEFAULT_VOCABULARY
+    vocabulary = DEFAULT_VOCABULARY if uses_training_vocabulary(model.name) else None
     return LocalBackend(SegmentationEngine(model, EmbeddingCache(cache_bytes), vocabulary), info)
+
+
+def uses_training_vocabulary(model_name: str) -> bool:
+    """Whether typed names are mapped to Medical SAM3's training class names for this model (vocabulary.py):
+    yes unless its catalogue entry says otherwise (vanilla SAM 3 was not trained on them)."""
+    entry = catalogue_entry(model_name)
+    return entry is None or entry.training_vocabulary
 
 
 def verify_model(source: str | None = None, device: str | None = None, cache_dir: str | Path | None = None) -> str:
@@ -107,5 +114,10 @@ def verify_model(source: str | None = None, device: str | None = None, cache_dir
     if entry is not None and entry.capabilities != model.capabilities:
         lines.append(f"warning: the catalogue says {model.name} serves {describe(entry.capabilities)}; its weights "
                      f"serve {describe(model.capabilities)}.")
+    if uses_training_vocabulary(model.name):
+        lines.append(f"typed names: mapped to the {len(medical_sam3_vocabulary().names)} class names Medical SAM3 "
+                     f"was trained on (medsam3/model_vocabulary.json); other names run as typed, with a note.")
+    else:
+        lines.append("typed names: sent to the model as typed.")
     lines += list(UNSUPPORTED_CHECKPOINTS.values())
     return "\n".join(lines)
