@@ -1,6 +1,6 @@
 """Which prompts a checkpoint serves: declared in the catalogue, checked against the weights it holds, and a
 click or propagation asked of a detector-only (2D) checkpoint refused in one line naming the model to choose,
-before any slice is encoded, in the engine, the command line and the server alike."""
+before any slice is encoded, in the engine, the command line, the server and the Slicer module alike."""
 
 import httpx
 import numpy as np
@@ -130,3 +130,29 @@ def test_command_line_refuses_before_loading_when_the_catalogue_model_cannot_ser
                  str(tmp_path / "out.nii.gz")], backend_factory=lambda *args: loaded.append(args))
     error = capsys.readouterr().err.strip()
     assert code != 0 and not loaded and error.count("\n") == 0 and "medical-sam3-3d" in error
+
+
+def test_slicer_module_refuses_a_click_on_a_detector_only_model_in_one_line_and_keeps_the_segments(
+        detector_only_folder, spleen_volume, tmp_path, one_torch_thread):
+    from slicer_scene import add_points, add_slice_node, load_volume_node, new_scene, world_of_voxel
+
+    from MedicalSAM3SlicerLib.logic import MedicalSAM3SlicerLogic
+
+    scene = new_scene()
+    node = load_volume_node(scene, spleen_volume, tmp_path)
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "segmentation")
+    model = TransformersSegmentationModel(detector_only_folder, "medical-sam3-2d", bf16_autocast=False)
+    engine = SegmentationEngine(model)
+    logic = MedicalSAM3SlicerLogic(LocalBackend(engine, BackendInfo("medical-sam3-2d", "cpu", TINY_IMAGE_SIZE)))
+    centre = [n // 2 for n in spleen_volume.shape_ijk]
+    clicks = add_points(scene, world_of_voxel(node, centre))
+    for ask in (lambda: logic.segment(node, segmentation, positive_points=clicks, view="axial"),
+                lambda: logic.segment(node, segmentation, text="spleen")):  # text through the volume
+        with pytest.raises(CapabilityError) as refused:
+            ask()
+        assert "\n" not in str(refused.value) and "medical-sam3-3d" in str(refused.value)
+    assert segmentation.GetSegmentation().GetNumberOfSegments() == 0 and engine.cache.misses == 0
+    # text on the slice in view is what this checkpoint serves
+    view = add_slice_node(scene, "axial", world_of_voxel(node, centre))
+    logic.segment(node, segmentation, text="spleen", view=view, whole_volume=False)
+    assert engine.cache.misses > 0  # it ran: the slice was encoded
