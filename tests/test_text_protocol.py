@@ -133,3 +133,14 @@ def test_protocol_parameters_in_one_place():
                                                          "hotstart_dup_thresh": 0, "recondition_every_nth_frame": 16}
     assert MEDICAL_SAM3_CLIPS.background_floor == 0.5
     assert LONG_TRACK.clips(10) == [(0, 10)]
+
+
+def test_a_name_that_loses_every_voxel_to_another_says_so(volume):
+    """The bright-region model finds the same region, with the same score, for every name: the first keeps it."""
+    from medsam3.bright_region_model import BrightRegionModel
+
+    spleen, liver = SegmentationEngine(BrightRegionModel(image_size=252, mask_grid=63)).propagate_text(
+        volume, "spleen, liver", "axial")
+    assert spleen.mask.any() and not spleen.note
+    assert not liver.mask.any()
+    assert "\n" not in liver.note and "'liver' scored higher as 'spleen'" in liver.note

@@ -345,6 +345,12 @@ class SegmentationEngine:
             results.append(result)
         for label, result in enumerate(results, start=1):
             kept = fusion.mask_of(label)
+            taken = result.mask & ~kept
+            if taken.any() and not (result.mask & kept).any():  # found, but every voxel went to another name
+                winner = results[int(np.bincount(fusion.owner[taken]).argmax()) - 1].phrase
+                fused = (f"Every voxel where the model found '{result.phrase}' scored higher as '{winner}' (names "
+                         f"typed together share the voxels by score); type '{result.phrase}' alone for its own mask.")
+                result.note = f"{result.note} {fused}".strip()
             result.mask &= kept
             for instance in result.instances:
                 instance.mask &= kept
