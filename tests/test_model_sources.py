@@ -9,7 +9,7 @@ from medsam3.model_sources import list_models, resolve_model
 
 def test_catalogue_names_the_default_and_every_model_has_a_licence():
     names = [entry.name for entry in list_models()]
-    assert model_sources.DEFAULT_MODEL_SOURCE == "medical-sam3-2d"
+    assert model_sources.DEFAULT_MODEL_SOURCE == "medical-sam3-3d"  # detector + tracker: every prompt kind
     assert {"medical-sam3-2d", "medical-sam3-3d", "sam3", "tiny-random"} <= set(names)
     assert all(entry.licence for entry in list_models())
     assert {e.name: e.image_size for e in list_models()}["medical-sam3-3d"] == 504

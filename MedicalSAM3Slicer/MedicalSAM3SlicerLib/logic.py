@@ -330,7 +330,7 @@ class MedicalSAM3SlicerLogic:
             updates.append(session.add_prompt(object_id, request.prompt, request.whole_volume, text,
                                               progress=progress, should_stop=should_stop))
         elif request.action == "text":
-            phrases = ", ".join(t.model_text for t in request.terminologies)
+            phrases = "; ".join(t.model_text for t in request.terminologies)  # ";": never joined as "kidney, left"
             slice_index = None if request.whole_volume else request.slice_index
             updates += session.segment_text(phrases, request.axis, slice_index, progress=progress,
                                             should_stop=should_stop)
@@ -366,6 +366,8 @@ class MedicalSAM3SlicerLogic:
         if request.action == "text":
             by_text = {t.model_text: t for t in request.terminologies}
             for update in updates:
+                if update.note:  # e.g. a name Medical SAM3 was not trained on (medsam3/vocabulary.py)
+                    result.notes.append(update.note)
                 terminology = by_text.get(update.label) or self.terminology.resolve(update.label)
                 if update.is_empty:
                     where = "in this volume" if request.whole_volume else f"on {request.axis.value} slice " \

@@ -214,6 +214,11 @@ def _segment(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
     if args.server and (args.model or args.device):
         raise UsageError("medsam3 segment: --model and --device choose an in-process run; a server runs the model "
                          "and device its operator chose. Leave them out, or leave out --server.")
+    if not args.server:
+        from .capabilities import kinds_for_request, require_from_catalogue
+
+        require_from_catalogue(args.model, kinds_for_request(bool(request.text.strip()), request.has_spatial_prompt,
+                                                             request.whole_volume))
     paths = _output_paths(args).check(inputs=[args.image], overwrite=args.overwrite)  # before any work
     _trust_ca_file(args.ca_file)
     timer = StepTimer()
@@ -226,6 +231,8 @@ def _segment(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
                             inputs=[args.image], overwrite=args.overwrite)
     for name, value in zip(outcome.segment_names, range(1, len(outcome.segment_names) + 1)):
         print(f"{name}: {int((outcome.labels == value).sum()):,} voxels, score {outcome.scores[name]:.2f}")
+    for note in outcome.notes:
+        print(f"note: {note}")
     print("wrote " + ", ".join(str(p) for p in written))
     print("seconds: " + ", ".join(f"{step} {seconds:.2f}" for step, seconds in timer.seconds.items()))
     return 0

@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .capabilities import PROPAGATION, TEXT_ON_SLICE, TEXT_THROUGH_VOLUME, TRACKER_PROMPTS, require
 from .embedding_cache import EmbeddingCache, EmbeddingKey
 from .errors import Cancelled, PromptError
 from .model_frame import ModelFrame
@@ -21,12 +22,15 @@ from .preprocessing import Preprocessing, choose_preprocessing, window_for_targe
 from .prompts import ResolvedSlicePrompt, SlicePrompt, parse_text_targets, resolve_slice_prompt
 from .segmentation_model import FrameMasks, MaskLogits, ModelPrompt, SegmentationModel
 from .slicing import SliceAxis, SliceGeometry
+from .text_protocol import DEFAULT_PROTOCOL, LabelFusion, sigmoid
+from .vocabulary import Vocabulary, VocabularyMatch, medical_sam3_vocabulary
 from .volume import Volume
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SCORE_THRESHOLD = 0.5
 DEFAULT_STOP_AFTER_EMPTY_SLICES = 2
+DEFAULT_VOCABULARY = object()  # SegmentationEngine's default: Medical SAM3's training names
 
 Progress = Callable[[int, int], None]  # (slices done, slices in the view)
 StopRequested = Callable[[], bool]
@@ -57,7 +61,9 @@ class SegmentationResult:
     geometry: SliceGeometry
     slice_scores: dict[int, float] = field(default_factory=dict)
     instances: list[Instance] = field(default_factory=list)
-    phrase: str = ""
+    phrase: str = ""  # the phrase as typed (the segment's name)
+    model_text: str = ""  # what the model was asked: the training class name for the phrase (vocabulary.py)
+    note: str = ""  # for the user, e.g. that the phrase is not a name the model was trained on
 
     @property
     def axis(self) -> SliceAxis:
@@ -130,6 +136,11 @@ class VolumeFrames:
     def slice_mask(self, prediction: MaskLogits) -> np.ndarray:
         return self.frame.model_grid_to_slice(prediction.logits) > 0
 
+    def slice_mask_and_scores(self, prediction: MaskLogits) -> tuple[np.ndarray, np.ndarray]:
+        """The mask on the slice and the model's per-pixel probability (sigmoid of the logits)."""
+        logits = self.frame.model_grid_to_slice(prediction.logits)
+        return logits > 0, sigmoid(logits)
+
 
 def _merge_prompts_by_slice(resolved: Iterable[ResolvedSlicePrompt]) -> dict[int, ResolvedSlicePrompt]:
     """Corrections on the same slice accumulate: every point counts; the newest box and mask win."""
@@ -150,9 +161,12 @@ def _merge_prompts_by_slice(resolved: Iterable[ResolvedSlicePrompt]) -> dict[int
 class SegmentationEngine:
     """Slice prediction, text detection and propagation through a volume with one model and one cache."""
 
-    def __init__(self, model: SegmentationModel, cache: EmbeddingCache | None = None):
+    def __init__(self, model: SegmentationModel, cache: EmbeddingCache | None = None,
+                 vocabulary: Vocabulary | None = DEFAULT_VOCABULARY):
+        """``vocabulary`` maps typed phrases to the class names the model was trained on (None: sent as typed)."""
         self.model = model
         self.cache = cache if cache is not None else EmbeddingCache()
+        self.vocabulary = medical_sam3_vocabulary() if vocabulary is DEFAULT_VOCABULARY else vocabulary
         self._automatic_preprocessing: dict[tuple, Preprocessing] = {}
 
     def frames(self, volume: Volume, axis: SliceAxis | str, preprocessing: Preprocessing | None = None,
@@ -169,8 +183,21 @@ class SegmentationEngine:
             self._automatic_preprocessing[key] = choose_preprocessing(volume, target_text)
         return self._automatic_preprocessing[key]
 
-    def _new_result(self, frames: VolumeFrames, phrase: str = "") -> SegmentationResult:
-        return SegmentationResult(np.zeros(frames.volume.array.shape, dtype=bool), frames.geometry, phrase=phrase)
+    def require(self, kind: str) -> None:
+        """Refuse, before any encoding, a prompt kind the model's weights cannot serve (one line naming the model
+        to choose; see :mod:`medsam3.capabilities`). Models without a ``capabilities`` attribute serve all."""
+        require(getattr(self.model, "capabilities", None), kind, self.model.name)
+
+    def model_text(self, phrase: str) -> VocabularyMatch:
+        """What the model is asked for a typed phrase (the text path of every caller goes through here)."""
+        if self.vocabulary is None:
+            return VocabularyMatch(phrase, phrase)
+        return self.vocabulary.match(phrase)
+
+    def _new_result(self, frames: VolumeFrames, phrase: str = "", match: VocabularyMatch | None = None
+                    ) -> SegmentationResult:
+        return SegmentationResult(np.zeros(frames.volume.array.shape, dtype=bool), frames.geometry, phrase=phrase,
+                                  model_text=match.model_text if match else "", note=match.note if match else "")
 
     @staticmethod
     def _write_slice(result: SegmentationResult, index: int, slice_mask: np.ndarray, score: float) -> None:
@@ -181,6 +208,7 @@ class SegmentationEngine:
     def predict_slice(self, volume: Volume, prompt: SlicePrompt, preprocessing: Preprocessing | None = None,
                       target_text: str = "") -> SegmentationResult:
         """Points / box / mask on one slice -> the object's mask on that slice."""
+        self.require(TRACKER_PROMPTS)
         resolved = resolve_slice_prompt(volume, prompt)
         frames = self.frames(volume, prompt.axis, preprocessing, target_text)
         embedding = self.model.encoding(frames, resolved.slice_index, "prompts")
@@ -193,16 +221,18 @@ class SegmentationEngine:
                               preprocessing: Preprocessing | None = None,
                               score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> list[SegmentationResult]:
         """Each typed phrase -> its instances on one slice (score >= threshold), merged into one mask."""
+        self.require(TEXT_ON_SLICE)
         phrases = parse_text_targets(text)
         results = []
         for phrase in phrases:
-            frames = self.frames(volume, axis, preprocessing, phrase)
+            match = self.model_text(phrase)
+            frames = self.frames(volume, axis, preprocessing, match.model_text)
             index = frames.geometry.check_slice_index(slice_index)
             embedding = self.model.encoding(frames, index, "text")
-            result = self._new_result(frames, phrase)
+            result = self._new_result(frames, phrase, match)
             best = 0.0
             slice_union = np.zeros(frames.geometry.image_shape, dtype=bool)
-            for instance in self.model.segment_with_text(embedding, phrase):
+            for instance in self.model.segment_with_text(embedding, match.model_text):
                 if instance.score < score_threshold:
                     continue
                 instance_slice = frames.slice_mask(instance)
@@ -227,6 +257,7 @@ class SegmentationEngine:
         ``on_slice(done, total)`` reports progress; ``should_stop()`` is polled between slices and raises
         :class:`Cancelled` when it returns True.
         """
+        self.require(PROPAGATION)
         if not prompts:
             raise PromptError("Propagation needs at least one prompt on a slice.")
         axes = {SliceAxis.parse(p.axis) for p in prompts}
@@ -275,31 +306,55 @@ class SegmentationEngine:
                        on_slice: Progress | None = None,
                        should_stop: StopRequested | None = None) -> list[SegmentationResult]:
         """Each typed phrase -> every instance through the whole volume (per-instance masks and scores, and their
-        union as the phrase's mask)."""
+        union as the phrase's mask), run with the model's text protocol (:mod:`medsam3.text_protocol`).
+
+        The phrases are fused per voxel as Medical SAM3's authors fuse labels: a voxel belongs to the phrase
+        whose mask holds it with the highest per-pixel probability, and to none when that is not above the
+        protocol's background floor (0.5)."""
+        self.require(TEXT_THROUGH_VOLUME)
+        phrases = parse_text_targets(text)
+        fusion = LabelFusion(volume.array.shape, getattr(self.model, "text_protocol",
+                                                         DEFAULT_PROTOCOL).background_floor)
         results = []
-        for phrase in parse_text_targets(text):
-            frames = self.frames(volume, axis, preprocessing, phrase)
-            result = self._new_result(frames, phrase)
+        for label, phrase in enumerate(phrases, start=1):
+            match = self.model_text(phrase)
+            frames = self.frames(volume, axis, preprocessing, match.model_text)
+            result = self._new_result(frames, phrase, match)
             per_object: dict[int, Instance] = {}
-            for frame_masks in self.model.track_text(frames, phrase, 0, False):
+            for frame_masks in self.model.track_text(frames, match.model_text, 0, False):
                 _check_stop(should_stop)
                 index = frame_masks.frame_index
                 union = np.zeros(frames.geometry.image_shape, dtype=bool)
+                pixel_scores = np.zeros(frames.geometry.image_shape, dtype=np.float32)
                 best = 0.0
                 for object_id, prediction in frame_masks.masks.items():
                     if prediction.score < score_threshold:
                         continue
-                    slice_mask = frames.slice_mask(prediction)
+                    slice_mask, slice_scores = frames.slice_mask_and_scores(prediction)
                     instance = per_object.setdefault(object_id, Instance(np.zeros(volume.array.shape, bool), 0.0))
                     frames.geometry.as_slice_stack(instance.mask)[index] |= slice_mask
                     instance.score = max(instance.score, prediction.score)
                     union |= slice_mask
+                    np.maximum(pixel_scores, slice_scores, out=pixel_scores)
                     best = max(best, prediction.score)
                 self._write_slice(result, index, union, best)
+                fusion.offer(label, index, union, pixel_scores, frames.geometry.as_slice_stack)
                 if on_slice is not None:
                     on_slice(len(result.slice_scores), len(frames))
             result.instances = [per_object[k] for k in sorted(per_object) if per_object[k].mask.any()]
             results.append(result)
+        for label, result in enumerate(results, start=1):
+            kept = fusion.mask_of(label)
+            taken = result.mask & ~kept
+            if taken.any() and not (result.mask & kept).any():  # found, but every voxel went to another name
+                winner = results[int(np.bincount(fusion.owner[taken]).argmax()) - 1].phrase
+                fused = (f"Every voxel where the model found '{result.phrase}' scored higher as '{winner}' (names "
+                         f"typed together share the voxels by score); type '{result.phrase}' alone for its own mask.")
+                result.note = f"{result.note} {fused}".strip()
+            result.mask &= kept
+            for instance in result.instances:
+                instance.mask &= kept
+            result.instances = [instance for instance in result.instances if instance.mask.any()]
         return results
 
     def precompute(self, volume: Volume, axis: SliceAxis | str, slice_indices: Iterable[int],
@@ -307,6 +362,9 @@ class SegmentationEngine:
                    should_stop: Callable[[], bool] = lambda: False) -> int:
         """Encode the given slices for clicks into the cache (in the caller's order, nearest first); returns how
         many were newly encoded. ``should_stop`` is polled between slices so a newer request can cancel this."""
+        capabilities = getattr(self.model, "capabilities", None)
+        if capabilities is not None and TRACKER_PROMPTS not in capabilities:
+            return 0  # a model without a tracker takes no clicks: nothing to prepare
         frames = self.frames(volume, axis, preprocessing, target_text)
         misses = self.cache.misses
         for index in slice_indices:

@@ -37,10 +37,19 @@ class CatalogueEntry:
     download_bytes: int = 0
     licence: str = ""
     licence_url: str = ""
+    serves: tuple[str, ...] = ()  # prompt kinds, keys of medsam3.capabilities.CATALOGUE_KEYS
+    volume_text_protocol: str = ""  # a name in medsam3.text_protocol.PROTOCOLS ("" = the default)
+    training_vocabulary: bool = True  # typed names are mapped to Medical SAM3's training names (vocabulary.py)
 
     @property
     def source(self) -> str:
         return self.name
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        from .capabilities import from_catalogue
+
+        return from_catalogue(self.serves)
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,7 @@ def _catalogue() -> dict:
 
 def list_models() -> list[CatalogueEntry]:
     """The models the extension knows by name."""
-    return [CatalogueEntry(**entry) for entry in _catalogue()["models"]]
+    return [CatalogueEntry(**{**entry, "serves": tuple(entry.get("serves", ()))}) for entry in _catalogue()["models"]]
 
 
 DEFAULT_MODEL_SOURCE: str = _catalogue()["default"]
@@ -158,6 +167,11 @@ def resolve_model(source: str | None = None, cache_dir: str | Path | None = None
                   progress: bool = True) -> ResolvedModel:
     """Any model source -> a transformers-format directory on this machine (downloading or converting once)."""
     source = (source or DEFAULT_MODEL_SOURCE).strip()
+    from .capabilities import UNSUPPORTED_CHECKPOINTS
+
+    for name, message in UNSUPPORTED_CHECKPOINTS.items():
+        if source.endswith(name):
+            raise CheckpointError(message)
     if source == TINY_RANDOM:
         from .tiny_models import TINY_IMAGE_SIZE, save_tiny_models
 

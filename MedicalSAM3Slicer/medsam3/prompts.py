@@ -12,6 +12,7 @@ import numpy as np
 
 from .errors import PromptError
 from .slicing import SliceAxis, SliceGeometry
+from .vocabulary import medical_sam3_vocabulary
 from .volume import Volume
 
 
@@ -62,11 +63,19 @@ class ResolvedSlicePrompt:
 
 
 def parse_text_targets(text: str) -> list[str]:
-    """Split typed text such as "liver, spleen; left kidney" into target phrases."""
+    """Split typed text such as "liver, spleen; left kidney" into target phrases; a side word after a comma
+    belongs to the phrase before it ("kidney, left")."""
     if text is None:
         raise PromptError("No text was typed: type what to segment, for example 'liver' or 'left kidney, spleen'.")
-    phrases = [" ".join(part.split()) for part in text.replace(";", ",").replace("\n", ",").split(",")]
-    phrases = [p for p in phrases if p]
+    phrases: list[str] = []
+    for group in text.replace(";", "\n").split("\n"):  # a side word never joins across ";" or a new line
+        joined: list[str] = []
+        for piece in (" ".join(piece.split()) for piece in group.split(",")):
+            if joined and piece and medical_sam3_vocabulary().is_side(piece):
+                joined[-1] = f"{joined[-1]}, {piece}"  # "kidney, left" (a terminology name) is one target
+            elif piece:
+                joined.append(piece)
+        phrases += joined
     if not phrases:
         raise PromptError("The text prompt is empty: type what to segment, for example 'liver' or "
                           "'left kidney, spleen'.")

@@ -20,6 +20,7 @@ from .errors import (Cancelled, MedSam3Error, PromptError, RemoteAuthError, Remo
 from .preprocessing import Preprocessing
 from .prompts import SlicePrompt
 from .session import MaskUpdate
+from .capabilities import CapabilityError
 from .slicing import SliceAxis
 from .version_compatibility import CLIENT_VERSION_HEADER, is_compatible, mismatch_message
 from .volume import Volume
@@ -30,7 +31,8 @@ DEFAULT_TIMEOUT_SECONDS = 600.0  # whole-volume propagation on a busy server can
 STOP_POLL_SECONDS = 0.1
 
 # The server's error kinds that mean the same as an engine error raised in-process.
-_ENGINE_ERRORS = {"PromptError": PromptError, "VolumeError": VolumeError, "Cancelled": Cancelled}
+_ENGINE_ERRORS = {"PromptError": PromptError, "VolumeError": VolumeError, "Cancelled": Cancelled,
+                  "CapabilityError": CapabilityError}
 
 
 def _untrusted_certificate(error: Exception) -> bool:

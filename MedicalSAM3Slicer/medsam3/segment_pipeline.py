@@ -69,11 +69,12 @@ class SegmentOutcome:
     segment_names: list[str]
     scores: dict[str, float]
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # for the user (e.g. a name the model was not trained on)
 
     def renamed(self, names: list[str]) -> "SegmentOutcome":
         """The same segments under new names (e.g. labelled as a plumbing check)."""
         scores = {new: self.scores[old] for old, new in zip(self.segment_names, names)}
-        return SegmentOutcome(self.labels, list(names), scores, self.timings)
+        return SegmentOutcome(self.labels, list(names), scores, self.timings, self.notes)
 
 
 class StepTimer:
@@ -133,7 +134,11 @@ def segment_volume(backend: SegmentationBackend, volume: Volume, request: Segmen
     names: dict[int, str] = {}
     scores: dict[int, float] = {}
 
+    notes: list[str] = []
+
     def collect(update: MaskUpdate, name: str) -> None:
+        if update.note and update.note not in notes:
+            notes.append(update.note)
         mask = masks.setdefault(update.object_id, np.zeros(volume.array.shape, dtype=bool))
         update.apply_to(mask)
         names[update.object_id] = name
@@ -156,7 +161,9 @@ def segment_volume(backend: SegmentationBackend, volume: Volume, request: Segmen
                                            target_text=request.text.strip()), name)
     finally:
         session.close()
-    return _as_labelmap(volume.array.shape, masks, names, scores, timer)
+    outcome = _as_labelmap(volume.array.shape, masks, names, scores, timer)
+    outcome.notes = notes
+    return outcome
 
 
 def _as_labelmap(shape: tuple[int, ...], masks: dict[int, np.ndarray], names: dict[int, str],

@@ -8,7 +8,7 @@ that changed, so a client writes (or a server sends) only that region, and undo 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -34,6 +34,7 @@ class MaskUpdate:
     slice_scores: dict[int, float] = field(default_factory=dict)
     axis: str = ""
     label: str = ""
+    note: str = ""  # for the user (e.g. a typed name the model was not trained on)
 
     @property
     def slices(self) -> tuple[slice, slice, slice]:
@@ -176,7 +177,7 @@ class SegmentationSession:
                      should_stop: StopRequested | None = None) -> list[MaskUpdate]:
         """Each typed phrase becomes a new object: on one slice, or through the whole volume when
         ``slice_index`` is None (with ``progress`` and ``should_stop`` as in :meth:`add_prompt`). Each update's
-        label is its phrase."""
+        label is its phrase as typed; its note says when the phrase is not a name the model was trained on."""
         with self._lock:
             if slice_index is None:
                 results = self.engine.propagate_text(self.volume, text, axis, self.preprocessing, score_threshold,
@@ -189,7 +190,8 @@ class SegmentationSession:
                 object_id = self.new_object_id()
                 obj = self._object(object_id)
                 obj.label = result.phrase
-                updates.append(self._commit_result(object_id, result, []))
+                update = self._commit_result(object_id, result, [])
+                updates.append(replace(update, note=result.note) if result.note else update)
             return updates
 
     def set_mask(self, object_id: int, mask: np.ndarray, label: str = "") -> MaskUpdate:

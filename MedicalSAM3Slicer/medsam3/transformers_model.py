@@ -29,9 +29,14 @@ import torch
 from .errors import CheckpointError, ModelNotFoundError
 from .model_classes import MODEL_CLASSES, PROCESSOR_CLASSES
 from .segmentation_model import FrameMasks, MaskLogits, ModelPrompt
+from .capabilities import (BOX_EXEMPLARS, PROPAGATION, TEXT_ON_SLICE, TEXT_THROUGH_VOLUME, TRACKER_PROMPTS,
+                           capabilities_from_weights)
+from .text_protocol import DEFAULT_PROTOCOL, VolumeTextProtocol
 
 _ROLE_USE = {"sam3": "text prompts on a slice", "sam3_tracker": "points and boxes on a slice",
              "sam3_tracker_video": "propagation of points and boxes", "sam3_video": "text through the volume"}
+ROLE_CAPABILITIES = {"sam3": (TEXT_ON_SLICE, BOX_EXEMPLARS), "sam3_tracker": (TRACKER_PROMPTS,),
+                     "sam3_tracker_video": (PROPAGATION,), "sam3_video": (TEXT_THROUGH_VOLUME,)}
 MASK_PROMPT_LOGIT = 20.0  # a 0..1 mask prompt becomes logits of +-10, as SAM feeds previous masks
 TEXT_CANDIDATE_SCORE = 0.05  # instances below this score are not even returned to the engine
 
@@ -159,7 +164,8 @@ class TransformersSegmentationModel:
     """A :class:`~medsam3.segmentation_model.SegmentationModel` backed by transformers' SAM 3 classes."""
 
     def __init__(self, root: str | Path, name: str, device: str = "cpu", image_size: int | None = None,
-                 dtype: torch.dtype = torch.float32, bf16_autocast: bool | None = None):
+                 dtype: torch.dtype = torch.float32, bf16_autocast: bool | None = None,
+                 text_protocol: VolumeTextProtocol | None = None):
         """``bf16_autocast``: run matrix products in bfloat16 (weights stay ``dtype``), as Medical SAM3's authors
         run it; None chooses it on CUDA and on CPUs with native bfloat16 arithmetic (see
         :func:`cpu_has_fast_bfloat16`)."""
@@ -176,6 +182,8 @@ class TransformersSegmentationModel:
         self._text_features: OrderedDict[str, object] = OrderedDict()
         self._backbone_swap_lock = threading.Lock()
         self._video_detector_lock = threading.Lock()  # one text propagation at a time uses the cached features
+        self._video_settings_lock = threading.RLock()
+        self.text_protocol = text_protocol or DEFAULT_PROTOCOL
         # One folder for every class (facebook/sam3, converted Meta checkpoints): the detector and the trackers
         # share one ViT, so one backbone pass per slice serves clicks, text and propagation.
         self.shares_backbone = len({location_of(self.root, role) for role in _ROLE_USE}) == 1
@@ -188,7 +196,16 @@ class TransformersSegmentationModel:
         model = cls(Path("."), name, device=device, image_size=image_size, bf16_autocast=bf16_autocast)
         model._loaded.update(components)
         model.shares_backbone = False  # separate objects: each class encodes with its own vision encoder
+        model._capabilities = frozenset(kind for role, kinds in ROLE_CAPABILITIES.items() if role in components
+                                        for kind in kinds)
         return model
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """The prompt kinds this checkpoint's weights serve (read from the parameter names, once)."""
+        if getattr(self, "_capabilities", None) is None:
+            self._capabilities = capabilities_from_weights(self.root, location_of)
+        return self._capabilities
 
     # --- loading -----------------------------------------------------------------------------------------
     def component(self, role: str) -> tuple[object, object]:
@@ -398,19 +415,53 @@ class TransformersSegmentationModel:
                 yield FrameMasks(int(output.frame_idx), {1: MaskLogits(logits, score)})
 
     def track_text(self, frames, text: str, start_index: int, reverse: bool) -> Iterator[FrameMasks]:
-        model, processor, session = self._video_session(frames, "sam3_video")
-        processor.add_text_prompt(session, text)
-        with self._cached_detector_features(model, frames, session.processed_frames):
-            with torch.inference_mode(), self._autocast():
-                for output in model.propagate_in_video_iterator(session, start_frame_idx=start_index,
-                                                                reverse=reverse):
-                    processed = processor.postprocess_outputs(session, output)
-                    masks = {}
-                    for object_id, score, mask in zip(processed["object_ids"], processed["scores"],
-                                                      processed["masks"]):
-                        logits = (mask.float().cpu().numpy() - 0.5) * MASK_PROMPT_LOGIT
-                        masks[int(object_id)] = MaskLogits(logits, float(score))
-                    yield FrameMasks(int(output.frame_idx), masks)
+        """Text through the slices with ``self.text_protocol``: by default Medical SAM3's independent 4-slice
+        clips, each a fresh session with the text given on its first slice and propagated forward (the clips
+        ignore ``start_index`` and ``reverse``); a long-track protocol runs one session from ``start_index``."""
+        protocol = self.text_protocol
+        model, processor = self.component("sam3_video")
+        if protocol.clip_length is None:
+            windows = [(start_index, None)]
+        else:
+            windows = [(first, end - first - 1) for first, end in protocol.clips(len(frames))]
+        with self._video_model_settings(model, protocol.video_model_settings()):
+            for first, frames_after_first in windows:
+                _, _, session = self._video_session(frames, "sam3_video")  # a new, empty state per clip
+                processor.add_text_prompt(session, text)
+                with self._cached_detector_features(model, frames, session.processed_frames):
+                    with torch.inference_mode(), self._autocast():
+                        for output in model.propagate_in_video_iterator(
+                                session, start_frame_idx=first, max_frame_num_to_track=frames_after_first,
+                                reverse=reverse if frames_after_first is None else False):
+                            yield self._text_frame_masks(processor, session, output)
+
+    def _text_frame_masks(self, processor, session, output) -> FrameMasks:
+        """The objects the video processor keeps on a frame, each with its low-resolution logits upsampled to
+        the model square (as the processor upsamples them), agreeing in sign with the processor's final mask
+        (which also removes overlaps between objects), so that sigmoid(logits) is the per-pixel probability."""
+        processed = processor.postprocess_outputs(session, output)
+        masks = {}
+        for object_id, score, mask in zip(processed["object_ids"], processed["scores"], processed["masks"]):
+            low_res = output.obj_id_to_mask[int(object_id)].float()  # (1, g, g) logits
+            logits = torch.nn.functional.interpolate(low_res[None], size=tuple(mask.shape), mode="bilinear",
+                                                     align_corners=False)[0, 0]
+            tiny = torch.finfo(torch.float32).eps
+            logits = torch.where(mask.to(logits.device), logits.clamp(min=tiny), logits.clamp(max=-tiny))
+            masks[int(object_id)] = MaskLogits(logits.cpu().numpy(), float(score))
+        return FrameMasks(int(output.frame_idx), masks)
+
+    @contextlib.contextmanager
+    def _video_model_settings(self, model, settings: dict):
+        """Set the text protocol's attributes on the shared ``Sam3VideoModel`` for one run, then restore them."""
+        with self._video_settings_lock:
+            saved = {name: getattr(model, name) for name in settings}
+            for name, value in settings.items():
+                setattr(model, name, value)
+            try:
+                yield
+            finally:
+                for name, value in saved.items():
+                    setattr(model, name, value)
 
     @contextlib.contextmanager
     def _cached_detector_features(self, video_model, frames, lazy_frames: _LazyFrames):

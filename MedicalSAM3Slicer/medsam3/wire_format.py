@@ -204,7 +204,7 @@ def mask_update_to_message(update: MaskUpdate) -> dict:
     return {"object_id": int(update.object_id), "box": [int(v) for v in update.box],
             "bits": encode_mask_bits(update.values), "slice_scores": {str(k): float(v)
                                                                       for k, v in update.slice_scores.items()},
-            "axis": update.axis, "label": update.label}
+            "axis": update.axis, "label": update.label, "note": update.note}
 
 
 def mask_update_from_message(message: dict) -> MaskUpdate:
@@ -215,7 +215,7 @@ def mask_update_from_message(message: dict) -> MaskUpdate:
         values = decode_mask_bits(message["bits"], shape) if all(shape) else np.zeros((0, 0, 0), dtype=bool)
         scores = {int(k): float(v) for k, v in message.get("slice_scores", {}).items()}
         return MaskUpdate(int(message["object_id"]), box, values, scores, str(message.get("axis", "")),
-                          str(message.get("label", "")))
+                          str(message.get("label", "")), str(message.get("note", "")))
     except (KeyError, TypeError, ValueError) as error:
         if isinstance(error, MedSam3Error):
             raise

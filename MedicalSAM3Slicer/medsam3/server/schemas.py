@@ -72,6 +72,7 @@ class MaskUpdateMessage(Message):
     slice_scores: dict[str, float] = {}
     axis: str = ""
     label: str = ""
+    note: str = ""
 
 
 class TextResponse(Message):
