@@ -195,6 +195,16 @@ def test_a_failure_while_writing_leaves_no_file_of_the_case(tmp_path, monkeypatc
     assert code == 1 and "No space left on device" in stdout
     assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == ["batch-log.jsonl"]
 
+    # a run killed while writing leaves hidden temporary files; the next run of the case removes them
+    killed = tmp_path / "out" / "breast1_image" / ".partial-0badc0de-labelmap.nii.gz"
+    killed.parent.mkdir(exist_ok=True)
+    killed.write_bytes(b"half a labelmap")
+    monkeypatch.undo()
+    code, stdout, _ = run_batch(data_path(NRRD), "--prompts", _one_click_csv(tmp_path), "--output", tmp_path / "out")
+    assert code == 0 and not killed.exists()
+    assert sorted(p.name for p in (tmp_path / "out" / "breast1_image").iterdir()) == ["labelmap.nii.gz",
+                                                                                      "segmentation.seg.nrrd"]
+
 
 def _one_click_csv(folder: Path) -> Path:
     path = folder / "one.csv"
