@@ -40,6 +40,8 @@ def main() -> int:
     parser.add_argument("--model", default="tiny-random")
     parser.add_argument("--text", default="liver")
     parser.add_argument("--output", default=str(ROOT / "output" / "bench-batch"))
+    parser.add_argument("--local-threads", type=int, help="torch threads of the local run (default: torch's "
+                                                          "choice; each Ray worker runs one)")
     args = parser.parse_args()
     import os
 
@@ -51,6 +53,8 @@ def main() -> int:
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "MedicalSAM3Slicer"),
                                                              os.environ.get("PYTHONPATH")]))
     inputs = [str(DATA / case) for case in CASES]
+    if args.local_threads:
+        torch.set_num_threads(args.local_threads)
     if args.model == "tiny-random":
         resolve_model("tiny-random")  # built once before timing, as a downloaded model would be in the cache
     common = [*inputs, "--text", args.text, "--model", args.model, "--device", "cpu", "--redo"]
