@@ -54,11 +54,15 @@ def result_files(folder: Path) -> dict[str, bytes]:
 
 
 def small_cohort(folder: Path) -> list[Path]:
-    """A NIfTI (6 slices of the spleen CT), the NRRD breast MRI and the 3-slice DICOM series (with UIDs)."""
+    """A NIfTI (6 slices of the spleen CT), a NRRD (6 slices of the breast MRI) and the 3-slice DICOM series (with
+    UIDs): few slices, so that the tiny model runs through them in reasonable time on a busy CPU."""
     image = sitk.ReadImage(str(data_path("ct/spleen_msd_crop/image.nii.gz")))
     nifti = folder / "spleen_6.nii.gz"
     sitk.WriteImage(image[:, :, 10:16], str(nifti))
-    return [nifti, data_path("mr/pyradiomics/breast1_image.nrrd"), data_path("ct/dcmqi_3slice/ct-3slice")]
+    breast = sitk.ReadImage(str(data_path("mr/pyradiomics/breast1_image.nrrd")))
+    nrrd = folder / "breast1_image.nrrd"
+    sitk.WriteImage(breast[:, :, 7:13], str(nrrd))
+    return [nifti, nrrd, data_path("ct/dcmqi_3slice/ct-3slice")]
 
 
 def assert_same_dicom_seg(local: Path, on_ray: Path) -> None:
