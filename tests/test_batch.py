@@ -11,6 +11,7 @@ import contextlib
 import csv
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -86,6 +87,7 @@ def test_corrupt_case_fails_alone_and_the_exit_code_shows_it(cohort):
     assert not (cohort["output"] / "b_corrupt").exists()
     # progress (done / left / ETA) on stderr, the summary table and the totals on stdout
     assert "[5/5]" in cohort["stderr"] and "4 left" in cohort["stderr"] and "to go" in cohort["stderr"]
+    assert re.search(r"\[1/5\] ct_small: done in \d+\.\d s; 4 left, about \d:\d\d:\d\d to go", cohort["stderr"])
     assert "b_corrupt" in cohort["stdout"] and "4 done, 0 skipped (already done), 1 failed" in cohort["stdout"]
 
 
