@@ -51,7 +51,14 @@ class DiesOnceOnCase:
     def __init__(self, marker: Path, volume_name: str):
         self.marker, self.volume_name = Path(marker), volume_name
 
+    @property
+    def loads(self) -> Path:
+        """One line per model load: the pid of the process that loaded it."""
+        return self.marker.with_name(self.marker.name + ".loads")
+
     def __call__(self, model=None, device=None, server_url=None, api_key=None):
+        with open(self.loads, "a") as stream:
+            stream.write(f"{os.getpid()}\n")
         return _DyingBackend(oracle_backend_factory(), self.marker, self.volume_name)
 
 

@@ -11,6 +11,7 @@ import contextlib
 import csv
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -86,6 +87,7 @@ def test_corrupt_case_fails_alone_and_the_exit_code_shows_it(cohort):
     assert not (cohort["output"] / "b_corrupt").exists()
     # progress (done / left / ETA) on stderr, the summary table and the totals on stdout
     assert "[5/5]" in cohort["stderr"] and "4 left" in cohort["stderr"] and "to go" in cohort["stderr"]
+    assert re.search(r"\[1/5\] ct_small: done in \d+\.\d s; 4 left, about \d:\d\d:\d\d to go", cohort["stderr"])
     assert "b_corrupt" in cohort["stdout"] and "4 done, 0 skipped (already done), 1 failed" in cohort["stdout"]
 
 
@@ -194,6 +196,16 @@ def test_a_failure_while_writing_leaves_no_file_of_the_case(tmp_path, monkeypatc
     code, stdout, _ = run_batch(data_path(NRRD), "--prompts", _one_click_csv(tmp_path), "--output", tmp_path / "out")
     assert code == 1 and "No space left on device" in stdout
     assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == ["batch-log.jsonl"]
+
+    # a run killed while writing leaves hidden temporary files; the next run of the case removes them
+    killed = tmp_path / "out" / "breast1_image" / ".partial-0badc0de-labelmap.nii.gz"
+    killed.parent.mkdir(exist_ok=True)
+    killed.write_bytes(b"half a labelmap")
+    monkeypatch.undo()
+    code, stdout, _ = run_batch(data_path(NRRD), "--prompts", _one_click_csv(tmp_path), "--output", tmp_path / "out")
+    assert code == 0 and not killed.exists()
+    assert sorted(p.name for p in (tmp_path / "out" / "breast1_image").iterdir()) == ["labelmap.nii.gz",
+                                                                                      "segmentation.seg.nrrd"]
 
 
 def _one_click_csv(folder: Path) -> Path:

@@ -54,11 +54,15 @@ def result_files(folder: Path) -> dict[str, bytes]:
 
 
 def small_cohort(folder: Path) -> list[Path]:
-    """A NIfTI (6 slices of the spleen CT), the NRRD breast MRI and the 3-slice DICOM series (with UIDs)."""
+    """A NIfTI (6 slices of the spleen CT), a NRRD (6 slices of the breast MRI) and the 3-slice DICOM series (with
+    UIDs): few slices, so that the tiny model runs through them in reasonable time on a busy CPU."""
     image = sitk.ReadImage(str(data_path("ct/spleen_msd_crop/image.nii.gz")))
     nifti = folder / "spleen_6.nii.gz"
     sitk.WriteImage(image[:, :, 10:16], str(nifti))
-    return [nifti, data_path("mr/pyradiomics/breast1_image.nrrd"), data_path("ct/dcmqi_3slice/ct-3slice")]
+    breast = sitk.ReadImage(str(data_path("mr/pyradiomics/breast1_image.nrrd")))
+    nrrd = folder / "breast1_image.nrrd"
+    sitk.WriteImage(breast[:, :, 7:13], str(nrrd))
+    return [nifti, nrrd, data_path("ct/dcmqi_3slice/ct-3slice")]
 
 
 def assert_same_dicom_seg(local: Path, on_ray: Path) -> None:
@@ -101,14 +105,21 @@ def test_a_worker_killed_mid_run_does_not_stop_the_batch(ray_cluster, tmp_path):
     common = [*inputs, "--prompts", prompts]
     assert run_batch([*common, "--output", tmp_path / "local"], oracle_backend_factory)[0] == 0
     marker = tmp_path / "killed-worker.pid"
+    factory = DiesOnceOnCase(marker, "breast1")
     code, stdout, stderr = run_batch([*common, "--output", tmp_path / "ray", "--ray", "--workers", "2",
-                                      "--cpus-per-worker", "1"], DiesOnceOnCase(marker, "breast1"))
+                                      "--cpus-per-worker", "1"], factory)
     assert marker.exists(), "no worker was killed"
     assert code == 0, stdout + stderr
     assert "the worker running breast1_image died; the case goes to another worker" in stderr
     records = [json.loads(line) for line in (tmp_path / "ray" / "batch-log.jsonl").read_text().splitlines()]
     assert sorted(r["case"] for r in records) == ["breast1_image", "ct-3slice", "spleen_6"]
     assert all(r["status"] == "done" for r in records)
+    # each worker process loaded the model once: the 2 workers, and the replacement of the killed one if it got
+    # to load before the batch ended
+    loads = factory.loads.read_text().split()
+    assert len(loads) == len(set(loads)) and len(loads) in (2, 3)
+    assert marker.read_text() in loads and str(os.getpid()) not in loads
+    assert {r["worker"].split(":")[1] for r in records} <= set(loads)
     breast = next(r for r in records if r["case"] == "breast1_image")
     assert breast["worker"].split(":")[1] != marker.read_text()  # finished by another process than the killed one
     local, on_ray = result_files(tmp_path / "local"), result_files(tmp_path / "ray")

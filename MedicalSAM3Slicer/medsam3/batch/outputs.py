@@ -118,6 +118,8 @@ def write_case_outputs(outcome: SegmentOutcome, volume: Volume, case: Case, fold
             seg = dicom_seg(case, volume, outcome.labels, codes)
         except VolumeError as error:
             notes.append(f"no DICOM SEG: {error}")
+    for leftover in folder.glob(".partial-*") if folder.is_dir() else ():
+        leftover.unlink(missing_ok=True)  # the temporary files of a run killed while writing this case
     with AtomicOutputs() as outputs:
         write_labelmap(outputs.path_for(folder / LABELMAP_NAME), outcome.labels, volume)
         write_seg_nrrd_with_codes(outputs.path_for(folder / SEG_NRRD_NAME), outcome.labels, codes, volume)
