@@ -20,8 +20,9 @@ from slicer.util import VTKObservationMixin
 # Only torch-free parts of the library are imported here, so the module loads (and offers to install its
 # dependencies) in a Slicer that has no torch yet; the logic is imported when it is first needed.
 from MedicalSAM3SlicerLib import dependencies, exports
-from MedicalSAM3SlicerLib.parameters import MedicalSAM3SlicerParameters
+from MedicalSAM3SlicerLib.parameters import MODALITY_CHOICES, MedicalSAM3SlicerParameters
 from MedicalSAM3SlicerLib.slice_view_interaction import Tool
+from MedicalSAM3SlicerLib.supported_versions import unsupported_slicer_message
 from MedicalSAM3SlicerLib.worker import ModelWorker
 from MedicalSAM3SlicerWidgets.prompt_tools import PromptTools
 
@@ -90,6 +91,8 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._set_segment_editor_node()
         for device in DEVICES:
             self.ui.deviceComboBox.addItem(device)
+        for modality in MODALITY_CHOICES:
+            self.ui.modalityComboBox.addItem(modality)
         for label, _ in EXPORT_FORMATS:
             self.ui.exportFormatComboBox.addItem(label)
         self.ui.apiKeyLineEdit.text = qt.QSettings().value(API_KEY_SETTING, "")
@@ -120,6 +123,7 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                                (self.ui.wholeVolumeRadioButton, "toggled(bool)"),
                                (self.ui.modelSourceLineEdit, "textChanged(QString)"),
                                (self.ui.deviceComboBox, "currentIndexChanged(int)"),
+                               (self.ui.modalityComboBox, "currentIndexChanged(int)"),
                                (self.ui.serverUrlLineEdit, "textChanged(QString)")):
             widget.connect(signal, self._store_parameters)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self._on_scene_closing)
@@ -135,6 +139,10 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.addObserver(slice_node, vtk.vtkCommand.ModifiedEvent,
                              lambda node, event: self._on_slice_view_moved(node))
         self._load_parameters()
+        unsupported = unsupported_slicer_message()
+        if unsupported:  # an older Slicer: say so once, here, instead of failing halfway through an install
+            self.ui.modelStatusLabel.text = unsupported
+            self.ui.modelStatusLabel.wordWrap = True
 
     # --- entering and leaving the module ---------------------------------------------------------------------
     # As Slicer's own Segment Editor module (Modules/Scripted/SegmentEditor/SegmentEditor.py, v5.10.0): keyboard
@@ -209,6 +217,7 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         try:
             self.logic.prefetch_around(self.ui.sourceVolumeSelector.currentNode(), self._scrolled_slice_node,
                                        text=self.ui.textLineEdit.text)
+            self._delivery_timer.start()  # its slot waits for the prefetch with the GIL released (logic.py)
         except Exception as error:  # a prefetch is a courtesy: a problem shows when the user actually clicks
             logging.debug("MedicalSAM3: no prefetch: %s", error)
 
@@ -261,6 +270,7 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.thisSliceRadioButton.checked = not p.whole_volume
         self.ui.modelSourceLineEdit.text = p.model_source
         self.ui.deviceComboBox.currentText = p.device
+        self.ui.modalityComboBox.currentText = p.modality if p.modality in MODALITY_CHOICES else "auto"
         self.ui.serverUrlLineEdit.text = p.server_url
         self.parameters = p
         p.source_volume = self.ui.sourceVolumeSelector.currentNode()
@@ -283,6 +293,7 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         p.whole_volume = self.ui.wholeVolumeRadioButton.checked
         p.model_source = self.ui.modelSourceLineEdit.text
         p.device = self.ui.deviceComboBox.currentText
+        p.modality = self.ui.modalityComboBox.currentText  # the logic reads it from the scene (parameters.py)
         p.server_url = self.ui.serverUrlLineEdit.text
 
     def _on_source_volume_changed(self, node):
@@ -418,6 +429,9 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if self._installing or self.worker.busy:
             return  # a second press while pip or the model is working (pip_install pumps Qt events)
         plan = dependencies.plan_installation()
+        if plan.blocked:
+            self._show_error(RuntimeError(plan.blocked))
+            return
         if not self.ui.serverUrlLineEdit.text and plan.torch:
             self._show_error(RuntimeError("PyTorch is not installed yet: click 'Install dependencies...' first."))
             return
@@ -452,6 +466,9 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             # Base/Python/slicer/util.py, v5.10.0): a second press, or Load model, must do nothing meanwhile
             return
         plan = dependencies.plan_installation()
+        if plan.blocked:  # an unsupported Slicer: nothing is installed (supported_versions.py)
+            self._show_error(RuntimeError(plan.blocked))
+            return
         if plan.nothing_to_do:
             slicer.util.infoDisplay(plan.describe())
             return
@@ -501,8 +518,14 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if progress is not None and self.worker.busy:
             self.ui.progressBar.setRange(0, progress[1])
             self.ui.progressBar.setValue(progress[0])
-        self.worker.deliver_finished()
-        if not self.worker.busy:
+        # Waiting here releases the GIL, which Slicer's main thread otherwise holds while Qt idles (PythonQt
+        # runs without thread support): only then do the worker and the prefetcher run (worker.py, logic.py).
+        if self.logic is not None:
+            still_working = self.logic.deliver_and_wait(self.worker)
+        else:
+            self.worker.deliver_finished()
+            still_working = self.worker.busy
+        if not still_working:
             self._delivery_timer.stop()
 
     def _set_busy(self, busy):

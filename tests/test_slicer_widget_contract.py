@@ -296,3 +296,36 @@ def test_every_widget_the_module_uses_is_in_its_ui_file_and_the_tool_buttons_tog
         tool in name for tool in ("Point", "box", "Scribble", "Lasso"))]
     assert len(tools) == 7
     assert all(_ui_property(_ui_widget(name), "checkable") is True for name in tools)
+
+
+def test_the_delivery_timer_releases_the_gil_for_prefetch_and_an_old_slicer_is_told_before_any_install():
+    """Inside Slicer the main thread holds the GIL while Qt idles (PythonQt without thread support): the worker and
+    the background prefetch run only while the delivery timer's slot waits in logic.deliver_and_wait, so a prefetch
+    must start that timer. On a Slicer older than the supported one, setup shows the one-line message and Install
+    and Load model stop at the plan's refusal."""
+    methods = _widget_methods()
+    calls = {name: _called_names(f) for name, f in methods.items()}
+    assert "deliver_and_wait" in calls["_deliver"]
+    assert "prefetch_around" in calls["_prefetch"] and "start" in calls["_prefetch"]
+    assert "unsupported_slicer_message" in calls["setup"]
+    import ast
+
+    for name in ("on_install_dependencies", "on_load_model"):
+        assert "plan.blocked" in ast.unparse(methods[name]), f"{name} ignores an unsupported Slicer"
+
+
+def test_the_modality_choice_is_on_the_panel_and_stored_where_the_logic_reads_it(tmp_path):
+    """The Modality combo box offers auto / CT / MR, and what the widget stores (parameters.modality) is what the
+    logic reads from the scene when it prepares the volume's intensities."""
+    from MedicalSAM3SlicerLib.parameters import MODALITY_CHOICES, scene_modality_override
+
+    assert _ui_widget("modalityComboBox").get("class") == "QComboBox"
+    methods = _widget_methods()
+    import ast
+
+    assert "p.modality = self.ui.modalityComboBox.currentText" in ast.unparse(methods["_store_parameters"])
+    scene = new_scene()
+    parameters = MedicalSAM3SlicerParameters.from_scene(scene)
+    for choice, expected in zip(MODALITY_CHOICES, (None, "CT", "MR")):
+        parameters.modality = choice
+        assert scene_modality_override(scene) == expected
