@@ -84,6 +84,27 @@ def test_a_label_with_another_geometry_than_its_image_is_refused(tmp_path, capsy
     assert status == 1 and "breast1.nrrd has another origin, spacing or direction" in error and "resample" in error
 
 
+def test_a_label_holding_the_same_voxels_in_another_order_is_read_onto_the_image(tmp_path):
+    """A label written with its axes swapped and flipped (same voxels in space, as when one tool writes LPS and
+    another RAS) gives exactly the figures of the label stored like its image."""
+    folder = pairs_folder(tmp_path)
+    for kind in ("images", "labels"):
+        (folder / kind / "brain1.nrrd").unlink()  # the small breast case only
+    arguments = ["evaluate", str(folder), "--check-pipeline", "--protocols", "clicks", "--max-clicks", "2",
+                 "--quiet", "--output"]
+    assert main(arguments + [str(tmp_path / "straight")]) == 0
+    label = sitk.ReadImage(str(folder / "labels" / "breast1.nrrd"))
+    reordered = sitk.PermuteAxes(sitk.Flip(label, [False, True, True]), [1, 0, 2])
+    assert reordered.GetSize() != label.GetSize() and reordered.GetDirection() != label.GetDirection()
+    (folder / "labels" / "breast1.nrrd").unlink()
+    sitk.WriteImage(reordered, str(folder / "labels" / "breast1.nrrd"))
+    assert main(arguments + [str(tmp_path / "reordered")]) == 0
+    straight, other = _rows(tmp_path / "straight" / "results.csv"), _rows(tmp_path / "reordered" / "results.csv")
+    assert _without_timings(other) == _without_timings(straight)
+    assert float(other[0]["dice"]) >= 0.95 and int(other[0]["gt_voxels"]) == int(np.sum(
+        sitk.GetArrayFromImage(label) == 1))
+
+
 # --- resume ------------------------------------------------------------------------------------------------------
 def _synthetic_pairs(folder: Path, cases: int = 3) -> Path:
     """Small CTs whose two structures are bright blocks (the image is the label drawn as intensity)."""

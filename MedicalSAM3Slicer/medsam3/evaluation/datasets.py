@@ -142,23 +142,55 @@ def _read_first_channel(path: Path, modality: str | None) -> Volume:
     return Volume(array, ijk_to_ras_from_image(image), modality=modality, name=path.name)
 
 
-def _same_grid(image: Volume, labels: Volume, label_path: Path) -> None:
-    if image.array.shape != labels.array.shape:
-        raise DatasetError(f"{label_path} has {labels.shape_ijk} voxels but its image has {image.shape_ijk}: "
-                           "resample the label onto the image grid.")
+def _reordering(image: Volume, labels: Volume) -> tuple[tuple[int, int, int], tuple[bool, bool, bool]] | None:
+    """How to reorder a label array stored in another index order onto the image's voxels: for each image axis
+    (i, j, k), the label axis holding it and whether it runs backwards. None unless both files hold the very same
+    voxel centres (axes swapped or flipped only, as when one tool writes LPS and another RAS)."""
+    mapping = np.linalg.inv(labels.ijk_to_ras) @ image.ijk_to_ras  # image ijk -> label ijk
+    rotation, offset = mapping[:3, :3], mapping[:3, 3]
+    signed = np.rint(rotation)
+    if not (np.allclose(rotation, signed, atol=1e-3) and np.allclose(offset, np.rint(offset), atol=1e-3)
+            and sorted(np.abs(signed).sum(axis=0)) == [1, 1, 1] and sorted(np.abs(signed).sum(axis=1)) == [1, 1, 1]):
+        return None
+    axes, flips = [], []
+    for image_axis in range(3):
+        label_axis = int(np.flatnonzero(signed[:, image_axis])[0])
+        backwards = signed[label_axis, image_axis] < 0
+        size = image.shape_ijk[image_axis]
+        if labels.shape_ijk[label_axis] != size or round(offset[label_axis]) != (size - 1 if backwards else 0):
+            return None
+        axes.append(label_axis)
+        flips.append(bool(backwards))
+    return tuple(axes), tuple(flips)
+
+
+def _labels_on_image_grid(image: Volume, labels: Volume, label_path: Path) -> np.ndarray:
+    """The label values at the image's voxels, as a (K, J, I) array. A label file holding the same voxels in
+    another index order is reordered exactly (no interpolation); any other grid is refused."""
     tolerance = 1e-3 * float(np.max(image.spacing)) + 1e-4
-    if not np.allclose(image.ijk_to_ras, labels.ijk_to_ras, atol=tolerance):
+    if image.array.shape == labels.array.shape and np.allclose(image.ijk_to_ras, labels.ijk_to_ras,
+                                                                 atol=tolerance):
+        return labels.array
+    reordering = _reordering(image, labels)
+    if reordering is None:
+        if sorted(image.array.shape) != sorted(labels.array.shape):
+            raise DatasetError(f"{label_path} has {labels.shape_ijk} voxels but its image has {image.shape_ijk}: "
+                               "resample the label onto the image grid.")
         raise DatasetError(f"{label_path} has another origin, spacing or direction than its image: resample the "
                            "label onto the image grid (the masks would otherwise be compared at the wrong place).")
+    axes, flips = reordering
+    values = labels.array.transpose(2, 1, 0).transpose(axes)  # label (i, j, k) -> image axes
+    values = values[tuple(slice(None, None, -1) if flip else slice(None) for flip in flips)]
+    return np.ascontiguousarray(values.transpose(2, 1, 0))
 
 
 def _file_case(case_id: str, image_path: Path, label_path: Path, modality: str | None) -> CaseSource:
     def load() -> LoadedCase:
         volume = _read_first_channel(image_path, modality)
         labels = _read_first_channel(label_path, "OT")
-        _same_grid(volume, labels, label_path)
+        values = _labels_on_image_grid(volume, labels, label_path)
         spacing = volume.spacing
-        values = labels.array if labels.array.dtype.kind in "iu" else np.rint(labels.array).astype(np.int32)
+        values = values if values.dtype.kind in "iu" else np.rint(values).astype(np.int32)
         return LoadedCase(case_id, volume, values, (float(spacing[2]), float(spacing[1]), float(spacing[0])))
 
     return CaseSource(case_id, load)

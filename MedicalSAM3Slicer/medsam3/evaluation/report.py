@@ -88,14 +88,14 @@ def plot_dice_by_structure(rows: list[dict], protocols: tuple[str, ...], max_cli
 
 
 def _cell(value, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    return "–" if value is None else f"{value:.{digits}f}" if isinstance(value, (int, float)) else str(value)
 
 
 def markdown_report(summary: dict, plots: list[str]) -> str:
     backend, settings = summary["backend"], summary["settings"]
     lines = ["# medsam3 evaluate", "",
              f"Data `{summary['dataset']['path']}` ({summary['dataset']['format']}, {summary['dataset']['cases']} "
-             f"cases); model **{backend['model']}** on {backend['device']} ({backend['transport']}).",
+             f"case{'' if summary['dataset']['cases'] == 1 else 's'}); model **{backend['model']}** on {backend['device']} ({backend['transport']}).",
              f"Protocols {', '.join(settings['protocols'])}; up to {settings['max_clicks']} clicks in the "
              f"{settings['axis']} view; NSD tolerance {settings['tolerance_mm']:g} mm.", ""]
     check = summary.get("pipeline_check")
