@@ -85,12 +85,10 @@ class _Timed:
 
 
 def text_for_structure(name: str) -> str:
-    """What the text protocol types for a structure: its label name, as the label file gives it.
-
-    This is the one place a structure's name becomes a text prompt. The vocabulary mapping of typed names onto
-    the model's training class names (``medsam3.vocabulary``) is built on another branch and is absent here, so
-    the name goes as is; point this function at that mapping when it lands (or leave it as is if the engine's
-    text path applies the mapping itself, as planned)."""
+    """What the text protocol types for a structure: its label name, as the label file gives it, as a user would
+    type it. The engine maps typed names onto the class names the model was trained on (``medsam3.vocabulary``,
+    applied in ``SegmentationEngine``), so the evaluation measures exactly what a user typing that name gets; a
+    name outside that vocabulary is sent as typed and its note is kept in the CSV's note column."""
     return name
 
 
