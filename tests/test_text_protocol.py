@@ -25,11 +25,12 @@ def volume():
 def recorded(monkeypatch):
     """What the video model was asked: text prompts added to which session, and each propagation's session,
     start, length, state and hot-start settings; every frame it returned."""
-    calls = {"text": [], "runs": [], "frames": []}
+    calls = {"text": [], "runs": [], "frames": [], "sessions": []}  # sessions held so that no id() is reused
     add_text_prompt = Sam3VideoProcessor.add_text_prompt
     propagate = Sam3VideoModel.propagate_in_video_iterator
 
     def spy_text(self, session, text):
+        calls["sessions"].append(session)
         calls["text"].append((id(session), text))
         return add_text_prompt(self, session, text)
 
