@@ -74,16 +74,24 @@ def fixed_prompts(mask: np.ndarray) -> dict[str, SlicePrompt]:
             "box + click": SlicePrompt("axial", points=(PointPrompt(centre),), box=box)}
 
 
-def _answers(model, volumes: dict[str, tuple[Volume, np.ndarray]]) -> dict[tuple[str, str], tuple]:
+def _answers(model, volumes: dict[str, tuple[Volume, np.ndarray]], fallbacks: tuple[bool, ...]) -> dict:
+    """{(stability fallback, slice, prompt): (slice mask, logits)}; each slice encoded once."""
     engine = SegmentationEngine(model)
+    decoder = model.component("sam3_tracker")[0].mask_decoder
+    shipped = decoder.dynamic_multimask_via_stability
     answers = {}
-    for slice_name, (volume, mask) in volumes.items():
-        for prompt_name, prompt in fixed_prompts(mask).items():
-            resolved = resolve_slice_prompt(volume, prompt)
-            frames = engine.frames(volume, prompt.axis)
-            embedding = model.encoding(frames, resolved.slice_index, "prompts")
-            prediction = model.segment_with_prompt(embedding, frames.model_prompt(resolved))
-            answers[slice_name, prompt_name] = (frames.slice_mask(prediction), prediction.logits)
+    try:
+        for fallback in fallbacks:
+            decoder.dynamic_multimask_via_stability = shipped and fallback
+            for slice_name, (volume, mask) in volumes.items():
+                for prompt_name, prompt in fixed_prompts(mask).items():
+                    resolved = resolve_slice_prompt(volume, prompt)
+                    frames = engine.frames(volume, prompt.axis)
+                    embedding = model.encoding(frames, resolved.slice_index, "prompts")
+                    prediction = model.segment_with_prompt(embedding, frames.model_prompt(resolved))
+                    answers[fallback, slice_name, prompt_name] = (frames.slice_mask(prediction), prediction.logits)
+    finally:
+        decoder.dynamic_multimask_via_stability = shipped
     return answers
 
 
@@ -103,23 +111,30 @@ def measure_agreement(tracker: torch.nn.Module, processor, image_size: int,
     above -0.05) is under 0.98. With random weights that score sits near the threshold, so a drift of 0.1 in
     the logits can switch the whole answer to another candidate (seen once in 8 prompts: Dice 0.71 with the
     fallback, 0.999 without). Without it the comparison measures the arithmetic's drift alone."""
-    from .transformers_model import TransformersSegmentationModel
+    return measure_agreements(tracker, processor, image_size, volumes, (stability_fallback,),
+                              fast_precision)[stability_fallback]
 
-    tracker.mask_decoder.dynamic_multimask_via_stability = bool(stability_fallback) and \
-        bool(tracker.config.mask_decoder_config.dynamic_multimask_via_stability)
+
+def measure_agreements(tracker: torch.nn.Module, processor, image_size: int,
+                       volumes: dict[str, tuple[Volume, np.ndarray]] | None, fallbacks: tuple[bool, ...],
+                       fast_precision: str = "bfloat16") -> dict[bool, list[PromptAgreement]]:
+    """:func:`measure_agreement` with and / or without the stability fallback, each slice encoded once per
+    precision."""
+    from .transformers_model import TransformersSegmentationModel
 
     volumes = volumes if volumes is not None else load_agreement_volumes()
     components = {"sam3_tracker": (tracker, processor)}
     reference = _answers(TransformersSegmentationModel.from_components(
-        components, "agreement-float32", image_size, precision="float32"), volumes)
+        components, "agreement-float32", image_size, precision="float32"), volumes, fallbacks)
     fast = _answers(TransformersSegmentationModel.from_components(
-        components, f"agreement-{fast_precision}", image_size, precision=fast_precision), volumes)
-    results = []
-    for (slice_name, prompt_name), (reference_mask, reference_logits) in reference.items():
-        fast_mask, fast_logits = fast[slice_name, prompt_name]
-        results.append(PromptAgreement(slice_name, prompt_name, dice(reference_mask, fast_mask),
-                                       float(np.abs(reference_logits - fast_logits).max()),
-                                       float(np.abs(reference_logits).max()), int(reference_mask.sum())))
+        components, f"agreement-{fast_precision}", image_size, precision=fast_precision), volumes, fallbacks)
+    results: dict[bool, list[PromptAgreement]] = {fallback: [] for fallback in fallbacks}
+    for (fallback, slice_name, prompt_name), (reference_mask, reference_logits) in reference.items():
+        fast_mask, fast_logits = fast[fallback, slice_name, prompt_name]
+        results[fallback].append(PromptAgreement(
+            slice_name, prompt_name, dice(reference_mask, fast_mask),
+            float(np.abs(reference_logits - fast_logits).max()), float(np.abs(reference_logits).max()),
+            int(reference_mask.sum())))
     return results
 
 
