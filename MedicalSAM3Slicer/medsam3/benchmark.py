@@ -59,7 +59,7 @@ def matmul_gflops(dtype: torch.dtype, shape: tuple[int, int, int] = SQUARE_SHAPE
         torch.matmul(a, b)
         runs += 1
     gflops = 2 * used_rows * inner * columns * runs / (time.perf_counter() - start) / 1e9
-    return {"shape": "x".join(map(str, shape)), "gflops": round(gflops, 1), "rows_timed": used_rows}
+    return {"shape": "x".join(map(str, shape)), "gflops": float(f"{gflops:.3g}"), "rows_timed": used_rows}
 
 
 def matmul_table(seconds: float = 1.0) -> dict:
@@ -69,7 +69,7 @@ def matmul_table(seconds: float = 1.0) -> dict:
     for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
         shapes = [matmul_gflops(dtype, shape, seconds) for shape in ENCODER_SHAPES]
         table[name] = {"encoder_shapes": shapes, "square_2048": matmul_gflops(dtype, SQUARE_SHAPE, seconds),
-                       "encoder_shapes_gflops": round(len(shapes) / sum(1 / s["gflops"] for s in shapes), 1)}
+                       "encoder_shapes_gflops": float(f"{len(shapes) / sum(1 / s['gflops'] for s in shapes):.3g}")}
     return table
 
 
