@@ -94,3 +94,44 @@ def test_bfloat16_masks_agree_with_float32_on_real_ct_and_mri_slices(one_torch_t
     assert all(r.reference_pixels > 0 for r in results)  # real masks were compared, not two empty ones
     assert summary["max_relative_logit_difference"] <= RELATIVE_LOGIT_TOLERANCE
     assert summary["dice_min"] >= MIN_DICE
+
+
+def test_the_full_size_model_holds_its_weights_in_2_gib_on_the_bfloat16_path():
+    """Every class's weights (Sam3VideoModel holds the detector, text encoder and tracker), full size, built
+    without memory on the meta device."""
+    from transformers import Sam3VideoConfig, Sam3VideoModel
+
+    from medsam3.precision import apply_precision
+
+    with torch.device("meta"):
+        model = Sam3VideoModel(Sam3VideoConfig()).eval()
+    float32_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    apply_precision(model, choose_precision("cpu", "bfloat16", AMX, speedup=lambda: 4.0))
+    bfloat16_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert float32_bytes > 3 * 2**30  # the float32 path's 3.2 GiB
+    assert bfloat16_bytes <= 2 * 2**30
+
+
+def test_bfloat16_text_encoder_drifts_little_from_float32(one_torch_thread):
+    """The text encoder runs in bfloat16 on that path: its features (what the detector reads) stay within 2 % of
+    float32 ones (tiny random-weight model: numerical drift only)."""
+    from transformers import Sam3Model
+
+    from medsam3.processors import build_processor
+    from medsam3.tiny_models import build_tiny_tokenizer
+
+    torch.manual_seed(0)
+    detector = Sam3Model(build_tiny_configs()["sam3"]).eval()
+    tokens = build_processor("sam3", TINY_IMAGE_SIZE, build_tiny_tokenizer())(text=["liver"], return_tensors="pt")
+    with torch.inference_mode():
+        reference = detector.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"],
+                                               return_dict=True).pooler_output
+    model = TransformersSegmentationModel.from_components({"sam3": (detector, None)}, "tiny", TINY_IMAGE_SIZE,
+                                                          precision="bfloat16")
+    text_linears = [m for m in detector.text_encoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert text_linears and all(m.weight.dtype == torch.bfloat16 for m in text_linears)
+    with torch.inference_mode(), model._autocast():
+        fast = detector.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"],
+                                          return_dict=True).pooler_output
+    assert fast.dtype == torch.float32
+    assert float((fast - reference).abs().max()) <= 0.02 * float(reference.abs().max())
