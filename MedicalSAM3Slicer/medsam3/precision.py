@@ -2,11 +2,12 @@
 
 Two paths, never a re-implementation of the network:
 
-- **bfloat16** (CUDA, and CPUs that multiply bfloat16 natively: AVX-512 BF16 or AMX). The matrix-product
-  weights (``nn.Linear``, convolutions, embeddings) are stored in bfloat16 once, so bfloat16 autocast no longer
-  re-casts float32 weights on every call; normalisation layers keep float32 weights, and autocast keeps softmax
-  and normalisation arithmetic in float32 as usual. On CUDA this is the GPU path it was (bfloat16 autocast),
-  minus the per-call weight casts.
+- **bfloat16** (CUDA, and CPUs that multiply bfloat16 natively: AVX-512 BF16 or AMX). The ViT and the text
+  encoder store their matrix-product weights (``nn.Linear``, the patch convolution) in bfloat16 once, so
+  bfloat16 autocast no longer re-casts float32 weights on every call; normalisation layers keep float32
+  weights, and autocast keeps softmax and normalisation arithmetic in float32 as usual; the cheap rest of the
+  network stays float32 (see :func:`apply_precision`). On CUDA this is the GPU path it was (bfloat16 autocast
+  over the whole call), minus the per-call weight casts of the two encoders.
 - **float32** everywhere else: CPUs without native bfloat16 (there bfloat16 is emulated and 50-100x slower than
   float32), Apple's MPS, or when asked for explicitly (the reference the agreement tests compare against).
 
@@ -96,13 +97,9 @@ class PrecisionPlan:
     def autocast_dtype(self) -> torch.dtype | None:
         return torch.bfloat16 if self.name == "bfloat16" else None
 
-    @property
-    def matmul_weight_dtype(self) -> torch.dtype:
-        return torch.bfloat16 if self.name == "bfloat16" else torch.float32
-
     def describe(self) -> str:
         if self.name == "bfloat16":
-            return f"bfloat16 path (ViT in bfloat16, weights stored once; {self.reason})"
+            return f"bfloat16 path (ViT and text encoder in bfloat16, weights stored once; {self.reason})"
         return f"float32 path ({self.reason})"
 
 
@@ -204,10 +201,10 @@ def _in_float32(forward):
 
 
 def autocast_context(plan: PrecisionPlan, device: torch.device):
+    """Autocast around a whole call: on CUDA's bfloat16 path (its GPU path as it was). On CPUs only the ViT
+    and the text encoder run in bfloat16 (see :func:`apply_precision`), so the rest needs none."""
     import contextlib
 
-    """Autocast around a whole call: on CUDA's bfloat16 path (its GPU path as it was). On CPUs only the ViT
-    runs in bfloat16 (see :func:`apply_precision`), so the rest needs none."""
     if plan.autocast_dtype is not None and device.type == "cuda":
         return torch.autocast(device.type, dtype=plan.autocast_dtype)
     return contextlib.nullcontext()
