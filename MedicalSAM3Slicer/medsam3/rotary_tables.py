@@ -32,9 +32,9 @@ def _memoised(module: torch.nn.Module, forward):
 
     @functools.wraps(forward)
     def run(x: torch.Tensor, position_ids: torch.Tensor):
-        # the tables are float32 whatever x is; they depend on x only through its device
-        key = (x.device, position_ids.data_ptr(), tuple(position_ids.shape), module.inv_freq.data_ptr(),
-               module.inv_freq._version, position_ids._version)
+        # the tables are float32 whatever x is; they depend on x only through its device. The buffers are
+        # never written after loading (inference tensors keep no version counter to check it by)
+        key = (x.device, position_ids.data_ptr(), tuple(position_ids.shape), module.inv_freq.data_ptr())
         if key not in tables:
             tables.clear()  # one grid per layer at a time: a new input size replaces the old tables
             tables[key] = forward(x, position_ids)
