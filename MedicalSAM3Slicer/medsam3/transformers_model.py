@@ -14,10 +14,8 @@ points / boxes are in S-pixel coordinates.
 from __future__ import annotations
 
 import contextlib
-import functools
 import pickle
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,10 +26,13 @@ import torch
 
 from .errors import CheckpointError, ModelNotFoundError
 from .model_classes import MODEL_CLASSES, PROCESSOR_CLASSES
+from .precision import apply_precision, autocast_context, choose_precision
+from .rotary_tables import cache_rotary_tables
 from .segmentation_model import FrameMasks, MaskLogits, ModelPrompt
 from .capabilities import (BOX_EXEMPLARS, PROPAGATION, TEXT_ON_SLICE, TEXT_THROUGH_VOLUME, TRACKER_PROMPTS,
                            capabilities_from_weights)
 from .text_protocol import DEFAULT_PROTOCOL, VolumeTextProtocol
+from .weight_sharing import WeightRegistry
 
 _ROLE_USE = {"sam3": "text prompts on a slice", "sam3_tracker": "points and boxes on a slice",
              "sam3_tracker_video": "propagation of points and boxes", "sam3_video": "text through the volume"}
@@ -64,21 +65,9 @@ def read_image_size(root: Path) -> int:
     return 1008
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_has_fast_bfloat16(size: int = 1024, repeats: int = 3) -> bool:
-    """Whether this CPU multiplies bfloat16 matrices at least 1.5x faster than float32 (AVX512-BF16 or AMX do;
-    elsewhere bfloat16 is emulated and slower). Measured once per process, in about a tenth of a second."""
-    def best_seconds(dtype: torch.dtype) -> float:
-        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-        torch.matmul(a, b)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            torch.matmul(a, b)
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    return best_seconds(torch.float32) > 1.5 * best_seconds(torch.bfloat16)
+def cpu_has_fast_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively and faster than float32 (see :mod:`medsam3.precision`)."""
+    return choose_precision("cpu", "auto").name == "bfloat16"
 
 
 def resize_config(config_dict: dict, image_size: int, patch_size: int = 14) -> dict:
@@ -165,17 +154,19 @@ class TransformersSegmentationModel:
 
     def __init__(self, root: str | Path, name: str, device: str = "cpu", image_size: int | None = None,
                  dtype: torch.dtype = torch.float32, bf16_autocast: bool | None = None,
-                 text_protocol: VolumeTextProtocol | None = None):
-        """``bf16_autocast``: run matrix products in bfloat16 (weights stay ``dtype``), as Medical SAM3's authors
-        run it; None chooses it on CUDA and on CPUs with native bfloat16 arithmetic (see
-        :func:`cpu_has_fast_bfloat16`)."""
+                 text_protocol: VolumeTextProtocol | None = None, precision: str | None = None):
+        """``precision``: "auto" (bfloat16 on CUDA and on CPUs with native bfloat16, else float32), "float32" or
+        "bfloat16" (see :mod:`medsam3.precision`). ``bf16_autocast`` True / False is the older spelling of
+        "bfloat16" / "float32". ``text_protocol``: how text runs through the volume (:mod:`.text_protocol`)."""
         self.root = Path(root)
         self.name = name
         self.device = torch.device(device)
         self.dtype = dtype
-        if bf16_autocast is None:
-            bf16_autocast = self.device.type == "cuda" or (self.device.type == "cpu" and cpu_has_fast_bfloat16())
-        self.bf16_autocast = bool(bf16_autocast)
+        if precision is None and bf16_autocast is not None:
+            precision = "bfloat16" if bf16_autocast else "float32"
+        self.precision_plan = choose_precision(self.device, precision)
+        self.bf16_autocast = self.precision_plan.name == "bfloat16"
+        self._weights = WeightRegistry()  # identical tensors of the classes loaded from one folder, held once
         self.image_size = int(image_size or read_image_size(self.root))
         self._loaded: dict[str, tuple[object, object]] = {}
         self._load_lock = threading.Lock()
@@ -190,10 +181,14 @@ class TransformersSegmentationModel:
 
     @classmethod
     def from_components(cls, components: dict[str, tuple[object, object]], name: str, image_size: int,
-                        device: str = "cpu", bf16_autocast: bool | None = None) -> "TransformersSegmentationModel":
+                        device: str = "cpu", bf16_autocast: bool | None = None,
+                        precision: str | None = None) -> "TransformersSegmentationModel":
         """Wrap (model, processor) pairs already in memory, keyed by role (used by the benchmark, which builds
         full-size architectures with random weights instead of loading files)."""
-        model = cls(Path("."), name, device=device, image_size=image_size, bf16_autocast=bf16_autocast)
+        model = cls(Path("."), name, device=device, image_size=image_size, bf16_autocast=bf16_autocast,
+                    precision=precision)
+        for component, _ in components.values():
+            cache_rotary_tables(apply_precision(component, model.precision_plan))
         model._loaded.update(components)
         model.shares_backbone = False  # separate objects: each class encodes with its own vision encoder
         model._capabilities = frozenset(kind for role, kinds in ROLE_CAPABILITIES.items() if role in components
@@ -227,7 +222,10 @@ class TransformersSegmentationModel:
                         f"{self.name} has no weights for {model_class.__name__} ({len(loading['missing_keys'])} "
                         f"missing, e.g. {sorted(loading['missing_keys'])[0]}): this checkpoint cannot serve "
                         f"{_ROLE_USE[role]}. Choose a model that includes it (see 'medsam3 models list').")
-                model = model.to(self.device).eval()
+                model = apply_precision(model.to(self.device).eval(), self.precision_plan)
+                cache_rotary_tables(model)
+                if self.shares_backbone:
+                    self._weights.share(model)
                 processor = processor_class.from_pretrained(path)
                 self._loaded[role] = (model, processor)
             return self._loaded[role]
@@ -238,13 +236,11 @@ class TransformersSegmentationModel:
         return int(model.prompt_encoder.mask_input_size[0])
 
     def _autocast(self):
-        if self.bf16_autocast and self.device.type in ("cuda", "cpu"):
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast_context(self.precision_plan, self.device)
 
     @property
     def precision(self) -> str:
-        return f"{str(self.dtype).removeprefix('torch.')}{' with bfloat16 autocast' if self.bf16_autocast else ''}"
+        return self.precision_plan.describe()
 
     def _pixels(self, image: np.ndarray, role: str) -> torch.Tensor:
         """An S x S grey 0..1 image -> normalised (1, 3, S, S) pixel values as the processor would make them."""
