@@ -108,11 +108,21 @@ def redraw_every_parameter(model: torch.nn.Module, seed: int) -> None:
 
 
 class CudaTensorsOnCpu(TorchFunctionMode):
-    """CPU patch: Meta's builders make a few constant tensors with ``device="cuda"`` (position-encoding caches in
-    position_encoding.py, the box-bias coordinates in decoder.py); make them on the CPU instead."""
+    """CPU patch, active while Meta's code builds and runs: tensors Meta's code puts on the GPU stay on the CPU.
+
+    - ``device="cuda"``: constant tensors made by the builders (position-encoding caches in position_encoding.py,
+      the box-bias coordinates in decoder.py) are made on the CPU;
+    - ``Tensor.cuda()``: the video tracker moves stored memories back to the GPU (sam3_tracker_base.py,
+      ``_prepare_memory_conditioned_features``; sam3_tracking_predictor.py): they stay where they are;
+    - ``Tensor.pin_memory()`` needs a CUDA driver (geometry_encoders.py ``_encode_boxes``, sam3_tracker_base.py):
+      the tensor stays unpinned.
+
+    None of these changes a value."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
+        if func in (torch.Tensor.pin_memory, torch.Tensor.cuda):
+            return args[0]
         if str(kwargs.get("device", "")).startswith("cuda"):
             kwargs["device"] = "cpu"
         return func(*args, **kwargs)
@@ -144,8 +154,11 @@ def meta_built_at(model_builder, image_size: int):
                  "Sam3TrackerPredictor": {"image_size": image_size},
                  "SimpleMaskDownSampler": {"interpol_size": [16 * grid, 16 * grid]},
                  "Sam3VideoInferenceWithInstanceInteractivity": {"image_size": image_size}}
+    def forced(original, keywords):  # the builder passes these keywords itself: ours must win
+        return lambda *args, **kwargs: original(*args, **{**kwargs, **keywords})
+
     for name, keywords in overrides.items():
-        setattr(model_builder, name, functools.partial(originals[name], **keywords))
+        setattr(model_builder, name, forced(originals[name], keywords))
     try:
         yield
     finally:
@@ -219,7 +232,7 @@ def test_image_model_text_and_click_match_meta_at_1008_px(vocabulary, tmp_path):
                                                      load_from_HF=False, enable_inst_interactivity=True)
     redraw_every_parameter(model, SEED)
     save_meta_checkpoint(model, tmp_path / "image.pt")
-    with torch.inference_mode():
+    with torch.inference_mode(), CudaTensorsOnCpu():
         from sam3.model.data_misc import FindStage
 
         trunk_hook = hook_output(model.backbone.vision_backbone.trunk, meta, "trunk")
@@ -322,7 +335,7 @@ def test_video_model_propagation_and_text_match_meta_at_504_px(vocabulary, tmp_p
     redraw_every_parameter(model, SEED + 1)
     save_meta_checkpoint(model, tmp_path / "video.pt")  # detector.* and tracker.* names, as the 3D checkpoint
     detector, tracker = model.detector, model.tracker
-    with torch.inference_mode():
+    with torch.inference_mode(), CudaTensorsOnCpu():
         from sam3.model.data_misc import FindStage
 
         backbone_outs = [detector.backbone.forward_image(meta_pixels(image)) for image in images]
