@@ -179,8 +179,8 @@ def convert(checkpoint, output, tokenizer_folder, image_size: int):
                                          dtype=torch.float32, bf16_autocast=False)  # pinned: float32, no autocast
 
 
-def free(*objects) -> None:
-    del objects
+def collect() -> None:
+    """After ``del``: give the memory of a full-size model back before the next one is built."""
     gc.collect()
 
 
@@ -258,7 +258,8 @@ def test_image_model_text_and_click_match_meta_at_1008_px(vocabulary, tmp_path):
         best = int(np.argmax(iou))
         meta["click_logits"], meta["click_iou"] = low_res[best], float(iou[best])
     meta["trunk"] = meta["trunk"][-1]
-    free(model, backbone_out, out, state)
+    del model, tracker, backbone_out, sam2_out, out, state
+    collect()
 
     ours = convert(tmp_path / "image.pt", tmp_path / "converted-image", tokenizer_folder, 1008)
     frames = SliceFrames(images)
@@ -313,7 +314,8 @@ def test_image_model_text_and_click_match_meta_at_1008_px(vocabulary, tmp_path):
                                          ModelPrompt(click_xy, np.array([1])))  # Sam3TrackerModel's own embeddings
     report.add("  no-memory embedding on the dropped level", meta["click_logits"],
                np.clip(misplaced.logits, -META_LOGIT_CLAMP, META_LOGIT_CLAMP), checked=False)
-    free(ours, frames, text_encoding, prompt_encoding, detected, instances, clicked, misplaced, without_class_token)
+    del ours, frames, text_encoding, prompt_encoding, detected, instances, clicked, misplaced, without_class_token
+    collect()
     report.check()
 
 
@@ -360,7 +362,8 @@ def test_video_model_propagation_and_text_match_meta_at_504_px(vocabulary, tmp_p
         meta["frames"] = {frame: low_res[0, 0].clone() for frame, _, low_res, _, _ in
                           tracker.propagate_in_video(state, start_frame_idx=0, max_frame_num_to_track=1,
                                                      reverse=False, propagate_preflight=True, tqdm_disable=True)}
-    free(model, detector, tracker, backbone_outs, text_out, out, cached, state)
+    del model, detector, tracker, backbone_outs, text_out, out, cached, state
+    collect()
 
     ours = convert(tmp_path / "video.pt", tmp_path / "converted-video", tokenizer_folder, size)
     frames = SliceFrames(images)
@@ -384,5 +387,6 @@ def test_video_model_propagation_and_text_match_meta_at_504_px(vocabulary, tmp_p
         unpatched = type(video.detector_model).forward(video.detector_model, vision_embeds=ours.encoding(frames, 0, "text"),
                                                        text_embeds=text, attention_mask=tokens["attention_mask"])
     report.add("  without the class token: mask logits", meta["masks"], unpatched.pred_masks[0], checked=False)
-    free(ours, frames, video, detected, unpatched)
+    del ours, frames, video, detected, unpatched
+    collect()
     report.check()
