@@ -374,8 +374,8 @@ def test_video_model_propagation_and_text_match_meta_at_504_px(vocabulary, tmp_p
                    np.clip(tracked[frame], -META_LOGIT_CLAMP, META_LOGIT_CLAMP))
 
     video, processor = ours.component("sam3_video")
-    with torch.inference_mode():
-        tokens = processor(text=[TEXT], return_tensors="pt")
+    with torch.inference_mode():  # tokenized as Sam3VideoProcessor.add_text_prompt does
+        tokens = processor.tokenizer([TEXT], return_tensors="pt", padding="max_length", max_length=32)
         text = video.detector_model.get_text_features(input_ids=tokens["input_ids"],
                                                       attention_mask=tokens["attention_mask"], return_dict=True)
         detected = video.detector_model(vision_embeds=ours.encoding(frames, 0, "text"), text_embeds=text,
