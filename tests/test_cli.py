@@ -141,20 +141,20 @@ def test_models_commands_go_through_the_model_resolver(monkeypatch, tmp_path, ca
             calls.append(("download", source, cache_dir, progress))
             return tmp_path / "downloaded"
 
-        def convert_checkpoint(self, pt_path, out_dir=None, dtype="float32"):
-            calls.append(("convert", pt_path, out_dir, dtype))
+        def convert_checkpoint(self, pt_path, out_dir=None, dtype="float32", tokenizer_dir=None):
+            calls.append(("convert", pt_path, out_dir, dtype, tokenizer_dir))
             return tmp_path / "converted"
 
     monkeypatch.setitem(sys.modules, "medsam3.model_sources", Resolver())
     monkeypatch.setattr(medsam3.model_loading, "verify_model", lambda source, device=None: f"{source} on {device}: ok")
     assert run_cli("models", "list") == 0
     assert run_cli("models", "download", "org/x", "--cache-dir", tmp_path) == 0
-    assert run_cli("models", "convert", "sam3.pt", "--dtype", "float16") == 0
+    assert run_cli("models", "convert", "sam3.pt", "--dtype", "float16", "--tokenizer", "clip") == 0
     assert run_cli("models", "verify", "tiny-random", "--device", "cpu") == 0
     out = capsys.readouterr().out
     assert "org/medsam3-example\tan example model" in out and "tiny-random on cpu: ok" in out
     assert str(tmp_path / "converted") in out
-    assert calls == [("download", "org/x", str(tmp_path), True), ("convert", "sam3.pt", None, "float16")]
+    assert calls == [("download", "org/x", str(tmp_path), True), ("convert", "sam3.pt", None, "float16", "clip")]
 
 
 def test_serve_takes_its_limits_from_the_flags_and_the_key_from_the_environment(monkeypatch):

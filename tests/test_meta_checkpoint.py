@@ -18,10 +18,10 @@ from transformers import AutoProcessor
 
 from medsam3.errors import CheckpointError, ModelNotFoundError
 from medsam3.meta_checkpoint import (
-    FULL_SIZE_CONFIG_CLASSES,
     TARGET_MODEL_CLASSES,
     convert_meta_checkpoint,
     export_meta_state_dict,
+    full_size_config,
     load_meta_state_dict,
     map_meta_state_dict,
     normalize_meta_keys,
@@ -51,8 +51,9 @@ def frames():
 
 
 def full_size_on_meta_device(target):
+    """The full-size model of a target class, with the configuration the converter writes, on the meta device."""
     with torch.device("meta"):
-        return TARGET_MODEL_CLASSES[target](FULL_SIZE_CONFIG_CLASSES[target]())
+        return TARGET_MODEL_CLASSES[target](full_size_config(target))
 
 
 def save_meta_checkpoint(path, meta_state_dict, image_layout=False):
@@ -312,7 +313,7 @@ def meta_models(tmp_path_factory):
             image = model_builder.build_sam3_image_model(
                 bpe_path=str(bpe_path), load_from_HF=False, device="cpu", enable_inst_interactivity=True
             )
-    return {"video": video.state_dict(), "image": image.state_dict()}
+    return {"video": video.state_dict(), "image": image.state_dict(), "video_model": video}
 
 
 def test_meta_video_model_names_map_to_every_target_and_back(meta_models):
@@ -342,3 +343,26 @@ def test_meta_image_model_names_match_the_video_model_names(meta_models):
     assert normalize_meta_keys(meta_models["image"]).keys() == normalize_meta_keys(meta_models["video"]).keys()
     mapping = map_meta_state_dict(normalize_meta_keys(meta_models["image"]), full_size_on_meta_device("sam3_tracker"))
     assert mapping.unmapped_keys == mapping.missing_parameters == () and mapping.shape_mismatches == {}
+
+
+def layer_norm_epsilon(module):
+    return getattr(module, "eps", getattr(module, "variance_epsilon", None))
+
+
+def test_every_layer_norm_has_metas_epsilon(meta_models):
+    """Module by module: each of Meta's LayerNorms and the converted model's LayerNorm that receives its weight
+    use the same epsilon (the ViT's are 1e-5 in Meta's model; transformers' ViT config defaults to 1e-6)."""
+    converted = full_size_on_meta_device("sam3_video")
+    ours = dict(converted.named_modules())
+    compared, different = 0, {}
+    for name, module in meta_models["video_model"].named_modules():
+        if "LayerNorm" not in type(module).__name__ or getattr(module, "weight", None) is None:
+            continue
+        meta_name = name + ".weight"
+        mapped = map_meta_state_dict(normalize_meta_keys({meta_name: torch.empty(module.weight.shape)}), converted)
+        (target_name,) = mapped.state_dict
+        counterpart = ours[target_name.removesuffix(".weight")]
+        compared += 1
+        if layer_norm_epsilon(counterpart) != module.eps:
+            different[meta_name] = (module.eps, layer_norm_epsilon(counterpart))
+    assert compared > 100 and different == {}, different

@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("checkpoint", help="the .pt file")
     convert.add_argument("--output", help="the folder to write (default beside the checkpoint)")
     convert.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    convert.add_argument("--tokenizer", metavar="FOLDER",
+                         help="a folder with the CLIP tokenizer files (vocab.json, merges.txt), for converting "
+                              "offline (default: the Hugging Face cache, downloaded once)")
     verify = model_commands.add_parser("verify", help="load a model and check it runs")
     verify.add_argument("source", help="a Hub id, local folder, .pt file or tiny-random")
     verify.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
@@ -256,7 +259,8 @@ def _models(args: argparse.Namespace) -> int:
     elif args.models_command == "download":
         print(model_sources.download_model(args.source, cache_dir=args.cache_dir, progress=True))
     elif args.models_command == "convert":
-        print(model_sources.convert_checkpoint(args.checkpoint, out_dir=args.output, dtype=args.dtype))
+        print(model_sources.convert_checkpoint(args.checkpoint, out_dir=args.output, dtype=args.dtype,
+                                               tokenizer_dir=args.tokenizer))
     else:
         print(_engine_module("model_loading").verify_model(args.source, device=args.device))
     return 0

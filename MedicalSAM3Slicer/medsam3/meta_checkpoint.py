@@ -57,6 +57,25 @@ FULL_SIZE_CONFIG_CLASSES: dict[str, type[PretrainedConfig]] = {
     "sam3_video": Sam3VideoConfig,
 }
 
+# Meta's ViT builds its LayerNorms with eps 1e-5 (sam3/model/vitdet.py, norm_layer "LayerNorm"); transformers'
+# Sam3ViTConfig defaults to 1e-6, which moves the trunk output by up to 0.06 on low-variance tokens. Every other
+# value of the full-size configurations matches Meta's builder (sam3/model_builder.py; the other LayerNorms are
+# built with fixed epsilons equal to Meta's, which tests/test_meta_checkpoint.py checks module by module).
+META_VIT_LAYER_NORM_EPS = 1e-5
+
+
+def full_size_config(target: str) -> PretrainedConfig:
+    """The configuration of Meta's full-size SAM 3 for one target class, as the converter writes it."""
+    config = FULL_SIZE_CONFIG_CLASSES[target]()
+    pending = [config]
+    while pending:
+        current = pending.pop()
+        if getattr(current, "model_type", None) == "sam3_vit_model":
+            current.layer_norm_eps = META_VIT_LAYER_NORM_EPS
+        pending += [value for value in vars(current).values() if isinstance(value, PretrainedConfig)]
+    return config
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Reading Meta checkpoints
 # --------------------------------------------------------------------------------------------------------------
@@ -740,7 +759,7 @@ def convert_meta_checkpoint(
 
     ``target`` defaults to "sam3_video" when the checkpoint has a tracker and "sam3" otherwise; a "sam3_video"
     directory also loads as any of the other three classes. ``config`` defaults to the full-size SAM 3
-    configuration of the target; floating-point weights are stored in ``dtype``. Raises ``CheckpointError`` when
+    configuration of the target (:func:`full_size_config`); floating-point weights are stored in ``dtype``. Raises ``CheckpointError`` when
     a model parameter gets no value or a wrong shape, and when the checkpoint holds weights no rule knows, unless
     ``allow_unmapped`` (they are then listed in the report). ``out_dir`` must not exist yet or be empty; it
     appears only once complete.
@@ -754,7 +773,7 @@ def convert_meta_checkpoint(
     meta_state_dict = normalize_meta_keys(weights)
     if target is None:
         target = "sam3_video" if any(name.startswith("tracker.") for name in meta_state_dict) else "sam3"
-    config = copy.deepcopy(config) if config is not None else FULL_SIZE_CONFIG_CLASSES[target]()
+    config = copy.deepcopy(config) if config is not None else full_size_config(target)
     model_class = TARGET_MODEL_CLASSES[target]
     with torch.device("meta"):
         skeleton = model_class(config)

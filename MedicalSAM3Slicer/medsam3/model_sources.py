@@ -100,11 +100,13 @@ def _file_identity(path: Path) -> str:
 
 
 def convert_checkpoint(pt_path: str | Path, out_dir: str | Path | None = None, dtype: str = "float32",
-                       cache_dir: str | Path | None = None, image_size: int | None = None, tokenizer=None) -> Path:
+                       cache_dir: str | Path | None = None, image_size: int | None = None, tokenizer=None,
+                       tokenizer_dir: str | Path | None = None) -> Path:
     """Convert a Meta-format checkpoint into a transformers-format directory (weights and processor files) once;
-    later calls reuse it. ``tokenizer`` defaults to SAM 3's CLIP tokenizer from the Hugging Face cache."""
+    later calls reuse it. ``tokenizer`` defaults to SAM 3's CLIP tokenizer from ``tokenizer_dir`` (a folder of
+    CLIP tokenizer files), else from the Hugging Face cache or the Hub; without one nothing is converted."""
     from .meta_checkpoint import convert_meta_checkpoint
-    from .processors import write_processor_files
+    from .processors import load_clip_tokenizer, write_processor_files
 
     pt_path = Path(pt_path)
     if not pt_path.is_file():
@@ -112,6 +114,8 @@ def convert_checkpoint(pt_path: str | Path, out_dir: str | Path | None = None, d
     if out_dir is None:
         out_dir = cache_directory(cache_dir) / "converted" / f"{pt_path.stem}-{_file_identity(pt_path)}-{dtype}"
     out_dir = Path(out_dir)
+    if tokenizer is None and not (out_dir / "processor_config.json").exists():
+        tokenizer = load_clip_tokenizer(tokenizer_dir)  # before the heavy work: refuse early, write nothing
     if not ((out_dir / "config.json").exists() and (out_dir / "model.safetensors").exists()):
         import torch
 

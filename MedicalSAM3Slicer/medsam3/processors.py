@@ -57,14 +57,29 @@ def build_processor(key: str, image_size: int, tokenizer: CLIPTokenizer | None =
     return Sam3VideoProcessor(image_processor=image_processor, video_processor=video_processor, tokenizer=tokenizer)
 
 
-def load_clip_tokenizer() -> CLIPTokenizer:
-    """SAM 3's tokenizer, from the Hugging Face cache or the Hub (a few MB, once)."""
+CLIP_VOCABULARY_SIZE = 49408  # the vocabulary of OpenAI's CLIP tokenizer, which SAM 3's text encoder was trained on
+TOKENIZER_NEEDED = ("The text tokenizer is needed to convert a checkpoint: connect to the internet once (it downloads "
+                    f"{CLIP_TOKENIZER_REPOSITORY}, a few MB) or pass --tokenizer FOLDER, a folder holding the CLIP "
+                    "tokenizer files (vocab.json and merges.txt).")
+
+
+def load_clip_tokenizer(folder: str | Path | None = None) -> CLIPTokenizer:
+    """SAM 3's tokenizer: from ``folder`` (CLIP tokenizer files), else from the Hugging Face cache or the Hub.
+
+    transformers 5 no longer fails when the files are missing offline: it returns a tokenizer of two tokens that
+    turns every word into unknowns. That is refused here, like a folder holding a different vocabulary."""
+    source = str(folder) if folder is not None else CLIP_TOKENIZER_REPOSITORY
+    if folder is not None and not Path(folder).is_dir():
+        raise ModelAccessError(f"Tokenizer folder {folder} does not exist. " + TOKENIZER_NEEDED)
     try:
-        return CLIPTokenizer.from_pretrained(CLIP_TOKENIZER_REPOSITORY, model_max_length=SAM3_TEXT_CONTEXT)
-    except OSError as error:
-        raise ModelAccessError(f"The text tokenizer ({CLIP_TOKENIZER_REPOSITORY}) is not in the local cache and "
-                               "cannot be downloaded: convert the checkpoint once on a machine with internet "
-                               "access, or copy a converted model folder.") from error
+        tokenizer = CLIPTokenizer.from_pretrained(source, model_max_length=SAM3_TEXT_CONTEXT)
+    except (OSError, ValueError) as error:
+        raise ModelAccessError(TOKENIZER_NEEDED) from error
+    if len(tokenizer) != CLIP_VOCABULARY_SIZE:
+        where = f"{folder} holds a tokenizer of {len(tokenizer)} tokens, not CLIP's {CLIP_VOCABULARY_SIZE}. " \
+            if folder is not None else ""
+        raise ModelAccessError(where + TOKENIZER_NEEDED)
+    return tokenizer
 
 
 def write_processor_files(directory: str | Path, image_size: int, tokenizer: CLIPTokenizer | None = None) -> None:

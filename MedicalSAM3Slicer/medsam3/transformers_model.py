@@ -85,9 +85,57 @@ def resize_config(config_dict: dict, image_size: int, patch_size: int = 14) -> d
             patched[key] = [[4 * grid, 4 * grid], [2 * grid, 2 * grid], [grid, grid]]
         elif key == "low_res_mask_size":  # Sam3VideoModel's mask grid: 4 per patch
             patched[key] = 4 * (image_size // patch_size)
+        elif key == "memory_attention_rope_feat_sizes":  # the tracker's memory attention: one position per patch
+            grid = image_size // patch_size
+            patched[key] = [grid, grid]
         else:
             patched[key] = value
     return patched
+
+
+PADDING_BOX_LABEL = -10  # transformers' label for a box that is only padding (masked out of attention)
+
+
+def class_token_box_prompt(batch_size: int, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """``Sam3Model`` keyword arguments for a text-only prompt that make it compute what Meta's detector computes.
+
+    Meta's detector always runs its geometry encoder, so the encoder's class token joins the prompt even when no
+    box is given; transformers' ``Sam3Model`` skips the encoder without boxes (mask logits then differ by about
+    0.3, the presence logit by 0.2). One padding box (label -10, masked out) makes it run with only the class
+    token, as Meta's model does."""
+    return {"input_boxes": torch.zeros(batch_size, 1, 4, device=device, dtype=dtype),
+            "input_boxes_labels": torch.full((batch_size, 1), PADDING_BOX_LABEL, device=device, dtype=torch.long)}
+
+
+def add_class_token_to_text_prompts(detector: torch.nn.Module) -> None:
+    """Make a ``Sam3Model`` (e.g. ``Sam3VideoModel.detector_model``, which calls it with text only) add the
+    geometry encoder's class token to every prompt without boxes, as Meta's detector does (see
+    :func:`class_token_box_prompt`)."""
+    forward = detector.forward
+
+    def forward_with_class_token(*args, input_boxes=None, input_boxes_labels=None, **kwargs):
+        if input_boxes is None:
+            features = kwargs.get("vision_embeds")
+            reference = features.fpn_hidden_states[0] if features is not None else kwargs["pixel_values"]
+            prompt = class_token_box_prompt(reference.shape[0], reference.device, reference.dtype)
+            input_boxes, input_boxes_labels = prompt["input_boxes"], prompt["input_boxes_labels"]
+        return forward(*args, input_boxes=input_boxes, input_boxes_labels=input_boxes_labels, **kwargs)
+
+    detector.forward = forward_with_class_token
+
+
+def tracker_image_embeddings(tracker: torch.nn.Module, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+    """A ``Sam3TrackerModel``'s image embeddings with the "no memory" embedding where its mask decoder reads it.
+
+    ``Sam3TrackerModel.get_image_embeddings`` adds that embedding to the neck's 4th, lowest level, which is then
+    dropped, so the decoder's level never gets it. Like ``Sam3TrackerVideoModel`` and Meta's model, this keeps
+    the first three levels and adds the embedding to the last of them."""
+    features = tracker.get_image_features(pixel_values, return_dict=True).fpn_hidden_states
+    features = list(features[: len(tracker.backbone_feature_sizes)])
+    features[-1] = features[-1] + tracker.no_memory_embedding
+    batch_size = pixel_values.shape[0]
+    return [feature.permute(1, 2, 0).view(batch_size, -1, *size)
+            for feature, size in zip(features, tracker.backbone_feature_sizes)]
 
 
 class _LazyFrames(Mapping):
@@ -187,8 +235,10 @@ class TransformersSegmentationModel:
         full-size architectures with random weights instead of loading files)."""
         model = cls(Path("."), name, device=device, image_size=image_size, bf16_autocast=bf16_autocast,
                     precision=precision)
-        for component, _ in components.values():
+        for role, (component, _) in components.items():
             cache_rotary_tables(apply_precision(component, model.precision_plan))
+            if role == "sam3_video":
+                add_class_token_to_text_prompts(component.detector_model)
         model._loaded.update(components)
         model.shares_backbone = False  # separate objects: each class encodes with its own vision encoder
         model._capabilities = frozenset(kind for role, kinds in ROLE_CAPABILITIES.items() if role in components
@@ -226,6 +276,8 @@ class TransformersSegmentationModel:
                 cache_rotary_tables(model)
                 if self.shares_backbone:
                     self._weights.share(model)
+                if role == "sam3_video":
+                    add_class_token_to_text_prompts(model.detector_model)
                 processor = processor_class.from_pretrained(path)
                 self._loaded[role] = (model, processor)
             return self._loaded[role]
@@ -286,7 +338,7 @@ class TransformersSegmentationModel:
     def _prompts_from_backbone(self, backbone_output) -> list[torch.Tensor]:
         model, _ = self.component("sam3_tracker")
         with self._on_backbone(model.vision_encoder, backbone_output) as placeholder, self._autocast():
-            return model.get_image_embeddings(placeholder)
+            return tracker_image_embeddings(model, placeholder)
 
     @torch.inference_mode()
     def _text_from_backbone(self, backbone_output) -> object:
@@ -306,7 +358,7 @@ class TransformersSegmentationModel:
     def encode_for_prompts(self, image: np.ndarray) -> list[torch.Tensor]:
         model, _ = self.component("sam3_tracker")
         with self._autocast():
-            return model.get_image_embeddings(self._pixels(image, "sam3_tracker"))
+            return tracker_image_embeddings(model, self._pixels(image, "sam3_tracker"))
 
     @torch.inference_mode()
     def encode_for_text(self, image: np.ndarray) -> object:
@@ -358,7 +410,8 @@ class TransformersSegmentationModel:
         model, _ = self.component("sam3")
         text_embeds, attention_mask = self._text_embeddings(text)
         with self._autocast():
-            output = model(vision_embeds=embedding, text_embeds=text_embeds, attention_mask=attention_mask)
+            output = model(vision_embeds=embedding, text_embeds=text_embeds, attention_mask=attention_mask,
+                           **class_token_box_prompt(attention_mask.shape[0], self.device, self.dtype))
         scores = torch.sigmoid(output.pred_logits[0].float())
         if output.presence_logits is not None:
             scores = scores * torch.sigmoid(output.presence_logits[0].float())
