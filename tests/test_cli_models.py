@@ -28,7 +28,7 @@ def test_models_convert_to_float16(tiny_dirs, tmp_path, monkeypatch, capsys):
     # the tiny architecture stands in for the full-size one, and its tokenizer for CLIP's (no downloads)
     tiny_config = build_tiny_configs()["sam3"]
     monkeypatch.setitem(medsam3.meta_checkpoint.FULL_SIZE_CONFIG_CLASSES, "sam3", lambda: tiny_config)
-    monkeypatch.setattr(medsam3.processors, "load_clip_tokenizer", build_tiny_tokenizer)
+    monkeypatch.setattr(medsam3.processors, "load_clip_tokenizer", lambda folder=None: build_tiny_tokenizer())
 
     assert main(["models", "convert", str(checkpoint), "--dtype", "float16", "--output", str(tmp_path / "f16")]) == 0
     assert str(tmp_path / "f16") in capsys.readouterr().out

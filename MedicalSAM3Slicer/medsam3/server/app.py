@@ -34,6 +34,7 @@ from ..version_compatibility import CLIENT_VERSION_HEADER, is_compatible, matchi
 from ..wire_format import (VOLUME_MEDIA_TYPE, WireFormatError, decode_volume, decoded_bytes, full_mask_from_region,
                            mask_update_to_message, read_volume_header, slice_prompt_from_message, voxel_count)
 from .access_log import install_access_log_redaction
+from .allocator import limit_malloc_arenas
 from .api_errors import ApiError, error_response
 from .body_limit import BodySizeLimit
 from .cancellable import run_until_disconnected
@@ -163,6 +164,7 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
     """The server application around ``backend``; ``clock`` drives the idle timeout and rate limit (tests
     pass a fake clock)."""
     settings.check()
+    limit_malloc_arenas()  # resident memory follows what the budget counts (allocator.py)
     budget = MemoryBudget(settings.memory_budget_bytes)
     _budget_the_cache(backend, budget)
     registry = SessionRegistry(settings.max_sessions, settings.idle_timeout_seconds, clock)
