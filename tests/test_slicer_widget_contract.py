@@ -44,6 +44,18 @@ def _ui_property(widget, name):
     return value.text
 
 
+def _segment_editor_logic(scene, segmentation, volume_node):
+    """The embedded editor's logic, set up as qMRMLSegmentEditorWidget sets it up (maximumNumberOfUndoStates)."""
+    editor_node = scene.AddNode(slicer.vtkMRMLSegmentEditorNode())  # (the class is registered by the application)
+    editor = slicer.vtkSlicerSegmentEditorLogic()
+    editor.SetMRMLScene(scene)
+    editor.SetSegmentEditorNode(editor_node)
+    editor.SetSegmentationNode(segmentation)
+    editor.SetSourceVolumeNode(volume_node)
+    editor.SetMaximumNumberOfUndoStates(10)
+    return editor
+
+
 def test_segment_editor_undo_returns_to_the_hand_drawn_segment_before_the_model_wrote(tmp_path):
     shape = (12, 40, 40)
     k, j, i = np.indices(shape)
@@ -55,14 +67,7 @@ def test_segment_editor_undo_returns_to_the_hand_drawn_segment_before_the_model_
     segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
     segment_id = segmentation.GetSegmentation().AddEmptySegment("", "drawn")
 
-    # the embedded editor's logic, set up as qMRMLSegmentEditorWidget sets it up (maximumNumberOfUndoStates)
-    editor_node = scene.AddNode(slicer.vtkMRMLSegmentEditorNode())  # (the class is registered by the application)
-    editor = slicer.vtkSlicerSegmentEditorLogic()
-    editor.SetMRMLScene(scene)
-    editor.SetSegmentEditorNode(editor_node)
-    editor.SetSegmentationNode(segmentation)
-    editor.SetSourceVolumeNode(volume_node)
-    editor.SetMaximumNumberOfUndoStates(10)
+    editor = _segment_editor_logic(scene, segmentation, volume_node)
 
     # the user paints a few voxels by hand (an editor effect saves the state for undo before it writes)
     editor.SaveStateForUndo()
@@ -257,13 +262,7 @@ def test_segment_editor_undo_of_a_prompt_that_found_nothing_removes_only_its_emp
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
     segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
     painted_id = segmentation.GetSegmentation().AddEmptySegment("", "painted")
-    editor_node = scene.AddNode(slicer.vtkMRMLSegmentEditorNode())
-    editor = slicer.vtkSlicerSegmentEditorLogic()
-    editor.SetMRMLScene(scene)
-    editor.SetSegmentEditorNode(editor_node)
-    editor.SetSegmentationNode(segmentation)
-    editor.SetSourceVolumeNode(volume_node)
-    editor.SetMaximumNumberOfUndoStates(10)
+    editor = _segment_editor_logic(scene, segmentation, volume_node)
     editor.SaveStateForUndo()
     painted = np.zeros(shape, dtype=bool)
     painted[4, 10:14, 10:14] = True
