@@ -7,8 +7,10 @@ the checkpoint's ``freqs_cis`` tables (made for 1008 px) are dropped so that the
 tables are computed by Meta's unchanged code (``sam3/model/vitdet.py``: ``compute_axial_cis`` with
 ``rope_pt_size`` = the 24-token window and ``use_interp_rope``; ``sam3/sam/transformer.py``: ``RoPEAttention``).
 The computation is re-derived below from those steps, independently of both code bases, and compared with what
-``resize_config`` (the adapter's path for another input size) makes transformers build, and with Meta's own
-modules built the fork's way.
+``resize_config`` (the adapter's path for another input size) makes transformers build, with what a model saved
+at 1008 px and loaded through ``TransformersSegmentationModel(..., image_size=504)`` uses (from_pretrained, the
+resized config, the cached rotary tables: the path a user's 3D checkpoint takes), and with Meta's own modules
+built the fork's way.
 """
 
 import contextlib
@@ -17,8 +19,9 @@ import pytest
 import torch
 
 from medsam3.meta_checkpoint import full_size_config
-from medsam3.transformers_model import resize_config
-from transformers import Sam3VideoConfig, Sam3VideoModel
+from medsam3.processors import build_processor
+from medsam3.transformers_model import TransformersSegmentationModel, resize_config
+from transformers import Sam3TrackerVideoModel, Sam3VideoConfig, Sam3VideoModel
 
 SIZE = 504
 PATCH = 14
@@ -70,16 +73,43 @@ def parameters_on_meta_device():
 
 
 @pytest.fixture(scope="module")
-def video_model_504():
+def configured_at_504():
     """The full-size video model as the adapter configures it for 504 px: the converter's configuration,
     resized by ``resize_config`` (see ``TransformersSegmentationModel.component``)."""
     config = Sam3VideoConfig.from_dict(resize_config(full_size_config("sam3_video").to_dict(), SIZE))
     with parameters_on_meta_device():
-        return Sam3VideoModel(config)
+        model = Sam3VideoModel(config)
+    return model.detector_model.vision_encoder.backbone.layers, model.tracker_model.memory_attention
 
 
-def test_vit_rotary_tables_match_the_forks_at_504_px(video_model_504):
-    layers = video_model_504.detector_model.vision_encoder.backbone.layers
+@pytest.fixture(scope="module")
+def loaded_at_504(tmp_path_factory):
+    """A video tracker saved at 1008 px with the converter's full-size geometry (32 ViT blocks, 24-token
+    windows, 64-wide heads, the 256-wide memory attention), only the ViT made narrow (one head instead of 16)
+    so that it is quick to save, then loaded as a user's model is, through ``TransformersSegmentationModel``
+    at 504 px; its rotary modules are the cached ones the engine runs."""
+    config = full_size_config("sam3_tracker_video")
+    vit = config.vision_config.backbone_config
+    assert (vit.image_size, vit.hidden_size // vit.num_attention_heads) == (1008, VIT_HEAD_DIM)
+    vit.hidden_size, vit.num_attention_heads, vit.intermediate_size = VIT_HEAD_DIM, 1, 2 * VIT_HEAD_DIM
+    folder = tmp_path_factory.mktemp("saved_at_1008") / "sam3_tracker_video"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        Sam3TrackerVideoModel(config).save_pretrained(folder)
+    build_processor("sam3_tracker_video", 1008).save_pretrained(folder)
+    loaded = TransformersSegmentationModel(folder.parent, "saved at 1008 px", image_size=SIZE, precision="float32")
+    model, _ = loaded.component("sam3_tracker_video")
+    return model.vision_encoder.backbone.layers, model.memory_attention
+
+
+@pytest.fixture(params=["configured", "loaded"])
+def model_at_504(request):
+    """(ViT blocks, memory attention) at 504 px: as configured by ``resize_config``, and as loaded."""
+    return request.getfixturevalue(f"{request.param}_at_504")
+
+
+def test_vit_rotary_tables_match_the_forks_at_504_px(model_at_504):
+    layers, _ = model_at_504
     assert len(layers) == 32
     grid = SIZE // PATCH  # 36 tokens a side in the global-attention blocks
     for index, layer in enumerate(layers):
@@ -96,8 +126,8 @@ def test_vit_rotary_tables_match_the_forks_at_504_px(video_model_504):
     assert not torch.allclose(at_1008[: grid * grid], fork_rotary_angles(VIT_HEAD_DIM, grid, WINDOW / grid))
 
 
-def test_memory_attention_rotary_table_matches_the_forks_at_504_px(video_model_504):
-    memory_attention = video_model_504.tracker_model.memory_attention
+def test_memory_attention_rotary_table_matches_the_forks_at_504_px(model_at_504):
+    _, memory_attention = model_at_504
     grid = SIZE // PATCH  # the fork: RoPEAttention(feat_sizes=[image_size // 14] * 2), no position scaling
     angles = fork_rotary_angles(MEMORY_HEAD_DIM, grid, 1.0)
     probe = torch.zeros(1, grid * grid, MEMORY_HEAD_DIM)
