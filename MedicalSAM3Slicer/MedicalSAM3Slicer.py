@@ -441,7 +441,7 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._set_busy(True)
 
         def load():
-            from medsam3.backend_choice import open_backend
+            from medsam3.transports.backend_choice import open_backend
 
             return open_backend(model=source, device=None if device == "auto" else device, server_url=server,
                                 api_key=key)
@@ -569,8 +569,8 @@ class MedicalSAM3SlicerTest(ScriptedLoadableModuleTest):
     def test_click_segments_the_object_under_it(self):
         import numpy as np
 
-        from medsam3.backend import BackendInfo, LocalBackend
-        from medsam3.engine import SegmentationEngine
+        from medsam3.transports.backend import BackendInfo, LocalBackend
+        from medsam3.interaction.engine import SegmentationEngine
         from MedicalSAM3SlicerLib.segment_io import segment_mask
         from MedicalSAM3SlicerLib.self_test_model import make_phantom, self_test_model
 

@@ -12,10 +12,10 @@ import httpx
 import numpy as np
 import pytest
 
-from medsam3.cli import main
+from medsam3.apps.cli import main
 from medsam3.errors import VolumeError
-from medsam3.volume import Volume
-from medsam3.wire_format import VOLUME_MAGIC, WireFormatError, decode_volume, encode_volume
+from medsam3.geometry.volume import Volume
+from medsam3.transports.wire_format import VOLUME_MAGIC, WireFormatError, decode_volume, encode_volume
 
 from server_harness import API_KEY, oracle_backend_factory, running_server, small_volume, write_nifti
 
@@ -107,7 +107,7 @@ def test_unknown_byte_order_is_refused():
     (np.full((4, 8, 8), -3), np.int32, np.int8),
 ])
 def test_uploads_are_kept_in_the_smallest_exact_type(values, dtype, kept_as):
-    from medsam3.volume import smallest_exact_dtype
+    from medsam3.geometry.volume import smallest_exact_dtype
 
     array = values.astype(dtype)
     decoded = decode_volume(encode_volume(Volume(array, np.eye(4)))).array

@@ -180,7 +180,7 @@ def test_the_minimum_python_is_the_one_the_pinned_packages_need():
 
     from MedicalSAM3SlicerLib.supported_versions import MINIMUM_PYTHON_VERSION
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     minimum = "{}.{}.0".format(*MINIMUM_PYTHON_VERSION)
     before = "{}.{}.99".format(MINIMUM_PYTHON_VERSION[0], MINIMUM_PYTHON_VERSION[1] - 1)
     rejecting_before, rejecting_5_8 = set(), set()

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medsam3.model_frame import resize_bilinear
+from medsam3.geometry.model_frame import resize_bilinear
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # The same scenario as MedicalSAM3SlicerTest in MedicalSAM3Slicer.py, in a Python where importing torch fails.
 SELF_TEST_WITHOUT_TORCH = textwrap.dedent("""
@@ -33,8 +33,8 @@ SELF_TEST_WITHOUT_TORCH = textwrap.dedent("""
     sys.meta_path.insert(0, NoTorch())
     sys.path.insert(0, "tests")
     from slicer_scene import new_scene
-    from medsam3.backend import BackendInfo, LocalBackend
-    from medsam3.engine import SegmentationEngine
+    from medsam3.transports.backend import BackendInfo, LocalBackend
+    from medsam3.interaction.engine import SegmentationEngine
     from MedicalSAM3SlicerLib import MedicalSAM3SlicerLogic
     from MedicalSAM3SlicerLib.segment_io import segment_mask
     from MedicalSAM3SlicerLib.self_test_model import make_phantom, self_test_model

@@ -11,8 +11,8 @@ import pytest
 from slicer_scene import load_volume_node, new_scene, slicer
 
 from medsam3.errors import VolumeError
-from medsam3.session import MaskUpdate
-from medsam3.volume_io import ijk_to_ras_from_image, read_image, read_volume
+from medsam3.interaction.session import MaskUpdate
+from medsam3.files.volume_io import ijk_to_ras_from_image, read_image, read_volume
 
 from MedicalSAM3SlicerLib import exports
 from MedicalSAM3SlicerLib.segment_io import apply_update, bind_to_volume, segment_mask

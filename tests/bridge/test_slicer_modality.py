@@ -7,8 +7,8 @@ import vtk
 
 from slicer_scene import add_points, new_scene, slicer
 
-from medsam3.backend import BackendInfo, LocalBackend
-from medsam3.engine import SegmentationEngine
+from medsam3.transports.backend import BackendInfo, LocalBackend
+from medsam3.interaction.engine import SegmentationEngine
 
 from MedicalSAM3SlicerLib import MedicalSAM3SlicerLogic
 from MedicalSAM3SlicerLib.parameters import MedicalSAM3SlicerParameters

@@ -9,8 +9,8 @@ import pytest
 from slicer_scene import (add_linear_transform, add_points, add_roi, add_slice_node, load_volume_node, new_scene,
                           voxels_of, world_of_voxel)
 
-from medsam3.backend import BackendInfo, LocalBackend
-from medsam3.engine import SegmentationEngine
+from medsam3.transports.backend import BackendInfo, LocalBackend
+from medsam3.interaction.engine import SegmentationEngine
 
 from MedicalSAM3SlicerLib import MedicalSAM3SlicerLogic
 from MedicalSAM3SlicerLib.segment_io import segment_mask

@@ -4,8 +4,8 @@ import numpy as np
 
 from slicer_scene import add_points, add_slice_node, load_volume_node, new_scene, world_of_voxel
 
-from medsam3.backend import BackendInfo, LocalBackend
-from medsam3.engine import SegmentationEngine
+from medsam3.transports.backend import BackendInfo, LocalBackend
+from medsam3.interaction.engine import SegmentationEngine
 
 from MedicalSAM3SlicerLib import MedicalSAM3SlicerLogic
 from MedicalSAM3SlicerLib.segment_io import segment_mask

@@ -7,7 +7,7 @@ import numpy as np
 
 from slicer_scene import add_points, load_volume_node, new_scene, world_of_voxel
 
-from medsam3.remote_client import RemoteBackend
+from medsam3.transports.remote_client import RemoteBackend
 
 from MedicalSAM3SlicerLib import MedicalSAM3SlicerLogic
 from MedicalSAM3SlicerLib.segment_io import segment_mask

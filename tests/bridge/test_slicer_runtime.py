@@ -56,7 +56,7 @@ def test_worker_runs_jobs_in_order_on_one_thread_and_delivers_on_the_caller_thre
     assert isinstance(failed[0], ZeroDivisionError)
 
 
-# What 'Install dependencies' installs: tests/test_dependencies.py.
+# What 'Install dependencies' installs: tests/bridge/test_dependencies.py.
 
 
 def test_the_library_never_imports_qt():
@@ -77,7 +77,7 @@ def test_the_module_loads_before_torch_is_installed():
     import sys
     from pathlib import Path
 
-    module_dir = Path(__file__).resolve().parents[1] / "MedicalSAM3Slicer"
+    module_dir = Path(__file__).resolve().parents[2] / "MedicalSAM3Slicer"
     code = ("import sys; sys.modules['torch'] = None; sys.modules['scipy'] = None; sys.path.insert(0, %r)\n"
             "from MedicalSAM3SlicerLib import dependencies, exports, parameters, prompt_nodes, slice_view_interaction, "
             "supported_versions, worker\n"

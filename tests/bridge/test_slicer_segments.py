@@ -9,7 +9,7 @@ import vtk
 from slicer_scene import add_points, add_slice_node, load_volume_node, new_scene, slicer, voxels_of, world_of_voxel
 
 from medsam3.errors import PromptError, VolumeError
-from medsam3.session import MaskUpdate
+from medsam3.interaction.session import MaskUpdate
 
 from MedicalSAM3SlicerLib.segment_io import apply_update, segment_mask
 from MedicalSAM3SlicerLib.terminology import segment_tag

@@ -10,8 +10,8 @@ import pytest
 from slicer_scene import load_volume_node, new_scene, world_of_voxel
 
 from medsam3.errors import PromptError
-from medsam3.slicing import SliceGeometry
-from medsam3.volume import Volume
+from medsam3.geometry.slicing import SliceGeometry
+from medsam3.geometry.volume import Volume
 
 from MedicalSAM3SlicerLib.segment_io import segment_mask
 from MedicalSAM3SlicerLib.slice_view_interaction import (GestureRecorder, MouseEvent, Tool, display_to_world,
@@ -178,7 +178,7 @@ def test_qt_positions_become_display_coordinates():
 def test_lasso_on_an_oblique_or_flipped_volume_becomes_a_mask_on_the_voxels_inside_it(blob_scene, orientation,
                                                                                         rotated):
     scene, node, _, _ = blob_scene
-    from medsam3.volume import Volume as EngineVolume
+    from medsam3.geometry.volume import Volume as EngineVolume
     from MedicalSAM3SlicerLib.volume_nodes import world_ijk_to_ras
 
     centre_ijk = (26, 22, 12)
@@ -358,7 +358,7 @@ def test_a_lasso_runs_through_the_real_trackers_and_its_slice_keeps_what_was_dra
     """Tiny random-weight transformers models (the real classes): the lasso's mask prompt is accepted by the image
     tracker and the video tracker, and through the volume the lassoed slice comes back as drawn (the video tracker
     takes a mask prompt as that slice's answer, whatever its weights)."""
-    from medsam3.model_loading import load_backend
+    from medsam3.transports.model_loading import load_backend
 
     from MedicalSAM3SlicerLib.logic import MedicalSAM3SlicerLogic
 

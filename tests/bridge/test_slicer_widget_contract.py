@@ -16,8 +16,8 @@ import numpy as np
 
 from slicer_scene import add_points, load_volume_node, new_scene, slicer, world_of_voxel
 
-from medsam3.session import MaskUpdate
-from medsam3.volume import Volume
+from medsam3.interaction.session import MaskUpdate
+from medsam3.geometry.volume import Volume
 
 from MedicalSAM3SlicerLib.parameters import MedicalSAM3SlicerParameters
 from MedicalSAM3SlicerLib.segment_io import apply_update, segment_mask
@@ -25,7 +25,7 @@ from MedicalSAM3SlicerLib.segment_io import apply_update, segment_mask
 from oracle import ground_truth_volume
 from test_slicer_placement import oracle_logic
 
-UI_FILE = Path(__file__).resolve().parents[1] / "MedicalSAM3Slicer" / "Resources" / "UI" / "MedicalSAM3Slicer.ui"
+UI_FILE = Path(__file__).resolve().parents[2] / "MedicalSAM3Slicer" / "Resources" / "UI" / "MedicalSAM3Slicer.ui"
 
 
 def _ui_widget(name):

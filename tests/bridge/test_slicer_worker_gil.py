@@ -18,7 +18,7 @@ import vtk
 
 from slicer_scene import add_points, add_slice_node, new_scene
 
-from medsam3.model_loading import load_backend
+from medsam3.transports.model_loading import load_backend
 
 from MedicalSAM3SlicerLib import MedicalSAM3SlicerLogic
 from MedicalSAM3SlicerLib.volume_nodes import array_to_matrix

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from MedicalSAM3SlicerLib.supported_versions import unsupported_slicer_message
 
-LIBRARY = Path(__file__).resolve().parents[1] / "MedicalSAM3Slicer" / "MedicalSAM3SlicerLib"
+LIBRARY = Path(__file__).resolve().parents[2] / "MedicalSAM3Slicer" / "MedicalSAM3SlicerLib"
 
 
 def test_slicer_5_8_is_told_in_one_line_what_to_do():

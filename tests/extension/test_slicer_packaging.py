@@ -7,7 +7,7 @@ import re
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-MODULE_DIR = Path(__file__).resolve().parents[1] / "MedicalSAM3Slicer"
+MODULE_DIR = Path(__file__).resolve().parents[2] / "MedicalSAM3Slicer"
 PACKAGES = ("MedicalSAM3SlicerLib", "MedicalSAM3SlicerWidgets", "medsam3")
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from medsam3.backend import BackendInfo, LocalBackend
-from medsam3.bright_region_model import BrightRegionModel
-from medsam3.engine import SegmentationEngine
+from medsam3.transports.backend import BackendInfo, LocalBackend
+from medsam3.model.bright_region_model import BrightRegionModel
+from medsam3.interaction.engine import SegmentationEngine
 
 ORACLE_INFO = BackendInfo(model="ground-truth-oracle", device="cpu", image_size=1008)
 

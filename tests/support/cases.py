@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medsam3.volume import Volume
-from medsam3.volume_io import read_volume
+from medsam3.geometry.volume import Volume
+from medsam3.files.volume_io import read_volume
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 

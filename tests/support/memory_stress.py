@@ -3,8 +3,8 @@ clients uploading volumes that declare the largest size the server accepts (floa
 zlib each, the amplification a hostile client would use) while other clients segment their own volumes. The
 server's resident memory is sampled throughout.
 
-Run by tests/test_server_stress.py; run it by hand for the figures:
-    PYTHONPATH=MedicalSAM3Slicer python tests/memory_stress.py
+Run by tests/apps/server/test_server_stress.py; run it by hand for the figures:
+    PYTHONPATH=MedicalSAM3Slicer python tests/support/memory_stress.py
 """
 
 from __future__ import annotations
@@ -79,11 +79,11 @@ def serve() -> None:
     import torch
     import uvicorn
 
-    from medsam3.backend import BackendInfo, LocalBackend
-    from medsam3.bright_region_model import BrightRegionModel
-    from medsam3.engine import SegmentationEngine
-    from medsam3.server import ServerSettings, create_app
-    from medsam3.server.runner import uvicorn_config
+    from medsam3.transports.backend import BackendInfo, LocalBackend
+    from medsam3.model.bright_region_model import BrightRegionModel
+    from medsam3.interaction.engine import SegmentationEngine
+    from medsam3.apps.server import ServerSettings, create_app
+    from medsam3.apps.server.runner import uvicorn_config
 
     torch.set_num_threads(1)  # a shared CI machine
     settings = ServerSettings(**json.loads(sys.argv[2]))
@@ -105,7 +105,7 @@ def _status_field(pid: int, name: str) -> int:
 # --- the clients ---------------------------------------------------------------------------------------------------
 def declared_maximum_upload(voxels: int) -> bytes:
     """A volume of float64 zeros with exactly ``voxels`` voxels (the largest the server accepts), zlib-packed."""
-    from medsam3.wire_format import VOLUME_MAGIC
+    from medsam3.transports.wire_format import VOLUME_MAGIC
 
     shape = (voxels // (512 * 512), 512, 512)
     header = json.dumps({"shape": list(shape), "dtype": "float64", "byte_order": "little",
@@ -118,7 +118,7 @@ def declared_maximum_upload(voxels: int) -> bytes:
 
 def prompter_case(index: int):
     """A small CT with a bright ellipsoid (the oracle's ground truth) and a click inside it."""
-    from medsam3.volume import Volume
+    from medsam3.geometry.volume import Volume
     from oracle import ground_truth_volume
 
     k, j, i = np.mgrid[:40, :64, :64]
@@ -130,12 +130,12 @@ def prompter_case(index: int):
 def run_stress(load_seconds: float = 20.0, uploaders: int = 8, prompters: int = 4) -> Figures:
     """Start the server, run the clients for ``load_seconds``, stop the server; the figures."""
     sys.path.insert(0, str(HERE))
-    from medsam3.wire_format import encode_volume, mask_update_from_message
+    from medsam3.transports.wire_format import encode_volume, mask_update_from_message
 
     figures = Figures()
     lock = threading.Lock()
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(HERE.parent / "MedicalSAM3Slicer"), str(HERE), os.environ.get("PYTHONPATH", "")])}
+        [str(HERE.parents[1] / "MedicalSAM3Slicer"), str(HERE), os.environ.get("PYTHONPATH", "")])}
     server = subprocess.Popen([sys.executable, __file__, "serve", json.dumps(SETTINGS)], stdout=subprocess.PIPE,
                               env=environment, text=True)
     started = time.monotonic()
@@ -153,8 +153,8 @@ def run_stress(load_seconds: float = 20.0, uploaders: int = 8, prompters: int = 
         uploads = [encode_volume(volume) for volume, _, _ in cases]
         # warm up (what the first requests import and start: torch, thread pools), then the baseline, then reset
         # the high-water mark
-        from medsam3.prompts import PointPrompt, SlicePrompt
-        from medsam3.wire_format import slice_prompt_to_message
+        from medsam3.interaction.prompts import PointPrompt, SlicePrompt
+        from medsam3.transports.wire_format import slice_prompt_to_message
 
         click_message = [slice_prompt_to_message(SlicePrompt("axial", points=(PointPrompt(click),)))
                          for _, _, click in cases]

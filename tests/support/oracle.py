@@ -1,12 +1,12 @@
 """The ground-truth oracle of the tests: the engine's bright-region model on volumes carrying their ground truth
-as intensity (see :mod:`medsam3.bright_region_model`)."""
+as intensity (see :mod:`medsam3.model.bright_region_model`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from medsam3.bright_region_model import BrightRegionModel as GroundTruthOracle  # noqa: F401 (the tests' name)
-from medsam3.volume import Volume
+from medsam3.model.bright_region_model import BrightRegionModel as GroundTruthOracle  # noqa: F401 (the tests' name)
+from medsam3.geometry.volume import Volume
 
 
 def ground_truth_volume(reference: Volume, mask: np.ndarray) -> Volume:

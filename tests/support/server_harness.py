@@ -14,13 +14,13 @@ import numpy as np
 import SimpleITK as sitk
 import uvicorn
 
-from medsam3.backend import BackendInfo, LocalBackend
-from medsam3.engine import SegmentationEngine
-from medsam3.remote_client import RemoteBackend
-from medsam3.server import ServerSettings, create_app
-from medsam3.server.runner import uvicorn_config
-from medsam3.volume import Volume
-from medsam3.volume_io import read_volume, set_image_geometry
+from medsam3.transports.backend import BackendInfo, LocalBackend
+from medsam3.interaction.engine import SegmentationEngine
+from medsam3.transports.remote_client import RemoteBackend
+from medsam3.apps.server import ServerSettings, create_app
+from medsam3.apps.server.runner import uvicorn_config
+from medsam3.geometry.volume import Volume
+from medsam3.files.volume_io import read_volume, set_image_geometry
 
 from cases import data_path
 from oracle import GroundTruthOracle, ground_truth_volume
@@ -146,7 +146,7 @@ def mask_colour_pixels(png: Path, segment_index: int = 0) -> int:
     """How many pixels of an overlay picture are in the colour of a segment's outline."""
     from PIL import Image
 
-    from medsam3.segment_colours import segment_colour
+    from medsam3.files.segment_colours import segment_colour
 
     picture = np.asarray(Image.open(png).convert("RGB"))
     return int(np.all(picture == segment_colour(segment_index), axis=-1).sum())

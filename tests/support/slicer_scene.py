@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedicalSAM3Slicer"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "MedicalSAM3Slicer"))
 
 import slicer  # noqa: E402  (slicer-core, pinned in requirements/dev.txt: a missing wheel must fail, not skip)
 import vtk  # noqa: E402
 
-from medsam3.volume import Volume  # noqa: E402
-from medsam3.volume_io import set_image_geometry  # noqa: E402
+from medsam3.geometry.volume import Volume  # noqa: E402
+from medsam3.files.volume_io import set_image_geometry  # noqa: E402
 
 from MedicalSAM3SlicerLib.volume_nodes import array_to_matrix  # noqa: E402
 

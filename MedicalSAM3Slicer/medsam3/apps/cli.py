@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import __version__
-from .backend import SegmentationBackend
-from .backend_choice import API_KEY_ENVIRONMENT_VARIABLE, open_backend
-from .errors import MedSam3Error
+from .. import __version__
+from ..transports.backend import SegmentationBackend
+from ..transports.backend_choice import API_KEY_ENVIRONMENT_VARIABLE, open_backend
+from ..errors import MedSam3Error
 from .evaluation.command import add_evaluate_parser, run_evaluate
 
 BackendFactory = Callable[..., SegmentationBackend]  # (model, device, server_url, api_key) -> backend
@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("demo", help="the main-job demo on a CT (medsam3 demo --help; scripts/demo.sh)")
     add_evaluate_parser(commands)
-    importlib.import_module("medsam3.batch.command").add_batch_parser(commands)
+    importlib.import_module("medsam3.apps.batch.command").add_batch_parser(commands)
     return parser
 
 
@@ -208,7 +208,7 @@ def _output_paths(args: argparse.Namespace):
 
 def _segment(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
     from .segment_pipeline import SegmentRequest, StepTimer, segment_volume, write_outputs
-    from .volume_io import read_volume
+    from ..files.volume_io import read_volume
 
     request = SegmentRequest(text=args.text, positive_points=tuple(args.point),
                              negative_points=tuple(args.negative_point), box=args.box, coordinates_ijk=args.ijk,
@@ -218,7 +218,7 @@ def _segment(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
         raise UsageError("medsam3 segment: --model and --device choose an in-process run; a server runs the model "
                          "and device its operator chose. Leave them out, or leave out --server.")
     if not args.server:
-        from .capabilities import kinds_for_request, require_from_catalogue
+        from ..model.capabilities import kinds_for_request, require_from_catalogue
 
         require_from_catalogue(args.model, kinds_for_request(bool(request.text.strip()), request.has_spatial_prompt,
                                                              request.whole_volume))
@@ -251,7 +251,7 @@ def _engine_module(name: str):
 
 
 def _models(args: argparse.Namespace) -> int:
-    model_sources = _engine_module("model_sources")
+    model_sources = _engine_module("model.model_sources")
 
     if args.models_command == "list":
         for entry in model_sources.list_models():
@@ -262,12 +262,12 @@ def _models(args: argparse.Namespace) -> int:
         print(model_sources.convert_checkpoint(args.checkpoint, out_dir=args.output, dtype=args.dtype,
                                                tokenizer_dir=args.tokenizer))
     else:
-        print(_engine_module("model_loading").verify_model(args.source, device=args.device))
+        print(_engine_module("transports.model_loading").verify_model(args.source, device=args.device))
     return 0
 
 
 def _bench(arguments: list[str]) -> int:
-    return int(_engine_module("benchmark").main(arguments) or 0)
+    return int(_engine_module("apps.bench.benchmark").main(arguments) or 0)
 
 
 def _check_readable_file(option: str, path: str | None) -> None:
@@ -325,7 +325,7 @@ def run(argv: Sequence[str], backend_factory: BackendFactory = open_backend) -> 
     if args.command == "evaluate":
         return run_evaluate(args, backend_factory)
     if args.command == "batch":
-        return importlib.import_module("medsam3.batch.command").run_batch(args, backend_factory)
+        return importlib.import_module("medsam3.apps.batch.command").run_batch(args, backend_factory)
     return _serve(args, backend_factory)
 
 

@@ -3,7 +3,7 @@ labelmap, .seg.nrrd, overlay picture and a timing summary into one folder.
 
 It uses the real default model when it can be had. Without network and local weights it says so in one line
 and runs the same pipeline on the tiny random-weight model, labelling every output as a plumbing check.
-Run it with ``scripts/demo.sh`` (sets up the environment first), ``medsam3 demo`` or ``python -m medsam3.demo``.
+Run it with ``scripts/demo.sh`` (sets up the environment first), ``medsam3 demo`` or ``python -m medsam3.apps.demo``.
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from .backend_choice import open_backend
+from ..transports.backend_choice import open_backend
 from .cli import OneLineArgumentParser, attach_coordinate_values, parse_point
-from .errors import MedSam3Error, ModelAccessError, ModelNotFoundError
+from ..errors import MedSam3Error, ModelAccessError, ModelNotFoundError
 from .segment_pipeline import OutputPaths, SegmentRequest, StepTimer, segment_volume, write_outputs
-from .volume_io import read_volume
+from ..files.volume_io import read_volume
 
-DEMO_IMAGE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ct" / "spleen_msd_crop" / "image.nii.gz"
+DEMO_IMAGE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "ct" / "spleen_msd_crop" / "image.nii.gz"
 DEMO_TEXT = "spleen"
 # A point inside the spleen of the demo CT (RAS mm; voxel i=90, j=83, k=15, near the middle of the spleen on its
-# largest axial slice). tests/test_demo.py checks that it lies in the reference spleen mask.
+# largest axial slice). tests/apps/cli/test_demo.py checks that it lies in the reference spleen mask.
 DEMO_CLICK_RAS = (-334.66, -340.23, 75.0)
 TINY_MODEL = "tiny-random"
 PLUMBING_LABEL = "PLUMBING CHECK: tiny random-weight model, not a segmentation"
@@ -87,7 +87,7 @@ def load_demo_backend(backend_factory, model: str | None, device: str | None):
     try:
         return backend_factory(None, device, None, None), False
     except (ModelNotFoundError, ModelAccessError):
-        from .model_sources import DEFAULT_MODEL_SOURCE
+        from ..model.model_sources import DEFAULT_MODEL_SOURCE
 
         print(f"No network and no local copy of the default model ({DEFAULT_MODEL_SOURCE}): running the same "
               "pipeline on the tiny random-weight model, as a plumbing check, not a segmentation.", flush=True)
@@ -144,7 +144,7 @@ def print_summary(summary: dict, output: str | Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None, backend_factory=open_backend) -> int:
-    """``python -m medsam3.demo [IMAGE] [--output DIR]``; errors are one line on stderr (see medsam3.cli)."""
+    """``python -m medsam3.apps.demo [IMAGE] [--output DIR]``; errors are one line on stderr (see medsam3.apps.cli)."""
     args = _parser().parse_args(attach_coordinate_values(sys.argv[1:] if argv is None else argv))
     summary = run_demo(args.image, args.output, args.text, _click(args), args.model, args.device, backend_factory)
     print_summary(summary, args.output)

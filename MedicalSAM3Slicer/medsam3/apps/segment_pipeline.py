@@ -18,16 +18,16 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .atomic_files import AtomicOutputs
-from .backend import SegmentationBackend
-from .errors import MedSam3Error, PromptError
-from .overlay import render_overlay
-from .prompts import BoxPrompt, PointPrompt, SlicePrompt, parse_text_targets, resolve_slice_prompt
-from .seg_nrrd import write_seg_nrrd
-from .session import MaskUpdate
-from .slicing import SliceAxis, SliceGeometry
-from .volume import Volume
-from .volume_io import write_labelmap
+from ..files.atomic_files import AtomicOutputs
+from ..transports.backend import SegmentationBackend
+from ..errors import MedSam3Error, PromptError
+from ..files.overlay import render_overlay
+from ..interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt, parse_text_targets, resolve_slice_prompt
+from ..files.seg_nrrd import write_seg_nrrd
+from ..interaction.session import MaskUpdate
+from ..geometry.slicing import SliceAxis, SliceGeometry
+from ..geometry.volume import Volume
+from ..files.volume_io import write_labelmap
 
 Triple = tuple[float, float, float]
 

@@ -12,10 +12,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from .preprocessing import choose_preprocessing
+from ..model.preprocessing import choose_preprocessing
 from .segment_colours import segment_colour
-from .slicing import SliceAxis, SliceGeometry
-from .volume import Volume
+from ..geometry.slicing import SliceAxis, SliceGeometry
+from ..geometry.volume import Volume
 
 PANEL_SIZE = 360  # pixels along the longer side of each slice panel
 CAPTION_HEIGHT = 18

@@ -12,10 +12,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import VolumeError
+from ..errors import VolumeError
 from .segment_colours import segment_colour
-from .session import bounding_box
-from .volume import Volume
+from ..interaction.session import bounding_box
+from ..geometry.volume import Volume
 from .volume_io import set_image_geometry
 
 

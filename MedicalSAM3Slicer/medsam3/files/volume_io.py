@@ -15,8 +15,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import VolumeError
-from .volume import Volume
+from ..errors import VolumeError
+from ..geometry.volume import Volume
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 

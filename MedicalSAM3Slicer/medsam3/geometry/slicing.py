@@ -16,7 +16,7 @@ from enum import Enum
 
 import numpy as np
 
-from .errors import PromptError
+from ..errors import PromptError
 from .volume import Volume
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import VolumeError
+from ..errors import VolumeError
 
 MODALITIES = ("CT", "MR", "OT")
 _EXACT_INTEGER_TYPES = (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32)

@@ -14,17 +14,17 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .capabilities import PROPAGATION, TEXT_ON_SLICE, TEXT_THROUGH_VOLUME, TRACKER_PROMPTS, require
+from ..model.capabilities import PROPAGATION, TEXT_ON_SLICE, TEXT_THROUGH_VOLUME, TRACKER_PROMPTS, require
 from .embedding_cache import EmbeddingCache, EmbeddingKey
-from .errors import Cancelled, PromptError
-from .model_frame import ModelFrame
-from .preprocessing import Preprocessing, choose_preprocessing, window_for_target
+from ..errors import Cancelled, PromptError
+from ..geometry.model_frame import ModelFrame
+from ..model.preprocessing import Preprocessing, choose_preprocessing, window_for_target
 from .prompts import ResolvedSlicePrompt, SlicePrompt, parse_text_targets, resolve_slice_prompt
-from .segmentation_model import FrameMasks, MaskLogits, ModelPrompt, SegmentationModel
-from .slicing import SliceAxis, SliceGeometry
-from .text_protocol import DEFAULT_PROTOCOL, LabelFusion, sigmoid
-from .vocabulary import Vocabulary, VocabularyMatch, medical_sam3_vocabulary
-from .volume import Volume
+from ..model.segmentation_model import FrameMasks, MaskLogits, ModelPrompt, SegmentationModel
+from ..geometry.slicing import SliceAxis, SliceGeometry
+from ..model.text_protocol import DEFAULT_PROTOCOL, LabelFusion, sigmoid
+from ..model.vocabulary import Vocabulary, VocabularyMatch, medical_sam3_vocabulary
+from ..geometry.volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class SegmentationEngine:
 
     def require(self, kind: str) -> None:
         """Refuse, before any encoding, a prompt kind the model's weights cannot serve (one line naming the model
-        to choose; see :mod:`medsam3.capabilities`). Models without a ``capabilities`` attribute serve all."""
+        to choose; see :mod:`medsam3.model.capabilities`). Models without a ``capabilities`` attribute serve all."""
         require(getattr(self.model, "capabilities", None), kind, self.model.name)
 
     def model_text(self, phrase: str) -> VocabularyMatch:
@@ -306,7 +306,7 @@ class SegmentationEngine:
                        on_slice: Progress | None = None,
                        should_stop: StopRequested | None = None) -> list[SegmentationResult]:
         """Each typed phrase -> every instance through the whole volume (per-instance masks and scores, and their
-        union as the phrase's mask), run with the model's text protocol (:mod:`medsam3.text_protocol`).
+        union as the phrase's mask), run with the model's text protocol (:mod:`medsam3.model.text_protocol`).
 
         The phrases are fused per voxel as Medical SAM3's authors fuse labels: a voxel belongs to the phrase
         whose mask holds it with the highest per-pixel probability, and to none when that is not above the

@@ -6,9 +6,9 @@ import threading
 from dataclasses import dataclass
 
 from .engine import SegmentationEngine
-from .preprocessing import Preprocessing
-from .slicing import SliceAxis
-from .volume import Volume
+from ..model.preprocessing import Preprocessing
+from ..geometry.slicing import SliceAxis
+from ..geometry.volume import Volume
 
 
 @dataclass(frozen=True)

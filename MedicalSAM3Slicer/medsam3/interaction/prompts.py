@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import PromptError
-from .slicing import SliceAxis, SliceGeometry
-from .vocabulary import medical_sam3_vocabulary
-from .volume import Volume
+from ..errors import PromptError
+from ..geometry.slicing import SliceAxis, SliceGeometry
+from ..model.vocabulary import medical_sam3_vocabulary
+from ..geometry.volume import Volume
 
 
 @dataclass(frozen=True)

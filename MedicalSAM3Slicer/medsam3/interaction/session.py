@@ -13,11 +13,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .engine import Progress, SegmentationEngine, SegmentationResult, StopRequested
-from .errors import PromptError
-from .preprocessing import Preprocessing
+from ..errors import PromptError
+from ..model.preprocessing import Preprocessing
 from .prompts import SlicePrompt, resolve_slice_prompt
-from .slicing import SliceAxis
-from .volume import Volume
+from ..geometry.slicing import SliceAxis
+from ..geometry.volume import Volume
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ LOGIT_SCALE = 20.0
 
 
 class BrightRegionModel:
-    """Implements :class:`medsam3.segmentation_model.SegmentationModel` by reading the object off the image."""
+    """Implements :class:`medsam3.model.segmentation_model.SegmentationModel` by reading the object off the image."""
 
     name = "bright-region"
 

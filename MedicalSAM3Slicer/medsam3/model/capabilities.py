@@ -15,7 +15,7 @@ import json
 import re
 from pathlib import Path
 
-from .errors import MedSam3Error
+from ..errors import MedSam3Error
 
 TEXT_ON_SLICE = "text on a slice"
 BOX_EXEMPLARS = "box exemplars on a slice"

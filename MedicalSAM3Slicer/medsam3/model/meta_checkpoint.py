@@ -44,7 +44,7 @@ from transformers import (
 )
 
 from medsam3.errors import CheckpointError, ModelNotFoundError
-from medsam3.model_classes import MODEL_CLASSES
+from medsam3.model.model_classes import MODEL_CLASSES
 
 Target = Literal["sam3", "sam3_tracker", "sam3_tracker_video", "sam3_video"]
 
@@ -60,7 +60,7 @@ FULL_SIZE_CONFIG_CLASSES: dict[str, type[PretrainedConfig]] = {
 # Meta's ViT builds its LayerNorms with eps 1e-5 (sam3/model/vitdet.py, norm_layer "LayerNorm"); transformers'
 # Sam3ViTConfig defaults to 1e-6, which moves the trunk output by up to 0.06 on low-variance tokens. Every other
 # value of the full-size configurations matches Meta's builder (sam3/model_builder.py; the other LayerNorms are
-# built with fixed epsilons equal to Meta's, which tests/test_meta_checkpoint.py checks module by module).
+# built with fixed epsilons equal to Meta's, which tests/engine/model/test_meta_checkpoint.py checks module by module).
 META_VIT_LAYER_NORM_EPS = 1e-5
 
 

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CheckpointError, ModelAccessError, ModelNotFoundError
+from ..errors import CheckpointError, ModelAccessError, ModelNotFoundError
 
 CATALOGUE_PATH = Path(__file__).with_name("model_catalogue.json")
 TINY_RANDOM = "tiny-random"
@@ -37,8 +37,8 @@ class CatalogueEntry:
     download_bytes: int = 0
     licence: str = ""
     licence_url: str = ""
-    serves: tuple[str, ...] = ()  # prompt kinds, keys of medsam3.capabilities.CATALOGUE_KEYS
-    volume_text_protocol: str = ""  # a name in medsam3.text_protocol.PROTOCOLS ("" = the default)
+    serves: tuple[str, ...] = ()  # prompt kinds, keys of medsam3.model.capabilities.CATALOGUE_KEYS
+    volume_text_protocol: str = ""  # a name in medsam3.model.text_protocol.PROTOCOLS ("" = the default)
     training_vocabulary: bool = True  # typed names are mapped to Medical SAM3's training names (vocabulary.py)
 
     @property

@@ -152,7 +152,7 @@ def apply_precision(model: torch.nn.Module, plan: PrecisionPlan) -> torch.nn.Mod
     bfloat16 autocast, their outputs handed on in float32; layer norms and embeddings keep float32 weights
     (autocast computes norms in float32). The full model's weights take 1.8 GiB instead of 3.2 GiB. The rest
     (neck, prompt encoder, mask decoder, detector heads, memory attention: cheap) stays float32: with the whole
-    tracker in bfloat16 the agreement measure (:mod:`medsam3.precision_agreement`) drifted far more (Dice down
+    tracker in bfloat16 the agreement measure (:mod:`medsam3.apps.bench.precision_agreement`) drifted far more (Dice down
     to 0.60 against 0.71, both including one discrete switch of SAM's stability fallback). On CUDA the rest
     also runs under autocast, as it did (see :func:`autocast_context`); the Fourier positional encodings of
     prompts keep float32 there (sin/cos of large arguments lose whole radians in bfloat16)."""

@@ -9,7 +9,7 @@ the 0.5th..99.5th percentiles of its positive voxels over the whole volume, each
 truncated to uint8. The model then sees ``uint8 / 255`` copied to RGB, normalised with mean 0.5 and std 0.5
 (the processor; ``medsam3_stage1_train_all_unified.yaml``). So here: the soft-tissue window for CT unless the
 target is lung, bone or brain, positive-voxel percentiles for MR, and the same 256 grey levels
-(``Preprocessing.grey_levels``); ``tests/test_preprocessing_parity.py`` rebuilds the authors' steps and compares.
+(``Preprocessing.grey_levels``); ``tests/engine/model/test_preprocessing_parity.py`` rebuilds the authors' steps and compares.
 
 The source array is never modified: every function returns a new array. A :class:`Preprocessing` is chosen
 once per volume (the percentiles of an MRI are taken over the whole volume so that neighbouring slices look
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import VolumeError
-from .volume import Volume
+from ..errors import VolumeError
+from ..geometry.volume import Volume
 
 # name: (level, width) in Hounsfield units.
 CT_WINDOWS: dict[str, tuple[float, float]] = {

@@ -7,7 +7,7 @@
 
 Each class is loaded on first use from one transformers-format location (a directory holding one model for all
 classes, as ``facebook/sam3`` does, or one sub-directory per class). Inputs arrive in model space (see
-:mod:`medsam3.segmentation_model`), so the processors' resizing is never needed: images are already S x S and
+:mod:`medsam3.model.segmentation_model`), so the processors' resizing is never needed: images are already S x S and
 points / boxes are in S-pixel coordinates.
 """
 
@@ -24,7 +24,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .errors import CheckpointError, ModelNotFoundError
+from ..errors import CheckpointError, ModelNotFoundError
 from .model_classes import MODEL_CLASSES, PROCESSOR_CLASSES
 from .precision import apply_precision, autocast_context, choose_precision
 from .rotary_tables import cache_rotary_tables
@@ -66,7 +66,7 @@ def read_image_size(root: Path) -> int:
 
 
 def cpu_has_fast_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively and faster than float32 (see :mod:`medsam3.precision`)."""
+    """Whether this CPU multiplies bfloat16 natively and faster than float32 (see :mod:`medsam3.model.precision`)."""
     return choose_precision("cpu", "auto").name == "bfloat16"
 
 
@@ -198,13 +198,13 @@ def _unsafe_pickle_error(path: Path, error: Exception) -> CheckpointError:
 
 
 class TransformersSegmentationModel:
-    """A :class:`~medsam3.segmentation_model.SegmentationModel` backed by transformers' SAM 3 classes."""
+    """A :class:`~medsam3.model.segmentation_model.SegmentationModel` backed by transformers' SAM 3 classes."""
 
     def __init__(self, root: str | Path, name: str, device: str = "cpu", image_size: int | None = None,
                  dtype: torch.dtype = torch.float32, bf16_autocast: bool | None = None,
                  text_protocol: VolumeTextProtocol | None = None, precision: str | None = None):
         """``precision``: "auto" (bfloat16 on CUDA and on CPUs with native bfloat16, else float32), "float32" or
-        "bfloat16" (see :mod:`medsam3.precision`). ``bf16_autocast`` True / False is the older spelling of
+        "bfloat16" (see :mod:`medsam3.model.precision`). ``bf16_autocast`` True / False is the older spelling of
         "bfloat16" / "float32". ``text_protocol``: how text runs through the volume (:mod:`.text_protocol`)."""
         self.root = Path(root)
         self.name = name

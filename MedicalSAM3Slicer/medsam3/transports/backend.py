@@ -1,7 +1,7 @@
 """One interface, two transports: where segmentation sessions run.
 
 A :class:`SegmentationBackend` opens :class:`SegmentationSession`-like sessions on volumes. The in-process
-:class:`LocalBackend` runs the engine in this Python process; ``medsam3.remote_client.RemoteBackend`` runs the
+:class:`LocalBackend` runs the engine in this Python process; ``medsam3.transports.remote_client.RemoteBackend`` runs the
 same sessions on a server (the volume is uploaded once per session, prompts are small messages and only the
 changed region of a mask comes back). The Slicer module and the command line talk only to this interface.
 """
@@ -13,12 +13,12 @@ from typing import Protocol
 
 import numpy as np
 
-from .engine import Progress, SegmentationEngine, StopRequested
-from .preprocessing import Preprocessing
-from .prompts import SlicePrompt
-from .session import MaskUpdate, SegmentationSession
-from .slicing import SliceAxis
-from .volume import Volume
+from ..interaction.engine import Progress, SegmentationEngine, StopRequested
+from ..model.preprocessing import Preprocessing
+from ..interaction.prompts import SlicePrompt
+from ..interaction.session import MaskUpdate, SegmentationSession
+from ..geometry.slicing import SliceAxis
+from ..geometry.volume import Volume
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from .backend import SegmentationBackend
-from .errors import MedSam3Error
+from ..errors import MedSam3Error
 
 API_KEY_ENVIRONMENT_VARIABLE = "MEDSAM3_API_KEY"
 

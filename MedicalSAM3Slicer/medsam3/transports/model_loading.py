@@ -7,16 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
 from .backend import BackendInfo, LocalBackend
-from .embedding_cache import EmbeddingCache
-from .engine import DEFAULT_VOCABULARY, SegmentationEngine
-from .errors import MedSam3Error
-from .capabilities import ALL_KINDS, TRACKER_PROMPTS, UNSUPPORTED_CHECKPOINTS, describe
-from .model_sources import DEFAULT_MODEL_SOURCE, catalogue_entry, resolve_model
-from .vocabulary import medical_sam3_vocabulary
-from .segmentation_model import ModelPrompt
-from .transformers_model import TransformersSegmentationModel
+from ..interaction.embedding_cache import EmbeddingCache
+from ..interaction.engine import DEFAULT_VOCABULARY, SegmentationEngine
+from ..errors import MedSam3Error
+from ..model.capabilities import ALL_KINDS, TRACKER_PROMPTS, UNSUPPORTED_CHECKPOINTS, describe
+from ..model.model_sources import DEFAULT_MODEL_SOURCE, catalogue_entry, resolve_model
+from ..model.vocabulary import medical_sam3_vocabulary
+from ..model.segmentation_model import ModelPrompt
+from ..model.transformers_model import TransformersSegmentationModel
 
 CPU_WARNING = ("Running on the CPU: the first click on each new slice takes tens of seconds (the slice is encoded "
                "once; later clicks on it are fast). A CUDA GPU or a remote server makes this interactive.")
@@ -53,7 +53,7 @@ def load_model(source: str | None = None, device: str | None = None, image_size:
                cache_dir: str | Path | None = None, progress: bool = True,
                bf16_autocast: bool | None = None) -> TransformersSegmentationModel:
     """``bf16_autocast`` None: on CUDA and on CPUs with native bfloat16 (about twice as fast there)."""
-    from .text_protocol import protocol_named
+    from ..model.text_protocol import protocol_named
 
     resolved = resolve_model(source or DEFAULT_MODEL_SOURCE, cache_dir, progress)
     entry = catalogue_entry(resolved.name)
@@ -65,7 +65,7 @@ def load_model(source: str | None = None, device: str | None = None, image_size:
 def load_backend(source: str | None = None, device: str | None = None, image_size: int | None = None,
                  cache_dir: str | Path | None = None, progress: bool = True,
                  cache_bytes: int = 4 * 1024**3, bf16_autocast: bool | None = None) -> LocalBackend:
-    """The in-process backend for a model source (see :func:`medsam3.model_sources.resolve_model`)."""
+    """The in-process backend for a model source (see :func:`medsam3.model.model_sources.resolve_model`)."""
     import torch
     import transformers
 
@@ -116,7 +116,7 @@ def verify_model(source: str | None = None, device: str | None = None, cache_dir
                      f"serve {describe(model.capabilities)}.")
     if uses_training_vocabulary(model.name):
         lines.append(f"typed names: mapped to the {len(medical_sam3_vocabulary().names)} class names Medical SAM3 "
-                     f"was trained on (medsam3/model_vocabulary.json); other names run as typed, with a note.")
+                     f"was trained on (medsam3/model/model_vocabulary.json); other names run as typed, with a note.")
     else:
         lines.append("typed names: sent to the model as typed.")
     lines += list(UNSUPPORTED_CHECKPOINTS.values())

@@ -1,4 +1,4 @@
-"""The remote transport: the same backend and session interface as :class:`medsam3.backend.LocalBackend`, with
+"""The remote transport: the same backend and session interface as :class:`medsam3.transports.backend.LocalBackend`, with
 inference on a medsam3 server.
 
 The volume is uploaded once per session; prompts are small JSON messages; the server answers with only the
@@ -13,17 +13,17 @@ import threading
 import httpx
 import numpy as np
 
-from . import __version__
+from .. import __version__
 from .backend import BackendInfo
-from .errors import (Cancelled, MedSam3Error, PromptError, RemoteAuthError, RemoteServerError, VersionMismatchError,
+from ..errors import (Cancelled, MedSam3Error, PromptError, RemoteAuthError, RemoteServerError, VersionMismatchError,
                      VolumeError)
-from .preprocessing import Preprocessing
-from .prompts import SlicePrompt
-from .session import MaskUpdate
-from .capabilities import CapabilityError
-from .slicing import SliceAxis
+from ..model.preprocessing import Preprocessing
+from ..interaction.prompts import SlicePrompt
+from ..interaction.session import MaskUpdate
+from ..model.capabilities import CapabilityError
+from ..geometry.slicing import SliceAxis
 from .version_compatibility import CLIENT_VERSION_HEADER, is_compatible, mismatch_message
-from .volume import Volume
+from ..geometry.volume import Volume
 from .wire_format import (VOLUME_MEDIA_TYPE, encode_mask_bits, encode_volume, mask_update_from_message,
                           region_of_mask, slice_prompt_to_message)
 
@@ -124,7 +124,7 @@ class _Connection:
 
 
 class RemoteSession:
-    """A session on the server (implements :class:`medsam3.backend.Session`)."""
+    """A session on the server (implements :class:`medsam3.transports.backend.Session`)."""
 
     def __init__(self, connection: _Connection, session_id: str, volume_shape: tuple[int, int, int]):
         self._connection = connection
@@ -197,7 +197,7 @@ class RemoteSession:
 
 
 class RemoteBackend:
-    """Inference on a medsam3 server (implements :class:`medsam3.backend.SegmentationBackend`)."""
+    """Inference on a medsam3 server (implements :class:`medsam3.transports.backend.SegmentationBackend`)."""
 
     def __init__(self, url: str, api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS):
         self._connection = _Connection(url, api_key, timeout)

@@ -6,7 +6,7 @@ the server's refusal and the client's own check name the same matching versions.
 
 from __future__ import annotations
 
-from . import __version__
+from .. import __version__
 
 CLIENT_VERSION_HEADER = "X-MedSam3-Client-Version"
 

@@ -17,11 +17,11 @@ import zlib
 
 import numpy as np
 
-from .errors import MedSam3Error, VolumeError
-from .prompts import BoxPrompt, PointPrompt, SlicePrompt
-from .session import MaskUpdate, bounding_box
-from .slicing import SliceAxis
-from .volume import MODALITIES, Volume, compact_voxels
+from ..errors import MedSam3Error, VolumeError
+from ..interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt
+from ..interaction.session import MaskUpdate, bounding_box
+from ..geometry.slicing import SliceAxis
+from ..geometry.volume import MODALITIES, Volume, compact_voxels
 
 VOLUME_MAGIC = b"MSV1"
 VOLUME_MEDIA_TYPE = "application/octet-stream"

@@ -1,7 +1,7 @@
 """``medsam3 batch`` on this machine, over real volumes: a NIfTI file, a NRRD file, the TotalSegmentator DICOM series
 and a DICOM series with its UIDs (for the DICOM SEG), with a corrupt case in the middle.
 
-The model is the ground-truth oracle (tests/batch_backends.py), prompted by clicks from a CSV in IJK and RAS: it is
+The model is the ground-truth oracle (tests/support/batch_backends.py), prompted by clicks from a CSV in IJK and RAS: it is
 fast, and its masks are not empty, so every output can be compared with what ``segment_volume`` gives directly.
 """
 
@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from medsam3.batch.cases import discover_cases, read_case_volume
-from medsam3.cli import main
-from medsam3.segment_pipeline import SegmentRequest, segment_volume
-from medsam3.volume_io import ijk_to_ras_from_image
+from medsam3.apps.batch.cases import discover_cases, read_case_volume
+from medsam3.apps.cli import main
+from medsam3.apps.segment_pipeline import SegmentRequest, segment_volume
+from medsam3.files.volume_io import ijk_to_ras_from_image
 
 from batch_backends import bright_voxel, oracle_backend_factory
 from cases import data_path
@@ -187,7 +187,7 @@ def test_a_rerun_skips_what_is_done_and_runs_what_is_fixed(cohort):
 
 
 def test_a_failure_while_writing_leaves_no_file_of_the_case(tmp_path, monkeypatch):
-    from medsam3.batch import outputs
+    from medsam3.apps.batch import outputs
 
     def fail(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -290,7 +290,7 @@ def test_dataset_json_cases_with_boxes_in_ras_and_ijk_and_changed_settings_rerun
 def test_ray_workers_get_whole_gpus_when_there_are_gpus_and_cpus_otherwise(monkeypatch, resources, device, workers,
                                                                           expected):
     ray = pytest.importorskip("ray")
-    from medsam3.batch.ray_runner import RayPlan, _worker_options
+    from medsam3.apps.batch.ray_runner import RayPlan, _worker_options
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: resources)
     assert _worker_options(RayPlan(workers=workers), device) == expected

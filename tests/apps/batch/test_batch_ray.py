@@ -13,22 +13,22 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from medsam3.batch.cases import discover_cases, read_case_volume
-from medsam3.cli import main
-from medsam3.model_sources import resolve_model
+from medsam3.apps.batch.cases import discover_cases, read_case_volume
+from medsam3.apps.cli import main
+from medsam3.model.model_sources import resolve_model
 
 from batch_backends import DiesOnceOnCase, bright_voxel, oracle_backend_factory
 from cases import data_path
 
 ray = pytest.importorskip("ray")
 
-TESTS = Path(__file__).resolve().parent
-ENGINE = TESTS.parent / "MedicalSAM3Slicer"
+TESTS = Path(__file__).resolve().parents[2] / "support"
+ENGINE = TESTS.parents[1] / "MedicalSAM3Slicer"
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """Two CPUs, no dashboard, loopback only; workers import the engine and tests/batch_backends.py."""
+    """Two CPUs, no dashboard, loopback only; workers import the engine and tests/support/batch_backends.py."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     python_path = os.pathsep.join([str(ENGINE), str(TESTS), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     ray.init(num_cpus=2, num_gpus=0, object_store_memory=100 * 2**20, include_dashboard=False,

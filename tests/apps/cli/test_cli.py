@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-import medsam3.model_loading
-from medsam3.cli import main
-from medsam3.volume_io import read_volume
+import medsam3.transports.model_loading
+from medsam3.apps.cli import main
+from medsam3.files.volume_io import read_volume
 
 from server_harness import (assert_same_geometry, dicom_spleen_mask, geometry, mask_colour_pixels,
                             oracle_backend_factory, spleen_ground_truth_nifti, write_ground_truth_dicom)
@@ -145,8 +145,8 @@ def test_models_commands_go_through_the_model_resolver(monkeypatch, tmp_path, ca
             calls.append(("convert", pt_path, out_dir, dtype, tokenizer_dir))
             return tmp_path / "converted"
 
-    monkeypatch.setitem(sys.modules, "medsam3.model_sources", Resolver())
-    monkeypatch.setattr(medsam3.model_loading, "verify_model", lambda source, device=None: f"{source} on {device}: ok")
+    monkeypatch.setitem(sys.modules, "medsam3.model.model_sources", Resolver())
+    monkeypatch.setattr(medsam3.transports.model_loading, "verify_model", lambda source, device=None: f"{source} on {device}: ok")
     assert run_cli("models", "list") == 0
     assert run_cli("models", "download", "org/x", "--cache-dir", tmp_path) == 0
     assert run_cli("models", "convert", "sam3.pt", "--dtype", "float16", "--tokenizer", "clip") == 0
@@ -158,11 +158,11 @@ def test_models_commands_go_through_the_model_resolver(monkeypatch, tmp_path, ca
 
 
 def test_serve_takes_its_limits_from_the_flags_and_the_key_from_the_environment(monkeypatch):
-    import medsam3.server
+    import medsam3.apps.server
 
     started = {}
     monkeypatch.setenv("MEDSAM3_API_KEY", "key-from-the-environment-0123")
-    monkeypatch.setattr(medsam3.server, "run_server", lambda backend, settings, **tls: started.update(
+    monkeypatch.setattr(medsam3.apps.server, "run_server", lambda backend, settings, **tls: started.update(
         backend=backend, settings=settings, tls=tls))
 
     status = run_cli("serve", "--host", "0.0.0.0", "--port", "8123", "--max-upload-mb", "2", "--max-voxels", "1000",
@@ -188,6 +188,6 @@ def test_bench_hands_every_argument_to_the_engine_benchmark(monkeypatch):
             received.append(argv)
             return 3
 
-    monkeypatch.setitem(sys.modules, "medsam3.benchmark", Benchmark())
+    monkeypatch.setitem(sys.modules, "medsam3.apps.bench.benchmark", Benchmark())
     assert run_cli("bench", "--model", "tiny-random", "--slices", "2") == 3
     assert received == [["--model", "tiny-random", "--slices", "2"]]

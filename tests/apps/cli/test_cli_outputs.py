@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import medsam3.segment_pipeline
-from medsam3.cli import main
-from medsam3.volume_io import read_volume
+import medsam3.apps.segment_pipeline
+from medsam3.apps.cli import main
+from medsam3.files.volume_io import read_volume
 
 from server_harness import oracle_backend_factory, small_volume, write_nifti
 
@@ -113,7 +113,7 @@ def test_a_failing_writer_leaves_no_output_and_earlier_files_intact(image, tmp_p
     def broken_seg_nrrd(*_arguments, **_options):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(medsam3.segment_pipeline, "write_seg_nrrd", broken_seg_nrrd)
+    monkeypatch.setattr(medsam3.apps.segment_pipeline, "write_seg_nrrd", broken_seg_nrrd)
     labelmap, overlay = tmp_path / "mask.nii.gz", tmp_path / "mask.png"
     overlay.write_bytes(b"an earlier picture")
     status = run(CountingFactory(), "segment", image, *CLICK, "-o", labelmap, "--seg-nrrd", "--overlay",
@@ -125,7 +125,7 @@ def test_a_failing_writer_leaves_no_output_and_earlier_files_intact(image, tmp_p
 
 
 def test_write_outputs_refuses_the_input_for_every_caller(image, tmp_path):
-    from medsam3.segment_pipeline import OutputPaths, OutputPathError, SegmentOutcome, write_outputs
+    from medsam3.apps.segment_pipeline import OutputPaths, OutputPathError, SegmentOutcome, write_outputs
 
     volume = read_volume(image)
     outcome = SegmentOutcome(np.zeros(volume.array.shape, np.uint8), [], {})

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-import medsam3.demo
-from medsam3.demo import DEMO_CLICK_RAS, DEMO_IMAGE, main
+import medsam3.apps.demo
+from medsam3.apps.demo import DEMO_CLICK_RAS, DEMO_IMAGE, main
 from medsam3.errors import ModelAccessError
-from medsam3.volume_io import read_volume
+from medsam3.files.volume_io import read_volume
 
 from cases import load_case
 from server_harness import (assert_same_geometry, geometry, mask_colour_pixels, oracle_backend,
@@ -47,7 +47,7 @@ def oracle_as_default(model=None, device=None, server_url=None, api_key=None):
 def network_looks_reachable(monkeypatch):
     """The loader itself reports "no network" here; the demo's quick probe must not switch this test process to
     offline mode."""
-    monkeypatch.setattr(medsam3.demo, "hub_reachable", lambda: True)
+    monkeypatch.setattr(medsam3.apps.demo, "hub_reachable", lambda: True)
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ def test_demo_runs_end_to_end_on_the_spleen_ct_with_the_tiny_model(tmp_path, cap
 def test_demo_without_network_asks_the_loader_for_local_weights_only(spleen_image, tmp_path, monkeypatch, capsys):
     from huggingface_hub import constants
 
-    monkeypatch.setattr(medsam3.demo, "hub_reachable", lambda: False)
+    monkeypatch.setattr(medsam3.apps.demo, "hub_reachable", lambda: False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # restored after the test, as is the constant below
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     offline_when_asked = []

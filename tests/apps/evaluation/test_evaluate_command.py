@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-import medsam3.evaluation.run as evaluation_run
-from medsam3.cli import main
-from medsam3.model_frame import ModelFrame
-from medsam3.volume_io import set_image_geometry
+import medsam3.apps.evaluation.run as evaluation_run
+from medsam3.apps.cli import main
+from medsam3.geometry.model_frame import ModelFrame
+from medsam3.files.volume_io import set_image_geometry
 
 from evaluation_examples import msd_folder, nnunet_folder, npz_folder, pairs_folder
 from server_harness import API_KEY, oracle_backend_factory, running_server
@@ -173,7 +173,7 @@ def test_a_server_gives_the_same_figures_as_in_process(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def tiny_backend_factory(one_torch_thread):
     """The command line's factory, loading the tiny model once for the module."""
-    from medsam3.backend_choice import open_backend
+    from medsam3.transports.backend_choice import open_backend
 
     backend = open_backend("tiny-random", "cpu")
 

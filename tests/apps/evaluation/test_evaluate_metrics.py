@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from medsam3.evaluation.click_simulator import ClickSimulator
-from medsam3.evaluation.metrics import area_under_curve, clicks_to_reach, dice, normalised_surface_distance
-from medsam3.volume import Volume
+from medsam3.apps.evaluation.click_simulator import ClickSimulator
+from medsam3.apps.evaluation.metrics import area_under_curve, clicks_to_reach, dice, normalised_surface_distance
+from medsam3.geometry.volume import Volume
 
 
 # --- an independent computation: sets of voxels and brute-force distances ----------------------------------------

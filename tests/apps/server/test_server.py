@@ -15,13 +15,13 @@ import httpx
 import numpy as np
 import pytest
 
-from medsam3.cli import main
+from medsam3.apps.cli import main
 from medsam3.errors import PromptError
-from medsam3.prompts import BoxPrompt, PointPrompt, SlicePrompt
+from medsam3.interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt
 from medsam3.errors import RemoteAuthError
-from medsam3.remote_client import RemoteBackend
-from medsam3.volume import Volume
-from medsam3.volume_io import read_volume
+from medsam3.transports.remote_client import RemoteBackend
+from medsam3.geometry.volume import Volume
+from medsam3.files.volume_io import read_volume
 
 from cases import load_case
 from oracle import ground_truth_volume

@@ -18,15 +18,15 @@ import httpx
 import numpy as np
 import pytest
 
-from medsam3.backend import LocalBackend
-from medsam3.bright_region_model import BrightRegionModel
-from medsam3.cli import main
-from medsam3.engine import SegmentationEngine
+from medsam3.transports.backend import LocalBackend
+from medsam3.model.bright_region_model import BrightRegionModel
+from medsam3.apps.cli import main
+from medsam3.interaction.engine import SegmentationEngine
 from medsam3.errors import Cancelled, RemoteServerError
-from medsam3.remote_client import RemoteBackend
-from medsam3.server import ServerSettings
-from medsam3.volume import Volume
-from medsam3.wire_format import VOLUME_MAGIC, encode_volume
+from medsam3.transports.remote_client import RemoteBackend
+from medsam3.apps.server import ServerSettings
+from medsam3.geometry.volume import Volume
+from medsam3.transports.wire_format import VOLUME_MAGIC, encode_volume
 
 from server_harness import API_KEY, ORACLE_INFO, FakeClock, running_server, small_volume, write_nifti
 

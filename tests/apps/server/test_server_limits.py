@@ -12,13 +12,13 @@ import httpx
 import numpy as np
 import pytest
 
-import medsam3.remote_client
-from medsam3.prompts import PointPrompt, SlicePrompt
+import medsam3.transports.remote_client
+from medsam3.interaction.prompts import PointPrompt, SlicePrompt
 from medsam3.errors import RemoteServerError, VersionMismatchError
-from medsam3.remote_client import RemoteBackend
-from medsam3.server import ServerSettings
-from medsam3.volume import Volume
-from medsam3.wire_format import encode_volume
+from medsam3.transports.remote_client import RemoteBackend
+from medsam3.apps.server import ServerSettings
+from medsam3.geometry.volume import Volume
+from medsam3.transports.wire_format import encode_volume
 
 from server_harness import API_KEY, FakeClock, running_server, small_volume
 
@@ -111,7 +111,7 @@ def test_client_of_another_version_is_told_which_versions_match(monkeypatch):
         response = httpx.get(f"{url}/info", headers={**AUTH, "X-MedSam3-Client-Version": "9.9.0"})
         assert response.status_code == 426
         assert "clients 0.1.x" in error_of(response) and "9.9.0" in error_of(response)
-        monkeypatch.setattr(medsam3.remote_client, "__version__", "0.7.2")
+        monkeypatch.setattr(medsam3.transports.remote_client, "__version__", "0.7.2")
         with pytest.raises(VersionMismatchError, match=r"works with clients 0\.1\.x.*0\.7\.2"):
             RemoteBackend(url, API_KEY)
 

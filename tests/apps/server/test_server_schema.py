@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import (content_type_conformance, not_a_server_error, response_schema_conformance,
                                  status_code_conformance)
 
-from medsam3.server import ServerSettings
-from medsam3.wire_format import encode_volume
+from medsam3.apps.server import ServerSettings
+from medsam3.transports.wire_format import encode_volume
 
 from server_harness import API_KEY, running_server, small_volume
 

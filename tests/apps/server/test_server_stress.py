@@ -1,4 +1,4 @@
-"""The bounded stress run of issue 10 (see tests/memory_stress.py): 8 clients upload volumes that declare the
+"""The bounded stress run of issue 10 (see tests/support/memory_stress.py): 8 clients upload volumes that declare the
 largest size the server accepts while 4 others segment, for 20 s on loopback. The server's resident memory stays
 within its budget above its resting size, every refusal is a 4xx with a reason, there is no 5xx, and every mask
 answered is right. The figures are printed (pytest -s shows them)."""

@@ -2,7 +2,7 @@
 
 import pytest
 
-from medsam3.atomic_files import AtomicOutputs
+from medsam3.files.atomic_files import AtomicOutputs
 
 
 def test_all_outputs_appear_together_with_their_names(tmp_path):

@@ -8,8 +8,8 @@ import pytest
 
 from slicer_scene import load_volume_node, new_scene  # skips this file when slicer-core is missing
 
-from medsam3.seg_nrrd import write_seg_nrrd
-from medsam3.segment_colours import segment_colour
+from medsam3.files.seg_nrrd import write_seg_nrrd
+from medsam3.files.segment_colours import segment_colour
 
 from cases import VARIANTS, load_case
 from MedicalSAM3SlicerLib.segment_io import segment_mask

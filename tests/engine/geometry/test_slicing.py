@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from medsam3.engine import SegmentationEngine
-from medsam3.model_frame import ModelFrame
-from medsam3.prompts import PointPrompt, SlicePrompt
-from medsam3.slicing import SliceGeometry
-from medsam3.volume import Volume
+from medsam3.interaction.engine import SegmentationEngine
+from medsam3.geometry.model_frame import ModelFrame
+from medsam3.interaction.prompts import PointPrompt, SlicePrompt
+from medsam3.geometry.slicing import SliceGeometry
+from medsam3.geometry.volume import Volume
 
 from cases import VARIANTS, load_case
 from oracle import GroundTruthOracle, ground_truth_volume

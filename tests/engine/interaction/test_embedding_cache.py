@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from medsam3.embedding_cache import EmbeddingCache
+from medsam3.interaction.embedding_cache import EmbeddingCache
 
 
 def test_least_recently_used_encodings_go_first_when_over_budget():

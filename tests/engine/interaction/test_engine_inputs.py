@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from medsam3.engine import SegmentationEngine
+from medsam3.interaction.engine import SegmentationEngine
 from medsam3.errors import PromptError, VolumeError
-from medsam3.prefetch import PrefetchRequest, SlicePrefetcher
-from medsam3.preprocessing import Preprocessing, choose_preprocessing, window_for_target
-from medsam3.prompts import BoxPrompt, PointPrompt, SlicePrompt, parse_text_targets
-from medsam3.volume import Volume
-from medsam3.volume_io import read_volume
+from medsam3.interaction.prefetch import PrefetchRequest, SlicePrefetcher
+from medsam3.model.preprocessing import Preprocessing, choose_preprocessing, window_for_target
+from medsam3.interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt, parse_text_targets
+from medsam3.geometry.volume import Volume
+from medsam3.files.volume_io import read_volume
 
 from cases import data_path, load_case
 from oracle import GroundTruthOracle, ground_truth_volume
@@ -65,7 +65,7 @@ def test_ct_window_follows_the_typed_target_and_mri_uses_percentiles():
     ct = load_case("spleen").volume
     assert window_for_target("left lung upper lobe") == "lung"
     assert window_for_target("L3 vertebra") == "bone"
-    # abdominal targets get the training data's soft-tissue window (see tests/test_preprocessing_parity.py)
+    # abdominal targets get the training data's soft-tissue window (see tests/engine/model/test_preprocessing_parity.py)
     assert choose_preprocessing(ct, "liver").description == "ct-soft_tissue"
     assert choose_preprocessing(ct, "spleen").description == "ct-soft_tissue"
     mri = read_volume(data_path("mr/brats2013/brats_2013_pat0001_1/Flair_subtrMeanDivStd.nii.gz"), modality="MR")

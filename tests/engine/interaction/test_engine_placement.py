@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from medsam3.engine import SegmentationEngine
-from medsam3.model_frame import ModelFrame
-from medsam3.prompts import BoxPrompt, PointPrompt, SlicePrompt
+from medsam3.interaction.engine import SegmentationEngine
+from medsam3.geometry.model_frame import ModelFrame
+from medsam3.interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt
 
 from cases import VARIANTS, load_case
 from oracle import GroundTruthOracle, ground_truth_volume
@@ -127,7 +127,7 @@ def test_existing_mask_on_a_slice_starts_the_object_in_place():
     volume = ground_truth_volume(case.volume, case.mask)
     normal = normal_ijk_axis(volume.ijk_to_ras, "sagittal")
     ijk, expected = click_in_object(case.mask, normal)
-    from medsam3.slicing import SliceGeometry
+    from medsam3.geometry.slicing import SliceGeometry
 
     geometry = SliceGeometry.for_volume(volume, "sagittal")
     index = int(ijk[normal])

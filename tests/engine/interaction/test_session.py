@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from medsam3.engine import SegmentationEngine
-from medsam3.prompts import PointPrompt, SlicePrompt
-from medsam3.session import SegmentationSession
+from medsam3.interaction.engine import SegmentationEngine
+from medsam3.interaction.prompts import PointPrompt, SlicePrompt
+from medsam3.interaction.session import SegmentationSession
 
 from cases import load_case
 from oracle import GroundTruthOracle, ground_truth_volume

@@ -12,16 +12,16 @@ from transformers import CLIPTokenizer
 
 from clip_vocabulary import write_clip_vocabulary
 from medsam3.errors import ModelAccessError
-from medsam3.processors import load_clip_tokenizer
+from medsam3.model.processors import load_clip_tokenizer
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[3]
 
 
 def run_offline_cli(*arguments, home):
     """``medsam3`` in a fresh process with an empty Hugging Face cache and HF_HUB_OFFLINE=1."""
     environment = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(home), MEDSAM3_CACHE=str(home / "medsam3"),
                        PYTHONPATH=str(PROJECT / "MedicalSAM3Slicer"))
-    return subprocess.run([sys.executable, "-m", "medsam3.cli", *map(str, arguments)], env=environment,
+    return subprocess.run([sys.executable, "-m", "medsam3.apps.cli", *map(str, arguments)], env=environment,
                           capture_output=True, text=True, timeout=300)
 
 

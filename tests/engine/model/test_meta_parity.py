@@ -1,6 +1,6 @@
 """Where transformers' SAM 3 classes, called naively, compute something other than Meta's model, our adapter
 calls them so that they compute what Meta's model computes (tiny random-weight models; the full-size comparison
-with Meta's own package is tests/test_meta_reference.py).
+with Meta's own package is tests/engine/model/test_meta_reference.py).
 
 - Text alone: Meta's detector always runs its geometry encoder, whose class token joins the prompt even without
   a box; ``Sam3Model`` skips the encoder without boxes. Text on a slice (``Sam3Model``) and text through the
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from medsam3.segmentation_model import ModelPrompt
-from medsam3.tiny_models import TINY_IMAGE_SIZE
-from medsam3.transformers_model import TransformersSegmentationModel
+from medsam3.model.segmentation_model import ModelPrompt
+from medsam3.model.tiny_models import TINY_IMAGE_SIZE
+from medsam3.model.transformers_model import TransformersSegmentationModel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -29,9 +29,9 @@ from torch.overrides import TorchFunctionMode
 
 from cases import load_case
 from clip_vocabulary import write_clip_vocabulary
-from medsam3.cli import run as run_cli
-from medsam3.segmentation_model import ModelPrompt
-from medsam3.transformers_model import TransformersSegmentationModel, class_token_box_prompt
+from medsam3.apps.cli import run as run_cli
+from medsam3.model.segmentation_model import ModelPrompt
+from medsam3.model.transformers_model import TransformersSegmentationModel, class_token_box_prompt
 
 pytestmark = pytest.mark.slow
 

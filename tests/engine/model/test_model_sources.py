@@ -2,9 +2,9 @@
 
 import pytest
 
-from medsam3 import model_sources
+from medsam3.model import model_sources
 from medsam3.errors import ModelAccessError, ModelNotFoundError
-from medsam3.model_sources import list_models, resolve_model
+from medsam3.model.model_sources import list_models, resolve_model
 
 
 def test_catalogue_names_the_default_and_every_model_has_a_licence():

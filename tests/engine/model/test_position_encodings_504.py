@@ -16,8 +16,8 @@ import contextlib
 import pytest
 import torch
 
-from medsam3.meta_checkpoint import full_size_config
-from medsam3.transformers_model import resize_config
+from medsam3.model.meta_checkpoint import full_size_config
+from medsam3.model.transformers_model import resize_config
 from transformers import Sam3VideoConfig, Sam3VideoModel
 
 SIZE = 504

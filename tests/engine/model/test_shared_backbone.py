@@ -6,13 +6,13 @@ import pytest
 import torch
 from transformers import Sam3VideoModel
 
-from medsam3.engine import SegmentationEngine
-from medsam3.meta_checkpoint import convert_meta_checkpoint, export_meta_state_dict
-from medsam3.processors import write_processor_files
-from medsam3.prompts import PointPrompt, SlicePrompt
-from medsam3.segmentation_model import ModelPrompt
-from medsam3.tiny_models import TINY_IMAGE_SIZE, build_tiny_configs, build_tiny_tokenizer, save_tiny_models
-from medsam3.transformers_model import TransformersSegmentationModel
+from medsam3.interaction.engine import SegmentationEngine
+from medsam3.model.meta_checkpoint import convert_meta_checkpoint, export_meta_state_dict
+from medsam3.model.processors import write_processor_files
+from medsam3.interaction.prompts import PointPrompt, SlicePrompt
+from medsam3.model.segmentation_model import ModelPrompt
+from medsam3.model.tiny_models import TINY_IMAGE_SIZE, build_tiny_configs, build_tiny_tokenizer, save_tiny_models
+from medsam3.model.transformers_model import TransformersSegmentationModel
 
 from cases import load_case
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from transformers import Sam3VideoModel, Sam3VideoProcessor
 
-from medsam3.engine import SegmentationEngine
-from medsam3.text_protocol import LONG_TRACK, MEDICAL_SAM3_CLIPS, LabelFusion, VolumeTextProtocol
-from medsam3.transformers_model import TransformersSegmentationModel
+from medsam3.interaction.engine import SegmentationEngine
+from medsam3.model.text_protocol import LONG_TRACK, MEDICAL_SAM3_CLIPS, LabelFusion, VolumeTextProtocol
+from medsam3.model.transformers_model import TransformersSegmentationModel
 
 from cases import load_case
 
@@ -138,7 +138,7 @@ def test_protocol_parameters_in_one_place():
 
 def test_a_name_that_loses_every_voxel_to_another_says_so(volume):
     """The bright-region model finds the same region, with the same score, for every name: the first keeps it."""
-    from medsam3.bright_region_model import BrightRegionModel
+    from medsam3.model.bright_region_model import BrightRegionModel
 
     spleen, liver = SegmentationEngine(BrightRegionModel(image_size=252, mask_grid=63)).propagate_text(
         volume, "spleen, liver", "axial")

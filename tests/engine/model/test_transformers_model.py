@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from medsam3.errors import ModelNotFoundError
-from medsam3.model_loading import load_backend
-from medsam3.model_sources import resolve_model
-from medsam3.prompts import BoxPrompt, PointPrompt, SlicePrompt
+from medsam3.transports.model_loading import load_backend
+from medsam3.model.model_sources import resolve_model
+from medsam3.interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt
 
-from medsam3.volume_io import read_volume
+from medsam3.files.volume_io import read_volume
 
 from cases import data_path, load_case
 
@@ -77,8 +77,8 @@ def test_unknown_model_names_say_what_to_use(tmp_path):
 
 
 def test_input_size_is_selectable_and_masks_stay_in_the_volume_grid(tmp_path):
-    from medsam3.transformers_model import TransformersSegmentationModel
-    from medsam3.engine import SegmentationEngine
+    from medsam3.model.transformers_model import TransformersSegmentationModel
+    from medsam3.interaction.engine import SegmentationEngine
 
     directory = resolve_model("tiny-random", cache_dir=tmp_path).path
     half = TransformersSegmentationModel(directory, "tiny-random", image_size=112)  # as 1008 -> 504

@@ -5,13 +5,13 @@ still runs with a one-line note naming the nearest trained names, in-process and
 import numpy as np
 import pytest
 
-from medsam3.backend import BackendInfo, LocalBackend
-from medsam3.bright_region_model import BrightRegionModel
-from medsam3.cli import main
-from medsam3.engine import SegmentationEngine
-from medsam3.prompts import parse_text_targets
-from medsam3.remote_client import RemoteBackend
-from medsam3.vocabulary import medical_sam3_vocabulary
+from medsam3.transports.backend import BackendInfo, LocalBackend
+from medsam3.model.bright_region_model import BrightRegionModel
+from medsam3.apps.cli import main
+from medsam3.interaction.engine import SegmentationEngine
+from medsam3.interaction.prompts import parse_text_targets
+from medsam3.transports.remote_client import RemoteBackend
+from medsam3.model.vocabulary import medical_sam3_vocabulary
 
 from cases import load_case
 from server_harness import API_KEY, running_server, write_nifti
@@ -131,7 +131,7 @@ def test_in_slicer_the_model_gets_the_training_name_and_the_segment_keeps_the_ty
 
 
 def test_only_vanilla_sam3_gets_the_names_as_typed():
-    from medsam3.model_loading import uses_training_vocabulary
+    from medsam3.transports.model_loading import uses_training_vocabulary
 
     assert uses_training_vocabulary("medical-sam3-3d") and uses_training_vocabulary("medical-sam3-2d")
     assert uses_training_vocabulary("my-finetuned-folder")  # a local Medical SAM3 conversion

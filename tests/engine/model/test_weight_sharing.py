@@ -1,8 +1,8 @@
 """Classes loaded from one folder hold their common weights once (memory), with unchanged answers (see
 test_shared_backbone for the answers with and without sharing)."""
 
-from medsam3.transformers_model import TransformersSegmentationModel
-from medsam3.weight_sharing import distinct_weight_bytes
+from medsam3.model.transformers_model import TransformersSegmentationModel
+from medsam3.model.weight_sharing import distinct_weight_bytes
 
 from test_shared_backbone import one_folder_model  # noqa: F401  (the fixture: one folder for all four classes)
 

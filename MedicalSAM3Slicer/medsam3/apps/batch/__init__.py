@@ -1,6 +1,6 @@
 """``medsam3 batch``: segment a whole cohort from typed names, on this machine or spread over a Ray cluster.
 
-An application on top of the engine (it only calls :func:`medsam3.segment_pipeline.segment_volume`):
+An application on top of the engine (it only calls :func:`medsam3.apps.segment_pipeline.segment_volume`):
 
 - :mod:`.cases`: what the inputs are (files, folders, DICOM studies one case per series, ``dataset.json``).
 - :mod:`.prompts_csv`: clicks and boxes per case from a CSV, in RAS or IJK.

@@ -1,4 +1,4 @@
-"""One case: read the volume, segment it with :func:`medsam3.segment_pipeline.segment_volume`, write its files.
+"""One case: read the volume, segment it with :func:`medsam3.apps.segment_pipeline.segment_volume`, write its files.
 
 :func:`run_case` never raises for a problem with the case: it returns a record (the JSON-lines log entry) with
 ``status`` ``done`` or ``failed`` and the error in one line, so one bad case never stops a batch. The same
@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from .. import __version__ as ENGINE_VERSION
-from ..backend import SegmentationBackend
-from ..errors import MedSam3Error
+from ... import __version__ as ENGINE_VERSION
+from ...transports.backend import SegmentationBackend
+from ...errors import MedSam3Error
 from ..segment_pipeline import SegmentRequest, StepTimer, segment_volume
 from .cases import Case, read_case_volume
 from .outputs import write_case_outputs

@@ -18,8 +18,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import VolumeError
-from ..volume import Volume
+from ...errors import VolumeError
+from ...geometry.volume import Volume
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 _NOT_IMAGES = (".seg.nrrd",)  # segmentations, not images
@@ -171,7 +171,7 @@ def read_dicom_series(files: Iterable[str], name: str) -> Volume:
     """One DICOM series (its files in slice order) as a :class:`Volume`."""
     import SimpleITK as sitk
 
-    from ..volume_io import ijk_to_ras_from_image
+    from ...files.volume_io import ijk_to_ras_from_image
 
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(files))
@@ -194,7 +194,7 @@ def read_dicom_series(files: Iterable[str], name: str) -> Volume:
 
 
 def read_case_volume(case: Case) -> Volume:
-    from ..volume_io import read_volume
+    from ...files.volume_io import read_volume
 
     if case.is_dicom:
         return read_dicom_series(case.files, case.case_id)

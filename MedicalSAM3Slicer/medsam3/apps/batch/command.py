@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import PromptError, VolumeError
+from ...errors import PromptError, VolumeError
 from ..segment_pipeline import SegmentRequest
 from .case_runner import BackendFactory, CaseJob, LazyBackend, base_record
 from .cases import Case, discover_cases

@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from .. import __version__ as ENGINE_VERSION
+from ... import __version__ as ENGINE_VERSION
 from ..segment_pipeline import SegmentRequest
 
 JOURNAL_NAME = "batch-log.jsonl"

@@ -1,6 +1,6 @@
 """The files of one case: the labelmap, the Slicer ``.seg.nrrd`` (names, colours, codes) and, for DICOM input, a
 DICOM SEG referencing the source series. All of a case's files appear together or not at all
-(:class:`medsam3.atomic_files.AtomicOutputs`).
+(:class:`medsam3.files.atomic_files.AtomicOutputs`).
 """
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__ as ENGINE_VERSION
-from ..atomic_files import AtomicOutputs
-from ..errors import VolumeError
-from ..seg_nrrd import segmentation_header
+from ... import __version__ as ENGINE_VERSION
+from ...files.atomic_files import AtomicOutputs
+from ...errors import VolumeError
+from ...files.seg_nrrd import segmentation_header
 from ..segment_pipeline import SegmentOutcome
-from ..volume import Volume
-from ..volume_io import set_image_geometry, write_labelmap
+from ...geometry.volume import Volume
+from ...files.volume_io import set_image_geometry, write_labelmap
 from .cases import Case
 from .segment_codes import SegmentCode, segment_code
 

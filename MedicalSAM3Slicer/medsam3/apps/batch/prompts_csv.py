@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import PromptError
+from ...errors import PromptError
 from .cases import Case
 
 Triple = tuple[float, float, float]

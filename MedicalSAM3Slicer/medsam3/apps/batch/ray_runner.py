@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Sequence
 
-from .. import __version__ as ENGINE_VERSION
-from ..errors import MedSam3Error
+from ... import __version__ as ENGINE_VERSION
+from ...errors import MedSam3Error
 from .case_runner import BackendFactory, BackendUnavailable, CaseJob, LazyBackend, base_record, run_case, worker_name
 from .progress import Progress
 

@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..segment_colours import segment_colour
+from ...files.segment_colours import segment_colour
 
 Code = tuple[str, str, str]  # coding scheme designator, code value, code meaning
 CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"

@@ -8,7 +8,7 @@ real CT slice when the shared data is present); propagation time per slice with 
 memory the loaded model holds and the process's peak; and how far the bfloat16 path's masks are from float32
 ones on real CT and MRI slices with fixed prompts (random weights: numerical drift, not quality).
 
-Run: ``medsam3 bench`` or ``python -m medsam3.benchmark --json bench.json``.
+Run: ``medsam3 bench`` or ``python -m medsam3.apps.bench.benchmark --json bench.json``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine import SegmentationEngine
-from .prompts import PointPrompt, SlicePrompt
-from .transformers_model import TransformersSegmentationModel
-from .volume import Volume
+from ...interaction.engine import SegmentationEngine
+from ...interaction.prompts import PointPrompt, SlicePrompt
+from ...model.transformers_model import TransformersSegmentationModel
+from ...geometry.volume import Volume
 
-SPLEEN_CT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ct" / "spleen_msd_crop" / "image.nii.gz"
+SPLEEN_CT = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "ct" / "spleen_msd_crop" / "image.nii.gz"
 
 
 # (rows, inner, columns) of the ViT's largest products: the MLP of a 1008-px global layer (72 x 72 tokens), the
@@ -88,8 +88,8 @@ def _full_size(role: str, image_size: int):
     """A full-size model of one class with random weights, and its processor, at an input size."""
     from transformers import Sam3TrackerConfig, Sam3TrackerModel, Sam3TrackerVideoConfig, Sam3TrackerVideoModel
 
-    from .processors import build_processor
-    from .transformers_model import resize_config
+    from ...model.processors import build_processor
+    from ...model.transformers_model import resize_config
 
     config_class, model_class = {"sam3_tracker": (Sam3TrackerConfig, Sam3TrackerModel),
                                  "sam3_tracker_video": (Sam3TrackerVideoConfig, Sam3TrackerVideoModel)}[role]
@@ -103,7 +103,7 @@ def _full_size(role: str, image_size: int):
 
 def benchmark_volume() -> Volume:
     if SPLEEN_CT.exists():
-        from .volume_io import read_volume
+        from ...files.volume_io import read_volume
 
         return read_volume(SPLEEN_CT)
     rng = np.random.default_rng(0)
@@ -180,7 +180,7 @@ def measure_propagation(image_size: int, volume: Volume, propagation_slices: int
 
 def measure_agreement_figures(scale: str, image_size: int) -> dict:
     """bfloat16 path vs float32, same random weights, real CT and MRI slices, fixed prompts (see
-    :mod:`medsam3.precision_agreement`). ``scale`` "full": the full-size tracker; "mid": a narrower ViT (used
+    :mod:`medsam3.apps.bench.precision_agreement`). ``scale`` "full": the full-size tracker; "mid": a narrower ViT (used
     where bfloat16 is emulated: the full-size model would take hours)."""
     from .precision_agreement import (give_random_logits_a_trained_scale, load_agreement_volumes,
                                       measure_agreements, mid_size_tracker, summarise)
@@ -203,7 +203,7 @@ def measure_agreement_figures(scale: str, image_size: int) -> dict:
 
 def run(sizes: list[int], clicks: int, propagation_slices: int, threads: int | None, precision: str,
         agreement: str = "auto") -> dict:
-    from .precision import choose_precision, cpu_features
+    from ...model.precision import choose_precision, cpu_features
 
     if threads:
         torch.set_num_threads(threads)

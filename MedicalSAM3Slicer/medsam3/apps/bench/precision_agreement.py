@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine import SegmentationEngine
-from .prompts import BoxPrompt, PointPrompt, SlicePrompt, resolve_slice_prompt
-from .volume import Volume
+from ...interaction.engine import SegmentationEngine
+from ...interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt, resolve_slice_prompt
+from ...geometry.volume import Volume
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[4].parent / "shared" / "data"
 AGREEMENT_SLICES = {  # name: (image, reference mask, modality)
     "CT spleen": ("ct/spleen_msd_crop/image.nii.gz", "ct/spleen_msd_crop/label_spleen.nii.gz", "CT"),
     "MRI brain tumour": ("mr/brats2013/brats_2013_pat0001_1/Flair_subtrMeanDivStd.nii.gz",
@@ -46,7 +46,7 @@ class PromptAgreement:
 
 
 def load_agreement_volumes(data: Path = SHARED_DATA) -> dict[str, tuple[Volume, np.ndarray]]:
-    from .volume_io import read_volume
+    from ...files.volume_io import read_volume
 
     volumes = {}
     for name, (image, label, modality) in AGREEMENT_SLICES.items():
@@ -120,7 +120,7 @@ def measure_agreements(tracker: torch.nn.Module, processor, image_size: int,
                        fast_precision: str = "bfloat16") -> dict[bool, list[PromptAgreement]]:
     """:func:`measure_agreement` with and / or without the stability fallback, each slice encoded once per
     precision."""
-    from .transformers_model import TransformersSegmentationModel
+    from ...model.transformers_model import TransformersSegmentationModel
 
     volumes = volumes if volumes is not None else load_agreement_volumes()
     components = {"sam3_tracker": (tracker, processor)}
@@ -169,8 +169,8 @@ def mid_size_tracker(image_size: int = 336, vit_width: int = 256, vit_layers: in
     CPUs without native bfloat16)."""
     from transformers import Sam3TrackerConfig, Sam3ViTConfig
 
-    from .processors import build_processor
-    from .transformers_model import resize_config
+    from ...model.processors import build_processor
+    from ...model.transformers_model import resize_config
 
     full = Sam3TrackerConfig().to_dict()
     backbone = Sam3ViTConfig(hidden_size=vit_width, intermediate_size=4 * vit_width, num_hidden_layers=vit_layers,

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..prompts import BoxPrompt, PointPrompt, SlicePrompt
-from ..slicing import SliceAxis, SliceGeometry
-from ..volume import Volume
+from ...interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt
+from ...geometry.slicing import SliceAxis, SliceGeometry
+from ...geometry.volume import Volume
 
 _FULL_3D = ndimage.generate_binary_structure(3, 3)  # 26-connected regions, as the challenge labels errors
 

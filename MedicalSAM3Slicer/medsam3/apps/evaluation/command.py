@@ -1,11 +1,11 @@
-"""``medsam3 evaluate``: its argument parser and the function that runs it (registered by medsam3.cli)."""
+"""``medsam3 evaluate``: its argument parser and the function that runs it (registered by medsam3.apps.cli)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from ..errors import MedSam3Error
+from ...errors import MedSam3Error
 
 DESCRIPTION = ("Measure the model on your own labelled data: Dice and NSD per structure from typed text, a "
                "simulated user's clicks (NoC@85/90, Dice against clicks) and one box, with seconds per "

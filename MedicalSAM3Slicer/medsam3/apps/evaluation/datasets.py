@@ -20,9 +20,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import MedSam3Error
-from ..volume import Volume
-from ..volume_io import ijk_to_ras_from_image, read_image
+from ...errors import MedSam3Error
+from ...geometry.volume import Volume
+from ...files.volume_io import ijk_to_ras_from_image, read_image
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 LABEL_FILES = ("labels.json", "labels.txt")

@@ -16,8 +16,8 @@ from typing import Iterator
 
 import numpy as np
 
-from ..backend import SegmentationBackend, Session
-from ..slicing import SliceAxis
+from ...transports.backend import SegmentationBackend, Session
+from ...geometry.slicing import SliceAxis
 from .click_simulator import ClickSimulator
 
 PROTOCOLS = ("text", "clicks", "box")
@@ -86,7 +86,7 @@ class _Timed:
 
 def text_for_structure(name: str) -> str:
     """What the text protocol types for a structure: its label name, as the label file gives it, as a user would
-    type it. The engine maps typed names onto the class names the model was trained on (``medsam3.vocabulary``,
+    type it. The engine maps typed names onto the class names the model was trained on (``medsam3.model.vocabulary``,
     applied in ``SegmentationEngine``), so the evaluation measures exactly what a user typing that name gets; a
     name outside that vocabulary is sent as typed and its note is kept in the CSV's note column."""
     return name

@@ -8,8 +8,8 @@ import csv
 import json
 from pathlib import Path
 
-from ..atomic_files import AtomicOutputs
-from ..errors import MedSam3Error
+from ...files.atomic_files import AtomicOutputs
+from ...errors import MedSam3Error
 from .run import ROW_FIELDS, EvaluationRun
 from .summary import NOC_TARGETS, click_curves, summarise
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..backend import BackendInfo, LocalBackend, SegmentationBackend
-from ..errors import MedSam3Error
-from ..slicing import SliceAxis
-from ..volume import Volume
+from ...transports.backend import BackendInfo, LocalBackend, SegmentationBackend
+from ...errors import MedSam3Error
+from ...geometry.slicing import SliceAxis
+from ...geometry.volume import Volume
 from .click_simulator import ClickSimulator
 from .datasets import Dataset, LoadedCase, Structure
 from .metrics import DEFAULT_NSD_TOLERANCE_MM, dice, normalised_surface_distance
@@ -75,8 +75,8 @@ class JournalMismatch(MedSam3Error):
 def pipeline_check_backend() -> LocalBackend:
     """The engine's bright-region model: it segments the bright region under a prompt, so on an image that is
     the label drawn as intensity its answer is the ground truth, wherever the geometry is right."""
-    from ..bright_region_model import BrightRegionModel
-    from ..engine import SegmentationEngine
+    from ...model.bright_region_model import BrightRegionModel
+    from ...interaction.engine import SegmentationEngine
 
     return LocalBackend(SegmentationEngine(BrightRegionModel()),
                         BackendInfo(model="bright-region (pipeline check)", device="cpu", image_size=1008,

@@ -1,6 +1,6 @@
 """The remote inference server: one engine on a GPU machine serving Slicer clients on machines without one.
 
-:func:`create_app` builds the FastAPI application around any :class:`medsam3.backend.SegmentationBackend` (tests
+:func:`create_app` builds the FastAPI application around any :class:`medsam3.transports.backend.SegmentationBackend` (tests
 inject the ground-truth oracle); :func:`run_server` serves it with uvicorn.
 """
 

@@ -3,7 +3,7 @@
 glibc's malloc gives each thread that allocates its own arena (up to 8 per core) and keeps memory freed there for
 that arena's reuse. A server whose thread pool decodes volumes and builds masks in many threads then holds freed
 blocks in every arena: under 8 parallel uploaders and 4 propagating clients the resident memory grew about 10 %
-beyond what the budget counted (tests/test_server_stress.py, a quiet machine), while with two arenas it stayed
+beyond what the budget counted (tests/apps/server/test_server_stress.py, a quiet machine), while with two arenas it stayed
 well within (+246 MiB of a 320 MiB budget). The server therefore caps the arenas when it starts.
 """
 

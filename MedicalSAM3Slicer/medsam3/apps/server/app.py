@@ -23,15 +23,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from .. import __version__
-from ..backend import SegmentationBackend
-from ..embedding_cache import EmbeddingCache
-from ..errors import Cancelled, MedSam3Error
-from ..preprocessing import Preprocessing
-from ..prompts import parse_text_targets
-from ..slicing import SliceAxis, SliceGeometry
-from ..version_compatibility import CLIENT_VERSION_HEADER, is_compatible, matching_versions, mismatch_message
-from ..wire_format import (VOLUME_MEDIA_TYPE, WireFormatError, decode_volume, decoded_bytes, full_mask_from_region,
+from ... import __version__
+from ...transports.backend import SegmentationBackend
+from ...interaction.embedding_cache import EmbeddingCache
+from ...errors import Cancelled, MedSam3Error
+from ...model.preprocessing import Preprocessing
+from ...interaction.prompts import parse_text_targets
+from ...geometry.slicing import SliceAxis, SliceGeometry
+from ...transports.version_compatibility import CLIENT_VERSION_HEADER, is_compatible, matching_versions, mismatch_message
+from ...transports.wire_format import (VOLUME_MEDIA_TYPE, WireFormatError, decode_volume, decoded_bytes, full_mask_from_region,
                            mask_update_to_message, read_volume_header, slice_prompt_from_message, voxel_count)
 from .access_log import install_access_log_redaction
 from .allocator import limit_malloc_arenas
@@ -45,7 +45,7 @@ from .schemas import (CancelResponse, ErrorMessage, Health, MaskUpdateMessage, P
 from .session_registry import OpenSession, SessionRegistry
 from .settings import ServerSettings
 
-log = logging.getLogger("medsam3.server")
+log = logging.getLogger("medsam3.apps.server")
 
 SessionId = Path(min_length=1, max_length=64, description="the id returned by POST /sessions")
 ObjectIdPath = Path(ge=1, le=2**31 - 1)
@@ -206,7 +206,7 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
                 "open_sessions": len(registry), "memory_in_use_bytes": budget.used}
 
     @api.post("/sessions", status_code=201, response_model=SessionCreated, tags=["sessions"], openapi_extra={
-        "requestBody": {"required": True, "description": "the volume: see medsam3.wire_format.encode_volume",
+        "requestBody": {"required": True, "description": "the volume: see medsam3.transports.wire_format.encode_volume",
                         "content": {VOLUME_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}})
     async def open_session(request: Request,
                            window_low: float | None = Query(None, allow_inf_nan=False),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..backend import SegmentationBackend
+from ...transports.backend import SegmentationBackend
 from .app import create_app
 from .settings import ServerSettings, is_loopback
 

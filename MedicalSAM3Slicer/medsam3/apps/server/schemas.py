@@ -1,5 +1,5 @@
 """The JSON messages of the server's API (they are the OpenAPI schema). Field shapes follow
-:mod:`medsam3.wire_format`, which encodes and decodes them on both sides."""
+:mod:`medsam3.transports.wire_format`, which encodes and decodes them on both sides."""
 
 from __future__ import annotations
 

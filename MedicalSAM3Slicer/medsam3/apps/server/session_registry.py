@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from ..backend import Session
-from ..errors import Cancelled
+from ...transports.backend import Session
+from ...errors import Cancelled
 from .api_errors import ApiError
 from .memory_budget import Reservation
 

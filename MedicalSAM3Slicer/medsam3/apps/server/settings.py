@@ -7,8 +7,8 @@ import math
 import os
 from dataclasses import dataclass
 
-from ..backend_choice import API_KEY_ENVIRONMENT_VARIABLE
-from ..errors import MedSam3Error
+from ...transports.backend_choice import API_KEY_ENVIRONMENT_VARIABLE
+from ...errors import MedSam3Error
 
 
 class ServerSettingsError(MedSam3Error, ValueError):
