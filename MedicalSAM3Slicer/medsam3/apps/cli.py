@@ -16,6 +16,7 @@ from .. import __version__
 from ..transports.backend import SegmentationBackend
 from ..transports.backend_choice import API_KEY_ENVIRONMENT_VARIABLE, open_backend
 from ..errors import MedSam3Error
+from .arguments import OneLineArgumentParser, UsageError, _box, attach_coordinate_values, parse_point
 from .evaluation.command import add_evaluate_parser, run_evaluate
 
 BackendFactory = Callable[..., SegmentationBackend]  # (model, device, server_url, api_key) -> backend
@@ -23,35 +24,7 @@ BackendFactory = Callable[..., SegmentationBackend]  # (model, device, server_ur
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-COORDINATE_OPTIONS = ("--point", "--negative-point", "--box")
 _DELEGATED_COMMANDS = ("bench", "demo")
-
-
-class UsageError(Exception):
-    """A command line argparse refused."""
-
-
-class OneLineArgumentParser(argparse.ArgumentParser):
-    """An ArgumentParser that reports a bad argument as an exception (printed as one line by :func:`main`).
-
-    Options are never matched by prefix (``--out`` is not ``--output``), in every command and sub-command."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs["allow_abbrev"] = False
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str):
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-
-def _numbers(text: str, count: int, what: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.replace(" ", "").split(","))
-    except ValueError:
-        values = ()
-    if len(values) != count or not all(abs(v) < float("inf") for v in values):
-        raise argparse.ArgumentTypeError(f"{what} must be {count} comma-separated numbers, got {text!r}")
-    return values
 
 
 def _positive_number(text: str) -> float:
@@ -73,32 +46,6 @@ def _positive_integer(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
     return value
-
-
-def parse_point(text: str) -> tuple[float, float, float]:
-    return _numbers(text, 3, "a point (X,Y,Z)")
-
-
-def _box(text: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    values = _numbers(text, 6, "a box (X0,Y0,Z0,X1,Y1,Z1)")
-    return values[:3], values[3:]
-
-
-def attach_coordinate_values(argv: Sequence[str]) -> list[str]:
-    """Let ``--point -12.5,30,4`` through: argparse would take the leading minus for an option."""
-    joined: list[str] = []
-    arguments = list(argv)
-    index = 0
-    while index < len(arguments):
-        argument = arguments[index]
-        if argument in COORDINATE_OPTIONS and index + 1 < len(arguments) and arguments[index + 1].startswith("-") \
-                and "," in arguments[index + 1]:
-            joined.append(f"{argument}={arguments[index + 1]}")
-            index += 2
-            continue
-        joined.append(argument)
-        index += 1
-    return joined
 
 
 # --- the parser --------------------------------------------------------------------------------------------------

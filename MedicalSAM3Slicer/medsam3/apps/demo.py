@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ..transports.backend_choice import open_backend
-from .cli import OneLineArgumentParser, attach_coordinate_values, parse_point
+from .arguments import OneLineArgumentParser, attach_coordinate_values, parse_point
 from ..errors import MedSam3Error, ModelAccessError, ModelNotFoundError
 from .segment_pipeline import OutputPaths, SegmentRequest, StepTimer, segment_volume, write_outputs
 from ..files.volume_io import read_volume
