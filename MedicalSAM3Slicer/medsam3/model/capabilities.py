@@ -16,23 +16,8 @@ import re
 from pathlib import Path
 
 from ..errors import MedSam3Error
-
-TEXT_ON_SLICE = "text on a slice"
-BOX_EXEMPLARS = "box exemplars on a slice"
-TRACKER_PROMPTS = "clicks and boxes (tracker)"
-PROPAGATION = "propagation through the volume"
-TEXT_THROUGH_VOLUME = "text through the volume"
-ALL_KINDS = (TEXT_ON_SLICE, BOX_EXEMPLARS, TRACKER_PROMPTS, PROPAGATION, TEXT_THROUGH_VOLUME)
-
-# The catalogue's "serves" keys
-CATALOGUE_KEYS = {"text_on_slice": TEXT_ON_SLICE, "box_exemplars": BOX_EXEMPLARS,
-                  "tracker_prompts": TRACKER_PROMPTS, "propagation": PROPAGATION,
-                  "text_through_volume": TEXT_THROUGH_VOLUME}
-
-UNSUPPORTED_CHECKPOINTS = {
-    "checkpoint_3D_LoRA2D.pt": "checkpoint_3D_LoRA2D.pt (Medical SAM3's LoRA adapter) is not supported: its "
-                               "format is not published; use medical-sam3-3d.",
-}
+from .prompt_kinds import (ALL_KINDS, BOX_EXEMPLARS, CATALOGUE_KEYS, PROPAGATION, TEXT_ON_SLICE,  # noqa: F401
+                           TEXT_THROUGH_VOLUME, TRACKER_PROMPTS, UNSUPPORTED_CHECKPOINTS, from_catalogue)
 
 # Parameter-name parts that show a part of SAM 3 is present, in any of the namespaces the four transformers
 # classes save (bare, ``detector_model.``, ``tracker_model.``)
@@ -43,13 +28,6 @@ _MEMORY = re.compile(r"(^|\.)memory_attention\.")
 
 class CapabilityError(MedSam3Error, ValueError):
     """The loaded checkpoint cannot serve the prompt kind asked for."""
-
-
-def from_catalogue(keys) -> frozenset[str]:
-    unknown = [key for key in keys if key not in CATALOGUE_KEYS]
-    if unknown:
-        raise ValueError(f"unknown prompt kinds in the model catalogue: {unknown}")
-    return frozenset(CATALOGUE_KEYS[key] for key in keys)
 
 
 def parameter_names(directory: Path) -> list[str] | None:

@@ -47,7 +47,7 @@ class CatalogueEntry:
 
     @property
     def capabilities(self) -> frozenset[str]:
-        from .capabilities import from_catalogue
+        from .prompt_kinds import from_catalogue
 
         return from_catalogue(self.serves)
 
@@ -171,7 +171,7 @@ def resolve_model(source: str | None = None, cache_dir: str | Path | None = None
                   progress: bool = True) -> ResolvedModel:
     """Any model source -> a transformers-format directory on this machine (downloading or converting once)."""
     source = (source or DEFAULT_MODEL_SOURCE).strip()
-    from .capabilities import UNSUPPORTED_CHECKPOINTS
+    from .prompt_kinds import UNSUPPORTED_CHECKPOINTS
 
     for name, message in UNSUPPORTED_CHECKPOINTS.items():
         if source.endswith(name):
