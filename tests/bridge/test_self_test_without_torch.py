@@ -1,6 +1,6 @@
 """The module's self-test runs in a Slicer that has no torch yet (before 'Install dependencies').
 
-The self-test (MedicalSAM3SlicerTest, registered with ctest) segments a phantom with the bright-region model,
+The self-test (Testing/Python/MedicalSAM3SlicerSelfTest.py, registered with ctest) segments a phantom with the bright-region model,
 which needs no torch; the slice-to-model resize is the only engine step that used torch. It now falls back to a
 numpy resize with torch's weights.
 """
@@ -19,7 +19,8 @@ from medsam3.geometry.model_frame import resize_bilinear
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# The same scenario as MedicalSAM3SlicerTest in MedicalSAM3Slicer.py, in a Python where importing torch fails.
+# The same scenario as the self-test (MedicalSAM3Slicer/Testing/Python/MedicalSAM3SlicerSelfTest.py), in a Python
+# where importing torch fails.
 SELF_TEST_WITHOUT_TORCH = textwrap.dedent("""
     import importlib.abc, sys
 
@@ -31,7 +32,7 @@ SELF_TEST_WITHOUT_TORCH = textwrap.dedent("""
                 raise ModuleNotFoundError(f"No module named {name!r}")
 
     sys.meta_path.insert(0, NoTorch())
-    sys.path.insert(0, "tests")
+    sys.path.insert(0, "tests/support")
     from slicer_scene import new_scene
     from medsam3.transports.backend import BackendInfo, LocalBackend
     from medsam3.interaction.engine import SegmentationEngine

@@ -147,8 +147,12 @@ def _called_names(function) -> set[str]:
     return names
 
 
+WIDGET_CLASS_SOURCES = [MODULE_DIR / "MedicalSAM3Slicer.py", MODULE_DIR / "MedicalSAM3SlicerWidgets" / "model_panel.py"]
+
+
 def _widget_methods():
-    return {f.name: f for f in _functions(MODULE_DIR / "MedicalSAM3Slicer.py")}
+    """The widget's methods: the module file's and those of its model-panel mixin."""
+    return {f.name: f for path in WIDGET_CLASS_SOURCES for f in _functions(path)}
 
 
 def test_single_key_shortcuts_and_the_editors_shortcuts_live_only_between_enter_and_exit():
@@ -285,8 +289,8 @@ def test_every_widget_the_module_uses_is_in_its_ui_file_and_the_tool_buttons_tog
     module uses that the file lacks fails setup() with an AttributeError inside Slicer, before the panel shows."""
     import ast
 
-    tree = ast.parse((MODULE_DIR / "MedicalSAM3Slicer.py").read_text())
-    used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+    trees = [ast.parse(path.read_text()) for path in WIDGET_CLASS_SOURCES]
+    used = {node.attr for tree in trees for node in ast.walk(tree) if isinstance(node, ast.Attribute)
             and isinstance(node.value, ast.Attribute) and node.value.attr == "ui"
             and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
     declared = {w.get("name") for w in ElementTree.parse(UI_FILE).iter("widget")}

@@ -98,6 +98,12 @@ def test_icon_and_screenshot_urls_are_images_in_this_repository(description, cma
 
     with Image.open(_repository_file(icon[0].strip(), description)) as image:
         assert image.size == (128, 128)  # the size Slicer's extension catalog shows
+    # Where Slicer's extension template keeps them: the extension icon, named after the extension, at the repository
+    # root beside the top-level CMakeLists.txt (Utilities/Templates/Extensions/Default/TemplateKey.png), as do
+    # SlicerTotalSegmentator (TotalSegmentator.png, Screenshot01.jpg); the module's own icon stays in its
+    # Resources/Icons, where slicerMacroBuildScriptedModule installs it.
+    assert _repository_file(icon[0].strip(), description) == ROOT / "MedicalSAM3Slicer.png"
+    assert all(_repository_file(url, description).parent == ROOT for url in screenshots[0].split())
 
 
 def test_licence_at_the_repository_root_is_the_projects():

@@ -44,9 +44,10 @@ def test_every_resource_is_installed():
 def test_widget_code_uses_only_widgets_defined_in_the_ui_file():
     ui = ElementTree.parse(MODULE_DIR / "Resources" / "UI" / "MedicalSAM3Slicer.ui")
     defined = {widget.get("name") for widget in ui.iter("widget")}
-    used = set(re.findall(r"self\.ui\.(\w+)", (MODULE_DIR / "MedicalSAM3Slicer.py").read_text()))
+    widget_files = [MODULE_DIR / "MedicalSAM3Slicer.py", MODULE_DIR / "MedicalSAM3SlicerWidgets" / "model_panel.py"]
+    used = {name for path in widget_files for name in re.findall(r"self\.ui\.(\w+)", path.read_text())}
     assert used, "the widget uses no .ui widget: the pattern is broken"
-    assert not used - defined, f"used in MedicalSAM3Slicer.py but missing in the .ui: {sorted(used - defined)}"
+    assert not used - defined, f"used by the widget but missing in the .ui: {sorted(used - defined)}"
     # every interactive control of the .ui is wired up (a button nobody connects is a dead button)
     controls = {widget.get("name") for widget in ui.iter("widget")
                 if widget.get("class") in ("QPushButton", "QLineEdit", "QCheckBox", "QRadioButton", "QComboBox",
@@ -59,3 +60,23 @@ def test_extension_metadata_depends_on_pytorch():
     assert 'set(EXTENSION_DEPENDS "PyTorch")' in top and "add_subdirectory(MedicalSAM3Slicer)" in top
     description = json.loads((MODULE_DIR.parent / "MedicalSAM3Slicer.json").read_text())
     assert description["build_dependencies"] == ["PyTorch"]
+
+
+def test_the_self_test_is_registered_from_testing_python_as_in_slicers_module_template():
+    """Slicer's scripted-module template (Utilities/Templates/Modules/Scripted/CMakeLists.txt and its Testing/,
+    Testing/Python/ CMakeLists): ``if(BUILD_TESTING)`` adds the Testing folder, whose Python/CMakeLists.txt registers
+    each test script with ``slicer_add_python_unittest``. The script is not installed with the module."""
+    module_cmake = (MODULE_DIR / "CMakeLists.txt").read_text()
+    testing = re.search(r"if\(BUILD_TESTING\)(.*?)endif\(\)", module_cmake, re.S)
+    assert testing and "add_subdirectory(Testing)" in testing.group(1)
+    assert "add_subdirectory(Python)" in (MODULE_DIR / "Testing" / "CMakeLists.txt").read_text()
+    registered = re.findall(r"^\s*slicer_add_python_unittest\(SCRIPT\s+(\S+?)\)",
+                            (MODULE_DIR / "Testing" / "Python" / "CMakeLists.txt").read_text(), re.M)
+    assert registered == ["MedicalSAM3SlicerSelfTest.py"]
+    script = (MODULE_DIR / "Testing" / "Python" / registered[0]).read_text()
+    assert "class MedicalSAM3SlicerSelfTest(ScriptedLoadableModuleTest):" in script and "def test_" in script
+    assert not any(name.startswith("Testing/") for name in _cmake_list("MODULE_PYTHON_SCRIPTS"))
+    # Reload and Test (developer mode) finds <ModuleName>Test in the module file and runs the same script
+    module_file = (MODULE_DIR / "MedicalSAM3Slicer.py").read_text()
+    assert "class MedicalSAM3SlicerTest(ScriptedLoadableModuleTest):" in module_file
+    assert '"Testing", "Python", "MedicalSAM3SlicerSelfTest.py"' in module_file
