@@ -12,10 +12,10 @@ import numpy as np
 from ... import __version__ as ENGINE_VERSION
 from ...files.atomic_files import AtomicOutputs
 from ...errors import VolumeError
-from ...files.seg_nrrd import segmentation_header
+from ...files.seg_nrrd import write_seg_nrrd
 from ..segment_pipeline import SegmentOutcome
 from ...geometry.volume import Volume
-from ...files.volume_io import set_image_geometry, write_labelmap
+from ...files.volume_io import write_labelmap
 from .cases import Case
 from .segment_codes import SegmentCode, segment_code
 
@@ -27,17 +27,8 @@ _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 def write_seg_nrrd_with_codes(path: Path, labels: np.ndarray, codes: list[SegmentCode], reference: Volume) -> None:
     """A .seg.nrrd whose segments carry the names, colours and terminology codes Slicer shows."""
-    import SimpleITK as sitk
-
-    header = segmentation_header(labels, [c.name for c in codes])
-    for index, code in enumerate(codes):
-        header[f"Segment{index}_Color"] = " ".join(f"{v:.6g}" for v in code.colour)
-        header[f"Segment{index}_Tags"] = f"TerminologyEntry:{code.slicer_terminology()}|"
-    image = sitk.GetImageFromArray(np.ascontiguousarray(labels))
-    set_image_geometry(image, reference.ijk_to_ras)
-    for key, value in header.items():
-        image.SetMetaData(key, value)
-    sitk.WriteImage(image, str(path), useCompression=True)
+    write_seg_nrrd(path, labels, [c.name for c in codes], reference, colours=[c.colour for c in codes],
+                   terminologies=[c.slicer_terminology() for c in codes])
 
 
 def _source_datasets(case: Case) -> list:
