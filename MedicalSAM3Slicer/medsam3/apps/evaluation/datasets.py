@@ -4,6 +4,8 @@
   label names (MSD's ``{"1": "spleen"}`` or nnU-Net v2's ``{"spleen": 1}``), the first channel of each image;
 - a folder of image/label pairs: ``images/`` and ``labels/`` with matching file names, and a label-name file
   ``labels.json`` (``{"1": "liver"}``) or ``labels.txt`` (``1 liver`` per line);
+- in both folder formats a label file may be a Slicer segmentation (``NAME.seg.nrrd``): its segments are matched to
+  the label names by segment name (without a label-name file, the first one's segments name the structures);
 - the CVPR challenge's ``.npz`` files (``imgs`` and ``gts`` as (D, H, W), ``spacing`` as (x, y, z) mm, optional
   ``direction`` / ``origin`` as SimpleITK writes them, optional ``text_prompts``), a folder of them or one file.
 Label names can always be given or overridden with ``--labels`` (a file as above, or ``1=liver,2=spleen``).
@@ -22,6 +24,7 @@ import numpy as np
 
 from ...errors import MedSam3Error
 from ...geometry.volume import Volume
+from ...files.seg_nrrd import SEG_NRRD_SUFFIX, read_seg_nrrd
 from ...files.volume_io import ijk_to_ras_from_image, read_image
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -62,7 +65,7 @@ class Dataset:
 
 
 def _stem(path: Path) -> str:
-    for suffix in IMAGE_SUFFIXES + (".npz",):
+    for suffix in (SEG_NRRD_SUFFIX,) + IMAGE_SUFFIXES + (".npz",):
         if path.name.endswith(suffix):
             return path.name[:-len(suffix)]
     return path.stem
@@ -184,10 +187,40 @@ def _labels_on_image_grid(image: Volume, labels: Volume, label_path: Path) -> np
     return np.ascontiguousarray(values.transpose(2, 1, 0))
 
 
-def _file_case(case_id: str, image_path: Path, label_path: Path, modality: str | None) -> CaseSource:
+def _segments_as_labels(label_path: Path, structures: list[Structure]) -> Volume:
+    """A .seg.nrrd as label values: each segment named as a structure gets that structure's value."""
+    segmentation = read_seg_nrrd(label_path)
+    by_name = {structure.name.casefold(): structure.value for structure in structures}
+    values = np.zeros(segmentation.labels.array.shape, dtype=np.int32)
+    found = []
+    for number, name in enumerate(segmentation.segment_names, start=1):
+        value = by_name.get(clean_name(name).casefold())
+        if value is not None:
+            values[segmentation.labels.array == number] = value
+            found.append(name)
+    if not found:
+        raise DatasetError(f"{label_path}: none of its segments ({', '.join(segmentation.segment_names)}) is named "
+                           f"as a label ({', '.join(s.name for s in structures)}); rename them or give --labels.")
+    return Volume(values, segmentation.labels.ijk_to_ras, modality="OT", name=label_path.name)
+
+
+def _segment_structures(label_paths: list[Path]) -> list[Structure] | None:
+    """Label names from the first .seg.nrrd label file: its segments, numbered in their order."""
+    first = next((p for p in label_paths if p.name.endswith(SEG_NRRD_SUFFIX)), None)
+    if first is None:
+        return None
+    names = read_seg_nrrd(first).segment_names
+    return _structures_from_mapping({str(n): name for n, name in enumerate(names, start=1)}, str(first))
+
+
+def _file_case(case_id: str, image_path: Path, label_path: Path, modality: str | None,
+               structures: list[Structure] = ()) -> CaseSource:
     def load() -> LoadedCase:
         volume = _read_first_channel(image_path, modality)
-        labels = _read_first_channel(label_path, "OT")
+        if label_path.name.endswith(SEG_NRRD_SUFFIX):
+            labels = _segments_as_labels(label_path, structures)
+        else:
+            labels = _read_first_channel(label_path, "OT")
         values = _labels_on_image_grid(volume, labels, label_path)
         spacing = volume.spacing
         values = values if values.dtype.kind in "iu" else np.rint(values).astype(np.int32)
@@ -214,7 +247,7 @@ def _nnunet(folder: Path, names: list[Structure] | None) -> Dataset:
         case_id = _stem(label_path)
         if case_id not in images:
             raise DatasetError(f"{label_path} has no image {case_id}_0000 or {case_id} in {folder / 'imagesTr'}.")
-        cases.append(_file_case(case_id, images[case_id], label_path, modality))
+        cases.append(_file_case(case_id, images[case_id], label_path, modality, structures))
     return Dataset(folder, "nnunet", structures, cases)
 
 
@@ -226,7 +259,7 @@ def _names_file(folder: Path) -> list[Structure] | None:
 
 
 def _pairs(folder: Path, names: list[Structure] | None) -> Dataset:
-    structures = names or _names_file(folder)
+    structures = names or _names_file(folder) or _segment_structures(_image_files(folder / "labels"))
     if structures is None:
         raise DatasetError(f"{folder} has no label-name file: add labels.json ({{\"1\": \"liver\"}}) or "
                            "labels.txt (\"1 liver\" per line), or give --labels 1=liver.")
@@ -236,7 +269,7 @@ def _pairs(folder: Path, names: list[Structure] | None) -> Dataset:
         case_id = _stem(label_path)
         if case_id not in images:
             raise DatasetError(f"{label_path} has no image of the same name in {folder / 'images'}.")
-        cases.append(_file_case(case_id, images[case_id], label_path, None))
+        cases.append(_file_case(case_id, images[case_id], label_path, None, structures))
     return Dataset(folder, "pairs", structures, cases)
 
 
