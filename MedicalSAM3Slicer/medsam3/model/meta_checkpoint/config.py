@@ -30,7 +30,8 @@ FULL_SIZE_CONFIG_CLASSES: dict[str, type[PretrainedConfig]] = {
 # Meta's ViT builds its LayerNorms with eps 1e-5 (sam3/model/vitdet.py, norm_layer "LayerNorm"); transformers'
 # Sam3ViTConfig defaults to 1e-6, which moves the trunk output by up to 0.06 on low-variance tokens. Every other
 # value of the full-size configurations matches Meta's builder (sam3/model_builder.py; the other LayerNorms are
-# built with fixed epsilons equal to Meta's, which tests/engine/model/test_meta_checkpoint.py checks module by module).
+# built with fixed epsilons equal to Meta's, which tests/engine/model/test_meta_checkpoint.py checks module by
+# module).
 META_VIT_LAYER_NORM_EPS = 1e-5
 
 
