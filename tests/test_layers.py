@@ -35,8 +35,8 @@ ALLOWED = {
 GUI_AND_SLICER = ("slicer", "qt", "ctk", "vtk", "MedicalSAM3SlicerLib", "MedicalSAM3SlicerWidgets", "__main__")
 # The bridge runs under slicer-core (MRML, VTK, no application): no Qt, no CTK, no Slicer GUI module, no widget,
 # and no application of the engine.
-BRIDGE_FORBIDDEN = ("qt", "ctk", "slicer.util", "slicer.ScriptedLoadableModule", "slicer.app", "MedicalSAM3SlicerWidgets",
-                    "MedicalSAM3Slicer", "medsam3.apps")
+BRIDGE_FORBIDDEN = ("qt", "ctk", "slicer.util", "slicer.ScriptedLoadableModule", "slicer.app",
+                    "MedicalSAM3SlicerWidgets", "MedicalSAM3Slicer", "medsam3.apps")
 # Reasoned exceptions, each one edge (importer, imported):
 ENGINE_GUI_EXCEPTIONS = {
     # `medsam3 batch` reads the Slicer module's typed-names table (plain JSON through terminology.default_table, no
@@ -159,8 +159,10 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def forbidden_imports(graph: dict[str, set[str]], forbidden: tuple[str, ...],
                       exceptions: set[tuple[str, str]] = frozenset()) -> list[str]:
-    return [f"{importer} imports {target}" for importer, imported in sorted(graph.items()) for target in sorted(imported)
-            if any(target == f or target.startswith(f + ".") for f in forbidden) and (importer, target) not in exceptions]
+    return [f"{importer} imports {target}"
+            for importer, imported in sorted(graph.items()) for target in sorted(imported)
+            if any(target == f or target.startswith(f + ".") for f in forbidden)
+            and (importer, target) not in exceptions]
 
 
 def oversized_files(paths: list[Path]) -> list[str]:
@@ -224,7 +226,8 @@ def test_synthetic_graph_lower_layer_importing_higher_is_caught():
 
 
 def test_synthetic_graph_cycles_are_caught():
-    graph = {"medsam3.apps.cli": {"medsam3.apps.demo"}, "medsam3.apps.demo": {"medsam3.apps.arguments", "medsam3.apps.cli"},
+    graph = {"medsam3.apps.cli": {"medsam3.apps.demo"},
+             "medsam3.apps.demo": {"medsam3.apps.arguments", "medsam3.apps.cli"},
              "medsam3.apps.arguments": set(), "medsam3.model.a": {"medsam3.model.a"}}
     assert cycles(graph) == [["medsam3.apps.cli", "medsam3.apps.demo"], ["medsam3.model.a"]]
     del graph["medsam3.apps.demo"]

@@ -45,7 +45,7 @@ from .schemas import (CancelResponse, ErrorMessage, Health, MaskUpdateMessage, P
 from .session_registry import OpenSession, SessionRegistry
 from .settings import ServerSettings
 
-log = logging.getLogger("medsam3.apps.server")
+log = logging.getLogger("medsam3.server")  # the logger name users configure; unchanged by the move to apps/
 
 SessionId = Path(min_length=1, max_length=64, description="the id returned by POST /sessions")
 ObjectIdPath = Path(ge=1, le=2**31 - 1)

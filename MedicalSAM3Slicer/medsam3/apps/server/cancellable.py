@@ -11,7 +11,7 @@ from typing import Callable, TypeVar
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-log = logging.getLogger("medsam3.apps.server")
+log = logging.getLogger("medsam3.server")  # the logger name users configure; unchanged by the move to apps/
 T = TypeVar("T")
 POLL_SECONDS = 0.2
 
