@@ -9,6 +9,8 @@ labelmap (label n = the n-th segment) on the file's own grid, overlapping segmen
 
 from __future__ import annotations
 
+import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +24,13 @@ from .segment_colours import segment_colour
 
 SEG_NRRD_SUFFIX = ".seg.nrrd"
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse: also LPS -> RAS
+_WRITE_TIME = re.compile(rb"# on [^\n]*\(GMT\)\.\n")  # pynrrd's header comment with the time of writing
+
+
+def _without_write_time(data: bytes) -> bytes:
+    """The file without pynrrd's time-of-writing comment: the same inputs give the same bytes, wherever they run."""
+    header_end = data.find(b"\n\n") + 2
+    return _WRITE_TIME.sub(b"", data[:header_end], count=1) + data[header_end:]
 
 
 def _extent(mask: np.ndarray) -> list[int]:
@@ -78,7 +87,9 @@ def write_seg_nrrd(path: str | Path, labels: np.ndarray, segment_names: Sequence
         "referenceImageExtentOffset": [0, 0, 0],
         "segments": segment_entries(labels, segment_names, colours, terminologies),
     }
-    slicerio.write_segmentation(str(path), segmentation, compression_level=6, index_order="C")
+    written = io.BytesIO()
+    slicerio.write_segmentation(written, segmentation, compression_level=6, index_order="C")
+    path.write_bytes(_without_write_time(written.getvalue()))
     return path
 
 

@@ -40,6 +40,15 @@ def test_a_written_seg_nrrd_reads_back_equal(variant, tmp_path):
         np.testing.assert_allclose(colour, np.array(segment_colour(index)) / 255, atol=1e-6)
 
 
+def test_the_same_segments_give_the_same_bytes(tmp_path):
+    """No time of writing in the file: a batch on Ray writes the very files a local run writes."""
+    case = load_case("spleen")
+    first = write_seg_nrrd(tmp_path / "first.seg.nrrd", _labels(case), ["spleen", "box"], case.volume)
+    second = write_seg_nrrd(tmp_path / "second.seg.nrrd", _labels(case), ["spleen", "box"], case.volume)
+    assert first.read_bytes() == second.read_bytes()
+    assert b"(GMT)" not in first.read_bytes()[:2000] and first.read_bytes().startswith(b"NRRD")
+
+
 def test_colours_and_terminology_are_written_as_given(tmp_path):
     import slicerio
 
