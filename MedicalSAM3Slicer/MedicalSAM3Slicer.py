@@ -1,7 +1,8 @@
 """MedicalSAM3Slicer: segment CT and MRI with Medical SAM3 from typed text, clicks and boxes.
 
 This file is the thin Slicer layer: the module description, the widget built from
-``Resources/UI/MedicalSAM3Slicer.ui`` and the self-test. Everything else lives in ``MedicalSAM3SlicerLib``
+``Resources/UI/MedicalSAM3Slicer.ui`` (its model and export buttons in ``MedicalSAM3SlicerWidgets.model_panel``).
+The in-Slicer self-test is ``Testing/Python/MedicalSAM3SlicerSelfTest.py``. Everything else lives in ``MedicalSAM3SlicerLib``
 (MRML <-> engine, importable without Qt) and the ``medsam3`` engine package.
 """
 
@@ -19,17 +20,15 @@ from slicer.util import VTKObservationMixin
 
 # Only torch-free parts of the library are imported here, so the module loads (and offers to install its
 # dependencies) in a Slicer that has no torch yet; the logic is imported when it is first needed.
-from MedicalSAM3SlicerLib import dependencies, exports
 from MedicalSAM3SlicerLib.parameters import MODALITY_CHOICES, MedicalSAM3SlicerParameters
 from MedicalSAM3SlicerLib.slice_view_interaction import Tool
 from MedicalSAM3SlicerLib.supported_versions import unsupported_slicer_message
 from MedicalSAM3SlicerLib.worker import ModelWorker
+from MedicalSAM3SlicerWidgets.model_panel import EXPORT_FORMATS, ModelPanel
 from MedicalSAM3SlicerWidgets.prompt_tools import PromptTools
 
 API_KEY_SETTING = "MedicalSAM3Slicer/ApiKey"
 DEVICES = ("auto", "cuda", "mps", "cpu")
-EXPORT_FORMATS = (("Labelmap (NIfTI)", ".nii.gz"), ("Labelmap (NRRD)", ".nrrd"),
-                  ("Slicer segmentation (.seg.nrrd)", ".seg.nrrd"), ("DICOM SEG", ".dcm"))
 DELIVERY_INTERVAL_MS = 30
 PREFETCH_DELAY_MS = 400  # a view must rest this long before its neighbourhood is encoded
 
@@ -57,7 +56,7 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObservationMixin):
     """Inputs, prompt tools and model status; model calls go to one worker thread, results come back on a timer."""
 
     def __init__(self, parent=None):
@@ -424,94 +423,6 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 raise ValueError("Select a segment in the Segment Editor below first.")
             self._submit(self._logic().prepare_action(action, volume, segmentation, segment_id))
 
-    # --- model ---------------------------------------------------------------------------------------------
-    def on_load_model(self):
-        if self._installing or self.worker.busy:
-            return  # a second press while pip or the model is working (pip_install pumps Qt events)
-        plan = dependencies.plan_installation()
-        if plan.blocked:
-            self._show_error(RuntimeError(plan.blocked))
-            return
-        if not self.ui.serverUrlLineEdit.text and plan.torch:
-            self._show_error(RuntimeError("PyTorch is not installed yet: click 'Install dependencies...' first."))
-            return
-        source, device = self.ui.modelSourceLineEdit.text or None, self.ui.deviceComboBox.currentText
-        server, key = self.ui.serverUrlLineEdit.text or None, self.ui.apiKeyLineEdit.text or None
-        self.ui.modelStatusLabel.text = "Connecting..." if server else "Loading (downloads on first use)..."
-        self._set_busy(True)
-
-        def load():
-            from medsam3.backend_choice import open_backend
-
-            return open_backend(model=source, device=None if device == "auto" else device, server_url=server,
-                                api_key=key)
-
-        def loaded(backend):
-            self._set_busy(False)
-            self._logic().set_backend(backend)
-            info = backend.info()
-            self.ui.modelStatusLabel.text = f"{info.model} ({info.transport})"
-            self.ui.deviceLabel.text = info.device
-            # the backend's own notes (e.g. its CPU warning, a test-only model) replace the default warning text
-            if info.notes:
-                self.ui.cpuWarningLabel.text = "\n".join(info.notes)
-            self.ui.cpuWarningLabel.visible = bool(info.notes) or info.device.lower().startswith("cpu")
-
-        self.worker.submit(load, on_done=loaded, on_error=self._show_error)
-        self._delivery_timer.start()
-
-    def on_install_dependencies(self):
-        if self._installing or self.worker.busy:
-            # slicer.util.pip_install pumps Qt events while pip runs (logProcessOutput calls processEvents,
-            # Base/Python/slicer/util.py, v5.10.0): a second press, or Load model, must do nothing meanwhile
-            return
-        plan = dependencies.plan_installation()
-        if plan.blocked:  # an unsupported Slicer: nothing is installed (supported_versions.py)
-            self._show_error(RuntimeError(plan.blocked))
-            return
-        if plan.nothing_to_do:
-            slicer.util.infoDisplay(plan.describe())
-            return
-        if not slicer.util.confirmOkCancelDisplay(plan.describe(), "Install Python packages"):
-            return
-        torch_logic = None
-        if plan.torch:
-            try:
-                import PyTorchUtils
-
-                torch_logic = PyTorchUtils.PyTorchUtilsLogic()
-            except ImportError:
-                pass
-        self._installing = True
-        self._set_busy(True)
-        try:
-            with self._reporting_errors(), slicer.util.WaitCursor():
-                dependencies.install(plan, pip_install=slicer.util.pip_install, torch_logic=torch_logic,
-                                     progress=lambda message: slicer.util.showStatusMessage(message, 3000))
-                slicer.util.infoDisplay("The Python packages are installed. Click 'Load model'.")
-        finally:
-            self._installing = False
-            self._set_busy(False)
-
-    # --- export --------------------------------------------------------------------------------------------
-    def on_export(self):
-        with self._reporting_errors():
-            volume, segmentation = self._inputs()
-            label, suffix = EXPORT_FORMATS[self.ui.exportFormatComboBox.currentIndex]
-            path = qt.QFileDialog.getSaveFileName(None, f"Export {label}", segmentation.GetName() + suffix)
-            if not path:
-                return
-            if suffix == ".seg.nrrd":
-                report = exports.export_seg_nrrd(segmentation, path)
-            elif suffix == ".dcm":
-                report = exports.export_dicom_seg(segmentation, volume, path)
-            else:
-                report = exports.export_labelmap(segmentation, volume, path)
-            message = f"Wrote {report.path} with: {', '.join(report.exported)}."
-            if report.skipped:
-                message += "\nLeft out: " + "; ".join(f"{name} ({reason})" for name, reason in report.skipped)
-            slicer.util.infoDisplay(message)
-
     # --- status --------------------------------------------------------------------------------------------
     def _deliver(self):
         progress = self._progress
@@ -556,43 +467,19 @@ class MedicalSAM3SlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
 
 class MedicalSAM3SlicerTest(ScriptedLoadableModuleTest):
-    """Inside a real Slicer: a click on an oblique, transformed phantom, through the module logic, lands on the
-    object; the segment is named from the typed text; undo restores it; the source volume is untouched."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
+    """Reload and Test (developer mode) runs the self-test of Testing/Python/MedicalSAM3SlicerSelfTest.py, which
+    ctest registers (Testing/Python/CMakeLists.txt). It sits in the source tree, not in an installed extension."""
 
     def runTest(self):
-        self.setUp()
-        self.test_click_segments_the_object_under_it()
+        import importlib.util
+        import os
 
-    def test_click_segments_the_object_under_it(self):
-        import numpy as np
-
-        from medsam3.backend import BackendInfo, LocalBackend
-        from medsam3.engine import SegmentationEngine
-        from MedicalSAM3SlicerLib.segment_io import segment_mask
-        from MedicalSAM3SlicerLib.self_test_model import make_phantom, self_test_model
-
-        from MedicalSAM3SlicerLib.logic import MedicalSAM3SlicerLogic
-
-        self.delayDisplay("Segmenting a phantom from one click, whole volume")
-        phantom = make_phantom(slicer.mrmlScene)
-        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-        model = self_test_model()
-        logic = MedicalSAM3SlicerLogic(LocalBackend(SegmentationEngine(model), BackendInfo(
-            model=model.name, device="cpu", image_size=model.image_size)))
-        source_before = slicer.util.arrayFromVolume(phantom.volume_node).copy()
-
-        result = logic.segment(phantom.volume_node, segmentation, text="tumour", positive_points=phantom.clicks_node,
-                               view="axial")
-
-        segment_id = result.segment_ids[0]
-        mask = segment_mask(segmentation, segment_id, phantom.volume_node)
-        dice = 2 * (mask & phantom.expected).sum() / (mask.sum() + phantom.expected.sum())
-        self.assertGreaterEqual(dice, 0.95)
-        self.assertEqual(segmentation.GetSegmentation().GetSegment(segment_id).GetName(), "Tumor")
-        np.testing.assert_array_equal(slicer.util.arrayFromVolume(phantom.volume_node), source_before)
-        logic.undo(phantom.volume_node, segmentation, segment_id)
-        self.assertFalse(segment_mask(segmentation, segment_id, phantom.volume_node).any())
-        self.delayDisplay("Test passed")
+        path = os.path.join(os.path.dirname(__file__), "Testing", "Python", "MedicalSAM3SlicerSelfTest.py")
+        if not os.path.exists(path):
+            raise AssertionError(f"No self-test at {path}: run it from the source tree, or with ctest in a build.")
+        spec = importlib.util.spec_from_file_location("MedicalSAM3SlicerSelfTest", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        test = module.MedicalSAM3SlicerSelfTest()
+        test.messageDelay = getattr(self, "messageDelay", 100)
+        test.runTest()

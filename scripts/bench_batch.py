@@ -26,7 +26,7 @@ CASES = ["ct/totalseg_example/ct_small.nii.gz", "ct/spleen_msd_crop/image.nii.gz
 
 
 def timed_batch(arguments: list[str]) -> tuple[float, int, str]:
-    from medsam3.cli import main
+    from medsam3.apps.cli import main
 
     errors = io.StringIO()
     started = time.perf_counter()
@@ -47,7 +47,7 @@ def main() -> int:
 
     import torch
 
-    from medsam3.model_sources import resolve_model
+    from medsam3.model.model_sources import resolve_model
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "MedicalSAM3Slicer"),

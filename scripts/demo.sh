@@ -7,4 +7,4 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup_env.sh"
-exec "$root/.venv/bin/python" -m medsam3.demo --output "$root/output/demo" "$@"  # a later --output wins
+exec "$root/.venv/bin/python" -m medsam3.apps.demo --output "$root/output/demo" "$@"  # a later --output wins

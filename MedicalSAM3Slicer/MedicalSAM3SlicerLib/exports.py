@@ -17,7 +17,7 @@ import slicer
 
 from medsam3 import __version__ as ENGINE_VERSION
 from medsam3.errors import VolumeError
-from medsam3.volume_io import set_image_geometry
+from medsam3.files.volume_io import set_image_geometry
 
 from .segment_io import segment_mask
 from .terminology import codes_of_tag, default_table, segment_tag

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medsam3.backend import SegmentationBackend, Session
+from medsam3.transports.backend import SegmentationBackend, Session
 from medsam3.errors import PromptError
-from medsam3.prompts import SlicePrompt, parse_text_targets
-from medsam3.session import MaskUpdate
-from medsam3.slicing import SliceAxis, SliceGeometry
-from medsam3.volume import Volume
+from medsam3.interaction.prompts import SlicePrompt, parse_text_targets
+from medsam3.interaction.session import MaskUpdate
+from medsam3.geometry.slicing import SliceAxis, SliceGeometry
+from medsam3.geometry.volume import Volume
 
 from . import prompt_nodes, segment_io, slice_view_interaction
 from .parameters import scene_modality_override
@@ -165,7 +165,7 @@ class MedicalSAM3SlicerLogic:
         engine = getattr(self.backend, "engine", None)
         if engine is None or volume_node is None or slice_node is None:
             return False
-        from medsam3.prefetch import PrefetchRequest, SlicePrefetcher
+        from medsam3.interaction.prefetch import PrefetchRequest, SlicePrefetcher
 
         volume = self._state(volume_node).volume
         axis = prompt_nodes.axis_from_slice_node(volume, slice_node)
@@ -366,7 +366,7 @@ class MedicalSAM3SlicerLogic:
         if request.action == "text":
             by_text = {t.model_text: t for t in request.terminologies}
             for update in updates:
-                if update.note:  # e.g. a name Medical SAM3 was not trained on (medsam3/vocabulary.py)
+                if update.note:  # e.g. a name Medical SAM3 was not trained on (medsam3/model/vocabulary.py)
                     result.notes.append(update.note)
                 terminology = by_text.get(update.label) or self.terminology.resolve(update.label)
                 if update.is_empty:

@@ -15,9 +15,9 @@ import numpy as np
 import vtk
 
 from medsam3.errors import PromptError
-from medsam3.prompts import BoxPrompt, PointPrompt, SlicePrompt
-from medsam3.slicing import SliceAxis, SliceGeometry
-from medsam3.volume import Volume
+from medsam3.interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt
+from medsam3.geometry.slicing import SliceAxis, SliceGeometry
+from medsam3.geometry.volume import Volume
 
 from .volume_nodes import matrix_to_array
 

@@ -2,7 +2,7 @@
 
 The segmentation node is bound to the source volume: its reference geometry is the volume's grid and it sits
 under the same parent transform, so a segment voxel is a volume voxel and an engine mask needs no resampling.
-A :class:`medsam3.session.MaskUpdate` is written as only its changed box (merged inside that extent),
+A :class:`medsam3.interaction.session.MaskUpdate` is written as only its changed box (merged inside that extent),
 which leaves every other voxel of the segment, and every other segment, as it was.
 """
 
@@ -20,7 +20,7 @@ from medsam3.errors import VolumeError
 from .volume_nodes import array_to_matrix, local_ijk_to_ras
 
 if TYPE_CHECKING:  # the session module pulls in the model stack (torch); only its type is needed here
-    from medsam3.session import MaskUpdate
+    from medsam3.interaction.session import MaskUpdate
 
 _BINARY_LABELMAP = "Binary labelmap"
 

@@ -1,5 +1,5 @@
 """The module's self-test fixture: a phantom scene whose object is bright, for the engine's bright-region model
-(:class:`medsam3.bright_region_model.BrightRegionModel`: no torch, no download), so the self-test checks the
+(:class:`medsam3.model.bright_region_model.BrightRegionModel`: no torch, no download), so the self-test checks the
 whole path (MRML -> engine -> model space -> segment) inside a real Slicer in a second, before any model is
 installed.
 """
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medsam3.bright_region_model import BrightRegionModel
+from medsam3.model.bright_region_model import BrightRegionModel
 
 SELF_TEST_IMAGE_SIZE = 256  # small model images keep the self-test fast
 

@@ -29,9 +29,9 @@ from enum import Enum
 import numpy as np
 
 from medsam3.errors import PromptError
-from medsam3.prompts import PointPrompt
-from medsam3.slicing import SliceAxis, SliceGeometry
-from medsam3.volume import Volume
+from medsam3.interaction.prompts import PointPrompt
+from medsam3.geometry.slicing import SliceAxis, SliceGeometry
+from medsam3.geometry.volume import Volume
 
 from .prompt_nodes import axis_from_slice_node, slice_normal_world
 from .volume_nodes import array_to_matrix, matrix_to_array

@@ -13,7 +13,7 @@ import vtk
 from vtk.util import numpy_support
 
 from medsam3.errors import VolumeError
-from medsam3.volume import Volume
+from medsam3.geometry.volume import Volume
 
 
 def matrix_to_array(matrix: vtk.vtkMatrix4x4) -> np.ndarray:

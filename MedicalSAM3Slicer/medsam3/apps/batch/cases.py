@@ -1,0 +1,204 @@
+"""What a batch's inputs are: one :class:`Case` per image file or DICOM series.
+
+Inputs may be image files (NIfTI, NRRD, MHA), folders (searched recursively: every image file and every DICOM
+series in them), DICOM study folders (one case per series) and MSD-style ``dataset.json`` files (their
+``training`` images and ``test`` entries). Case ids come from file / folder names and are stable: the same
+inputs give the same ids, so a rerun finds its earlier results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ...errors import VolumeError
+from ...geometry.volume import Volume
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+_NOT_IMAGES = (".seg.nrrd",)  # segmentations, not images
+_SKIPPED_FILE_SUFFIXES = (".json", ".csv", ".txt", ".md", ".jsonl", ".png", ".jpg", ".raw", ".zraw", ".gz", ".py",
+                          ".h5", ".npz", ".xml", ".html", ".pdf")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One volume to segment: an image file, or the files of one DICOM series."""
+
+    case_id: str
+    source: str  # the image file, or the folder holding the series
+    files: tuple[str, ...] = ()  # the series' files in slice order (DICOM); empty for an image file
+    series_uid: str = ""
+
+    @property
+    def is_dicom(self) -> bool:
+        return bool(self.files)
+
+    def describe(self) -> str:
+        return f"{self.source} (DICOM series {self.series_uid}, {len(self.files)} files)" if self.is_dicom \
+            else self.source
+
+    def stat_digest(self) -> str:
+        """A cheap digest of the input files' paths, sizes and modification times: when it is unchanged since a
+        run that hashed the bytes, that hash is reused instead of reading every file again."""
+        stats = [(str(Path(name).resolve()), os.stat(name).st_size, os.stat(name).st_mtime_ns)
+                 for name in self.files or (self.source,)]
+        return hashlib.sha256(json.dumps(stats).encode()).hexdigest()
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the input's bytes (every file of a series, in order): equal only for the same input."""
+        digest = hashlib.sha256()
+        for name in self.files or (self.source,):
+            digest.update(Path(name).name.encode() + b"\0")
+            with open(name, "rb") as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.hexdigest()
+
+
+def image_stem(path: Path) -> str:
+    for suffix in IMAGE_SUFFIXES:
+        if path.name.lower().endswith(suffix):
+            return path.name[:-len(suffix)]
+    return path.stem
+
+
+def _is_image_file(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith(IMAGE_SUFFIXES) and not name.endswith(_NOT_IMAGES) and not name.startswith(".")
+
+
+def _dicom_series(folder: Path) -> list[tuple[str, tuple[str, ...]]]:
+    """(series UID, files in slice order) of every DICOM series directly in ``folder``."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader
+    return [(uid, tuple(reader.GetGDCMSeriesFileNames(str(folder), uid)))
+            for uid in sorted(reader.GetGDCMSeriesIDs(str(folder)))]
+
+
+def _may_hold_dicom(folder: Path) -> bool:
+    return any(entry.is_file() and not entry.name.startswith(".") and
+               (entry.name.lower().endswith(".dcm") or not entry.name.lower().endswith(_SKIPPED_FILE_SUFFIXES))
+               and not _is_image_file(Path(entry.path)) for entry in os.scandir(folder))
+
+
+def _from_folder(folder: Path) -> list[tuple[str, str, tuple[str, ...], str]]:
+    found = []
+    for root, directories, files in os.walk(folder):
+        directories[:] = sorted(d for d in directories if not d.startswith("."))
+        root_path = Path(root)
+        found += [(image_stem(root_path / f), str(root_path / f), (), "") for f in sorted(files)
+                  if _is_image_file(root_path / f)]
+        if _may_hold_dicom(root_path):
+            series = _dicom_series(root_path)
+            for uid, series_files in series:
+                name = root_path.name if len(series) == 1 else f"{root_path.name}_{uid.split('.')[-1]}"
+                found.append((name, str(root_path), series_files, uid))
+    return found
+
+
+def _from_dataset_json(path: Path) -> list[tuple[str, str, tuple[str, ...], str]]:
+    try:
+        dataset = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise VolumeError(f"{path} is not a readable dataset.json ({error}).") from error
+    entries = []
+    for group in ("training", "validation", "test"):
+        for entry in dataset.get(group) or []:
+            image = entry.get("image") if isinstance(entry, dict) else entry
+            if isinstance(image, list):  # multi-channel datasets list one file per channel: take the first
+                image = image[0] if image else None
+            if isinstance(image, str):
+                entries.append((path.parent / image).resolve())
+    if not entries:
+        raise VolumeError(f"{path} lists no images under 'training', 'validation' or 'test'.")
+    missing = [str(e) for e in entries if not e.exists()]
+    if missing:
+        raise VolumeError(f"{path} lists {len(missing)} images that do not exist, e.g. {missing[0]}.")
+    return [(image_stem(e), str(e), (), "") for e in entries]
+
+
+def _unique_ids(found: list[tuple[str, str, tuple[str, ...], str]]) -> list[Case]:
+    """Cases with distinct ids: a name two inputs share gets its parent folder, then a short hash of its path."""
+    def clean(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "case"
+
+    names = [clean(name) for name, *_ in found]
+    for attempt in range(2):
+        counts = {n: names.count(n) for n in names}
+        for index, (name, source, files, uid) in enumerate(found):
+            if counts[names[index]] > 1:
+                key = source + uid
+                names[index] = (clean(f"{Path(source).parent.name}_{names[index]}") if attempt == 0
+                                else f"{names[index]}_{hashlib.sha1(key.encode()).hexdigest()[:8]}")
+    return [Case(name, source, files, uid) for name, (_, source, files, uid) in zip(names, found)]
+
+
+def discover_cases(inputs: Sequence[str | Path]) -> list[Case]:
+    """Every case in ``inputs``, in a stable order; a clear error for an input that holds none."""
+    found: list[tuple[str, str, tuple[str, ...], str]] = []
+    for given in inputs:
+        path = Path(given)
+        if not path.exists():
+            raise VolumeError(f"{path} does not exist: give image files, folders, DICOM folders or a dataset.json.")
+        if path.is_dir():
+            cases = _from_folder(path)
+            if not cases:
+                raise VolumeError(f"{path} holds no image files and no DICOM series.")
+            found += cases
+        elif path.name.lower().endswith(".json"):
+            found += _from_dataset_json(path)
+        else:
+            found.append((image_stem(path), str(path), (), ""))
+    seen, unique = set(), []
+    for entry in found:  # the same file given twice (e.g. a file and its folder) is one case
+        key = (str(Path(entry[1]).resolve()), entry[3])
+        if key not in seen:
+            seen.add(key)
+            unique.append(entry)
+    return _unique_ids(unique)
+
+
+# --- reading a case ----------------------------------------------------------------------------------------------
+def read_dicom_series(files: Iterable[str], name: str) -> Volume:
+    """One DICOM series (its files in slice order) as a :class:`Volume`."""
+    import SimpleITK as sitk
+
+    from ...files.volume_io import ijk_to_ras_from_image
+
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(list(files))
+    reader.MetaDataDictionaryArrayUpdateOn()
+    try:
+        image = reader.Execute()
+    except RuntimeError as error:
+        lines = str(error).strip().splitlines()
+        raise VolumeError(f"Could not read the DICOM series in {name}: {lines[-1] if lines else error}.") from error
+    if image.GetDimension() != 3:
+        raise VolumeError(f"The DICOM series in {name} is not a 3D volume.")
+    array = sitk.GetArrayFromImage(image)
+    if array.ndim == 4:
+        array = array[..., 0]
+    modality = reader.GetMetaData(0, "0008|0060").strip().upper() if reader.HasMetaDataKey(0, "0008|0060") else ""
+    modality = modality if modality in ("CT", "MR") else "OT"
+    if modality == "OT" and array.dtype.kind in "if" and array.min() <= -900:
+        modality = "CT"
+    return Volume(array, ijk_to_ras_from_image(image), modality=modality, name=name)
+
+
+def read_case_volume(case: Case) -> Volume:
+    from ...files.volume_io import read_volume
+
+    if case.is_dicom:
+        return read_dicom_series(case.files, case.case_id)
+    volume = read_volume(case.source)
+    if not np.all(np.isfinite(volume.ijk_to_ras)):
+        raise VolumeError(f"{case.source} has no valid geometry.")
+    return volume

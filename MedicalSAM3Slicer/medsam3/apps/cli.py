@@ -1,0 +1,309 @@
+"""The ``medsam3`` command line: argument parsing, then calls into the engine, the backends and the server.
+
+Every problem a user can fix ends in one line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .. import __version__
+from ..transports.backend import SegmentationBackend
+from ..transports.backend_choice import API_KEY_ENVIRONMENT_VARIABLE, open_backend
+from ..errors import MedSam3Error
+from .arguments import OneLineArgumentParser, UsageError, _box, attach_coordinate_values, parse_point
+from .evaluation.command import add_evaluate_parser, run_evaluate
+
+BackendFactory = Callable[..., SegmentationBackend]  # (model, device, server_url, api_key) -> backend
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+_DELEGATED_COMMANDS = ("bench", "demo")
+
+
+def _positive_number(text: str) -> float:
+    """A finite number above zero (``nan`` and ``inf`` are refused: they would switch a limit off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
+    return value
+
+
+def _positive_integer(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
+# --- the parser --------------------------------------------------------------------------------------------------
+def _add_backend_options(parser: argparse.ArgumentParser, remote: bool = True) -> None:
+    parser.add_argument("--model", help="Hub id, local model folder, Meta-format .pt checkpoint, or tiny-random "
+                                        "(default: the engine's default model)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    if remote:
+        parser.add_argument("--server", metavar="URL", help="run inference on a medsam3 server instead of here")
+        parser.add_argument("--api-key", help=f"the server's API key (default: ${API_KEY_ENVIRONMENT_VARIABLE})")
+        parser.add_argument("--ca-file", metavar="PEM", help="trust the server's TLS certificate in this PEM file "
+                                                             "(e.g. a self-signed one; same as SSL_CERT_FILE=PEM)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineArgumentParser(prog="medsam3", description="Segment CT and MRI volumes with Medical SAM3.")
+    parser.add_argument("--version", action="version", version=f"medsam3 {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineArgumentParser)
+    commands.required = True
+
+    segment = commands.add_parser("segment", help="segment an image file or DICOM folder",
+                                  description="Segment IMAGE from typed text, clicks and a box; write a labelmap "
+                                              "with the image's exact geometry.")
+    segment.add_argument("image", metavar="IMAGE", help="NIfTI, NRRD or MHA file, or a DICOM folder")
+    segment.add_argument("--text", default="", help='what to segment, e.g. "liver, spleen"')
+    segment.add_argument("--point", type=parse_point, action="append", default=[], metavar="X,Y,Z",
+                         help="a click inside the object (repeatable)")
+    segment.add_argument("--negative-point", type=parse_point, action="append", default=[], metavar="X,Y,Z",
+                         help="a click outside the object (repeatable)")
+    segment.add_argument("--box", type=_box, metavar="X0,Y0,Z0,X1,Y1,Z1", help="two opposite corners of a box")
+    segment.add_argument("--ijk", action="store_true", help="points and box are voxel indices (i,j,k), not RAS mm")
+    segment.add_argument("--view", default="axial", choices=("axial", "coronal", "sagittal"),
+                         help="the view points and box are placed in (default axial)")
+    segment.add_argument("--slice-only", action="store_true", help="segment only the prompted slice")
+    segment.add_argument("--name", default="", help="segment name for clicks / a box without --text")
+    segment.add_argument("-o", "--output", required=True, metavar="PATH",
+                         help="the labelmap file when PATH ends in .nii.gz, .nii, .nrrd or .mha (the other outputs "
+                              "go beside it); otherwise a folder that receives labelmap.nii.gz, "
+                              "segmentation.seg.nrrd and overlay.png")
+    segment.add_argument("--overwrite", action="store_true",
+                         help="replace existing output files (never the input image)")
+    segment.add_argument("--seg-nrrd", nargs="?", const="", metavar="PATH",
+                         help="also write a Slicer .seg.nrrd with segment names (default beside the labelmap)")
+    segment.add_argument("--overlay", nargs="?", const="", metavar="PNG",
+                         help="also write a picture of three slices with the masks outlined")
+    _add_backend_options(segment)
+
+    models = commands.add_parser("models", help="list, download, convert and verify models")
+    model_commands = models.add_subparsers(dest="models_command", metavar="ACTION", parser_class=OneLineArgumentParser)
+    model_commands.required = True
+    model_commands.add_parser("list", help="the models medsam3 knows")
+    download = model_commands.add_parser("download", help="download a model into the cache")
+    download.add_argument("source", help="a Hub id or a catalogue name")
+    download.add_argument("--cache-dir", help="where models are kept (default: the Hugging Face cache)")
+    convert = model_commands.add_parser("convert", help="convert a Meta-format .pt checkpoint")
+    convert.add_argument("checkpoint", help="the .pt file")
+    convert.add_argument("--output", help="the folder to write (default beside the checkpoint)")
+    convert.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    convert.add_argument("--tokenizer", metavar="FOLDER",
+                         help="a folder with the CLIP tokenizer files (vocab.json, merges.txt), for converting "
+                              "offline (default: the Hugging Face cache, downloaded once)")
+    verify = model_commands.add_parser("verify", help="load a model and check it runs")
+    verify.add_argument("source", help="a Hub id, local folder, .pt file or tiny-random")
+    verify.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+
+    commands.add_parser("bench", help="the engine's benchmark (medsam3 bench --help)")
+
+    serve = commands.add_parser("serve", help="run the remote inference server",
+                                description="Serve the model to Slicer clients over HTTP(S).")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--api-key", help=f"the key clients must send (default: ${API_KEY_ENVIRONMENT_VARIABLE})")
+    serve.add_argument("--no-api-key", action="store_true", help="no key (allowed only on a loopback address)")
+    serve.add_argument("--max-upload-mb", type=_positive_number, default=1024, help="largest upload (default 1024)")
+    serve.add_argument("--max-voxels", type=_positive_integer, default=512 * 512 * 1200,
+                       help="largest volume in voxels")
+    serve.add_argument("--max-sessions", type=_positive_integer, default=8,
+                       help="open sessions; the longest idle is closed first")
+    serve.add_argument("--idle-timeout", type=_positive_number, default=30, metavar="MINUTES",
+                       help="close a session unused this long (default 30)")
+    serve.add_argument("--rate", type=_positive_integer, default=1200, metavar="PER_MINUTE",
+                       help="requests per minute per client")
+    serve.add_argument("--memory-budget-gb", type=_positive_number, default=8, metavar="GB",
+                       help="memory for all sessions together: volumes, masks, cached encodings and work in flight "
+                            "(default 8); what would exceed it is refused with 413, or 429 and Retry-After")
+    serve.add_argument("--max-phrases", type=_positive_integer, default=10, help="typed phrases per request")
+    serve.add_argument("--max-slice-phrases", type=_positive_integer, default=4000,
+                       help="slices x phrases one request may run through the model (default 4000)")
+    serve.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
+                       help="a reverse proxy whose X-Forwarded-For header is believed (repeatable; default none)")
+    serve.add_argument("--ssl-certfile", help="TLS certificate (PEM) to serve HTTPS")
+    serve.add_argument("--ssl-keyfile", help="TLS private key (PEM)")
+    _add_backend_options(serve, remote=False)
+
+    commands.add_parser("demo", help="the main-job demo on a CT (medsam3 demo --help; scripts/demo.sh)")
+    add_evaluate_parser(commands)
+    importlib.import_module("medsam3.apps.batch.command").add_batch_parser(commands)
+    return parser
+
+
+# --- the commands ------------------------------------------------------------------------------------------------
+def _output_paths(args: argparse.Namespace):
+    from .segment_pipeline import OutputPaths
+
+    return OutputPaths.for_output(args.output, args.seg_nrrd, args.overlay)
+
+
+def _segment(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
+    from .segment_pipeline import SegmentRequest, StepTimer, segment_volume, write_outputs
+    from ..files.volume_io import read_volume
+
+    request = SegmentRequest(text=args.text, positive_points=tuple(args.point),
+                             negative_points=tuple(args.negative_point), box=args.box, coordinates_ijk=args.ijk,
+                             view=args.view, whole_volume=not args.slice_only, segment_name=args.name)
+    request.check()
+    if args.server and (args.model or args.device):
+        raise UsageError("medsam3 segment: --model and --device choose an in-process run; a server runs the model "
+                         "and device its operator chose. Leave them out, or leave out --server.")
+    if not args.server:
+        from ..model.capabilities import kinds_for_request, require_from_catalogue
+
+        require_from_catalogue(args.model, kinds_for_request(bool(request.text.strip()), request.has_spatial_prompt,
+                                                             request.whole_volume))
+    paths = _output_paths(args).check(inputs=[args.image], overwrite=args.overwrite)  # before any work
+    _trust_ca_file(args.ca_file)
+    timer = StepTimer()
+    with timer.step("read_image"):
+        volume = read_volume(args.image)
+    with timer.step("load_model"):
+        backend = backend_factory(args.model, args.device, args.server, args.api_key)
+    outcome = segment_volume(backend, volume, request, timer)
+    written = write_outputs(outcome, volume, paths, overlay_title=f"medsam3 {Path(args.image).name}", timer=timer,
+                            inputs=[args.image], overwrite=args.overwrite)
+    for name, value in zip(outcome.segment_names, range(1, len(outcome.segment_names) + 1)):
+        print(f"{name}: {int((outcome.labels == value).sum()):,} voxels, score {outcome.scores[name]:.2f}")
+    for note in outcome.notes:
+        print(f"note: {note}")
+    print("wrote " + ", ".join(str(p) for p in written))
+    print("seconds: " + ", ".join(f"{step} {seconds:.2f}" for step, seconds in timer.seconds.items()))
+    return 0
+
+
+def _engine_module(name: str):
+    """An engine module the command needs, or a clear error when this installation lacks it."""
+    try:
+        return importlib.import_module(f"medsam3.{name}")
+    except ImportError as error:
+        raise MedSam3Error(f"This installation of medsam3 has no {name} ({error}); reinstall it with "
+                           "scripts/setup_env.sh.") from error
+
+
+def _models(args: argparse.Namespace) -> int:
+    model_sources = _engine_module("model.model_sources")
+
+    if args.models_command == "list":
+        for entry in model_sources.list_models():
+            print(f"{entry.source}\t{entry.description}")
+    elif args.models_command == "download":
+        print(model_sources.download_model(args.source, cache_dir=args.cache_dir, progress=True))
+    elif args.models_command == "convert":
+        print(model_sources.convert_checkpoint(args.checkpoint, out_dir=args.output, dtype=args.dtype,
+                                               tokenizer_dir=args.tokenizer))
+    else:
+        print(_engine_module("transports.model_loading").verify_model(args.source, device=args.device))
+    return 0
+
+
+def _bench(arguments: list[str]) -> int:
+    return int(_engine_module("apps.bench.benchmark").main(arguments) or 0)
+
+
+def _check_readable_file(option: str, path: str | None) -> None:
+    if path is None:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        raise MedSam3Error(f"{option} {path}: {error.strerror or error}; give the path of a PEM file.") from None
+
+
+def _trust_ca_file(path: str | None) -> None:
+    """``--ca-file``: check it, then let the HTTPS client trust it (httpx reads SSL_CERT_FILE)."""
+    if path:
+        _check_readable_file("--ca-file", path)
+        os.environ["SSL_CERT_FILE"] = str(Path(path).resolve())
+
+
+def _serve(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
+    from .server import ServerSettings, run_server
+
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        raise UsageError("medsam3 serve: give both --ssl-certfile and --ssl-keyfile, or neither")
+    for option, path in (("--ssl-certfile", args.ssl_certfile), ("--ssl-keyfile", args.ssl_keyfile)):
+        _check_readable_file(option, path)
+    settings = ServerSettings.with_key_from_environment(
+        host=args.host, port=args.port, api_key=args.api_key, require_api_key=not args.no_api_key,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_voxels=args.max_voxels,
+        max_sessions=args.max_sessions, idle_timeout_seconds=args.idle_timeout * 60,
+        requests_per_minute=args.rate, memory_budget_bytes=int(args.memory_budget_gb * 1024**3),
+        max_phrases=args.max_phrases, max_slice_phrases=args.max_slice_phrases,
+        trusted_proxies=tuple(args.trusted_proxy)).check()  # refuse bad settings before loading a model
+    backend = backend_factory(args.model, args.device, None, None)
+    run_server(backend, settings, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
+    return 0
+
+
+def _demo(arguments: list[str], backend_factory: BackendFactory) -> int:
+    from .demo import main as demo_main
+
+    return demo_main(arguments, backend_factory)
+
+
+def run(argv: Sequence[str], backend_factory: BackendFactory = open_backend) -> int:
+    """Parse ``argv`` and run the command; raises on errors (see :func:`main`)."""
+    argv = list(argv)
+    if argv and argv[0] in _DELEGATED_COMMANDS:  # their own parsers read every argument after the command
+        return _bench(argv[1:]) if argv[0] == "bench" else _demo(argv[1:], backend_factory)
+    args = build_parser().parse_args(attach_coordinate_values(argv))
+    if args.command == "segment":
+        return _segment(args, backend_factory)
+    if args.command == "models":
+        return _models(args)
+    if args.command == "evaluate":
+        return run_evaluate(args, backend_factory)
+    if args.command == "batch":
+        return importlib.import_module("medsam3.apps.batch.command").run_batch(args, backend_factory)
+    return _serve(args, backend_factory)
+
+
+def main(argv: Sequence[str] | None = None, backend_factory: BackendFactory = open_backend) -> int:
+    """The console script: run a command, turning every error into one line on stderr and an exit status.
+
+    ``backend_factory(model, device, server_url, api_key)`` makes the backend (tests inject one)."""
+    if argv is None:  # run as a program: the library's per-frame notices would drown the output
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        return run(sys.argv[1:] if argv is None else argv, backend_factory)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
+    except MedSam3Error as error:
+        print(f"medsam3: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as error:
+        print(f"medsam3: {error.strerror or error}{': ' + str(error.filename) if error.filename else ''}",
+              file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("medsam3: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # a bug, not a user error: still one line, the traceback on request
+        if os.environ.get("MEDSAM3_DEBUG"):
+            raise
+        print(f"medsam3: internal error: {type(error).__name__}: {error} (set MEDSAM3_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

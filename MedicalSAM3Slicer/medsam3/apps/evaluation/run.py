@@ -1,0 +1,238 @@
+"""Running an evaluation: every case × structure × protocol, with a progress bar (estimated time left) and a
+journal so that a stopped run resumes where it stopped.
+
+The journal (``progress.jsonl`` in the output folder) starts with the run's settings and gets one line per
+finished case × structure holding all its rows; a line cut short by a kill is ignored. A resumed run skips the
+finished units (their cases are not even read) and, because rows are always written in the dataset's order,
+ends with the same CSV as an uninterrupted run (timings aside).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+import numpy as np
+from scipy import ndimage
+
+from ...transports.backend import BackendInfo, LocalBackend, SegmentationBackend
+from ...errors import MedSam3Error
+from ...geometry.slicing import SliceAxis
+from ...geometry.volume import Volume
+from .click_simulator import ClickSimulator
+from .datasets import Dataset, LoadedCase, Structure
+from .metrics import DEFAULT_NSD_TOLERANCE_MM, dice, normalised_surface_distance
+from .protocols import PROTOCOLS, EncodingClock, Step, run_box, run_clicks, run_text
+
+JOURNAL = "progress.jsonl"
+ROW_FIELDS = ("case", "structure", "label", "protocol", "step", "prompt", "dice", "nsd", "gt_voxels",
+              "predicted_voxels", "seconds", "encode_seconds", "decode_seconds", "phrase", "note", "compact")
+TIMING_FIELDS = ("seconds", "encode_seconds", "decode_seconds")
+PIPELINE_CHECK_IMAGE = "ground truth drawn as intensity (inside 1000, outside -1000)"
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    protocols: tuple[str, ...] = PROTOCOLS
+    max_clicks: int = 10
+    tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM
+    check_pipeline: bool = False
+    axis: str = "axial"
+
+    def check(self) -> "EvaluationSettings":
+        unknown = set(self.protocols) - set(PROTOCOLS)
+        if unknown or not self.protocols:
+            raise MedSam3Error(f"Unknown protocol {', '.join(sorted(unknown)) or '(none)'}: choose from "
+                               f"{', '.join(PROTOCOLS)}.")
+        if self.max_clicks < 1:
+            raise MedSam3Error("--max-clicks must be at least 1.")
+        if not self.tolerance_mm > 0:
+            raise MedSam3Error("--nsd-tolerance must be a positive number of millimetres.")
+        SliceAxis.parse(self.axis)
+        return self
+
+    def as_dict(self) -> dict:
+        values = asdict(self)
+        values["protocols"] = list(self.protocols)
+        return values
+
+
+@dataclass
+class EvaluationRun:
+    rows: list[dict]
+    settings: EvaluationSettings
+    backend: dict
+    dataset: dict
+    skipped: list[dict] = field(default_factory=list)
+
+
+class JournalMismatch(MedSam3Error):
+    """The output folder holds a run with other settings."""
+
+
+# --- pipeline check ----------------------------------------------------------------------------------------------
+def pipeline_check_backend() -> LocalBackend:
+    """The engine's bright-region model: it segments the bright region under a prompt, so on an image that is
+    the label drawn as intensity its answer is the ground truth, wherever the geometry is right."""
+    from ...model.bright_region_model import BrightRegionModel
+    from ...interaction.engine import SegmentationEngine
+
+    return LocalBackend(SegmentationEngine(BrightRegionModel()),
+                        BackendInfo(model="bright-region (pipeline check)", device="cpu", image_size=1008,
+                                    notes=("--check-pipeline: each image is its label drawn as intensity",)))
+
+
+def label_as_image(volume: Volume, mask: np.ndarray) -> Volume:
+    return Volume(np.where(mask, 1000, -1000).astype(np.int16), volume.ijk_to_ras, modality="CT",
+                  name=f"{volume.name} (label as image)")
+
+
+def one_click_reach(truth: np.ndarray, simulator: ClickSimulator) -> np.ndarray:
+    """The voxels an ideal one-click propagation recovers, computed on the voxels themselves: the 2D region
+    under the first click, then slice by slice (both ways) every 2D region overlapping the previous slice's."""
+    stack = simulator.geometry.as_slice_stack(truth)
+    click = simulator.first_click(truth)
+    _, row, column = simulator.geometry.ijk_to_slice([click.ijk])[0].round().astype(int)
+    reached = np.zeros(stack.shape, dtype=bool)
+    regions, _ = ndimage.label(stack[click.slice_index])
+    reached[click.slice_index] = regions == regions[row, column]
+    for step in (1, -1):
+        index = click.slice_index + step
+        while 0 <= index < len(stack):
+            regions, _ = ndimage.label(stack[index])
+            hit = np.unique(regions[reached[index - step] & (regions > 0)])
+            if hit.size == 0:
+                break
+            reached[index] = np.isin(regions, hit)
+            index += step
+    return reached
+
+
+def is_compact(truth: np.ndarray, simulator: ClickSimulator) -> bool:
+    """Whether one click should give the whole structure back in a pipeline check: an ideal slice-by-slice
+    propagation from the first click reaches 99 % of it, and its largest cross-section is at least 4 × 4 pixels
+    (smaller ones are below the model's mask resolution)."""
+    reached = one_click_reach(truth, simulator)
+    stack = simulator.geometry.as_slice_stack(truth)
+    rows, columns = np.nonzero(stack[int(np.argmax(stack.sum(axis=(1, 2))))])
+    return bool(reached.sum() >= 0.99 * truth.sum() and np.ptp(rows) >= 3 and np.ptp(columns) >= 3)
+
+
+# --- one structure -----------------------------------------------------------------------------------------------
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def evaluate_structure(backend: SegmentationBackend, case: LoadedCase, structure: Structure,
+                       settings: EvaluationSettings, clock: EncodingClock) -> list[dict]:
+    """Every protocol on one structure of one case, one row per step."""
+    truth = case.labels == structure.value
+    volume = label_as_image(case.volume, truth) if settings.check_pipeline else case.volume
+    simulator = ClickSimulator(volume, settings.axis)
+    compact = is_compact(truth, simulator)
+    rows = []
+    session = backend.open_session(volume)
+    try:
+        runs = {"text": lambda: run_text(session, structure.name, clock, simulator.axis),
+                "clicks": lambda: run_clicks(session, simulator, truth, structure.name, settings.max_clicks, clock),
+                "box": lambda: run_box(session, simulator, truth, structure.name, clock)}
+        for protocol in PROTOCOLS:
+            if protocol in settings.protocols:
+                rows += [_row(case, structure, step, truth, settings, compact) for step in runs[protocol]()]
+    finally:
+        session.close()
+    return rows
+
+
+def _row(case: LoadedCase, structure: Structure, step: Step, truth: np.ndarray, settings: EvaluationSettings,
+         compact: bool) -> dict:
+    return {"case": case.case_id, "structure": structure.name, "label": structure.value, "protocol": step.protocol,
+            "step": step.step, "prompt": step.prompt, "dice": _rounded(dice(truth, step.prediction), 6),
+            "nsd": _rounded(normalised_surface_distance(truth, step.prediction, case.spacing_kji,
+                                                        settings.tolerance_mm), 6),
+            "gt_voxels": int(truth.sum()), "predicted_voxels": int(step.prediction.sum()),
+            "seconds": _rounded(step.seconds, 4), "encode_seconds": _rounded(step.encode_seconds, 4),
+            "decode_seconds": _rounded(step.decode_seconds, 4), "phrase": step.phrase, "note": step.note,
+            "compact": bool(compact)}
+
+
+# --- the journal -------------------------------------------------------------------------------------------------
+def _read_journal(path: Path, header: dict) -> dict[tuple[str, int], dict]:
+    """Finished units of an earlier run with the same header; a different header is refused."""
+    if not path.exists():
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    entries = []
+    for line in lines:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut short when the run was stopped
+    if not entries or entries[0].get("header") != header:
+        raise JournalMismatch(f"{path.parent} holds an evaluation with other data or settings: give another "
+                              "--output, or add --restart to start it over.")
+    return {(e["case"], int(e["label"])): e for e in entries[1:] if "case" in e}
+
+
+def _write_journal(path: Path, header: dict, done: dict) -> None:
+    """Rewrite the journal with only whole lines (so appends never follow a cut-off line)."""
+    temporary = path.with_name(f".{path.name}.partial")
+    with open(temporary, "w", encoding="utf-8") as stream:
+        stream.write(json.dumps({"header": header}) + "\n")
+        for entry in done.values():
+            stream.write(json.dumps(entry) + "\n")
+    os.replace(temporary, path)
+
+
+# --- the run -----------------------------------------------------------------------------------------------------
+def run_evaluation(dataset: Dataset, backend: SegmentationBackend, settings: EvaluationSettings, output: Path,
+                   restart: bool = False, show_progress: bool = True) -> EvaluationRun:
+    """Evaluate every case × structure of ``dataset``; returns all rows in the dataset's order."""
+    from tqdm import tqdm
+
+    settings.check()
+    output.mkdir(parents=True, exist_ok=True)
+    info = backend.info()
+    header = {"data": str(Path(dataset.path).resolve()), "format": dataset.format, "settings": settings.as_dict(),
+              "model": info.model, "structures": [[s.value, s.name] for s in dataset.structures]}
+    journal = output / JOURNAL
+    if restart and journal.exists():
+        journal.unlink()
+    done = _read_journal(journal, header)
+    _write_journal(journal, header, done)
+    clock = EncodingClock(backend)
+    units = [(source, structure) for source in dataset.cases for structure in dataset.structures]
+    bar = tqdm(total=len(units), unit="structure", desc="evaluate", disable=not show_progress, dynamic_ncols=True,
+               initial=sum((s.case_id, st.value) in done for s, st in units))
+    try:
+        with open(journal, "a", encoding="utf-8") as stream:
+            for source in dataset.cases:
+                pending = [s for s in dataset.structures if (source.case_id, s.value) not in done]
+                if not pending:
+                    continue
+                case = source.load()
+                present = set(np.unique(case.labels).tolist())
+                for structure in pending:
+                    bar.set_postfix_str(f"{source.case_id} {structure.name}", refresh=False)
+                    if structure.value in present:
+                        rows = evaluate_structure(backend, case, structure, settings, clock)
+                        entry = {"case": source.case_id, "label": structure.value, "rows": rows}
+                    else:
+                        entry = {"case": source.case_id, "label": structure.value, "rows": [],
+                                 "skipped": "not in this case's ground truth"}
+                    stream.write(json.dumps(entry) + "\n")
+                    stream.flush()
+                    done[(source.case_id, structure.value)] = entry
+                    bar.update(1)
+    finally:
+        bar.close()
+        clock.close()
+    rows, skipped = [], []
+    for source, structure in units:
+        entry = done[(source.case_id, structure.value)]
+        rows += entry["rows"]
+        if entry.get("skipped"):
+            skipped.append({"case": source.case_id, "structure": structure.name, "reason": entry["skipped"]})
+    return EvaluationRun(rows, settings, info.as_dict(), {"path": str(dataset.path), "format": dataset.format,
+                                                          "cases": len(dataset.cases)}, skipped)

@@ -1,0 +1,318 @@
+"""Segmenting one image file from typed text, clicks and a box, and writing the results: the work behind
+``medsam3 segment`` and the demo.
+
+Clicks and the box form one prompt on one slice of one view. With typed text, every phrase becomes a segment;
+clicks and a box then refine the single typed target. Masks are rebuilt from the :class:`MaskUpdate`s a session
+returns, so the same code runs in-process and against a server.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..files.atomic_files import AtomicOutputs
+from ..transports.backend import SegmentationBackend
+from ..errors import MedSam3Error, PromptError
+from ..files.overlay import render_overlay
+from ..interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt, parse_text_targets, resolve_slice_prompt
+from ..files.seg_nrrd import write_seg_nrrd
+from ..interaction.session import MaskUpdate
+from ..geometry.slicing import SliceAxis, SliceGeometry
+from ..geometry.volume import Volume
+from ..files.volume_io import write_labelmap
+
+Triple = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class SegmentRequest:
+    """What to segment. Points and box corners are RAS millimetres, or voxel (i, j, k) with ``coordinates_ijk``."""
+
+    text: str = ""
+    positive_points: tuple[Triple, ...] = ()
+    negative_points: tuple[Triple, ...] = ()
+    box: tuple[Triple, Triple] | None = None
+    coordinates_ijk: bool = False
+    view: str = "axial"
+    whole_volume: bool = True
+    segment_name: str = ""  # the name of a clicked / boxed object when no text is typed
+
+    @property
+    def has_spatial_prompt(self) -> bool:
+        return bool(self.positive_points or self.negative_points or self.box)
+
+    def check(self) -> None:
+        """Reject requests that cannot be carried out, before any model is loaded."""
+        if not self.text.strip() and not self.has_spatial_prompt:
+            raise PromptError("Nothing to segment: give --text, --point or --box.")
+        if self.negative_points and not (self.positive_points or self.box or self.text.strip()):
+            raise PromptError("A negative point only removes from an object: add a --point, a --box or --text.")
+        if self.text.strip() and self.has_spatial_prompt and len(parse_text_targets(self.text)) > 1:
+            raise PromptError("Clicks and boxes refine one typed target; type a single phrase with them, or "
+                              "segment the other phrases in a separate run.")
+        SliceAxis.parse(self.view)
+
+
+@dataclass
+class SegmentOutcome:
+    """A labelmap (label n = ``segment_names[n - 1]``), each segment's best model score, and step timings."""
+
+    labels: np.ndarray
+    segment_names: list[str]
+    scores: dict[str, float]
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # for the user (e.g. a name the model was not trained on)
+
+    def renamed(self, names: list[str]) -> "SegmentOutcome":
+        """The same segments under new names (e.g. labelled as a plumbing check)."""
+        scores = {new: self.scores[old] for old, new in zip(self.segment_names, names)}
+        return SegmentOutcome(self.labels, list(names), scores, self.timings, self.notes)
+
+
+class StepTimer:
+    """Seconds spent in named steps, in the order they ran."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def _to_ijk(volume: Volume, point: Triple, coordinates_ijk: bool) -> Triple:
+    if coordinates_ijk:
+        return tuple(float(v) for v in point)
+    return tuple(float(v) for v in volume.ras_to_ijk_points([point])[0])
+
+
+def build_slice_prompt(volume: Volume, request: SegmentRequest) -> SlicePrompt | None:
+    """The request's clicks and box as one prompt on one slice (None without clicks or box)."""
+    if not request.has_spatial_prompt:
+        return None
+    points = tuple(PointPrompt(_to_ijk(volume, p, request.coordinates_ijk), True) for p in request.positive_points)
+    points += tuple(PointPrompt(_to_ijk(volume, p, request.coordinates_ijk), False)
+                    for p in request.negative_points)
+    box = None
+    if request.box is not None:
+        box = BoxPrompt(_to_ijk(volume, request.box[0], request.coordinates_ijk),
+                        _to_ijk(volume, request.box[1], request.coordinates_ijk))
+    prompt = SlicePrompt(SliceAxis.parse(request.view), points=points, box=box)
+    resolve_slice_prompt(volume, prompt)  # a prompt off the volume fails here, with the engine's message
+    return prompt
+
+
+def _text_slice_index(volume: Volume, request: SegmentRequest, prompt: SlicePrompt | None) -> int | None:
+    """The slice typed text is detected on: None (every slice) for whole-volume runs, else the clicked slice or
+    the middle slice of the view."""
+    if request.whole_volume:
+        return None
+    if prompt is not None:
+        return resolve_slice_prompt(volume, prompt).slice_index
+    return SliceGeometry.for_volume(volume, request.view).slice_count // 2
+
+
+def segment_volume(backend: SegmentationBackend, volume: Volume, request: SegmentRequest,
+                   timer: StepTimer | None = None) -> SegmentOutcome:
+    """Run the request in one session of ``backend`` and return the labelmap of its segments."""
+    request.check()
+    timer = timer or StepTimer()
+    prompt = build_slice_prompt(volume, request)
+    masks: dict[int, np.ndarray] = {}
+    names: dict[int, str] = {}
+    scores: dict[int, float] = {}
+
+    notes: list[str] = []
+
+    def collect(update: MaskUpdate, name: str) -> None:
+        if update.note and update.note not in notes:
+            notes.append(update.note)
+        mask = masks.setdefault(update.object_id, np.zeros(volume.array.shape, dtype=bool))
+        update.apply_to(mask)
+        names[update.object_id] = name
+        if update.slice_scores:
+            scores[update.object_id] = max(update.slice_scores.values())
+
+    with timer.step("open_session"):  # for a server, this uploads the volume
+        session = backend.open_session(volume)
+    try:
+        if request.text.strip():
+            with timer.step("text"):
+                for update in session.segment_text(request.text, request.view,
+                                                   _text_slice_index(volume, request, prompt)):
+                    collect(update, update.label)
+        if prompt is not None:
+            with timer.step("prompts"):
+                object_id = next(iter(masks), None) or session.new_object_id()
+                name = names.get(object_id) or request.segment_name or "Segment_1"
+                collect(session.add_prompt(object_id, prompt, whole_volume=request.whole_volume,
+                                           target_text=request.text.strip()), name)
+    finally:
+        session.close()
+    outcome = _as_labelmap(volume.array.shape, masks, names, scores, timer)
+    outcome.notes = notes
+    return outcome
+
+
+def _as_labelmap(shape: tuple[int, ...], masks: dict[int, np.ndarray], names: dict[int, str],
+                 scores: dict[int, float], timer: StepTimer) -> SegmentOutcome:
+    order = sorted(masks)
+    labels = np.zeros(shape, dtype=np.uint8 if len(order) < 256 else np.uint16)
+    for value, object_id in enumerate(order, start=1):
+        labels[masks[object_id]] = value  # a later segment wins where two overlap
+    segment_names = [names[o] for o in order]
+    return SegmentOutcome(labels, segment_names, {names[o]: scores.get(o, 0.0) for o in order}, timer.seconds)
+
+
+LABELMAP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")  # single-file formats (a header + raw pair is not atomic)
+SEG_NRRD_SUFFIX = ".seg.nrrd"
+OVERLAY_SUFFIX = ".png"
+
+
+class OutputPathError(MedSam3Error, ValueError):
+    """An output path that cannot or must not be written."""
+
+
+def labelmap_suffix(path: str | Path) -> str | None:
+    """The labelmap image extension ``path`` ends with, or None."""
+    name = Path(path).name.lower()
+    if name.endswith(SEG_NRRD_SUFFIX):
+        return None
+    return next((suffix for suffix in LABELMAP_SUFFIXES if name.endswith(suffix)), None)
+
+
+def _looks_like_a_file_name(path: Path) -> bool:
+    """``out.txt``, ``mask.png``: a short alphabetic extension (``run.2`` or ``case_1.0`` still name folders)."""
+    suffix = path.suffix[1:]
+    return 1 <= len(suffix) <= 5 and suffix.isalpha()
+
+
+def _nearest_existing_folder(path: Path) -> Path:
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _check_folder_writable(path: Path) -> None:
+    """Refuse ``path`` when its folder cannot be created or written (tried with a probe file, which also works
+    for root and for read-only mounts where ``os.access`` says yes)."""
+    folder = _nearest_existing_folder(path)
+    if not folder.is_dir():
+        raise OutputPathError(f"Cannot write {path}: {folder} is a file, not a folder. Choose another output path.")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".medsam3-write-check-"):
+            pass
+    except OSError as error:
+        raise OutputPathError(f"Cannot write {path}: the folder {folder} is not writable "
+                              f"({error.strerror or error}). Choose another output folder.") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where results go; None skips an output."""
+
+    labelmap: Path
+    seg_nrrd: Path | None = None
+    overlay: Path | None = None
+
+    @classmethod
+    def in_folder(cls, folder: str | Path, seg_nrrd: bool = True, overlay: bool = True) -> "OutputPaths":
+        folder = Path(folder)
+        return cls(folder / "labelmap.nii.gz", folder / "segmentation.seg.nrrd" if seg_nrrd else None,
+                   folder / "overlay.png" if overlay else None)
+
+    @classmethod
+    def for_output(cls, output: str | Path, seg_nrrd: str | None = None,
+                   overlay: str | None = None) -> "OutputPaths":
+        """The meaning of ``-o`` / ``--output``: a labelmap file when the name ends in an image extension
+        (.nii.gz, .nii, .nrrd, .mha), otherwise a folder that receives labelmap.nii.gz and the other outputs.
+        ``seg_nrrd`` / ``overlay``: None to skip, "" for the default name, else a path."""
+        output = Path(output)
+        if labelmap_suffix(output):
+            stem = output.with_name(output.name[:-len(labelmap_suffix(output))])
+            labelmap = output
+            default_seg, default_overlay = (stem.with_name(stem.name + SEG_NRRD_SUFFIX),
+                                            stem.with_name(stem.name + OVERLAY_SUFFIX))
+        else:
+            if output.name.lower().endswith(SEG_NRRD_SUFFIX):
+                raise OutputPathError(f"-o {output}: a .seg.nrrd is written with --seg-nrrd; give -o a labelmap "
+                                      "file (.nii.gz, .nii, .nrrd, .mha) or a folder.")
+            if _looks_like_a_file_name(output) and not output.is_dir():
+                raise OutputPathError(f"-o {output}: not an image file name. Give a labelmap file ending in "
+                                      f"{', '.join(LABELMAP_SUFFIXES)}, or a folder (a name without extension).")
+            labelmap = output / "labelmap.nii.gz"
+            default_seg, default_overlay = output / "segmentation.seg.nrrd", output / "overlay.png"
+        return cls(labelmap, None if seg_nrrd is None else Path(seg_nrrd or default_seg),
+                   None if overlay is None else Path(overlay or default_overlay))
+
+    def all(self) -> list[Path]:
+        return [Path(p) for p in (self.labelmap, self.seg_nrrd, self.overlay) if p is not None]
+
+    def check(self, inputs: Sequence[str | Path] = (), overwrite: bool = False) -> "OutputPaths":
+        """Refuse, before any work, outputs that cannot be written or must not be: a wrong extension, the same
+        file twice, an input file, an existing file without ``overwrite``, a folder that cannot be written."""
+        if not labelmap_suffix(self.labelmap):
+            raise OutputPathError(f"{self.labelmap}: a labelmap file must end in {', '.join(LABELMAP_SUFFIXES)}.")
+        if self.seg_nrrd is not None and not Path(self.seg_nrrd).name.lower().endswith(SEG_NRRD_SUFFIX):
+            raise OutputPathError(f"--seg-nrrd {self.seg_nrrd}: the file name must end in {SEG_NRRD_SUFFIX}.")
+        if self.overlay is not None and not Path(self.overlay).name.lower().endswith(OVERLAY_SUFFIX):
+            raise OutputPathError(f"--overlay {self.overlay}: the picture is a PNG; the name must end in .png.")
+        paths = self.all()
+        resolved = [p.resolve() for p in paths]
+        if len(set(resolved)) != len(resolved):
+            raise OutputPathError(f"Two outputs have the same path ({', '.join(map(str, paths))}): give each its "
+                                  "own name.")
+        for path in paths:
+            for source in inputs:
+                source = Path(source)
+                if path.resolve() == source.resolve() or _same_file(path, source):
+                    raise OutputPathError(f"{path} is the input image: medsam3 never overwrites its input. "
+                                          "Choose another output name.")
+            if path.is_dir():
+                raise OutputPathError(f"{path} is a folder: give a file name, or a different folder.")
+            if path.exists() and not overwrite:
+                raise OutputPathError(f"{path} already exists: pass --overwrite to replace it, or choose another "
+                                      "name.")
+            _check_folder_writable(path)
+        return self
+
+
+def write_outputs(outcome: SegmentOutcome, volume: Volume, paths: OutputPaths, overlay_title: str = "",
+                  timer: StepTimer | None = None, *, inputs: Sequence[str | Path] = (),
+                  overwrite: bool = True) -> list[Path]:
+    """Write the labelmap (and optionally the .seg.nrrd and overlay); returns the files written.
+
+    The paths are checked first (:meth:`OutputPaths.check` with ``inputs`` and ``overwrite``; callers should also
+    check them before the model runs). Every file is written to a temporary name and all are moved into place
+    at the end, so a failure leaves no output of this run and every earlier file as it was."""
+    timer = timer or StepTimer()
+    paths.check(inputs, overwrite)
+    with AtomicOutputs() as outputs:
+        with timer.step("write"):
+            write_labelmap(outputs.path_for(paths.labelmap), outcome.labels, volume)
+            if paths.seg_nrrd is not None:
+                write_seg_nrrd(outputs.path_for(paths.seg_nrrd), outcome.labels, outcome.segment_names, volume)
+        if paths.overlay is not None:
+            with timer.step("overlay"):
+                render_overlay(volume, outcome.labels, outputs.path_for(paths.overlay), overlay_title)
+    return paths.all()

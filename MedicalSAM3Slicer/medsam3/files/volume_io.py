@@ -1,0 +1,168 @@
+"""Reading and writing volumes as files (NIfTI, NRRD, MHA, DICOM series) with SimpleITK.
+
+SimpleITK describes images in LPS; the engine works in RAS as Slicer does. The conversion is a sign flip of the
+first two world axes, done here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import VolumeError
+from ..geometry.volume import Volume
+
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def _sitk():
+    import SimpleITK as sitk  # imported on use: Slicer has its own copy, the engine core does not need it
+
+    return sitk
+
+
+def ijk_to_ras_from_image(image) -> np.ndarray:
+    """The IJK-to-RAS matrix of a SimpleITK image."""
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
+    matrix = np.eye(4)
+    matrix[:3, :3] = direction * np.asarray(image.GetSpacing(), dtype=np.float64)
+    matrix[:3, 3] = image.GetOrigin()
+    return _LPS_TO_RAS @ matrix
+
+
+def set_image_geometry(image, ijk_to_ras: np.ndarray) -> None:
+    """Give a SimpleITK image the geometry of an IJK-to-RAS matrix."""
+    lps = _LPS_TO_RAS @ np.asarray(ijk_to_ras, dtype=np.float64)
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    image.SetSpacing(tuple(float(s) for s in spacing))
+    image.SetDirection(tuple(float(v) for v in (lps[:3, :3] / spacing).reshape(-1)))
+    image.SetOrigin(tuple(float(v) for v in lps[:3, 3]))
+
+
+def _guess_modality(path: Path, reader_metadata: dict[str, str]) -> str:
+    modality = reader_metadata.get("0008|0060", "").strip().upper()
+    if modality in ("CT", "MR"):
+        return modality
+    return "OT"
+
+
+@contextmanager
+def _itk_warnings_off() -> Iterator[None]:
+    """ITK prints warnings straight to stderr (e.g. "No Series were found"); the caller reports problems itself,
+    in one line."""
+    sitk = _sitk()
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+def _nifti_bytes_needed(header: bytes) -> int | None:
+    """Header plus voxel bytes a NIfTI-1 or NIfTI-2 file must hold, from its header (None if unreadable)."""
+    for order in "<>":
+        if len(header) >= 348 and struct.unpack(order + "i", header[:4])[0] == 348:
+            dims = struct.unpack(order + "8h", header[40:56])
+            bitpix = struct.unpack(order + "h", header[72:74])[0]
+            offset = int(struct.unpack(order + "f", header[108:112])[0])
+            break
+        if len(header) >= 540 and struct.unpack(order + "i", header[:4])[0] == 540:
+            bitpix = struct.unpack(order + "h", header[14:16])[0]
+            dims = struct.unpack(order + "8q", header[16:80])
+            offset = struct.unpack(order + "q", header[168:176])[0]
+            break
+    else:
+        return None
+    if not 1 <= dims[0] <= 7 or bitpix <= 0:
+        return None
+    voxels = int(np.prod([max(1, int(d)) for d in dims[1:dims[0] + 1]], dtype=np.int64))
+    return max(offset, len(header) if len(header) < 540 else 348) + voxels * bitpix // 8
+
+
+def check_file_complete(path: Path) -> None:
+    """Refuse a truncated file that the image reader would accept and zero-fill: a gzip stream that ends early
+    (any .gz), or a NIfTI shorter than its header's voxel count says."""
+    with path.open("rb") as probe:
+        is_gzip = probe.read(2) == b"\x1f\x8b"
+    name = path.name.lower()
+    is_nifti = name.endswith((".nii", ".nii.gz"))
+    if not (is_gzip or is_nifti):
+        return
+    try:
+        with (gzip.open(path, "rb") if is_gzip else path.open("rb")) as stream:
+            header = stream.read(540)
+            total = len(header)
+            while chunk := stream.read(1 << 22):
+                total += len(chunk)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise VolumeError(f"{path} is truncated or corrupt ({error}): copy or download it again.") from None
+    needed = _nifti_bytes_needed(header) if is_nifti else None
+    if needed is not None and total < needed:
+        raise VolumeError(f"{path} is truncated: its header describes {needed:,} bytes of image but the file holds "
+                          f"{total:,}. Copy or download it again.")
+
+
+def read_image(path: str | Path) -> "object":
+    """A SimpleITK image from a file or a DICOM folder (the series with the most files)."""
+    sitk = _sitk()
+    path = Path(path)
+    if not path.exists():
+        raise VolumeError(f"{path} does not exist: give the path of a NIfTI, NRRD or MHA file or a DICOM folder.")
+    try:
+        if path.is_dir():
+            reader = sitk.ImageSeriesReader()
+            with _itk_warnings_off():
+                series = reader.GetGDCMSeriesIDs(str(path))
+            if not series:
+                raise VolumeError(f"{path} is a folder without a DICOM series: give a DICOM folder or an image file.")
+            files = max((reader.GetGDCMSeriesFileNames(str(path), s) for s in series), key=len)
+            reader.SetFileNames(files)
+            reader.MetaDataDictionaryArrayUpdateOn()
+            reader.LoadPrivateTagsOn()
+            with _itk_warnings_off():
+                image = reader.Execute()
+            image.SetMetaData("0008|0060", reader.GetMetaData(0, "0008|0060") if reader.HasMetaDataKey(0, "0008|0060")
+                              else "")
+            return image
+        check_file_complete(path)
+        with _itk_warnings_off():
+            return sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+        useful = [line for line in lines if not line.startswith(("Reason:", "ImageIO", "itk::", "sitk::"))]
+        first_line = (useful or lines or ["unknown error"])[-1]
+        raise VolumeError(f"Could not read {path}: the file is corrupt or not an image SimpleITK reads "
+                          f"({first_line}).") from error
+
+
+def read_volume(path: str | Path, modality: str | None = None) -> Volume:
+    """A file or DICOM folder as a :class:`Volume` (scalar; the first component of a vector image)."""
+    image = read_image(path)
+    if image.GetDimension() != 3:
+        raise VolumeError(f"{path} is a {image.GetDimension()}D image; a 3D volume is needed.")
+    array = _sitk().GetArrayFromImage(image)
+    if array.ndim == 4:
+        array = array[..., 0]
+    if modality is None:
+        metadata = {k: image.GetMetaData(k) for k in image.GetMetaDataKeys()}
+        modality = _guess_modality(Path(path), metadata)
+        if modality == "OT" and array.dtype.kind in "if" and array.min() <= -900:
+            modality = "CT"  # no header says so, but air at -1000 means Hounsfield units
+    return Volume(array, ijk_to_ras_from_image(image), modality=modality, name=Path(path).name)
+
+
+def write_labelmap(path: str | Path, labels: np.ndarray, reference: Volume) -> None:
+    """Write a (K, J, I) label array with the reference volume's exact geometry."""
+    sitk = _sitk()
+    if labels.shape != reference.array.shape:
+        raise VolumeError(f"Label array shape {labels.shape} differs from the volume's {reference.array.shape}.")
+    image = sitk.GetImageFromArray(np.ascontiguousarray(labels))
+    set_image_geometry(image, reference.ijk_to_ras)
+    sitk.WriteImage(image, str(path), useCompression=True)

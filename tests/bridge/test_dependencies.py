@@ -1,0 +1,202 @@
+"""What 'Install dependencies' installs, given what Slicer's Python already has (plain Python, no Slicer).
+
+Slicer 5.10's own packages come from its SuperBuild (External_python-scipy.cmake: scipy 1.13.1,
+External_python-dicom-requirements.cmake: pydicom 2.4.4 and pillow 11.2.1, External_python-numpy.cmake: numpy
+2.0.2, ...). They must be accepted as they are and never reinstalled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from MedicalSAM3SlicerLib import dependencies
+
+SLICER_5_10 = {
+    "numpy": "2.0.2", "scipy": "1.13.1", "pydicom": "2.4.4", "pillow": "11.2.1", "simpleitk": "2.5.2",
+    "requests": "2.32.3", "certifi": "2025.4.26", "idna": "3.10", "charset-normalizer": "3.4.2", "urllib3": "2.4.0",
+    "packaging": "25.0", "pyparsing": "3.2.3", "six": "1.17.0", "typing-extensions": "4.14.0",
+    "python-dateutil": "2.9.0.post0", "pip": "25.1.1", "setuptools": "80.9.0", "wheel": "0.45.1",
+}
+OURS = {"transformers", "huggingface-hub", "safetensors", "tokenizers", "tqdm", "psutil", "httpx"}
+
+
+def versions(installed: dict[str, str]):
+    normalised = {dependencies.canonicalize_name(name): version for name, version in installed.items()
+                  if version is not None}
+    return lambda name: normalised.get(dependencies.canonicalize_name(name))
+
+
+def names(requirements) -> set[str]:
+    return {dependencies.canonicalize_name(r.name) for r in requirements}
+
+
+def test_on_a_fresh_slicer_5_10_only_the_missing_packages_are_installed_and_slicers_own_are_kept():
+    plan = dependencies.plan_installation(version_of=versions(SLICER_5_10))
+    assert names(plan.torch) == {"torch", "torchvision"}
+    assert names(plan.pip) == OURS  # nothing Slicer ships: no scipy, pydicom, numpy, pillow, SimpleITK
+    assert not plan.blocked and plan.slicer_too_old == []
+    constraints = plan.constraints()
+    for pin in ("scipy==1.13.1", "pydicom==2.4.4", "numpy==2.0.2", "pillow==11.2.1", "simpleitk==2.5.2",
+                "requests==2.32.3", "packaging==25.0"):
+        assert pin in constraints
+    assert "stay as they are" in plan.describe() and "Install now?" in plan.describe()
+
+
+def test_an_interrupted_install_resumes_with_what_is_still_missing():
+    present = {**SLICER_5_10, "torch": "2.14.1+cu130", "torchvision": "0.29.1", "transformers": "5.23.0",
+               "huggingface_hub": "2.4.0", "tokenizers": "0.23.3", "safetensors": "0.8.0",
+               "tqdm": "4.99.0"}  # another extension's newer tqdm is fine and kept
+    plan = dependencies.plan_installation(version_of=versions(present))
+    assert plan.torch == [] and names(plan.pip) == {"psutil", "httpx"}
+    everything = {**present, "psutil": "7.2.2", "httpx": "0.28.1"}
+    assert dependencies.plan_installation(version_of=versions(everything)).nothing_to_do
+
+
+def test_a_too_old_slicer_package_is_reported_never_replaced():
+    older = {**SLICER_5_10, "scipy": "1.10.1", "numpy": "1.26.4"}
+    plan = dependencies.plan_installation(version_of=versions(older))
+    assert {r.name for r, _ in plan.slicer_too_old} == {"scipy", "numpy"}
+    assert "scipy" not in names(plan.pip) and "numpy" not in names(plan.pip)
+    assert "scipy 1.10.1" in plan.blocked and "5.10 or later" in plan.blocked and "\n" not in plan.blocked
+    calls = []
+    with pytest.raises(RuntimeError, match="not replaced"):
+        dependencies.install(plan, pip_install=calls.append)
+    assert calls == []
+
+
+def test_on_slicer_5_8_nothing_is_installed_and_the_plan_says_why_in_one_line():
+    """Slicer 5.8 (Python 3.9.10): pip would fail halfway (transformers 5 needs Python 3.11); nothing starts."""
+    slicer_5_8 = {**SLICER_5_10, "numpy": "1.26.4", "scipy": "1.13.1", "pydicom": "2.4.4"}
+    plan = dependencies.plan_installation(version_of=versions(slicer_5_8), slicer_version=(5, 8),
+                                          python_version=(3, 9, 10))
+    assert not plan.nothing_to_do
+    assert "5.10 or later" in plan.blocked and "Slicer 5.8" in plan.blocked and "\n" not in plan.blocked
+    assert plan.describe() == plan.blocked
+    calls = []
+
+    class PyTorchUtilsStandIn:
+        def installTorch(self, **options):  # noqa: N802  (PyTorchUtils' name)
+            calls.append(options)
+
+    with pytest.raises(RuntimeError, match="5.10 or later"):
+        dependencies.install(plan, pip_install=calls.append, torch_logic=PyTorchUtilsStandIn())
+    assert calls == []
+    supported = dependencies.plan_installation(version_of=versions(SLICER_5_10), slicer_version=(5, 10),
+                                               python_version=(3, 12, 10))
+    assert not supported.blocked and supported.pip
+
+
+def test_pip_runs_with_slicers_packages_held_at_their_versions_and_torch_goes_through_pytorch_utils():
+    class PyTorchUtilsStandIn:
+        calls = []
+
+        def installTorch(self, **options):  # noqa: N802  (PyTorchUtils' name)
+            self.calls.append(options)
+            return object()
+
+    seen = {}
+
+    def pip_install(arguments):
+        assert arguments[0] == "--constraint"
+        seen["constraints"] = Path(arguments[1]).read_text().split()  # the file exists during the call
+        seen["requirements"] = arguments[2:]
+
+    plan = dependencies.plan_installation(version_of=versions(SLICER_5_10))
+    torch_logic = PyTorchUtilsStandIn()
+    dependencies.install(plan, pip_install=pip_install, torch_logic=torch_logic)
+    assert torch_logic.calls == [{"askConfirmation": False, "torchVersionRequirement": ">=2.4",
+                                  "torchvisionVersionRequirement": ">=0.19"}]
+    assert "scipy==1.13.1" in seen["constraints"] and "pydicom==2.4.4" in seen["constraints"]
+    assert {dependencies.canonicalize_name(r.split("<")[0].split(">")[0].split("=")[0])
+            for r in seen["requirements"]} == OURS
+    with pytest.raises(RuntimeError, match="PyTorch' extension"):
+        dependencies.install(plan, pip_install=pip_install, torch_logic=None)
+
+
+def test_installed_names_are_found_however_they_are_spelled():
+    """Requirement names (huggingface_hub, SimpleITK) find the installed distributions in this Python."""
+    for name in ("huggingface_hub", "SimpleITK", "typing-extensions", "numpy"):
+        assert dependencies.installed_version(name) is not None, name
+
+
+def test_dicom_seg_export_says_why_it_cannot_run_on_slicer_5_10_and_runs_where_slicer_ships_highdicom():
+    from MedicalSAM3SlicerLib.exports import dicom_seg_unavailable
+
+    on_5_10 = dicom_seg_unavailable(versions(SLICER_5_10))
+    assert "pydicom 3" in on_5_10 and "2.4.4" in on_5_10 and ".seg.nrrd" in on_5_10 and "\n" not in on_5_10
+    newer_slicer = {**SLICER_5_10, "pydicom": "3.0.2", "highdicom": "0.27.0", "numpy": "2.4.6"}
+    assert dicom_seg_unavailable(versions(newer_slicer)) == ""
+    assert "highdicom" in dicom_seg_unavailable(versions({**newer_slicer, "highdicom": None}))
+
+
+SLICER_5_10_PYTHON = "3.12.10"  # Slicer_REQUIRED_PYTHON_VERSION in Slicer's CMakeLists.txt at v5.10.0
+PLATFORMS = ({"sys_platform": "win32", "platform_system": "Windows", "os_name": "nt", "platform_machine": "AMD64"},
+             {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix", "platform_machine": "x86_64"},
+             {"sys_platform": "darwin", "platform_system": "Darwin", "os_name": "posix", "platform_machine": "arm64"})
+
+
+def test_what_the_install_adds_accepts_slicers_own_packages_on_every_platform():
+    """The constraints file holds Slicer's packages at their versions; pip then succeeds only if every package it
+    adds accepts them. Checked on the dependency metadata of the versions the project is tested with (the ranges
+    in python-requirements.txt allow only their patch releases, torch aside)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    checked = set()
+    for requirement in dependencies.read_requirements():
+        if dependencies.is_slicer_package(requirement.name):
+            continue
+        distribution = metadata.distribution(requirement.name)
+        assert dependencies.is_met(requirement, distribution.version), (requirement, distribution.version)
+        requires_python = distribution.metadata.get("Requires-Python") or ""
+        assert Requirement(f"python{requires_python}").specifier.contains(SLICER_5_10_PYTHON), requirement
+        for platform in PLATFORMS:
+            environment = {**platform, "python_version": "3.12", "python_full_version": SLICER_5_10_PYTHON,
+                           "implementation_name": "cpython", "platform_python_implementation": "CPython",
+                           "extra": ""}
+            for dependency in map(Requirement, distribution.requires or []):
+                if dependency.marker is not None and not dependency.marker.evaluate(environment):
+                    continue
+                name = dependencies.canonicalize_name(dependency.name)
+                if name in SLICER_5_10:
+                    checked.add(name)
+                    assert dependency.specifier.contains(Version(SLICER_5_10[name]), prereleases=True), (
+                        f"{requirement.name} {distribution.version} needs {dependency} on "
+                        f"{platform['platform_system']}; Slicer 5.10 ships {name} {SLICER_5_10[name]}")
+    assert {"numpy", "packaging", "typing-extensions", "pillow"} <= checked  # the check saw real dependencies
+
+
+def test_the_minimum_python_is_the_one_the_pinned_packages_need():
+    """supported_versions.MINIMUM_PYTHON_VERSION (and pyproject's requires-python) is exactly what the pinned
+    packages need: all accept it, and some reject the Python before it (Slicer 5.8's 3.9.10 among them)."""
+    import re
+    from importlib import metadata
+
+    from packaging.specifiers import SpecifierSet
+
+    from MedicalSAM3SlicerLib.supported_versions import MINIMUM_PYTHON_VERSION
+
+    root = Path(__file__).resolve().parents[2]
+    minimum = "{}.{}.0".format(*MINIMUM_PYTHON_VERSION)
+    before = "{}.{}.99".format(MINIMUM_PYTHON_VERSION[0], MINIMUM_PYTHON_VERSION[1] - 1)
+    rejecting_before, rejecting_5_8 = set(), set()
+    for name in ("engine", "torch", "server", "dicom"):
+        for line in (root / "requirements" / f"{name}.txt").read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            package = line.split("==", 1)[0]
+            specifier = SpecifierSet(metadata.distribution(package).metadata.get("Requires-Python") or "")
+            assert specifier.contains(minimum), (package, str(specifier))
+            if not specifier.contains(before):
+                rejecting_before.add(package)
+            if not specifier.contains("3.9.10"):
+                rejecting_5_8.add(package)
+    assert "transformers" in rejecting_before and {"transformers", "scipy", "pydicom"} <= rejecting_5_8
+    pyproject = (root / "pyproject.toml").read_text()
+    assert re.search(r'^requires-python = ">=(\d+\.\d+)"$', pyproject, re.M).group(1) == "{}.{}".format(
+        *MINIMUM_PYTHON_VERSION)

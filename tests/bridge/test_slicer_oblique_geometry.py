@@ -1,0 +1,82 @@
+"""Oblique volumes with DICOM-like direction cosines (8 decimals): a second prompt into the same segment works.
+
+Slicer serialises the volume's IJK-to-RAS matrix as it is (vtkMRMLSegmentationNode::
+SetReferenceImageGeometryParameterFromVolumeNode); a geometry rebuilt through vtkOrientedImageData renormalises
+the directions, so the last digits differ for many oblique volumes. The grids are the same: the module must say so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import vtk
+
+from slicer_scene import add_points, new_scene
+
+from medsam3.transports.backend import BackendInfo, LocalBackend
+from medsam3.interaction.engine import SegmentationEngine
+
+from MedicalSAM3SlicerLib import MedicalSAM3SlicerLogic
+from MedicalSAM3SlicerLib.segment_io import same_geometry, segment_mask
+from MedicalSAM3SlicerLib.self_test_model import self_test_model
+from MedicalSAM3SlicerLib.volume_nodes import array_to_matrix
+
+SHAPE = (20, 40, 36)  # K, J, I
+BLOCK = (slice(6, 14), slice(12, 28), slice(10, 26))
+SPACING = np.array([0.7, 0.7, 2.5])
+
+
+def random_dicom_directions(rng: np.random.Generator) -> np.ndarray:
+    """A random rotation whose columns are rounded to 8 decimals, as DICOM ImageOrientationPatient stores them."""
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 2] *= -1
+    return np.round(q, 8)
+
+
+def oblique_volume_node(scene, directions: np.ndarray):
+    from vtk.util import numpy_support
+
+    voxels = np.full(SHAPE, -1000, dtype=np.int16)
+    voxels[BLOCK] = 1000
+    image = vtk.vtkImageData()
+    image.SetDimensions(SHAPE[::-1])
+    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(voxels.reshape(-1), deep=True))
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "oblique")
+    node.SetAndObserveImageData(image)
+    ijk_to_ras = np.eye(4)
+    ijk_to_ras[:3, :3] = directions * SPACING
+    ijk_to_ras[:3, 3] = [-12.345678, 23.456789, -34.567891]
+    node.SetIJKToRASMatrix(array_to_matrix(ijk_to_ras))
+    return node, ijk_to_ras, voxels > 0
+
+
+def test_two_prompts_into_one_segment_on_random_oblique_volumes():
+    rng = np.random.default_rng(8)
+    model = self_test_model()
+    logic = MedicalSAM3SlicerLogic(LocalBackend(SegmentationEngine(model), BackendInfo(
+        model=model.name, device="cpu", image_size=model.image_size)))
+    for trial in range(12):
+        scene = new_scene()
+        node, ijk_to_ras, expected = oblique_volume_node(scene, random_dicom_directions(rng))
+        segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        centre = ijk_to_ras @ [18.0, 20.0, 10.0, 1.0]  # (i, j, k) inside the block
+        first = logic.segment(node, segmentation, positive_points=add_points(scene, centre[:3]), view="axial",
+                              whole_volume=False).segment_ids[0]
+        other_slice = ijk_to_ras @ [17.0, 19.0, 12.0, 1.0]
+        second = logic.segment(node, segmentation, positive_points=add_points(scene, other_slice[:3], "more"),
+                               view="axial", whole_volume=False, segment_id=first).segment_ids[0]
+        assert second == first, trial
+        mask = segment_mask(segmentation, first, node)
+        assert mask[10].any() and mask[12].any(), trial  # both slices are in the one segment
+        assert not (mask & ~expected).any(), trial
+        logic.close()
+
+
+def test_geometries_compare_numerically():
+    assert same_geometry("1;0;0;0;0;1;0;0;0;0;1;0;0;0;0;1;0;9;0;9;0;9;",
+                         "1.0000000000000002;0;0;0;0;1;0;0;0;0;1;0;0;0;0;1;0;9;0;9;0;9;")
+    assert not same_geometry("1;0;0;0;0;1;0;0;0;0;1;0;0;0;0;1;0;9;0;9;0;9;",
+                             "1;0;0;0;0;1;0;0;0;0;1;0;0;0;0;1;0;9;0;9;0;8;")  # another extent
+    assert not same_geometry("1;0;0;0;0;1;0;0;0;0;1;0;0;0;0;1;0;9;0;9;0;9;",
+                             "1;0;0;0.5;0;1;0;0;0;0;1;0;0;0;0;1;0;9;0;9;0;9;")  # half a voxel shifted

@@ -1,0 +1,269 @@
+"""The layout holds: imports go one way, there are no import cycles, the engine and the bridge import no GUI, and no
+Python file grows past about 500 lines (docs/architecture.md draws the layers).
+
+Every module is parsed with ``ast`` (nothing is imported), so the check costs nothing and runs without torch or
+Slicer. The rules are plain functions over an import graph; the ``synthetic`` tests feed them a made-up graph with
+one violation of each kind, to show they catch it and are not only passed by today's code.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE_DIR = ROOT / "MedicalSAM3Slicer"
+ENGINE = MODULE_DIR / "medsam3"
+BRIDGE = MODULE_DIR / "MedicalSAM3SlicerLib"
+
+# Which engine package may import which. "shared" is medsam3/__init__.py (the version) and medsam3/errors.py.
+# Applications -> transports -> interaction -> model -> geometry; files (volume and segmentation files on disk) sit
+# beside the transports: both may use interaction and below, neither uses the other.
+ALLOWED = {
+    "shared": {"shared"},
+    "geometry": {"shared", "geometry"},
+    "model": {"shared", "geometry", "model"},
+    "interaction": {"shared", "geometry", "model", "interaction"},
+    "files": {"shared", "geometry", "model", "interaction", "files"},
+    "transports": {"shared", "geometry", "model", "interaction", "transports"},
+    "apps": {"shared", "geometry", "model", "interaction", "files", "transports", "apps"},
+}
+
+GUI_AND_SLICER = ("slicer", "qt", "ctk", "vtk", "MedicalSAM3SlicerLib", "MedicalSAM3SlicerWidgets", "__main__")
+# The bridge runs under slicer-core (MRML, VTK, no application): no Qt, no CTK, no Slicer GUI module, no widget,
+# and no application of the engine.
+BRIDGE_FORBIDDEN = ("qt", "ctk", "slicer.util", "slicer.ScriptedLoadableModule", "slicer.app",
+                    "MedicalSAM3SlicerWidgets", "MedicalSAM3Slicer", "medsam3.apps")
+# Reasoned exceptions, each one edge (importer, imported):
+ENGINE_GUI_EXCEPTIONS = {
+    # `medsam3 batch` reads the Slicer module's typed-names table (plain JSON through terminology.default_table, no
+    # Slicer needed) when the engine is installed beside the module; without it, it falls back to its own codes.
+    ("medsam3.apps.batch.segment_codes", "MedicalSAM3SlicerLib.terminology"),
+}
+
+LINE_LIMIT = 520
+LINE_LIMIT_EXCEPTIONS = {
+    # Edited in parallel by the precision and converter work (issues 7 and 9); split after they land.
+    "MedicalSAM3Slicer/medsam3/model/transformers_model.py": 560,
+}
+
+
+# ------------------------------------------------------------------------------------------------ the graph
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(MODULE_DIR).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_main_guard(node: ast.AST) -> bool:
+    """``if __name__ == "__main__":`` runs only when the file is a script, never when it is imported."""
+    return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
+            and isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__")
+
+
+def imported_names(path: Path, known: set[str]) -> set[str]:
+    """Every module ``path`` imports, absolute; ``from package import submodule`` counts as the submodule.
+    ``importlib.import_module("constant")`` counts too."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in list(tree.body):
+        if _is_main_guard(node):
+            tree.body.remove(node)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module
+            for alias in node.names:
+                submodule = f"{target}.{alias.name}"
+                found.add(submodule if submodule in known else target)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr == "import_module" and node.args and isinstance(node.args[0], ast.Constant)):
+            found.add(node.args[0].value)
+    return found
+
+
+def import_graph(folder: Path) -> dict[str, set[str]]:
+    paths = [p for p in folder.rglob("*.py") if "__pycache__" not in p.parts]
+    known = {module_name(p) for p in paths}
+    return {module_name(p): imported_names(p, known) for p in paths}
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    if parts[0] != "medsam3":
+        raise ValueError(module)
+    if len(parts) == 1 or parts[1] == "errors":
+        return "shared"
+    if parts[1] not in ALLOWED:
+        raise ValueError(f"{module} is in no layer: put it in one of {sorted(ALLOWED)}")
+    return parts[1]
+
+
+# ------------------------------------------------------------------------------------------------ the rules
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    problems = []
+    for importer, imported in sorted(graph.items()):
+        for target in sorted(t for t in imported if t.split(".")[0] == "medsam3"):
+            if layer_of(target) not in ALLOWED[layer_of(importer)]:
+                problems.append(f"{importer} ({layer_of(importer)}) imports {target} ({layer_of(target)})")
+    return problems
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module, or a module importing itself (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(t for t in graph.get(node, ()) if t in graph):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1 or node in graph.get(node, ()):
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def forbidden_imports(graph: dict[str, set[str]], forbidden: tuple[str, ...],
+                      exceptions: set[tuple[str, str]] = frozenset()) -> list[str]:
+    return [f"{importer} imports {target}"
+            for importer, imported in sorted(graph.items()) for target in sorted(imported)
+            if any(target == f or target.startswith(f + ".") for f in forbidden)
+            and (importer, target) not in exceptions]
+
+
+def oversized_files(paths: list[Path]) -> list[str]:
+    problems = []
+    for path in paths:
+        relative = path.relative_to(ROOT).as_posix()
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > LINE_LIMIT_EXCEPTIONS.get(relative, LINE_LIMIT):
+            problems.append(f"{relative}: {lines} lines (split it along its own seams)")
+    return problems
+
+
+# ------------------------------------------------------------------------------------------------ today's code
+
+
+@pytest.fixture(scope="module")
+def engine_graph():
+    return import_graph(ENGINE)
+
+
+def test_engine_imports_go_one_way(engine_graph):
+    assert len(engine_graph) > 80
+    assert layer_violations(engine_graph) == []
+
+
+def test_engine_has_no_import_cycle(engine_graph):
+    assert cycles(engine_graph) == []
+
+
+def test_engine_imports_no_slicer_qt_vtk_or_module_code(engine_graph):
+    assert forbidden_imports(engine_graph, GUI_AND_SLICER, ENGINE_GUI_EXCEPTIONS) == []
+
+
+def test_bridge_imports_no_gui_and_no_application():
+    graph = {name: targets for name, targets in import_graph(MODULE_DIR).items()
+             if name.split(".")[0] == "MedicalSAM3SlicerLib"}
+    assert len(graph) > 10
+    assert forbidden_imports(graph, BRIDGE_FORBIDDEN) == []
+    assert cycles(graph) == []
+
+
+def test_no_python_file_is_over_about_500_lines():
+    paths = [p for p in ROOT.rglob("*.py") if not {"__pycache__", ".venv", ".git"} & set(p.parts)]
+    assert len(paths) > 150
+    assert oversized_files(paths) == []
+
+
+# ------------------------------------------------------------------------------------------------ the rules catch
+
+
+def test_synthetic_graph_lower_layer_importing_higher_is_caught():
+    graph = {"medsam3.geometry.volume": {"medsam3.errors"},
+             "medsam3.model.preprocessing": {"medsam3.geometry.volume", "medsam3.interaction.session"},
+             "medsam3.interaction.session": {"medsam3.model.preprocessing"},
+             "medsam3.files.seg_nrrd": {"medsam3.transports.backend"},
+             "medsam3.transports.backend": {"medsam3.interaction.session"},
+             "medsam3.apps.cli": {"medsam3.transports.backend", "medsam3.files.seg_nrrd"}}
+    assert layer_violations(graph) == [
+        "medsam3.files.seg_nrrd (files) imports medsam3.transports.backend (transports)",
+        "medsam3.model.preprocessing (model) imports medsam3.interaction.session (interaction)"]
+
+
+def test_synthetic_graph_cycles_are_caught():
+    graph = {"medsam3.apps.cli": {"medsam3.apps.demo"},
+             "medsam3.apps.demo": {"medsam3.apps.arguments", "medsam3.apps.cli"},
+             "medsam3.apps.arguments": set(), "medsam3.model.a": {"medsam3.model.a"}}
+    assert cycles(graph) == [["medsam3.apps.cli", "medsam3.apps.demo"], ["medsam3.model.a"]]
+    del graph["medsam3.apps.demo"]
+    graph["medsam3.model.a"] = set()
+    assert cycles(graph) == []
+
+
+def test_synthetic_gui_imports_are_caught():
+    engine = {"medsam3.interaction.engine": {"numpy", "qt"}, "medsam3.geometry.volume": {"vtk.util.numpy_support"},
+              "medsam3.model.vocabulary": {"slicerio"}}
+    assert forbidden_imports(engine, GUI_AND_SLICER) == ["medsam3.geometry.volume imports vtk.util.numpy_support",
+                                                         "medsam3.interaction.engine imports qt"]
+    bridge = {"MedicalSAM3SlicerLib.logic": {"slicer", "medsam3.apps.cli", "slicer.util"}}
+    assert forbidden_imports(bridge, BRIDGE_FORBIDDEN) == ["MedicalSAM3SlicerLib.logic imports medsam3.apps.cli",
+                                                           "MedicalSAM3SlicerLib.logic imports slicer.util"]
+
+
+def test_main_guard_and_import_module_are_read_as_they_run(tmp_path, monkeypatch):
+    package = tmp_path / "medsam3" / "apps"
+    package.mkdir(parents=True)
+    (tmp_path / "medsam3" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "demo.py").write_text("import importlib\nfrom . import arguments\nfrom .. import __version__\n"
+                                     "importlib.import_module('medsam3.transports.backend')\n"
+                                     "if __name__ == '__main__':\n    from .cli import main\n")
+    (package / "arguments.py").write_text("")
+    monkeypatch.setattr(sys.modules[__name__], "MODULE_DIR", tmp_path)
+    graph = import_graph(tmp_path / "medsam3")
+    assert graph["medsam3.apps.demo"] == {"importlib", "medsam3.apps.arguments", "medsam3",
+                                          "medsam3.transports.backend"}
+
+
+def test_an_oversized_file_is_caught(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    big = tmp_path / "big.py"
+    big.write_text("x = 1\n" * (LINE_LIMIT + 1))
+    small = tmp_path / "small.py"
+    small.write_text("x = 1\n" * LINE_LIMIT)
+    assert oversized_files([big, small]) == [f"big.py: {LINE_LIMIT + 1} lines (split it along its own seams)"]
