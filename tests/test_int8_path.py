@@ -59,3 +59,14 @@ def test_int8_falls_back_to_float32_where_it_cannot_run(monkeypatch):
     monkeypatch.setattr(precision, "int8_engine", lambda: None)  # e.g. an ARM build of torch
     plan = choose_precision("cpu", "int8")
     assert plan.name == "float32" and "no x86 / fbgemm int8 kernels" in plan.describe()
+
+
+def test_the_environment_variable_chooses_int8_on_cpus_only(monkeypatch):
+    monkeypatch.setenv("MEDSAM3_PRECISION", "int8")
+    plan = choose_precision("cpu", "auto")
+    assert plan.name == "int8" and "MEDSAM3_PRECISION" in plan.describe()
+    assert choose_precision("cpu", "float32").name == "float32"  # an explicit choice wins over the variable
+    assert choose_precision("cuda", "auto").name == "bfloat16"  # a GPU keeps its own path
+    monkeypatch.setenv("MEDSAM3_PRECISION", "int4")
+    with pytest.raises(ValueError, match="MEDSAM3_PRECISION='int4' is not a precision"):
+        choose_precision("cpu", "auto")

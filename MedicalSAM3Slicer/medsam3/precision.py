@@ -1,6 +1,6 @@
 """Which arithmetic the network runs in on this machine, chosen once per model and named on the device line.
 
-Two paths, never a re-implementation of the network:
+Three paths, never a re-implementation of the network:
 
 - **bfloat16** (CUDA, and CPUs that multiply bfloat16 natively: AVX-512 BF16 or AMX). The ViT and the text
   encoder store their matrix-product weights (``nn.Linear``, the patch convolution) in bfloat16 once, so
@@ -8,6 +8,11 @@ Two paths, never a re-implementation of the network:
   weights, and autocast keeps softmax and normalisation arithmetic in float32 as usual; the cheap rest of the
   network stays float32 (see :func:`apply_precision`). On CUDA this is the GPU path it was (bfloat16 autocast
   over the whole call), minus the per-call weight casts of the two encoders.
+- **int8** (CPUs with torch's x86 int8 kernels, AVX2 and up; asked for with ``precision="int8"`` or
+  ``MEDSAM3_PRECISION=int8``): the linear layers of the ViT and the text encoder in int8 (weights stored once,
+  a quarter of their float32 size; activations quantized per call), the rest float32. 1.6x the float32 ViT's
+  speed on an AVX2 CPU; masks agree with float32 (``tests/test_int8_path.py``). Not the default: it has been
+  checked with random weights only (numerical drift), not yet against a trained model's masks.
 - **float32** everywhere else: CPUs without native bfloat16 (there bfloat16 is emulated and 50-100x slower than
   float32), Apple's MPS, or when asked for explicitly (the reference the agreement tests compare against).
 
@@ -18,6 +23,7 @@ machine; ``cpu_features`` reads them from torch (and /proc/cpuinfo on Linux).
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import sys
 import time
@@ -27,6 +33,7 @@ from dataclasses import dataclass
 import torch
 
 PRECISION_CHOICES = ("auto", "float32", "bfloat16", "int8")
+PRECISION_ENVIRONMENT_VARIABLE = "MEDSAM3_PRECISION"  # "auto" follows it when set (e.g. int8 on AVX2 CPUs)
 NATIVE_BF16_SPEEDUP = 1.5  # bfloat16 matmul must beat float32 by this much to be worth its rounding
 
 
@@ -114,6 +121,16 @@ def choose_precision(device: str | torch.device, requested: str | None = "auto",
     if requested not in PRECISION_CHOICES:
         raise ValueError(f"Unknown precision {requested!r}: use one of {', '.join(PRECISION_CHOICES)}.")
     device_type = torch.device(device).type
+    if requested == "auto" and os.environ.get(PRECISION_ENVIRONMENT_VARIABLE):
+        wanted = os.environ[PRECISION_ENVIRONMENT_VARIABLE].strip().lower()
+        if wanted not in PRECISION_CHOICES:
+            raise ValueError(f"{PRECISION_ENVIRONMENT_VARIABLE}={wanted!r} is not a precision: use one of "
+                             f"{', '.join(PRECISION_CHOICES)}, or unset it.")
+        if wanted == "int8" and device_type != "cpu":
+            wanted = "auto"  # a CPU-only setting: a GPU keeps its own path
+        if wanted != "auto":
+            plan = choose_precision(device, wanted, features, speedup)
+            return PrecisionPlan(plan.name, f"{plan.reason}, by {PRECISION_ENVIRONMENT_VARIABLE}")
     if requested == "float32":
         return PrecisionPlan("float32", "asked for")
     if requested == "int8":
@@ -190,6 +207,8 @@ def apply_precision(model: torch.nn.Module, plan: PrecisionPlan, quantized: dict
 
 def int8_engine() -> str | None:
     """torch's int8 matmul kernels for x86 CPUs (AVX2 and up) if this build has them, else None."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "x86", "i686"):
+        return None
     engines = torch.backends.quantized.supported_engines
     return next((name for name in ("x86", "fbgemm") if name in engines), None)
 
