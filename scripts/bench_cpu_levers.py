@@ -40,6 +40,19 @@ def timed(function, repeats: int) -> tuple[float, torch.Tensor]:
     return statistics.median(times), output
 
 
+def interleaved(lever, baseline, repeats: int) -> tuple[float, float, torch.Tensor]:
+    """Median times of the lever and of the baseline, run alternately (the load of a shared machine shifts)."""
+    lever_times, baseline_times, output = [], [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        output = lever()
+        lever_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        baseline()
+        baseline_times.append(time.perf_counter() - start)
+    return statistics.median(lever_times), statistics.median(baseline_times), output
+
+
 def load() -> str:
     return " ".join(open("/proc/loadavg").read().split()[:3])
 
@@ -65,9 +78,11 @@ def main() -> None:
         scale = float(reference.abs().max())
         print(f"float32 eager: {eager:.2f} s per call (load {load()})", flush=True)
 
-        def report(name, seconds, output, extra=""):
+        def report(name, seconds, output, extra="", baseline=None):
             difference = float((output - reference).abs().max())
-            print(f"{name}: {seconds:.2f} s per call, {eager / seconds:.2f}x eager; largest output difference "
+            base = baseline or eager
+            print(f"{name}: {seconds:.2f} s per call against {base:.2f} s eager in alternation, "
+                  f"{base / seconds:.2f}x; largest output difference "
                   f"{difference:.3g} ({100 * difference / scale:.2f} % of the largest output){extra} "
                   f"(load {load()})", flush=True)
 
@@ -76,12 +91,12 @@ def main() -> None:
             torch.set_num_threads(1)
             seconds, output = timed(lambda: run(vit), args.repeats)
             torch.set_num_threads(threads)
-            report("1 thread instead of 2", seconds, output)
+            report("1 thread instead of 2", seconds, output, baseline=timed(lambda: run(vit), args.repeats)[0])
         if "mkldnn" in levers:
             with torch.backends.mkldnn.flags(enabled=False):
                 run(vit)
                 seconds, output = timed(lambda: run(vit), args.repeats)
-            report("oneDNN (mkldnn) off", seconds, output)
+            report("oneDNN (mkldnn) off", seconds, output, baseline=timed(lambda: run(vit), args.repeats)[0])
         if "int8" in levers:
             from medsam3.precision import quantize_linear_layers
 
@@ -94,9 +109,10 @@ def main() -> None:
                 m.weight().numel() + 16 * m.out_features + (4 * m.out_features if m.bias() is not None else 0)
                 for m in quantized.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear))
             run(quantized)
-            seconds, output = timed(lambda: run(quantized), args.repeats)
+            seconds, baseline, output = interleaved(lambda: run(quantized), lambda: run(vit), args.repeats)
             report("int8 dynamic (Linear layers, per-channel weights)", seconds, output,
-                   f"; weights {float_bytes / 2**20:.0f} -> {int8_bytes / 2**20:.0f} MiB, converted in {convert:.1f} s")
+                   f"; weights {float_bytes / 2**20:.0f} -> {int8_bytes / 2**20:.0f} MiB, converted in {convert:.1f} s",
+                   baseline)
             del quantized
             gc.collect()
         if "compile" in levers:
@@ -105,9 +121,11 @@ def main() -> None:
             start = time.perf_counter()
             run(compiled)
             first = time.perf_counter() - start
-            seconds, output = timed(lambda: run(compiled), args.repeats)
+            seconds, baseline, output = interleaved(lambda: run(compiled), lambda: run(vit), args.repeats)
             report("torch.compile (Inductor CPU, float32)", seconds, output,
-                   f"; first call {first:.0f} s (compile), cache {os.environ.get('TORCHINDUCTOR_CACHE_DIR', 'default')}")
+                   f"; first call {first:.0f} s (compile; Inductor's cache "
+                   f"{os.environ.get('TORCHINDUCTOR_CACHE_DIR', 'in the temp folder')} may have held kernels)",
+                   baseline)
 
 
 if __name__ == "__main__":
