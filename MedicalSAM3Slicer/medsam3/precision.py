@@ -8,11 +8,11 @@ Three paths, never a re-implementation of the network:
   weights, and autocast keeps softmax and normalisation arithmetic in float32 as usual; the cheap rest of the
   network stays float32 (see :func:`apply_precision`). On CUDA this is the GPU path it was (bfloat16 autocast
   over the whole call), minus the per-call weight casts of the two encoders.
-- **int8** (CPUs with torch's x86 int8 kernels, AVX2 and up; asked for with ``precision="int8"`` or
-  ``MEDSAM3_PRECISION=int8``): the linear layers of the ViT and the text encoder in int8 (weights stored once,
-  a quarter of their float32 size; activations quantized per call), the rest float32. 1.6x the float32 ViT's
-  speed on an AVX2 CPU; masks agree with float32 (``tests/test_int8_path.py``). Not the default: it has been
-  checked with random weights only (numerical drift), not yet against a trained model's masks.
+- **int8**, for measurement only (``precision="int8"``, as ``medsam3 bench --precision int8`` and the agreement
+  measure use it; "auto" never picks it): x86 CPUs with torch's x86 / fbgemm int8 kernels (AVX2 and up). The
+  linear layers of the ViT and the text encoder in int8 (weights a quarter of their float32 size, held once;
+  activations quantized per call), the rest float32. Not offered to users: on the full-size tracker its masks
+  drift past the agreement tolerance (Dice min 0.973, logits 7.8 %; see docs/benchmark.md).
 - **float32** everywhere else: CPUs without native bfloat16 (there bfloat16 is emulated and 50-100x slower than
   float32), Apple's MPS, or when asked for explicitly (the reference the agreement tests compare against).
 
@@ -23,7 +23,6 @@ machine; ``cpu_features`` reads them from torch (and /proc/cpuinfo on Linux).
 from __future__ import annotations
 
 import functools
-import os
 import platform
 import sys
 import time
@@ -33,7 +32,6 @@ from dataclasses import dataclass
 import torch
 
 PRECISION_CHOICES = ("auto", "float32", "bfloat16", "int8")
-PRECISION_ENVIRONMENT_VARIABLE = "MEDSAM3_PRECISION"  # "auto" follows it when set (e.g. int8 on AVX2 CPUs)
 NATIVE_BF16_SPEEDUP = 1.5  # bfloat16 matmul must beat float32 by this much to be worth its rounding
 
 
@@ -121,16 +119,6 @@ def choose_precision(device: str | torch.device, requested: str | None = "auto",
     if requested not in PRECISION_CHOICES:
         raise ValueError(f"Unknown precision {requested!r}: use one of {', '.join(PRECISION_CHOICES)}.")
     device_type = torch.device(device).type
-    if requested == "auto" and os.environ.get(PRECISION_ENVIRONMENT_VARIABLE):
-        wanted = os.environ[PRECISION_ENVIRONMENT_VARIABLE].strip().lower()
-        if wanted not in PRECISION_CHOICES:
-            raise ValueError(f"{PRECISION_ENVIRONMENT_VARIABLE}={wanted!r} is not a precision: use one of "
-                             f"{', '.join(PRECISION_CHOICES)}, or unset it.")
-        if wanted == "int8" and device_type != "cpu":
-            wanted = "auto"  # a CPU-only setting: a GPU keeps its own path
-        if wanted != "auto":
-            plan = choose_precision(device, wanted, features, speedup)
-            return PrecisionPlan(plan.name, f"{plan.reason}, by {PRECISION_ENVIRONMENT_VARIABLE}")
     if requested == "float32":
         return PrecisionPlan("float32", "asked for")
     if requested == "int8":
