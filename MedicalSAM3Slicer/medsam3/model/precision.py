@@ -1,6 +1,6 @@
 """Which arithmetic the network runs in on this machine, chosen once per model and named on the device line.
 
-Two paths, never a re-implementation of the network:
+Three paths, never a re-implementation of the network:
 
 - **bfloat16** (CUDA, and CPUs that multiply bfloat16 natively: AVX-512 BF16 or AMX). The ViT and the text
   encoder store their matrix-product weights (``nn.Linear``, the patch convolution) in bfloat16 once, so
@@ -8,6 +8,11 @@ Two paths, never a re-implementation of the network:
   weights, and autocast keeps softmax and normalisation arithmetic in float32 as usual; the cheap rest of the
   network stays float32 (see :func:`apply_precision`). On CUDA this is the GPU path it was (bfloat16 autocast
   over the whole call), minus the per-call weight casts of the two encoders.
+- **int8**, for measurement only (``precision="int8"``, as ``medsam3 bench --precision int8`` and the agreement
+  measure use it; "auto" never picks it): x86 CPUs with torch's x86 / fbgemm int8 kernels (AVX2 and up). The
+  linear layers of the ViT and the text encoder in int8 (weights a quarter of their float32 size, held once;
+  activations quantized per call), the rest float32. Not offered to users: on the full-size tracker its masks
+  drift past the agreement tolerance (Dice min 0.973, logits 7.8 %; see docs/benchmark.md).
 - **float32** everywhere else: CPUs without native bfloat16 (there bfloat16 is emulated and 50-100x slower than
   float32), Apple's MPS, or when asked for explicitly (the reference the agreement tests compare against).
 
@@ -21,11 +26,12 @@ import functools
 import platform
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
 
-PRECISION_CHOICES = ("auto", "float32", "bfloat16")
+PRECISION_CHOICES = ("auto", "float32", "bfloat16", "int8")
 NATIVE_BF16_SPEEDUP = 1.5  # bfloat16 matmul must beat float32 by this much to be worth its rounding
 
 
@@ -100,6 +106,8 @@ class PrecisionPlan:
     def describe(self) -> str:
         if self.name == "bfloat16":
             return f"bfloat16 path (ViT and text encoder in bfloat16, weights stored once; {self.reason})"
+        if self.name == "int8":
+            return f"int8 path (linear layers of the ViT and text encoder in int8, the rest float32; {self.reason})"
         return f"float32 path ({self.reason})"
 
 
@@ -113,6 +121,13 @@ def choose_precision(device: str | torch.device, requested: str | None = "auto",
     device_type = torch.device(device).type
     if requested == "float32":
         return PrecisionPlan("float32", "asked for")
+    if requested == "int8":
+        if device_type != "cpu":
+            raise ValueError(f"int8 is a CPU path, not offered on {device_type!r}: use auto.")
+        engine = int8_engine()
+        if engine is None:
+            return PrecisionPlan("float32", "int8 asked for, but this torch has no x86 / fbgemm int8 kernels")
+        return PrecisionPlan("int8", f"asked for, {engine} kernels")
     if device_type == "cuda":
         return PrecisionPlan("bfloat16", "CUDA" if requested == "auto" else "asked for")
     if device_type != "cpu":
@@ -144,7 +159,7 @@ def bfloat16_encoders(model: torch.nn.Module) -> list[torch.nn.Module]:
     return [module for module in model.modules() if type(module).__name__ in _BFLOAT16_ENCODERS]
 
 
-def apply_precision(model: torch.nn.Module, plan: PrecisionPlan) -> torch.nn.Module:
+def apply_precision(model: torch.nn.Module, plan: PrecisionPlan, quantized: dict | None = None) -> torch.nn.Module:
     """Prepare a loaded model for the plan, in place; a no-op on the float32 path.
 
     On the bfloat16 path the ViT backbone (nearly all the arithmetic of a slice) and the text encoder store the
@@ -155,7 +170,14 @@ def apply_precision(model: torch.nn.Module, plan: PrecisionPlan) -> torch.nn.Mod
     tracker in bfloat16 the agreement measure (:mod:`medsam3.apps.bench.precision_agreement`) drifted far more (Dice down
     to 0.60 against 0.71, both including one discrete switch of SAM's stability fallback). On CUDA the rest
     also runs under autocast, as it did (see :func:`autocast_context`); the Fourier positional encodings of
-    prompts keep float32 there (sin/cos of large arguments lose whole radians in bfloat16)."""
+    prompts keep float32 there (sin/cos of large arguments lose whole radians in bfloat16).
+
+    On the int8 path the same two encoders' linear layers become int8 ones (:func:`quantize_linear_layers`;
+    ``quantized`` is the loaded model's register of int8 layers, so that classes sharing a ViT share them)."""
+    if plan.name == "int8":
+        for encoder in bfloat16_encoders(model):
+            quantize_linear_layers(encoder, quantized)
+        return model
     if plan.name != "bfloat16":
         return model
     for encoder in bfloat16_encoders(model):
@@ -169,6 +191,60 @@ def apply_precision(model: torch.nn.Module, plan: PrecisionPlan) -> torch.nn.Mod
                 and "forward" not in vars(module):
             module.forward = _in_float32(module.forward)
     return model
+
+
+def int8_engine() -> str | None:
+    """torch's int8 matmul kernels for x86 CPUs (AVX2 and up) if this build has them, else None."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "x86", "i686"):
+        return None
+    engines = torch.backends.quantized.supported_engines
+    return next((name for name in ("x86", "fbgemm") if name in engines), None)
+
+
+def quantize_linear_layers(module: torch.nn.Module, quantized: dict | None = None) -> int:
+    """Every ``nn.Linear`` of ``module`` replaced, in place, by torch's dynamically quantized int8 Linear
+    (``torch.ao.nn.quantized.dynamic.Linear``: weights int8 with one scale per output channel, stored once;
+    activations quantized per call, accumulation in int32, output float32). Returns how many were replaced.
+
+    ``quantized`` (a dict, kept by the caller) makes layers whose int8 weights, scales and bias come out
+    identical share one module: classes that load the same ViT then hold its int8 weights once."""
+    from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    engine = int8_engine()
+    if engine is None:
+        raise RuntimeError("This torch build has no x86 / fbgemm int8 kernels: use the float32 path.")
+    torch.backends.quantized.engine = engine
+    quantized = {} if quantized is None else quantized
+    replaced = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is not torch.nn.Linear:
+                continue
+            key = (tuple(child.weight.shape), float(child.weight.detach().double().sum()),
+                   None if child.bias is None else float(child.bias.detach().double().sum()))
+            child.qconfig = per_channel_dynamic_qconfig
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*quantize_per_channel.*deprecated")
+                layer = Int8Linear.from_float(child)
+            for held in quantized.get(key, ()):
+                if _same_int8_layer(held, layer):
+                    layer = held
+                    break
+            else:
+                quantized.setdefault(key, []).append(layer)
+            setattr(parent, name, layer)
+            replaced += 1
+    return replaced
+
+
+def _same_int8_layer(a, b) -> bool:
+    wa, wb = a.weight(), b.weight()
+    bias_a, bias_b = a.bias(), b.bias()
+    return (wa.shape == wb.shape and torch.equal(wa.int_repr(), wb.int_repr())
+            and torch.equal(wa.q_per_channel_scales(), wb.q_per_channel_scales())
+            and ((bias_a is None and bias_b is None)
+                 or (bias_a is not None and bias_b is not None and torch.equal(bias_a, bias_b))))
 
 
 def _in_bfloat16(forward):

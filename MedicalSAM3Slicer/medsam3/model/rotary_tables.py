@@ -5,6 +5,12 @@ cos / sin tables each time a layer runs (32 layers, every slice). The tables dep
 ``position_ids`` buffer (fixed by the window size or, for global layers, the input size) and ``inv_freq``;
 here each rotary module's forward is wrapped so that its first answer for a grid is kept and handed back after.
 The network's code is not changed: the same function computes the tables, once.
+
+The same holds for two other fixed tables, recomputed by transformers on every click or tracked slice: the
+rotary tables of the video tracker's memory attention (``Sam3TrackerVideoVisionRotaryEmbedding``, a fixed
+position grid per input size) and the mask decoder's image-wide positional embedding
+(``get_image_wide_positional_embeddings``: sin / cos of a fixed grid of the prompt encoder's embedding size,
+about 4 ms of a click at 504 px on the shared AVX2 machine). Their callers only read them (``repeat`` copies).
 """
 
 from __future__ import annotations
@@ -20,11 +26,35 @@ def cache_rotary_tables(model: torch.nn.Module) -> int:
     """Wrap every ViT rotary embedding of ``model`` (in place); returns how many were wrapped. Idempotent."""
     wrapped = 0
     for module in model.modules():
-        if type(module).__name__ == "Sam3ViTRotaryEmbedding" and not getattr(module, _MARK, False):
+        if getattr(module, _MARK, False):
+            continue
+        kind = type(module).__name__
+        if kind in ("Sam3ViTRotaryEmbedding", "Sam3TrackerVideoVisionRotaryEmbedding"):
             module.forward = _memoised(module, module.forward)
-            setattr(module, _MARK, True)
-            wrapped += 1
+        elif hasattr(module, "get_image_wide_positional_embeddings") and hasattr(module, "prompt_encoder"):
+            module.get_image_wide_positional_embeddings = _memoised_image_positions(
+                module, module.get_image_wide_positional_embeddings)
+        else:
+            continue
+        setattr(module, _MARK, True)
+        wrapped += 1
     return wrapped
+
+
+def _memoised_image_positions(model: torch.nn.Module, compute):
+    """The tracker's image-wide positional embedding, kept per embedding grid, device and weights."""
+    tables: dict[tuple, torch.Tensor] = {}
+
+    @functools.wraps(compute)
+    def run():
+        weights = model.shared_image_embedding.positional_embedding
+        key = (tuple(model.prompt_encoder.image_embedding_size), weights.device, weights.dtype, weights.data_ptr())
+        if key not in tables:
+            tables.clear()
+            tables[key] = compute()
+        return tables[key]
+
+    return run
 
 
 def _memoised(module: torch.nn.Module, forward):

@@ -215,6 +215,7 @@ class TransformersSegmentationModel:
         self.precision_plan = choose_precision(self.device, precision)
         self.bf16_autocast = self.precision_plan.name == "bfloat16"
         self._weights = WeightRegistry()  # identical tensors of the classes loaded from one folder, held once
+        self._int8_layers: dict = {}  # int8 path: identical int8 layers of those classes, held once
         self.image_size = int(image_size or read_image_size(self.root))
         self._loaded: dict[str, tuple[object, object]] = {}
         self._load_lock = threading.Lock()
@@ -236,7 +237,7 @@ class TransformersSegmentationModel:
         model = cls(Path("."), name, device=device, image_size=image_size, bf16_autocast=bf16_autocast,
                     precision=precision)
         for role, (component, _) in components.items():
-            cache_rotary_tables(apply_precision(component, model.precision_plan))
+            cache_rotary_tables(apply_precision(component, model.precision_plan, model._int8_layers))
             if role == "sam3_video":
                 add_class_token_to_text_prompts(component.detector_model)
         model._loaded.update(components)
@@ -272,7 +273,7 @@ class TransformersSegmentationModel:
                         f"{self.name} has no weights for {model_class.__name__} ({len(loading['missing_keys'])} "
                         f"missing, e.g. {sorted(loading['missing_keys'])[0]}): this checkpoint cannot serve "
                         f"{_ROLE_USE[role]}. Choose a model that includes it (see 'medsam3 models list').")
-                model = apply_precision(model.to(self.device).eval(), self.precision_plan)
+                model = apply_precision(model.to(self.device).eval(), self.precision_plan, self._int8_layers)
                 cache_rotary_tables(model)
                 if self.shares_backbone:
                     self._weights.share(model)

@@ -40,7 +40,7 @@ def test_cuda_keeps_its_bfloat16_path_and_float32_stays_available_everywhere():
     assert choose_precision("mps", "auto").name == "float32"
     forced = choose_precision("cpu", "bfloat16", AVX2_ONLY, speedup=never_measured)
     assert forced.name == "bfloat16" and "emulated" in forced.describe()
-    with pytest.raises(ValueError, match="auto, float32, bfloat16"):
+    with pytest.raises(ValueError, match="auto, float32, bfloat16, int8"):
         choose_precision("cpu", "half")
     with pytest.raises(ValueError, match="use float32"):
         choose_precision("mps", "bfloat16")
@@ -49,7 +49,7 @@ def test_cuda_keeps_its_bfloat16_path_and_float32_stays_available_everywhere():
 def test_this_machine_gets_the_path_its_cpu_supports():
     model = TransformersSegmentationModel(".", "x", device="cpu", image_size=224)
     assert model.bf16_autocast == cpu_features().native_bfloat16 or model.precision.startswith("float32 path")
-    assert model.precision.split(" path")[0] in ("float32", "bfloat16")
+    assert model.precision.split(" path")[0] in ("float32", "bfloat16", "int8")
     assert TransformersSegmentationModel(".", "x", image_size=224, bf16_autocast=False).precision.startswith(
         "float32 path")
 

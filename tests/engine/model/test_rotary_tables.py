@@ -34,3 +34,36 @@ def test_rotary_tables_are_made_once_and_the_encoding_does_not_change(one_torch_
         with torch.inference_mode():
             expected = plain.get_image_embeddings(pixels)
         assert all(torch.equal(a, b) for a, b in zip(encoding, expected))
+
+
+def test_a_click_reuses_the_decoders_positional_table_and_answers_as_before(one_torch_thread, monkeypatch):
+    """The mask decoder's image-wide positional embedding is made once per model, not on every click; the click
+    logits are bit for bit those of the unchanged model."""
+    import numpy as np
+
+    from medsam3.model.segmentation_model import ModelPrompt
+    from transformers.models.sam3_tracker import modeling_sam3_tracker
+
+    calls = []
+    original = modeling_sam3_tracker.Sam3TrackerModel.get_image_wide_positional_embeddings
+    monkeypatch.setattr(modeling_sam3_tracker.Sam3TrackerModel, "get_image_wide_positional_embeddings",
+                        lambda self: calls.append(1) or original(self))
+    torch.manual_seed(0)
+    plain = Sam3TrackerModel(build_tiny_configs()["sam3_tracker"]).eval()
+    cached = Sam3TrackerModel(build_tiny_configs()["sam3_tracker"]).eval()
+    cached.load_state_dict(plain.state_dict())
+    model = TransformersSegmentationModel.from_components(
+        {"sam3_tracker": (cached, build_processor("sam3_tracker", TINY_IMAGE_SIZE))}, "tiny", TINY_IMAGE_SIZE,
+        precision="float32")
+    reference = TransformersSegmentationModel.from_components(
+        {"sam3_tracker": (plain, build_processor("sam3_tracker", TINY_IMAGE_SIZE))}, "tiny", TINY_IMAGE_SIZE,
+        precision="float32")
+    del plain.get_image_wide_positional_embeddings  # the reference recomputes it on every click, as before
+    embedding = model.encode_for_prompts(torch.rand(TINY_IMAGE_SIZE, TINY_IMAGE_SIZE).numpy())
+    prompts = [ModelPrompt(np.array([[x, 40.0]]), np.array([1])) for x in (20.0, 40.0, 60.0)]
+    answers = [model.segment_with_prompt(embedding, prompt) for prompt in prompts]
+    assert len(calls) == 1
+    for prompt, answer in zip(prompts, answers):
+        expected = reference.segment_with_prompt(embedding, prompt)
+        assert np.array_equal(answer.logits, expected.logits) and answer.score == expected.score
+    assert len(calls) == 1 + len(prompts)

@@ -131,11 +131,20 @@ def measure_clicks(image_size: int, volume: Volume, clicks: int, precision: str)
     from torch.utils.flop_counter import FlopCounterMode
 
     print(f"encoding one slice at {image_size} px ...", flush=True)
+    int8_flops = [0]  # the FLOP counter does not see int8 products: counted from the layers' shapes
+
+    def count_int8(layer, inputs, output):
+        int8_flops[0] += 2 * inputs[0].numel() * layer.out_features
+
+    hooks = [layer.register_forward_hook(count_int8) for layer in tracker[0].modules()
+             if isinstance(layer, torch.ao.nn.quantized.dynamic.Linear)]
     with FlopCounterMode(display=False) as counter:
         start = time.perf_counter()
         model.encoding(frames, k, "prompts")  # into the engine's cache, as a click would
         encode_seconds = time.perf_counter() - start
-    encoder_flops = int(counter.get_total_flops())
+    for hook in hooks:
+        hook.remove()
+    encoder_flops = int(counter.get_total_flops()) + int8_flops[0]
 
     engine.predict_slice(volume, SlicePrompt("axial", points=(PointPrompt((i, j, k)),)))  # warm, cached
     rng = np.random.default_rng(0)
@@ -178,57 +187,71 @@ def measure_propagation(image_size: int, volume: Volume, propagation_slices: int
             "propagation_seconds_per_slice_cached_encodings": round(cached, 3)}
 
 
-def measure_agreement_figures(scale: str, image_size: int) -> dict:
-    """bfloat16 path vs float32, same random weights, real CT and MRI slices, fixed prompts (see
-    :mod:`medsam3.apps.bench.precision_agreement`). ``scale`` "full": the full-size tracker; "mid": a narrower ViT (used
-    where bfloat16 is emulated: the full-size model would take hours)."""
+def measure_agreement_figures(scale: str, image_size: int, fast_precision: str = "bfloat16") -> dict:
+    """``fast_precision`` path ("bfloat16" or "int8") vs float32, same random weights, real CT and MRI slices,
+    fixed prompts (see :mod:`medsam3.apps.bench.precision_agreement`). ``scale`` "full": the full-size tracker;
+    "mid": a narrower ViT (used where bfloat16 is emulated: the full-size model would take hours)."""
     from .precision_agreement import (give_random_logits_a_trained_scale, load_agreement_volumes,
                                       measure_agreements, mid_size_tracker, summarise)
 
     if not SPLEEN_CT.exists():
         return {"skipped": "no ../shared/data"}
-    print(f"agreement of bfloat16 with float32 ({scale}-size tracker, real CT and MRI slices) ...", flush=True)
+    print(f"agreement of {fast_precision} with float32 ({scale}-size tracker, real CT and MRI slices) ...",
+          flush=True)
     if scale == "full":
         tracker, processor = _full_size("sam3_tracker", image_size)
         give_random_logits_a_trained_scale(tracker)
     else:
         image_size = 336
         tracker, processor = mid_size_tracker(image_size)
-    results = measure_agreements(tracker, processor, image_size, load_agreement_volumes(), (True, False))
+    results = measure_agreements(tracker, processor, image_size, load_agreement_volumes(), (True, False),
+                                 fast_precision)
     figures = {"as_shipped": summarise(results[True]), "without_stability_fallback": summarise(results[False])}
     del tracker
     return {"model": f"{scale}-size Sam3TrackerModel at {image_size} px, random weights", **figures,
-            "note": "random weights: this measures numerical drift of bfloat16 against float32, not mask quality"}
+            "fast_precision": fast_precision,
+            "note": f"random weights: this measures numerical drift of {fast_precision} against float32, not mask "
+                    "quality"}
 
 
 def run(sizes: list[int], clicks: int, propagation_slices: int, threads: int | None, precision: str,
         agreement: str = "auto") -> dict:
-    from ...model.precision import choose_precision, cpu_features
+    """``precision``: one path or several, comma-separated ("float32,int8"): each is measured at every size."""
+    from ...model.precision import choose_precision, cpu_features, int8_engine
 
     if threads:
         torch.set_num_threads(threads)
-    plan = choose_precision("cpu", precision)
+    precisions = [p.strip() for p in precision.split(",") if p.strip()] or ["auto"]
+    plans = [choose_precision("cpu", p) for p in precisions]
+    plan = plans[0]
     volume = benchmark_volume()
     print("timing matrix products (float32 and bfloat16, encoder shapes and 2048^2) ...", flush=True)
     report = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                           "cpu_bfloat16_units": cpu_features().describe(),
                           "torch": torch.__version__, "threads": torch.get_num_threads(),
                           "slice_source": str(SPLEEN_CT) if SPLEEN_CT.exists() else "synthetic",
-                          "precision": plan.describe()},
+                          "precision": "; ".join(p.describe() for p in plans)},
               "matmul": matmul_table(), "sizes": []}
-    matmul = report["matmul"][plan.name]["encoder_shapes_gflops"]
     for size in sizes:
-        result = (measure_clicks(size, volume, clicks, precision)
-                  | measure_propagation(size, volume, propagation_slices, precision))
-        result["encoder_fraction_of_matmul_at_this_precision"] = round(
-            result["vision_encoder_gflops_per_second"] / matmul, 3)
-        result["encoder_fraction_of_bfloat16_matmul"] = round(
-            result["vision_encoder_gflops_per_second"] / report["matmul"]["bfloat16"]["encoder_shapes_gflops"], 3)
-        report["sizes"].append(result)
+        for name, path in zip(precisions, plans):
+            # the int8 path's products are int8 ones, compared here with float32 matmul (no int8 figure)
+            matmul = report["matmul"][path.name if path.name != "int8" else "float32"]["encoder_shapes_gflops"]
+            result = (measure_clicks(size, volume, clicks, name)
+                      | measure_propagation(size, volume, propagation_slices, name))
+            result["path"] = path.name
+            result["encoder_fraction_of_matmul_at_this_precision"] = round(
+                result["vision_encoder_gflops_per_second"] / matmul, 3)
+            result["encoder_fraction_of_bfloat16_matmul"] = round(
+                result["vision_encoder_gflops_per_second"] / report["matmul"]["bfloat16"]["encoder_shapes_gflops"],
+                3)
+            report["sizes"].append(result)
     if agreement == "auto":
         agreement = "full" if cpu_features().native_bfloat16 else "mid"
     if agreement != "none":
-        report["agreement"] = measure_agreement_figures(agreement, min(sizes))
+        fast = [p.name for p in plans if p.name != "float32"] or \
+            (["bfloat16", "int8"] if int8_engine() else ["bfloat16"])
+        report["agreements"] = [measure_agreement_figures(agreement, min(sizes), name)
+                                for name in dict.fromkeys(fast)]
     report["peak_resident_mib"] = round(peak_resident_mib(), 0)
     return report
 
@@ -249,7 +272,8 @@ def format_table(report: dict) -> str:
     lines.append(f"  {'2048^2':<32}{matmul['float32']['square_2048']['gflops']:>10}  "
                  f"{matmul['bfloat16']['square_2048']['gflops']:>10}")
     lines.append("")
-    rows = [("input size (px)", "image_size", ""), ("vision encoding per slice", "vision_encoding_seconds", "s"),
+    rows = [("input size (px)", "image_size", ""), ("path", "path", ""),
+            ("vision encoding per slice", "vision_encoding_seconds", "s"),
             ("encoder work", "vision_encoder_gflop", "GFLOP"),
             ("encoder speed", "vision_encoder_gflops_per_second", "GFLOP/s"),
             ("  fraction of matmul, this path", "encoder_fraction_of_matmul_at_this_precision", ""),
@@ -263,10 +287,11 @@ def format_table(report: dict) -> str:
         values = "  ".join(f"{size[key]!s:>10}" for size in report["sizes"])
         lines.append(f"{label:<34}{values} {unit}")
     lines.append(f"{'peak resident memory (process)':<34}{report['peak_resident_mib']:>10} MiB")
-    agreement = report.get("agreement")
-    if agreement and "skipped" not in agreement:
-        lines += ["", f"bfloat16 vs float32 masks: {agreement['model']}, 8 prompts on a CT and an MRI slice",
-                  f"  ({agreement['note']})"]
+    for agreement in report.get("agreements", []):
+        if "skipped" in agreement:
+            continue
+        lines += ["", f"{agreement['fast_precision']} vs float32 masks: {agreement['model']}, 8 prompts on a CT "
+                      "and an MRI slice", f"  ({agreement['note']})"]
         for key, label in (("as_shipped", "as shipped"),
                            ("without_stability_fallback", "without SAM's stability fallback")):
             figures = agreement[key]
@@ -282,8 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clicks", type=int, default=20, help="clicks to time from a cached encoding (>= 20)")
     parser.add_argument("--propagation-slices", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
-                        help="auto: the bfloat16 path where this CPU computes it natively, as the engine does")
+    parser.add_argument("--precision", default="auto",
+                        help="auto (the engine's choice: bfloat16 where this CPU computes it natively), float32, "
+                             "bfloat16, int8, or several comma-separated (float32,int8), each measured")
     parser.add_argument("--agreement", choices=("auto", "full", "mid", "none"), default="auto",
                         help="bfloat16 vs float32 masks with the full-size tracker (auto: where bfloat16 is native) "
                              "or a mid-size one (auto elsewhere: emulated bfloat16 is slow)")
