@@ -43,13 +43,10 @@ TOLERANCE = 1e-3  # largest absolute logit difference allowed, float32 on both s
 META_LOGIT_CLAMP = 32.0
 TEXT = "spleen"
 OBJECT_SCORE_SHIFT = 4.0  # see make_tracker_see_the_object
-# Slices 0 and 1 (the clicked one and the first with a memory) agree to 1e-3. From slice 2 on, with two
-# memories and two object pointers, an unexplained 0.011 remains (values up to 10.9; measured 2026-12-03) even with
-# the memory masks resized as transformers does. Not yet located: candidates are Meta's memory selection
-# (use_memory_selection, frame_filter in sam3_tracker_base.py, which transformers does not have), the object
-# pointers' temporal encoding, or the second memory's temporal position. Checked against a looser bound so that a
-# larger regression still fails.
-TWO_MEMORIES_TOLERANCE = 0.05
+# Propagation differs from Meta's tracker as built in two places, both in transformers' Sam3TrackerVideoModel, not
+# in our converter or adapter (see the video test): the order of resizing and sigmoid for the memory mask (from
+# slice 1 on) and Meta's memory selection (from slice 2 on). With both undone on Meta's side every slice agrees to
+# 1e-3; Meta as built is shown beside it.
 MIN_UNSATURATED = 0.9  # fraction of the compared propagated logits that must lie strictly inside +-32
 SEED = 7
 
@@ -433,11 +430,10 @@ def test_video_model_propagation_and_text_match_meta_at_504_px(vocabulary, tmp_p
     for frame, expected in meta["frames_resized_first"].items():
         report.add(f"propagation slice {frame} mask logits (Meta, memory mask resized first)",
                    expected.clamp(-META_LOGIT_CLAMP, META_LOGIT_CLAMP),
-                   np.clip(tracked[frame], -META_LOGIT_CLAMP, META_LOGIT_CLAMP),
-                   tolerance=TOLERANCE if frame < 2 else TWO_MEMORIES_TOLERANCE)
+                   np.clip(tracked[frame], -META_LOGIT_CLAMP, META_LOGIT_CLAMP), checked=frame < 2)
         report.add(f"  slice {frame}: Meta resized first, without memory selection",
                    meta["frames_as_transformers"][frame].clamp(-META_LOGIT_CLAMP, META_LOGIT_CLAMP),
-                   np.clip(tracked[frame], -META_LOGIT_CLAMP, META_LOGIT_CLAMP), checked=frame < 2)
+                   np.clip(tracked[frame], -META_LOGIT_CLAMP, META_LOGIT_CLAMP))
         report.add(f"  slice {frame}: Meta as is (memory mask resized last)",
                    meta["frames"][frame].clamp(-META_LOGIT_CLAMP, META_LOGIT_CLAMP),
                    np.clip(tracked[frame], -META_LOGIT_CLAMP, META_LOGIT_CLAMP), checked=frame == 0)
