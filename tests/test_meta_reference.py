@@ -465,8 +465,8 @@ def test_video_model_propagation_and_text_match_meta_at_504_px(vocabulary, tmp_p
     # logits 6.9e-5; Meta's joint logits against our score alone differ by 1.14 (the difference this test once
     # marked as an expected failure: a difference of output convention, not of network).
     # Propagation (object seen, all logits inside +-32, |logit| <= 12.3, foreground 97% / 4% / 2% of slices 0-2):
-    # slice 0 2.1e-5, slice 1 4.6e-5 against Meta with its memory masks resized first (0.032 against Meta as is),
-    # slice 2 0.011 (0.019 as is). Before the object-score shift every logit was -1024 on both sides (difference 0,
+    # against Meta with its memory masks resized first and without memory selection: slices 0/1/2 2.1e-5, 4.6e-5,
+    # 5.9e-5; memory masks resized first only: slice 2 0.011; Meta as built: slice 1 0.032, slice 2 0.019. Before the object-score shift every logit was -1024 on both sides (difference 0,
     # nothing compared); before the processors' target_size fix our clicks at 504 px landed at twice their
     # coordinates (slice 0 differed by 3.46).
     joint = detected.pred_logits[0].sigmoid() * detected.presence_logits[0].sigmoid()
