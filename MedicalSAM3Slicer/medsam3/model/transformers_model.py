@@ -280,6 +280,8 @@ class TransformersSegmentationModel:
                 if role == "sam3_video":
                     add_class_token_to_text_prompts(model.detector_model)
                 processor = processor_class.from_pretrained(path)
+                if hasattr(processor, "target_size"):  # prompt coordinates are rescaled to it: the model's size
+                    processor.target_size = self.image_size  # (saved at 1008, a click at 504 px landed twice as far)
                 self._loaded[role] = (model, processor)
             return self._loaded[role]
 

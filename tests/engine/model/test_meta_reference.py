@@ -7,8 +7,9 @@ convert`` and run beside Meta's models in float32:
 
 - a text prompt through the detector at 1008 px: mask logits, boxes, scores and the presence logit;
 - a click through the interactive tracker at 1008 px: the low-resolution mask logits;
-- a click on slice 0 propagated to slice 1 with the video model at 504 px (the 3D checkpoint's resolution),
-  and text through the video model's detector at 504 px (its score logits both alone and joined with the presence
+- a positive and a negative click on slice 0 propagated to slices 1 and 2 with the video model at 504 px (the 3D
+  checkpoint's resolution; the tracker's object score shifted so that the object is seen, see
+  ``make_tracker_see_the_object``), and text through the video model's detector at 504 px (its score logits both alone and joined with the presence
   logit, as Meta's video detector returns them).
 
 Largest absolute differences are printed (``pytest -s``). Models are built, compared and freed one at a time
@@ -41,6 +42,12 @@ TOLERANCE = 1e-3  # largest absolute logit difference allowed, float32 on both s
 # tracker's outputs); random weights give logits beyond that, so both sides are compared clamped.
 META_LOGIT_CLAMP = 32.0
 TEXT = "spleen"
+OBJECT_SCORE_SHIFT = 4.0  # see make_tracker_see_the_object
+# Propagation differs from Meta's tracker as built in two places, both in transformers' Sam3TrackerVideoModel, not
+# in our converter or adapter (see the video test): the order of resizing and sigmoid for the memory mask (from
+# slice 1 on) and Meta's memory selection (from slice 2 on). With both undone on Meta's side every slice agrees to
+# 1e-3; Meta as built is shown beside it.
+MIN_UNSATURATED = 0.9  # fraction of the compared propagated logits that must lie strictly inside +-32
 SEED = 7
 
 
@@ -48,19 +55,19 @@ SEED = 7
 
 
 @functools.lru_cache(maxsize=None)
-def ct_slices(size: int) -> np.ndarray:
-    """Two neighbouring axial slices through the spleen of a real CT, soft-tissue window, resized to
+def ct_slices(size: int, count: int = 2) -> np.ndarray:
+    """``count`` neighbouring axial slices through the spleen of a real CT, soft-tissue window, resized to
     ``size`` x ``size`` grey values 0..255 (uint8): the same pixels go to both models."""
     case = load_case("spleen")
     index = int(np.argmax(case.mask.sum(axis=(1, 2))))
-    hounsfield = case.volume.array[index : index + 2].astype(np.float32)
+    hounsfield = case.volume.array[index : index + count].astype(np.float32)
     grey = np.clip((hounsfield + 160.0) / 400.0, 0.0, 1.0) * 255.0
     resized = torch.nn.functional.interpolate(torch.from_numpy(grey)[:, None], size=(size, size), mode="bilinear")
     return resized[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 class SliceFrames:
-    """The engine's frame source for two slices: images in model space (0..1) and an encoding cache."""
+    """The engine's frame source for a few slices: images in model space (0..1) and an encoding cache."""
 
     def __init__(self, images: np.ndarray):
         self.images, self.cache = images, {}
@@ -106,6 +113,19 @@ def redraw_every_parameter(model: torch.nn.Module, seed: int) -> None:
                 parameter.copy_(1.0 + 0.1 * noise)
             else:
                 parameter.copy_(0.02 * noise)
+
+
+def make_tracker_see_the_object(tracker: torch.nn.Module) -> None:
+    """After ``redraw_every_parameter``: the video tracker's object-score head gets OBJECT_SCORE_SHIFT added to
+    its last bias (the weights are saved afterwards, so both sides share it; the detector is untouched).
+
+    With the plain redraw the object score came out at -0.1 to -0.4 on every slice, so Meta's tracker (and ours)
+    replaced every mask logit by NO_OBJ_SCORE = -1024 (sam3_tracker_base.py, ``_forward_sam_heads``): the
+    propagation comparison saw one constant and checked only the sign of the object score, not the mask decoder,
+    the memory attention, the mask-memory encoder or the object pointers. With the shift the object scores are
+    3.6 to 3.9 and the mask logits lie within +-12.3 (measured with Meta's model: none at the +-32 clamp)."""
+    with torch.no_grad():
+        tracker.sam_mask_decoder.pred_obj_score_head.layers[-1].bias += OBJECT_SCORE_SHIFT
 
 
 class CudaTensorsOnCpu(TorchFunctionMode):
@@ -200,17 +220,18 @@ class Report:
     def __init__(self, title: str):
         self.title, self.parts = title, {}
 
-    def add(self, part: str, expected, actual, *, checked: bool = True) -> None:
+    def add(self, part: str, expected, actual, *, checked: bool = True, tolerance: float = TOLERANCE) -> None:
         self.parts[part] = (largest_difference(expected, actual), checked,
-                            float(torch.as_tensor(expected).float().abs().max()))
+                            float(torch.as_tensor(expected).float().abs().max()), tolerance)
 
     def check(self) -> None:
         print(f"\n{self.title}: largest absolute difference (largest |value|)")
-        for part, (difference, checked, scale) in self.parts.items():
-            print(f"  {part:<48} {difference:9.3g}  ({scale:.3g}){'' if checked else '  (shown, not checked)'}")
-        failed = {part: difference for part, (difference, checked, _) in self.parts.items()
-                  if checked and not difference <= TOLERANCE}
-        assert not failed, f"differences above {TOLERANCE}: {failed}"
+        for part, (difference, checked, scale, tolerance) in self.parts.items():
+            note = "" if not checked else "" if tolerance == TOLERANCE else f"  (tolerance {tolerance:g})"
+            print(f"  {part:<48} {difference:9.3g}  ({scale:.3g}){note if checked else '  (shown, not checked)'}")
+        failed = {part: (difference, tolerance) for part, (difference, checked, _, tolerance) in self.parts.items()
+                  if checked and not difference <= tolerance}
+        assert not failed, f"differences above their tolerance: {failed}"
 
 
 def hook_output(module: torch.nn.Module, store: dict, key: str):
@@ -326,8 +347,9 @@ def test_image_model_text_and_click_match_meta_at_1008_px(vocabulary, tmp_path):
 def test_video_model_propagation_and_text_match_meta_at_504_px(vocabulary, tmp_path):
     tokenizer_folder, meta_merges = vocabulary
     size = 504
-    images = ct_slices(size)
-    click_xy = np.array([[215.0, 260.0]])
+    images = ct_slices(size, 3)
+    click_xy = np.array([[215.0, 260.0], [300.0, 200.0]])  # a positive and a negative click on slice 0
+    click_labels = np.array([1, 0])
     report = Report("video model, 504 px")
     meta = {}
 
@@ -336,6 +358,7 @@ def test_video_model_propagation_and_text_match_meta_at_504_px(vocabulary, tmp_p
         model = model_builder.build_sam3_video_model(bpe_path=str(meta_merges), device="cpu", load_from_HF=False)
     model.eval()
     redraw_every_parameter(model, SEED + 1)
+    make_tracker_see_the_object(model.tracker)
     save_meta_checkpoint(model, tmp_path / "video.pt")  # detector.* and tracker.* names, as the 3D checkpoint
     detector, tracker = model.detector, model.tracker
     with torch.inference_mode(), CudaTensorsOnCpu():
@@ -358,25 +381,71 @@ def test_video_model_propagation_and_text_match_meta_at_504_px(vocabulary, tmp_p
             sam2_out["backbone_fpn"][0] = tracker.sam_mask_decoder.conv_s0(sam2_out["backbone_fpn"][0])
             sam2_out["backbone_fpn"][1] = tracker.sam_mask_decoder.conv_s1(sam2_out["backbone_fpn"][1])
             cached[index] = (meta_pixels(image), {"tracker_backbone_out": sam2_out})
-        # CPU patch: init_state keeps its state on "cuda" unless offloaded to the CPU.
-        state = tracker.init_state(video_height=size, video_width=size, num_frames=2, cached_features=cached,
-                                   offload_state_to_cpu=True)
-        tracker.add_new_points_or_box(state, frame_idx=0, obj_id=1, points=torch.tensor(click_xy, dtype=torch.float32),
-                                      labels=torch.tensor([1], dtype=torch.int32), rel_coordinates=False)
-        meta["frames"] = {frame: low_res[0, 0].clone() for frame, _, low_res, _, _ in
-                          tracker.propagate_in_video(state, start_frame_idx=0, max_frame_num_to_track=1,
-                                                     reverse=False, propagate_preflight=True, tqdm_disable=True)}
-    del model, detector, tracker, backbone_outs, text_out, out, cached, state
+        def propagate():
+            # CPU patch: init_state keeps its state on "cuda" unless offloaded to the CPU.
+            state = tracker.init_state(video_height=size, video_width=size, num_frames=len(images),
+                                       cached_features=cached, offload_state_to_cpu=True)
+            tracker.add_new_points_or_box(state, frame_idx=0, obj_id=1, rel_coordinates=False,
+                                          points=torch.tensor(click_xy, dtype=torch.float32),
+                                          labels=torch.tensor(click_labels, dtype=torch.int32))
+            return {frame: low_res[0, 0].clone() for frame, _, low_res, _, _ in
+                    tracker.propagate_in_video(state, start_frame_idx=0, max_frame_num_to_track=len(images) - 1,
+                                               reverse=False, propagate_preflight=True, tqdm_disable=True)}
+
+        meta["frames"] = propagate()
+        # transformers' Sam3TrackerVideoModel._encode_new_memory resizes the mask LOGITS to the mask-memory input
+        # size (4 x 144 = 576 at 504 px) and then applies sigmoid (or binarises a clicked frame's mask) and the
+        # scale 20 / bias -10; Meta's tracker applies sigmoid / binarisation, scale and bias at the image size (504)
+        # and resizes afterwards (memory.py, SimpleMaskDownSampler.forward, antialiased bilinear). Bilinear
+        # resizing and a sigmoid or a threshold do not commute: the stored memories differ along the mask's edge,
+        # and so do the propagated slices (not the clicked one). Meta's run once more, its masks resized first
+        # the way transformers does (Meta's own resize then has nothing to do), isolates that difference.
+        downsampler = next(module for module in tracker.modules() if type(module).__name__ == "SimpleMaskDownSampler")
+        encode_new_memory = tracker._encode_new_memory
+
+        def resized_first(*args, pred_masks_high_res, **kwargs):
+            resized = torch.nn.functional.interpolate(pred_masks_high_res.float(), size=downsampler.interpol_size,
+                                                      mode="bilinear", align_corners=False, antialias=True)
+            return encode_new_memory(*args, pred_masks_high_res=resized, **kwargs)
+
+        tracker._encode_new_memory = resized_first
+        meta["frames_resized_first"] = propagate()
+        # Meta's video tracker is built with use_memory_selection (temporal disambiguation, model_builder.py), which
+        # transformers does not have: frame_filter keeps the earlier slices whose eff_iou_score passes mf_threshold
+        # and the object-pointer loop (_prepare_memory_conditioned_features) stops at t_diff >= len(valid_indices),
+        # so on slice 2 Meta leaves out slice 1's object pointer. Run once more without it.
+        tracker.use_memory_selection = False
+        meta["frames_as_transformers"] = propagate()
+        tracker.use_memory_selection = True
+        tracker._encode_new_memory = encode_new_memory
+    del model, detector, tracker, backbone_outs, text_out, out, cached
     collect()
 
     ours = convert(tmp_path / "video.pt", tmp_path / "converted-video", tokenizer_folder, size)
     frames = SliceFrames(images)
     tracked = {item.frame_index: item.masks[1].logits
-               for item in ours.track(frames, {0: ModelPrompt(click_xy, np.array([1]))}, 0, False)}
-    for frame, expected in meta["frames"].items():
-        report.add(f"propagation slice {frame} mask logits (clamped ±32)",
+               for item in ours.track(frames, {0: ModelPrompt(click_xy, click_labels)}, 0, False)}
+    assert sorted(meta["frames"]) == sorted(tracked) == list(range(len(images)))
+    unsaturated = []
+    for frame, expected in meta["frames_resized_first"].items():
+        report.add(f"propagation slice {frame} mask logits (Meta, memory mask resized first)",
                    expected.clamp(-META_LOGIT_CLAMP, META_LOGIT_CLAMP),
+                   np.clip(tracked[frame], -META_LOGIT_CLAMP, META_LOGIT_CLAMP), checked=frame < 2)
+        report.add(f"  slice {frame}: Meta resized first, without memory selection",
+                   meta["frames_as_transformers"][frame].clamp(-META_LOGIT_CLAMP, META_LOGIT_CLAMP),
                    np.clip(tracked[frame], -META_LOGIT_CLAMP, META_LOGIT_CLAMP))
+        report.add(f"  slice {frame}: Meta as is (memory mask resized last)",
+                   meta["frames"][frame].clamp(-META_LOGIT_CLAMP, META_LOGIT_CLAMP),
+                   np.clip(tracked[frame], -META_LOGIT_CLAMP, META_LOGIT_CLAMP), checked=frame == 0)
+        inside = [float((torch.as_tensor(side).abs() < META_LOGIT_CLAMP).float().mean())
+                  for side in (expected, tracked[frame])]
+        positive = float((expected > 0).float().mean())
+        print(f"  propagation slice {frame}: unsaturated Meta {inside[0]:.3f} ours {inside[1]:.3f}, "
+              f"foreground {positive:.3f}")
+        unsaturated += inside
+    # The evidence must not silently degrade to comparing constants (as it did before the tracker tweak: every
+    # logit was -1024 on both sides, object absent).
+    assert min(unsaturated) >= MIN_UNSATURATED, f"propagated logits mostly saturated: {unsaturated}"
 
     video, processor = ours.component("sam3_video")
     with torch.inference_mode():  # tokenized as Sam3VideoProcessor.add_text_prompt does
@@ -393,8 +462,13 @@ def test_video_model_propagation_and_text_match_meta_at_504_px(vocabulary, tmp_p
     # inverse_sigmoid(sigmoid(score) * sigmoid(presence)), with eps 1e-3 (model_misc.py), so within +-6.9. The image
     # model's are the score alone. Sam3VideoModel ranks and thresholds by the same product (run_detection).
     # Measured 2026-12-03: score logits 2.1e-6, joint score logits 1.7e-6 (values up to 1.76), presence 6e-8, mask
-    # logits 6.9e-5, both propagated slices 0; Meta's joint logits against our score alone differ by 1.14 (the
-    # difference this test once marked as an expected failure: a difference of output convention, not of network).
+    # logits 6.9e-5; Meta's joint logits against our score alone differ by 1.14 (the difference this test once
+    # marked as an expected failure: a difference of output convention, not of network).
+    # Propagation (object seen, all logits inside +-32, |logit| <= 12.3, foreground 97% / 4% / 2% of slices 0-2):
+    # against Meta with its memory masks resized first and without memory selection: slices 0/1/2 2.1e-5, 4.6e-5,
+    # 5.9e-5; memory masks resized first only: slice 2 0.011; Meta as built: slice 1 0.032, slice 2 0.019. Before the object-score shift every logit was -1024 on both sides (difference 0,
+    # nothing compared); before the processors' target_size fix our clicks at 504 px landed at twice their
+    # coordinates (slice 0 differed by 3.46).
     joint = detected.pred_logits[0].sigmoid() * detected.presence_logits[0].sigmoid()
     joint_logits = torch.log(joint.clamp(min=1e-3) / (1 - joint).clamp(min=1e-3))
     report.add("video detector joint score logits (x presence)", meta["joint_logits"], joint_logits)
