@@ -15,6 +15,7 @@ built the fork's way.
 
 import contextlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -158,3 +159,47 @@ def test_re_derivation_agrees_with_metas_own_modules_built_the_forks_way():
                           (memory.freqs_cis, fork_rotary_angles(MEMORY_HEAD_DIM, grid, 1.0))):
         assert table.shape == angles.shape
         assert float((table.to(torch.complex128) - torch.polar(torch.ones_like(angles), angles)).abs().max()) < 1e-5
+
+
+def test_a_click_on_a_model_saved_at_1008_px_and_run_at_504_px_lands_where_it_was_given(tmp_path):
+    """The 3D checkpoint runs at 504 px while its saved processor says 1008: a click given at (x, y) on the
+    504 px model image must reach the tracker's prompt encoder at (x, y), not at (2x, 2y) (before the fix,
+    propagation from a click at 504 px started from a point twice as far from the corner)."""
+    from medsam3.model.segmentation_model import ModelPrompt
+
+    config = full_size_config("sam3_tracker_video")
+    vit = config.vision_config.backbone_config
+    vit.hidden_size, vit.num_attention_heads, vit.intermediate_size = VIT_HEAD_DIM, 1, 2 * VIT_HEAD_DIM
+    vit.num_hidden_layers, vit.global_attn_indexes = 4, [3]
+    folder = tmp_path / "sam3_tracker_video"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        Sam3TrackerVideoModel(config).save_pretrained(folder)
+    build_processor("sam3_tracker_video", 1008).save_pretrained(folder)
+    loaded = TransformersSegmentationModel(folder.parent, "saved at 1008 px", image_size=SIZE, precision="float32")
+    model, _ = loaded.component("sam3_tracker_video")
+
+    received = []
+    hook = model.prompt_encoder.register_forward_pre_hook(
+        lambda module, args, kwargs: received.append(kwargs.get("input_points", args[0] if args else None)),
+        with_kwargs=True)
+
+    class TwoSlices:
+        def __len__(self):
+            return 2
+
+        def image(self, index):
+            return np.full((SIZE, SIZE), 0.5, dtype=np.float32)
+
+        def embedding(self, index, compute, role=""):
+            return compute(self.image(index))
+
+    click_xy = np.array([[120.0, 300.0]])
+    try:
+        list(loaded.track(TwoSlices(), {0: ModelPrompt(click_xy, np.array([1]))}, 0, False))
+    finally:
+        hook.remove()
+    points = [p for p in received if p is not None]
+    assert points, "the click never reached the prompt encoder"
+    given = points[0].reshape(-1, 2)[0].float().numpy()
+    np.testing.assert_allclose(given, click_xy[0], atol=1e-3)
