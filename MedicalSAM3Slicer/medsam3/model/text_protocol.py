@@ -8,8 +8,9 @@ Medical SAM3's 3D checkpoint was trained on 8-slice windows and is run by its au
   empty, the text is given on the clip's first slice and propagation runs forward to the clip's last slice;
 - ``hotstart_delay``, ``hotstart_unmatch_thresh`` and ``hotstart_dup_thresh`` are 0 (no output is held back and
   no track is removed by the hot-start heuristics), with temporal disambiguation on (the model built with
-  ``apply_temporal_disambiguation=True``, whose only other difference in the authors' ``sam3/model_builder.py``
-  is reconditioning tracks on the detector every 16 frames);
+  ``apply_temporal_disambiguation=True``, which in the authors' ``sam3/model_builder.py`` also reconditions tracks
+  on the detector every 16 frames and turns on the tracker's memory selection; transformers' tracker has no
+  memory selection, see docs/conversion.md, "Differences that remain");
 - several labels are fused per voxel: a voxel takes the label whose mask holds it with the highest sigmoid
   score, and only above a background floor of 0.5 ("pixel_score" fusion).
 
