@@ -144,7 +144,7 @@ def _grid_text(volume: Volume) -> str:
     directions = matrix[:3, :3] / spacing
     numbers = lambda values: ",".join(f"{v:.4g}" for v in values)  # noqa: E731
     return (f"size {'x'.join(str(n) for n in volume.array.shape[::-1])}, spacing {numbers(spacing)}, "
-            f"origin {numbers(matrix[:3, 3])}, directions {numbers(directions.T.ravel())}")
+            f"RAS origin {numbers(matrix[:3, 3])}, directions {numbers(directions.T.ravel())}")
 
 
 def _to_ijk(volume: Volume, point: Triple, coordinates_ijk: bool) -> Triple:

@@ -4,6 +4,8 @@ is written. On the real spleen CT, with the ground-truth oracle in place of the 
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,7 @@ from medsam3.files.seg_nrrd import read_seg_nrrd, write_seg_nrrd
 from medsam3.files.volume_io import read_volume
 from medsam3.geometry.volume import Volume
 
-from server_harness import oracle_backend_factory, spleen_ground_truth_nifti
+from server_harness import API_KEY, oracle_backend_factory, running_server, spleen_ground_truth_nifti
 from test_engine_placement import click_in_object
 
 
@@ -59,7 +61,8 @@ def test_without_prompts_every_segment_is_written_back_unchanged(spleen, tmp_pat
     np.testing.assert_array_equal(read_volume(tmp_path / "out" / "labelmap.nii.gz").array, labels)
 
 
-def test_a_click_fills_the_slice_the_user_missed_and_keeps_the_rest(spleen, tmp_path, capsys):
+@pytest.mark.parametrize("transport", ["in-process", "server"])
+def test_a_click_fills_the_slice_the_user_missed_and_keeps_the_rest(spleen, tmp_path, capsys, transport):
     image, volume, truth, click, region = spleen
     k = int(click[2])
     missed_a_slice = truth.copy()
@@ -67,9 +70,11 @@ def test_a_click_fills_the_slice_the_user_missed_and_keeps_the_rest(spleen, tmp_
     block = drawn_block(truth)
     two_segments(tmp_path / "start.seg.nrrd", volume, missed_a_slice, block)
 
-    status = run_cli("segment", image, "--start-from", tmp_path / "start.seg.nrrd", "--name", "spleen",
-                     "--point", ",".join(f"{v:g}" for v in click), "--ijk", "--slice-only", "-o", tmp_path / "out",
-                     "--seg-nrrd")
+    with running_server() if transport == "server" else nullcontext() as url:
+        server = ["--server", url, "--api-key", API_KEY] if url else []
+        status = run_cli("segment", image, "--start-from", tmp_path / "start.seg.nrrd", "--name", "spleen",
+                         "--point", ",".join(f"{v:g}" for v in click), "--ijk", "--slice-only", *server,
+                         "-o", tmp_path / "out", "--seg-nrrd")
 
     assert status == 0, capsys.readouterr().err
     result = read_seg_nrrd(tmp_path / "out" / "segmentation.seg.nrrd")
