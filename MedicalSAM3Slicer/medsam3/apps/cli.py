@@ -80,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--view", default="axial", choices=("axial", "coronal", "sagittal"),
                          help="the view points and box are placed in (default axial)")
     segment.add_argument("--slice-only", action="store_true", help="segment only the prompted slice")
-    segment.add_argument("--name", default="", help="segment name for clicks / a box without --text")
+    segment.add_argument("--name", default="", help="segment name for clicks / a box without --text; with "
+                         "--start-from, the segment they refine")
+    segment.add_argument("--start-from", default="", metavar="FILE.seg.nrrd",
+                         help="start from this Slicer segmentation (same grid as the image): clicks / a box refine "
+                              "the segment --name names, every other segment is written back unchanged")
     segment.add_argument("-o", "--output", required=True, metavar="PATH",
                          help="the labelmap file when PATH ends in .nii.gz, .nii, .nrrd or .mha (the other outputs "
                               "go beside it); otherwise a folder that receives labelmap.nii.gz, "
@@ -154,12 +158,13 @@ def _output_paths(args: argparse.Namespace):
 
 
 def _segment(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
-    from .segment_pipeline import SegmentRequest, StepTimer, segment_volume, write_outputs
+    from .segment_pipeline import SegmentRequest, StartingSegments, StepTimer, segment_volume, write_outputs
     from ..files.volume_io import read_volume
 
     request = SegmentRequest(text=args.text, positive_points=tuple(args.point),
                              negative_points=tuple(args.negative_point), box=args.box, coordinates_ijk=args.ijk,
-                             view=args.view, whole_volume=not args.slice_only, segment_name=args.name)
+                             view=args.view, whole_volume=not args.slice_only, segment_name=args.name,
+                             start_from=args.start_from)
     request.check()
     if args.server and (args.model or args.device):
         raise UsageError("medsam3 segment: --model and --device choose an in-process run; a server runs the model "
@@ -169,16 +174,22 @@ def _segment(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
 
         require_from_catalogue(args.model, kinds_for_request(bool(request.text.strip()), request.has_spatial_prompt,
                                                              request.whole_volume))
-    paths = _output_paths(args).check(inputs=[args.image], overwrite=args.overwrite)  # before any work
+    inputs = [args.image] + ([args.start_from] if args.start_from else [])
+    paths = _output_paths(args).check(inputs=inputs, overwrite=args.overwrite)  # before any work
     _trust_ca_file(args.ca_file)
     timer = StepTimer()
     with timer.step("read_image"):
         volume = read_volume(args.image)
+    start = None
+    if args.start_from:  # read and matched to the image before the model loads
+        start = StartingSegments.read(args.start_from, volume)
+        if request.has_spatial_prompt:
+            start.target(request.segment_name)
     with timer.step("load_model"):
         backend = backend_factory(args.model, args.device, args.server, args.api_key)
-    outcome = segment_volume(backend, volume, request, timer)
+    outcome = segment_volume(backend, volume, request, timer, start)
     written = write_outputs(outcome, volume, paths, overlay_title=f"medsam3 {Path(args.image).name}", timer=timer,
-                            inputs=[args.image], overwrite=args.overwrite)
+                            inputs=inputs, overwrite=args.overwrite)
     for name, value in zip(outcome.segment_names, range(1, len(outcome.segment_names) + 1)):
         print(f"{name}: {int((outcome.labels == value).sum()):,} voxels, score {outcome.scores[name]:.2f}")
     for note in outcome.notes:

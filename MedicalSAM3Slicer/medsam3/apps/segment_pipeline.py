@@ -23,7 +23,7 @@ from ..transports.backend import SegmentationBackend
 from ..errors import MedSam3Error, PromptError
 from ..files.overlay import render_overlay
 from ..interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt, parse_text_targets, resolve_slice_prompt
-from ..files.seg_nrrd import write_seg_nrrd
+from ..files.seg_nrrd import read_seg_nrrd, write_seg_nrrd
 from ..interaction.session import MaskUpdate
 from ..geometry.slicing import SliceAxis, SliceGeometry
 from ..geometry.volume import Volume
@@ -43,7 +43,8 @@ class SegmentRequest:
     coordinates_ijk: bool = False
     view: str = "axial"
     whole_volume: bool = True
-    segment_name: str = ""  # the name of a clicked / boxed object when no text is typed
+    segment_name: str = ""  # the name of a clicked / boxed object when no text is typed, or of the started one
+    start_from: str = ""  # a .seg.nrrd whose segments the session starts from (see StartingSegments)
 
     @property
     def has_spatial_prompt(self) -> bool:
@@ -51,11 +52,12 @@ class SegmentRequest:
 
     def check(self) -> None:
         """Reject requests that cannot be carried out, before any model is loaded."""
-        if not self.text.strip() and not self.has_spatial_prompt:
+        if not self.text.strip() and not self.has_spatial_prompt and not self.start_from:
             raise PromptError("Nothing to segment: give --text, --point or --box.")
-        if self.negative_points and not (self.positive_points or self.box or self.text.strip()):
+        if self.negative_points and not (self.positive_points or self.box or self.text.strip() or self.start_from):
             raise PromptError("A negative point only removes from an object: add a --point, a --box or --text.")
-        if self.text.strip() and self.has_spatial_prompt and len(parse_text_targets(self.text)) > 1:
+        if (self.text.strip() and self.has_spatial_prompt and not self.start_from
+                and len(parse_text_targets(self.text)) > 1):
             raise PromptError("Clicks and boxes refine one typed target; type a single phrase with them, or "
                               "segment the other phrases in a separate run.")
         SliceAxis.parse(self.view)
@@ -92,6 +94,59 @@ class StepTimer:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
+@dataclass(frozen=True)
+class StartingSegments:
+    """The segments a run starts from (``--start-from``): names and masks on the image's grid, in file order."""
+
+    names: tuple[str, ...]
+    masks: tuple[np.ndarray, ...]
+    source: str = ""
+
+    @classmethod
+    def read(cls, path: str | Path, volume: Volume) -> "StartingSegments":
+        """A Slicer ``.seg.nrrd`` on exactly the image's grid; one clear error otherwise."""
+        path = Path(path)
+        if not path.name.lower().endswith(SEG_NRRD_SUFFIX):
+            raise PromptError(f"--start-from {path}: give a Slicer segmentation file ending in {SEG_NRRD_SUFFIX} "
+                              "(in Slicer: Save the segmentation, or Export to files as .seg.nrrd).")
+        segmentation = read_seg_nrrd(path)
+        labels = segmentation.labels
+        if not _same_grid(labels, volume):
+            raise PromptError(f"--start-from {path}: its grid ({_grid_text(labels)}) differs from the image's "
+                              f"({_grid_text(volume)}); save the segmentation with this image as its reference "
+                              "geometry (in Slicer: Segmentations > Export to files, reference volume = this image).")
+        masks = tuple(labels.array == number for number in range(1, len(segmentation.segment_names) + 1))
+        return cls(segmentation.segment_names, masks, str(path))
+
+    def target(self, name: str) -> int:
+        """The index of the segment clicks and a box refine: ``name``, or the only segment."""
+        listed = ", ".join(repr(n) for n in self.names)
+        if name:
+            if name in self.names:
+                return self.names.index(name)
+            raise PromptError(f"--name {name!r} is not a segment of {self.source} (it has {listed}): give one of "
+                              "those names.")
+        if len(self.names) == 1:
+            return 0
+        raise PromptError(f"{self.source} has {len(self.names)} segments ({listed}): say which one the clicks "
+                          "refine with --name.")
+
+
+def _same_grid(labels: Volume, volume: Volume) -> bool:
+    return (labels.array.shape == volume.array.shape
+            and np.allclose(labels.ijk_to_ras, volume.ijk_to_ras, rtol=0.0, atol=1e-4))
+
+
+def _grid_text(volume: Volume) -> str:
+    """Shape (i, j, k), spacing, origin and directions, short enough for one line."""
+    matrix = np.asarray(volume.ijk_to_ras, dtype=float)
+    spacing = np.linalg.norm(matrix[:3, :3], axis=0)
+    directions = matrix[:3, :3] / spacing
+    numbers = lambda values: ",".join(f"{v:.4g}" for v in values)  # noqa: E731
+    return (f"size {'x'.join(str(n) for n in volume.array.shape[::-1])}, spacing {numbers(spacing)}, "
+            f"RAS origin {numbers(matrix[:3, 3])}, directions {numbers(directions.T.ravel())}")
+
+
 def _to_ijk(volume: Volume, point: Triple, coordinates_ijk: bool) -> Triple:
     if coordinates_ijk:
         return tuple(float(v) for v in point)
@@ -125,9 +180,14 @@ def _text_slice_index(volume: Volume, request: SegmentRequest, prompt: SliceProm
 
 
 def segment_volume(backend: SegmentationBackend, volume: Volume, request: SegmentRequest,
-                   timer: StepTimer | None = None) -> SegmentOutcome:
-    """Run the request in one session of ``backend`` and return the labelmap of its segments."""
+                   timer: StepTimer | None = None, start: StartingSegments | None = None) -> SegmentOutcome:
+    """Run the request in one session of ``backend`` and return the labelmap of its segments.
+
+    With ``start``, each starting segment becomes an object seeded with its mask (``set_mask``, as the Slicer
+    module's "Start from segment"); clicks and a box refine the one ``request.segment_name`` names, and every other
+    starting segment comes back unchanged, before the typed text's segments."""
     request.check()
+    target = start.target(request.segment_name) if start is not None and request.has_spatial_prompt else None
     timer = timer or StepTimer()
     prompt = build_slice_prompt(volume, request)
     masks: dict[int, np.ndarray] = {}
@@ -148,6 +208,12 @@ def segment_volume(backend: SegmentationBackend, volume: Volume, request: Segmen
     with timer.step("open_session"):  # for a server, this uploads the volume
         session = backend.open_session(volume)
     try:
+        seeded: list[int] = []
+        if start is not None:
+            with timer.step("start_from"):
+                for name, mask in zip(start.names, start.masks):
+                    seeded.append(session.new_object_id())
+                    collect(session.set_mask(seeded[-1], mask, name), name)
         if request.text.strip():
             with timer.step("text"):
                 for update in session.segment_text(request.text, request.view,
@@ -155,10 +221,13 @@ def segment_volume(backend: SegmentationBackend, volume: Volume, request: Segmen
                     collect(update, update.label)
         if prompt is not None:
             with timer.step("prompts"):
-                object_id = next(iter(masks), None) or session.new_object_id()
+                if target is not None:  # refine a starting segment, led by its own name
+                    object_id, text = seeded[target], ""
+                else:
+                    object_id, text = next(iter(masks), None) or session.new_object_id(), request.text.strip()
                 name = names.get(object_id) or request.segment_name or "Segment_1"
                 collect(session.add_prompt(object_id, prompt, whole_volume=request.whole_volume,
-                                           target_text=request.text.strip()), name)
+                                           target_text=text), name)
     finally:
         session.close()
     outcome = _as_labelmap(volume.array.shape, masks, names, scores, timer)
