@@ -89,18 +89,25 @@ def loaded_at_504(tmp_path_factory):
     windows, 64-wide heads, the 256-wide memory attention), only the ViT made narrow (one head instead of 16)
     so that it is quick to save, then loaded as a user's model is, through ``TransformersSegmentationModel``
     at 504 px; its rotary modules are the cached ones the engine runs."""
+    loaded = narrow_tracker_saved_at_1008_loaded_at_504(tmp_path_factory.mktemp("saved_at_1008"))
+    model, _ = loaded.component("sam3_tracker_video")
+    return model.vision_encoder.backbone.layers, model.memory_attention
+
+
+def narrow_tracker_saved_at_1008_loaded_at_504(folder, vit_layers: int | None = None):
+    """A video tracker with the converter's full-size geometry but a one-head ViT (``vit_layers`` blocks, the
+    last one global, when given), saved at 1008 px into ``folder`` and loaded at 504 px as a user's model is."""
     config = full_size_config("sam3_tracker_video")
     vit = config.vision_config.backbone_config
     assert (vit.image_size, vit.hidden_size // vit.num_attention_heads) == (1008, VIT_HEAD_DIM)
     vit.hidden_size, vit.num_attention_heads, vit.intermediate_size = VIT_HEAD_DIM, 1, 2 * VIT_HEAD_DIM
-    folder = tmp_path_factory.mktemp("saved_at_1008") / "sam3_tracker_video"
+    if vit_layers is not None:
+        vit.num_hidden_layers, vit.global_attn_indexes = vit_layers, [vit_layers - 1]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        Sam3TrackerVideoModel(config).save_pretrained(folder)
-    build_processor("sam3_tracker_video", 1008).save_pretrained(folder)
-    loaded = TransformersSegmentationModel(folder.parent, "saved at 1008 px", image_size=SIZE, precision="float32")
-    model, _ = loaded.component("sam3_tracker_video")
-    return model.vision_encoder.backbone.layers, model.memory_attention
+        Sam3TrackerVideoModel(config).save_pretrained(folder / "sam3_tracker_video")
+    build_processor("sam3_tracker_video", 1008).save_pretrained(folder / "sam3_tracker_video")
+    return TransformersSegmentationModel(folder, "saved at 1008 px", image_size=SIZE, precision="float32")
 
 
 @pytest.fixture(params=["configured", "loaded"])
@@ -167,16 +174,7 @@ def test_a_click_on_a_model_saved_at_1008_px_and_run_at_504_px_lands_where_it_wa
     propagation from a click at 504 px started from a point twice as far from the corner)."""
     from medsam3.model.segmentation_model import ModelPrompt
 
-    config = full_size_config("sam3_tracker_video")
-    vit = config.vision_config.backbone_config
-    vit.hidden_size, vit.num_attention_heads, vit.intermediate_size = VIT_HEAD_DIM, 1, 2 * VIT_HEAD_DIM
-    vit.num_hidden_layers, vit.global_attn_indexes = 4, [3]
-    folder = tmp_path / "sam3_tracker_video"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        Sam3TrackerVideoModel(config).save_pretrained(folder)
-    build_processor("sam3_tracker_video", 1008).save_pretrained(folder)
-    loaded = TransformersSegmentationModel(folder.parent, "saved at 1008 px", image_size=SIZE, precision="float32")
+    loaded = narrow_tracker_saved_at_1008_loaded_at_504(tmp_path, vit_layers=4)
     model, _ = loaded.component("sam3_tracker_video")
 
     received = []
