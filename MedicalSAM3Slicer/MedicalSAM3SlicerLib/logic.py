@@ -48,6 +48,7 @@ class SegmentationResult:
     segment_ids: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     changed: bool = False
+    dropped: bool = False  # a stale result (its scene, volume or segmentation is gone or changed): nothing written
 
 
 @dataclass
@@ -55,6 +56,7 @@ class _VolumeState:
     key: tuple
     volume: Volume
     session: Session | None = None
+    node: object = None  # the volume node itself: after a scene is cleared another node can carry the same ID
     objects: dict[tuple[str, str], int] = field(default_factory=dict)  # (segmentation ID, segment ID) -> object
     written: dict[int, np.ndarray] = field(default_factory=dict)  # object -> its voxels as last written by us
     written_time: dict[tuple[str, str], int] = field(default_factory=dict)  # segment -> labelmap time after that
@@ -76,6 +78,11 @@ class Request:
     slice_index: int | None = None
     seed_mask: np.ndarray | None = None
     object_id: int | None = None
+    # what the result belongs to, checked by object and not by ID (IDs restart when a scene is cleared)
+    volume_node: object = None
+    segmentation_node: object = None
+    image: object = None  # the volume's vtkImageData when the request was made
+    generation: int = 0  # the logic's scene generation (close() starts a new one)
 
 
 class MedicalSAM3SlicerLogic:
@@ -86,6 +93,7 @@ class MedicalSAM3SlicerLogic:
         self.terminology = terminology or default_table()
         self._states: dict[str, _VolumeState] = {}
         self._prefetcher = None
+        self._generation = 0  # close() (scene closed, backend changed) starts a new generation: older results are stale
         # "CT" or "MR" overrides the modality read from the volume (DICOM, else intensities) and the scene's
         # parameter node (the module's Modality setting); None: that setting, else automatic
         self.modality: str | None = None
@@ -97,6 +105,9 @@ class MedicalSAM3SlicerLogic:
         self.backend = backend
 
     def close(self) -> None:
+        """Forget every volume (the scene was closed, or the backend changed): results of requests prepared before
+        are dropped by :meth:`apply`. The prefetch thread is told to stop and is not waited for."""
+        self._generation += 1
         if self._prefetcher is not None:
             self._prefetcher.close()
             self._prefetcher = None
@@ -205,10 +216,10 @@ class MedicalSAM3SlicerLogic:
         modality = self.modality or scene_modality_override(volume_node.GetScene())
         key = (*volume_state_key(volume_node), modality)
         state = self._states.get(volume_node.GetID())
-        if state is None or state.key != key:
+        if state is None or state.key != key or state.node is not volume_node:
             if state is not None and state.session is not None:
                 state.session.close()
-            state = _VolumeState(key, volume_from_node(volume_node, modality))
+            state = _VolumeState(key, volume_from_node(volume_node, modality), node=volume_node)
             self._states[volume_node.GetID()] = state
         return state
 
@@ -217,7 +228,9 @@ class MedicalSAM3SlicerLogic:
             raise PromptError("Choose or create a segmentation to write the result into.")
         state = self._state(volume_node)
         segment_io.bind_to_volume(segmentation_node, volume_node)
-        request = Request(action, state, volume_node.GetID(), segmentation_node.GetID(), segment_id)
+        request = Request(action, state, volume_node.GetID(), segmentation_node.GetID(), segment_id,
+                          volume_node=volume_node, segmentation_node=segmentation_node,
+                          image=volume_node.GetImageData(), generation=self._generation)
         if segment_id is not None:
             if segmentation_node.GetSegmentation().GetSegment(segment_id) is None:
                 raise PromptError(f"There is no segment {segment_id!r} in '{segmentation_node.GetName()}'.")
@@ -351,17 +364,14 @@ class MedicalSAM3SlicerLogic:
         to the segmentation just before the model wrote (Slicer's own effects do the same before they modify a
         segment: qMRMLSegmentEditorWidget::saveStateForUndo, called through the effects' callback slots).
         """
-        import slicer
-
+        stale = self.stale_reason(request)
+        if stale:  # never written into another patient's (or another volume's) segmentation
+            return SegmentationResult(notes=[stale], dropped=True)
         adds_segment = request.segment_id is None and request.action != "text"  # "text" adds only what it found
         if save_state_for_undo is not None and (adds_segment or any(not update.is_empty for update in updates)):
             save_state_for_undo()
 
-        scene = slicer.mrmlScene
-        volume_node = scene.GetNodeByID(request.volume_node_id)
-        segmentation_node = scene.GetNodeByID(request.segmentation_node_id)
-        if volume_node is None or segmentation_node is None:
-            raise PromptError("The source volume or the segmentation was removed while the model was running.")
+        volume_node, segmentation_node = request.volume_node, request.segmentation_node
         result = SegmentationResult(notes=[t.note for t in request.terminologies if t.note])
         if request.action == "text":
             by_text = {t.model_text: t for t in request.terminologies}
@@ -389,6 +399,27 @@ class MedicalSAM3SlicerLogic:
         if segment_id not in result.segment_ids:
             result.segment_ids.append(segment_id)
         return result
+
+    def stale_reason(self, request: Request) -> str:
+        """Why a finished request must not be written (one line for the status), or "" when it still belongs to
+        the scene. Slicer restarts node IDs when a scene is cleared (vtkMRMLScene::Clear resets its unique-ID
+        counters, Libs/MRML/Core/vtkMRMLScene.cxx), so the next patient's segmentation can carry the same ID: the
+        nodes are compared as objects, the volume's voxels by their vtkImageData and its modification time."""
+        import slicer
+
+        scene = slicer.mrmlScene
+        volume_node = scene.GetNodeByID(request.volume_node_id) if scene is not None else None
+        segmentation_node = scene.GetNodeByID(request.segmentation_node_id) if scene is not None else None
+        name = request.volume_node.GetName() if request.volume_node is not None else request.volume_node_id
+        if request.generation != self._generation or volume_node is None or segmentation_node is None or \
+                volume_node is not request.volume_node or segmentation_node is not request.segmentation_node:
+            return (f"A result for '{name}' arrived after its scene, volume or segmentation was closed or removed; "
+                    "it was dropped and nothing was written.")
+        image = volume_node.GetImageData()
+        if image is not request.image or image is None or image.GetMTime() != request.state.key[1]:
+            return (f"The voxels of '{name}' changed while the model was running; its result was dropped: "
+                    "prompt again.")
+        return ""
 
     @staticmethod
     def _write(state: _VolumeState, update: MaskUpdate, segmentation_node, segment_id, volume_node,

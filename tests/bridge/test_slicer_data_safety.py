@@ -1,0 +1,163 @@
+"""Nothing lands in the wrong patient, volume or segmentation (issue 17, High 1 and Medium 3), under slicer-core
+with the bright-region stand-in model."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from slicer_scene import add_points, add_slice_node, load_volume_node, new_scene, slicer, world_of_voxel
+
+from medsam3.transports.backend import BackendInfo, LocalBackend
+from medsam3.geometry.volume import Volume
+from medsam3.interaction.engine import SegmentationEngine
+
+from MedicalSAM3SlicerLib import MedicalSAM3SlicerLogic
+from MedicalSAM3SlicerLib.segment_io import segment_mask
+from MedicalSAM3SlicerLib.worker import ModelWorker
+
+from oracle import GroundTruthOracle
+
+SHAPE = (8, 40, 40)  # K, J, I
+
+
+def bright_box(low, high, spacing=(1.0, 1.0, 2.0), name="patient") -> Volume:
+    """A CT whose voxels are bright (1000 HU) inside the box low..high (I, J, K, inclusive), air elsewhere."""
+    array = np.full(SHAPE, -1000, dtype=np.int16)
+    (i0, j0, k0), (i1, j1, k1) = low, high
+    array[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1] = 1000
+    return Volume(array, np.diag([*spacing, 1.0]), modality="CT", name=name)
+
+
+def box_mask(low, high) -> np.ndarray:
+    mask = np.zeros(SHAPE, dtype=bool)
+    (i0, j0, k0), (i1, j1, k1) = low, high
+    mask[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1] = True
+    return mask
+
+
+A_BOX, B_BOX = ((5, 5, 2), (15, 15, 5)), ((22, 20, 2), (34, 33, 6))
+
+
+class GatedOracle(GroundTruthOracle):
+    """The stand-in model, held inside its first encoding until ``release`` is set (a prediction under way)."""
+
+    def __init__(self):
+        super().__init__()
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def _encode(self, image):
+        self.started.set()
+        assert self.release.wait(60), "the test never released the model"
+        return super()._encode(image)
+
+
+def logic_with(model) -> MedicalSAM3SlicerLogic:
+    return MedicalSAM3SlicerLogic(LocalBackend(SegmentationEngine(model), BackendInfo("stand-in", "cpu", 1008)))
+
+
+def load_patient(scene, directory, box, name):
+    directory.mkdir(exist_ok=True)
+    volume = load_volume_node(scene, bright_box(*box, name=name), directory, name=name)
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Segmentation")
+    centre = [(lo + hi) // 2 for lo, hi in zip(*box)]
+    return volume, segmentation, centre
+
+
+def segment_count(segmentation) -> int:
+    return segmentation.GetSegmentation().GetNumberOfSegments()
+
+
+def test_a_result_of_patient_a_is_dropped_when_it_arrives_after_the_scene_was_closed(tmp_path):
+    scene = new_scene()
+    logic = logic_with(GroundTruthOracle())
+    volume_a, segmentation_a, centre = load_patient(scene, tmp_path / "a", A_BOX, "patient A")
+    clicks = add_points(scene, world_of_voxel(volume_a, centre))
+    request = logic.prepare(volume_a, segmentation_a, text="tumor", positive_points=clicks, view="axial",
+                            whole_volume=False)
+    updates = logic.predict(request)
+
+    scene.Clear(0)
+    logic.close()  # what the module does on the scene's EndCloseEvent
+    volume_b, segmentation_b, _ = load_patient(scene, tmp_path / "b", B_BOX, "patient B")
+    assert (volume_b.GetID(), segmentation_b.GetID()) == (request.volume_node_id, request.segmentation_node_id)
+
+    undo_saved = []
+    result = logic.apply(request, updates, save_state_for_undo=lambda: undo_saved.append(True))
+
+    assert result.dropped and not result.segment_ids and len(result.notes) == 1 and "dropped" in result.notes[0]
+    assert segment_count(segmentation_b) == 0 and not undo_saved
+
+
+def test_a_stale_result_is_dropped_also_when_the_logic_was_not_told_the_scene_closed(tmp_path):
+    """A script that clears the scene without calling close(): the nodes are compared as objects, not by ID."""
+    scene = new_scene()
+    logic = logic_with(GroundTruthOracle())
+    volume_a, segmentation_a, centre = load_patient(scene, tmp_path / "a", A_BOX, "patient A")
+    request = logic.prepare(volume_a, segmentation_a, positive_points=add_points(scene, world_of_voxel(volume_a, centre)),
+                            view="axial", whole_volume=False)
+    updates = logic.predict(request)
+    scene.Clear(0)
+    volume_b, segmentation_b, centre_b = load_patient(scene, tmp_path / "b", B_BOX, "patient B")
+
+    assert logic.apply(request, updates).dropped
+    assert segment_count(segmentation_b) == 0
+    # patient B is then segmented normally, on B's own voxels
+    result = logic.segment(volume_b, segmentation_b, positive_points=add_points(scene, world_of_voxel(volume_b, centre_b)),
+                           view="axial", whole_volume=False)
+    mask = segment_mask(segmentation_b, result.segment_ids[0], volume_b)
+    assert mask.any() and not (mask & box_mask(*A_BOX)).any() and (mask <= box_mask(*B_BOX)).all()
+
+
+def test_a_result_is_dropped_when_the_volume_got_other_voxels_meanwhile(tmp_path):
+    scene = new_scene()
+    logic = logic_with(GroundTruthOracle())
+    volume, segmentation, centre = load_patient(scene, tmp_path / "a", A_BOX, "patient A")
+    request = logic.prepare(volume, segmentation, positive_points=add_points(scene, world_of_voxel(volume, centre)),
+                            view="axial", whole_volume=False)
+    updates = logic.predict(request)
+    other = load_volume_node(scene, bright_box(*B_BOX), tmp_path, name="other")
+    volume.SetAndObserveImageData(other.GetImageData())  # e.g. a script replacing the image in place
+
+    result = logic.apply(request, updates)
+
+    assert result.dropped and "changed" in result.notes[0]
+    assert segment_count(segmentation) == 0
+
+
+def test_journey_close_the_scene_while_the_prediction_runs_then_load_patient_b(tmp_path):
+    """Load patient A, click, close the scene while the model works, load patient B: nothing of A lands in B, and
+    B is then segmented on its own voxels. The model runs on the module's worker thread; results are delivered as
+    the module's timer delivers them."""
+    scene = new_scene()
+    model = GatedOracle()
+    logic = logic_with(model)
+    worker = ModelWorker()
+    delivered = []
+    try:
+        volume_a, segmentation_a, centre = load_patient(scene, tmp_path / "a", A_BOX, "patient A")
+        request = logic.prepare(volume_a, segmentation_a, text="tumor",
+                                positive_points=add_points(scene, world_of_voxel(volume_a, centre)), view="axial")
+        worker.submit(lambda: logic.predict(request), on_done=lambda updates: delivered.append(
+            logic.apply(request, updates)), on_error=delivered.append)
+        assert model.started.wait(60)  # the prediction is under way
+
+        scene.Clear(0)
+        logic.close()
+        volume_b, segmentation_b, centre_b = load_patient(scene, tmp_path / "b", B_BOX, "patient B")
+        model.release.set()
+        while worker.busy:
+            worker.deliver_finished(0.05)
+
+        assert len(delivered) == 1 and not isinstance(delivered[0], BaseException), delivered
+        assert delivered[0].dropped and segment_count(segmentation_b) == 0
+        result = logic.segment(volume_b, segmentation_b, text="tumor",
+                               positive_points=add_points(scene, world_of_voxel(volume_b, centre_b)), view="axial")
+        mask = segment_mask(segmentation_b, result.segment_ids[0], volume_b)
+        assert segment_count(segmentation_b) == 1
+        np.testing.assert_array_equal(mask, box_mask(*B_BOX))
+    finally:
+        model.release.set()
+        worker.shutdown()
+        logic.close()
