@@ -21,6 +21,7 @@ from slicer.util import VTKObservationMixin
 # Only torch-free parts of the library are imported here, so the module loads (and offers to install its
 # dependencies) in a Slicer that has no torch yet; the logic is imported when it is first needed.
 from MedicalSAM3SlicerLib.parameters import MODALITY_CHOICES, MedicalSAM3SlicerParameters
+from MedicalSAM3SlicerLib.segment_io import SourceRepresentationError
 from MedicalSAM3SlicerLib.slice_view_interaction import Tool
 from MedicalSAM3SlicerLib.supported_versions import unsupported_slicer_message
 from MedicalSAM3SlicerLib.worker import ModelWorker
@@ -462,8 +463,24 @@ class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObser
         """Show a failing step's message to the user instead of a traceback in the console."""
         try:
             yield
+        except SourceRepresentationError as error:  # closed surfaces: ask, as the Segment Editor does
+            self._offer_labelmap_conversion(error)
         except Exception as error:
             self._show_error(error)
+
+    def _offer_labelmap_conversion(self, error):
+        """qMRMLSegmentEditorWidget::setSourceRepresentationToBinaryLabelmap asks before converting; so does this.
+        The conversion uses the source volume's grid and saves the editor's undo state first (logic.py)."""
+        volume, segmentation = self.ui.sourceVolumeSelector.currentNode(), self.ui.segmentationSelector.currentNode()
+        if volume is None or segmentation is None or not slicer.util.confirmYesNoDisplay(
+                f"{error}\n\nConvert '{segmentation.GetName()}' to a binary labelmap on the grid of "
+                f"'{volume.GetName()}' now? Some surface detail may be lost; Ctrl+Z in the Segment Editor undoes it."):
+            self.ui.notesLabel.text = str(error)
+            return
+        with self._reporting_errors():
+            result = self._logic().convert_to_labelmap(volume, segmentation,
+                                                       save_state_for_undo=self.ui.segmentEditorWidget.saveStateForUndo)
+            self.ui.notesLabel.text = "\n".join(result.notes + ["Prompt again to segment."])
 
 
 class MedicalSAM3SlicerTest(ScriptedLoadableModuleTest):

@@ -164,6 +164,22 @@ class MedicalSAM3SlicerLogic:
         """Continue from what a segment holds now (drawn by hand or by another tool): later prompts refine it."""
         return self._run("seed", volume_node, segmentation_node, segment_id)
 
+    def convert_to_labelmap(self, volume_node, segmentation_node, save_state_for_undo=None) -> SegmentationResult:
+        """Convert a segmentation whose segments are closed surfaces or contours (STL, OBJ, RTSTRUCT, .seg.vtm) to a
+        binary labelmap on the volume's grid, so that prompts can refine it; :meth:`prepare` refuses it until then
+        (:class:`~.segment_io.SourceRepresentationError`). ``save_state_for_undo`` is called first (the GUI passes
+        the embedded Segment Editor's, so Ctrl+Z brings the surfaces back)."""
+        segmentation = segmentation_node.GetSegmentation()
+        source = segmentation.GetSourceRepresentationName()
+        if source == segment_io.BINARY_LABELMAP or segmentation.GetNumberOfSegments() == 0:
+            return SegmentationResult()
+        if save_state_for_undo is not None:
+            save_state_for_undo()
+        segment_io.convert_to_labelmap(segmentation_node, volume_node)
+        return SegmentationResult(changed=True, notes=[f"'{segmentation_node.GetName()}' was converted from "
+                                                       f"{source.lower()} to a binary labelmap on the grid of "
+                                                       f"'{volume_node.GetName()}'."])
+
     def prefetch_around(self, volume_node, slice_node, text: str | None = None,
                         radius: int = PREFETCH_RADIUS) -> bool:
         """Encode, in the background, the slice a view shows and its neighbours, so that the next clicks there

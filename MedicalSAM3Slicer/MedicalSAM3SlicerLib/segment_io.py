@@ -22,7 +22,7 @@ from .volume_nodes import array_to_matrix, local_ijk_to_ras
 if TYPE_CHECKING:  # the session module pulls in the model stack (torch); only its type is needed here
     from medsam3.interaction.session import MaskUpdate
 
-_BINARY_LABELMAP = "Binary labelmap"
+BINARY_LABELMAP = _BINARY_LABELMAP = "Binary labelmap"
 
 
 def _volume_geometry(volume_node, extent: tuple[int, int, int, int, int, int] | None = None):
@@ -77,12 +77,66 @@ def same_geometry(first: str, second: str, tolerance_voxels: float = GEOMETRY_TO
     return bool(distance <= tolerance_voxels * max(spacing, 1e-12))
 
 
+class SourceRepresentationError(VolumeError):
+    """The segmentation keeps its segments as closed surfaces or contours, not voxels (see :func:`convert_to_labelmap`)."""
+
+
+def _check_source_representation(segmentation_node, volume_node) -> None:
+    segmentation = segmentation_node.GetSegmentation()
+    source = segmentation.GetSourceRepresentationName() or ""
+    if segmentation.GetNumberOfSegments() > 0 and source != _BINARY_LABELMAP:
+        raise SourceRepresentationError(
+            f"The segmentation '{segmentation_node.GetName()}' keeps its segments as {source.lower()} (e.g. from an "
+            f"STL, OBJ or RTSTRUCT file) and the model writes voxels: convert it to a binary labelmap on the grid "
+            f"of '{volume_node.GetName()}' (the module offers it), or choose a new segmentation.")
+
+
+def convert_to_labelmap(segmentation_node, volume_node) -> None:
+    """Make binary labelmap the source representation, converted on the volume's voxel grid, as the Segment Editor
+    does before editing (vtkSlicerSegmentEditorLogic::SetSourceRepresentationToBinaryLabelMap and
+    GetReferenceImageGeometryString in Slicer's Modules/Loadable/Segmentations/Logic/vtkSlicerSegmentEditorLogic.cxx;
+    asked first in qMRMLSegmentEditorWidget::setSourceRepresentationToBinaryLabelmap): the closed surface is made
+    again from the labelmap when the segmentation showed one. Without a reference geometry, Slicer's conversion rule
+    would pick a default grid of its own (0.08 mm voxels for a 2 cm sphere). Nothing is changed when Slicer cannot
+    convert (e.g. planar contours without SlicerRT's conversion rules)."""
+    segmentation = segmentation_node.GetSegmentation()
+    source = segmentation.GetSourceRepresentationName() or ""
+    if source == _BINARY_LABELMAP:
+        return
+    if segmentation.GetNumberOfSegments() > 0 and segmentation_node.GetTransformNodeID() != volume_node.GetTransformNodeID():
+        raise VolumeError(f"The segmentation '{segmentation_node.GetName()}' is under another transform than "
+                          f"'{volume_node.GetName()}'. Put both under the same transform, then convert it.")
+    parameter = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    previous_geometry = segmentation.GetConversionParameter(parameter)
+    closed_surface = slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
+    had_closed_surface = segmentation.ContainsRepresentation(closed_surface)
+    segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    converted = segmentation.CreateRepresentation(_BINARY_LABELMAP, True)  # again, on this grid, if one exists
+    segment_ids = [segmentation.GetNthSegmentID(n) for n in range(segmentation.GetNumberOfSegments())]
+    if not converted or any(segmentation.GetSegment(segment_id).GetRepresentation(_BINARY_LABELMAP) is None
+                            for segment_id in segment_ids):
+        for segment_id in segment_ids:  # derived labelmaps only; the source representation is untouched
+            segmentation.GetSegment(segment_id).RemoveRepresentation(_BINARY_LABELMAP)
+        segmentation.SetConversionParameter(parameter, previous_geometry)
+        raise SourceRepresentationError(f"Slicer cannot convert the {source.lower()} of '{segmentation_node.GetName()}' "
+                                        "to a binary labelmap (for RTSTRUCT contours install the SlicerRT extension); "
+                                        "nothing was changed: choose a new segmentation.")
+    segmentation.SetSourceRepresentationName(_BINARY_LABELMAP)
+    if had_closed_surface:
+        segmentation.CreateRepresentation(closed_surface)
+    display_node = segmentation_node.GetDisplayNode()
+    if display_node is not None:
+        display_node.SetPreferredDisplayRepresentationName2D(_BINARY_LABELMAP)
+
+
 def bind_to_volume(segmentation_node, volume_node) -> None:
     """Make the segmentation's labelmap grid the volume's grid and put it under the volume's transform.
 
     A segmentation that already holds segments on another grid, or under another transform, is not silently
-    resampled: the user is asked to choose a new segmentation instead.
+    resampled: the user is asked to choose a new segmentation instead. One whose segments are closed surfaces or
+    contours is refused, unchanged (:class:`SourceRepresentationError`; :func:`convert_to_labelmap` converts it).
     """
+    _check_source_representation(segmentation_node, volume_node)
     segmentation = segmentation_node.GetSegmentation()
     wanted_geometry = _geometry_string(volume_node)
     current_geometry = segmentation.GetConversionParameter(
@@ -96,7 +150,7 @@ def bind_to_volume(segmentation_node, volume_node) -> None:
                           f"'{volume_node.GetName()}'. Put both under the same transform, or choose a new segmentation.")
     segmentation_node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
     segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
-    if not segmentation.GetSourceRepresentationName() == _BINARY_LABELMAP:
+    if not segmentation.GetSourceRepresentationName() == _BINARY_LABELMAP:  # no segments: nothing to convert
         segmentation.SetSourceRepresentationName(_BINARY_LABELMAP)
 
 
