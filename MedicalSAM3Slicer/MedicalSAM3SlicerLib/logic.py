@@ -192,6 +192,8 @@ class MedicalSAM3SlicerLogic:
         engine = getattr(self.backend, "engine", None)
         if engine is None or volume_node is None or slice_node is None:
             return False
+        if prompt_nodes.volume_ids_shown(slice_node) and volume_node.GetID() not in prompt_nodes.volume_ids_shown(slice_node):
+            return False  # the view shows another volume: a click there is refused (prompt_nodes.check_view_shows)
         from medsam3.interaction.prefetch import PrefetchRequest, SlicePrefetcher
 
         volume = self._state(volume_node).volume
@@ -279,6 +281,8 @@ class MedicalSAM3SlicerLogic:
         action = "prompt" if has_geometric_prompt else "text"
         if action == "text" and not (text and text.strip()):
             raise PromptError("Nothing to segment from: type what to segment, click on the object or draw a box.")
+        if view is not None and not isinstance(view, (str, SliceAxis)):
+            prompt_nodes.check_view_shows(volume_node, view)  # before anything is read or changed
         request = self._base_request(action, volume_node, segmentation_node, segment_id)
         volume = request.state.volume
         request.axis = self._axis(volume, view)
@@ -302,6 +306,7 @@ class MedicalSAM3SlicerLogic:
             raise ValueError(f"Unknown stroke kind {kind!r}: use 'scribble' or 'lasso'.")
         if view is None or isinstance(view, (str, SliceAxis)):
             raise PromptError("A scribble or lasso needs the slice view it was drawn on.")
+        prompt_nodes.check_view_shows(volume_node, view)
         request = self._base_request("prompt", volume_node, segmentation_node, segment_id)
         volume = request.state.volume
         request.whole_volume = bool(whole_volume)

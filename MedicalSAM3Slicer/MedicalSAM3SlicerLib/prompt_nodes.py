@@ -137,3 +137,36 @@ def slice_node_showing(point_world, slice_nodes):
         if distance < best_distance - 1e-6:
             best, best_distance = slice_node, distance
     return best
+
+
+def volume_ids_shown(slice_node) -> list[str]:
+    """The IDs of the volumes a slice view shows: its background, and its foreground when that is not transparent.
+
+    A view's layers live on its slice composite node, the one with the slice node's layout name (as
+    vtkMRMLSliceLogic::GetSliceCompositeNode(vtkMRMLSliceNode*) finds it, Slicer's Libs/MRML/Logic/vtkMRMLSliceLogic.cxx).
+    """
+    scene = slice_node.GetScene() if hasattr(slice_node, "GetScene") else None
+    layout_name = slice_node.GetLayoutName() if scene is not None else None
+    if not layout_name:
+        return []
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
+        composite = scene.GetNthNodeByClass(index, "vtkMRMLSliceCompositeNode")
+        if composite.GetLayoutName() == layout_name:
+            shown = [composite.GetBackgroundVolumeID()]
+            if composite.GetForegroundOpacity() > 0:
+                shown.append(composite.GetForegroundVolumeID())
+            return [volume_id for volume_id in shown if volume_id]
+    return []
+
+
+def check_view_shows(volume_node, slice_node) -> None:
+    """Refuse (one line naming both volumes) a prompt placed in a view that shows another volume than the source
+    volume: its position was judged on the image the user saw, which is not the one the model would segment."""
+    shown = volume_ids_shown(slice_node)
+    if not shown or volume_node.GetID() in shown:
+        return
+    other = volume_node.GetScene().GetNodeByID(shown[0])
+    other_name = other.GetName() if other is not None else shown[0]
+    raise PromptError(f"The {slice_node.GetLayoutName()} view shows '{other_name}', but the source volume is "
+                      f"'{volume_node.GetName()}': choose '{other_name}' as the source volume (with a segmentation "
+                      f"for it), or show '{volume_node.GetName()}' in that view, then prompt again.")

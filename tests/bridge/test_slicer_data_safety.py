@@ -6,9 +6,11 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 
 from slicer_scene import add_points, add_slice_node, load_volume_node, new_scene, slicer, world_of_voxel
 
+from medsam3.errors import PromptError
 from medsam3.transports.backend import BackendInfo, LocalBackend
 from medsam3.geometry.volume import Volume
 from medsam3.interaction.engine import SegmentationEngine
@@ -161,3 +163,49 @@ def test_journey_close_the_scene_while_the_prediction_runs_then_load_patient_b(t
         model.release.set()
         worker.shutdown()
         logic.close()
+
+
+def show_in_view(scene, slice_node, volume_node):
+    """The view's slice composite node, as the application creates one per view, showing ``volume_node``."""
+    composite = scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
+    composite.SetLayoutName(slice_node.GetLayoutName())
+    composite.SetBackgroundVolumeID(volume_node.GetID())
+    return composite
+
+
+def test_journey_two_series_a_click_in_the_view_showing_the_second_is_not_put_on_the_first(tmp_path):
+    """Series 1 is the source volume and has a segment; series 2 (another grid, another object) is loaded later and
+    shown in the Red view. A click there is refused in one line naming both series, and nothing changes; with
+    series 2 chosen as the source (and a segmentation for it) the same click segments series 2's object."""
+    scene = new_scene()
+    logic = logic_with(GroundTruthOracle())
+    series1, segmentation1, centre1 = load_patient(scene, tmp_path / "1", A_BOX, "series 1")
+    logic.segment(series1, segmentation1, positive_points=add_points(scene, world_of_voxel(series1, centre1)),
+                  view="axial", whole_volume=False)
+    first_voxels = segment_mask(segmentation1, segmentation1.GetSegmentation().GetNthSegmentID(0), series1)
+    (tmp_path / "2").mkdir()
+    series2 = load_volume_node(scene, bright_box(*B_BOX, spacing=(0.9, 0.9, 2.5), name="series 2"), tmp_path / "2",
+                               name="series 2")
+    centre2 = world_of_voxel(series2, [(lo + hi) // 2 for lo, hi in zip(*B_BOX)])
+    red = add_slice_node(scene, "axial", centre2)
+    composite = show_in_view(scene, red, series2)
+    click = add_points(scene, centre2)
+
+    with pytest.raises(PromptError) as refused:
+        logic.segment(series1, segmentation1, positive_points=click, view=red, whole_volume=False)
+    message = str(refused.value)
+    assert "\n" not in message and "'series 2'" in message and "'series 1'" in message
+    assert segment_count(segmentation1) == 1
+    np.testing.assert_array_equal(segment_mask(segmentation1, segmentation1.GetSegmentation().GetNthSegmentID(0),
+                                               series1), first_voxels)
+    assert not logic.prefetch_around(series1, red)  # nor is series 1 encoded for that view
+
+    segmentation2 = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Segmentation 2")
+    result = logic.segment(series2, segmentation2, positive_points=click, view=red, whole_volume=False)
+    found = segment_mask(segmentation2, result.segment_ids[0], series2)
+    k = (B_BOX[0][2] + B_BOX[1][2]) // 2
+    np.testing.assert_array_equal(found[k], box_mask(*B_BOX)[k])
+    composite.SetForegroundVolumeID(series1.GetID())
+    composite.SetForegroundOpacity(0.5)  # series 1 shown over series 2: a click is judged on series 1 too
+    logic.segment(series1, segmentation1, positive_points=add_points(scene, world_of_voxel(series1, centre1)),
+                  view=red, whole_volume=False)
