@@ -162,6 +162,8 @@ class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObser
     def exit(self):
         self._entered = False
         self._prefetch_timer.stop()  # no background encoding for views scrolled in other modules
+        if self.logic is not None:
+            self.logic.cancel_prefetch()  # and the one under way stops after its current slice
         self.tools.remove()
         self._remove_shortcuts()
         self.ui.segmentEditorWidget.setActiveEffect(None)

@@ -39,6 +39,9 @@ from .worker import DELIVERY_WAIT_SECONDS, ModelWorker
 
 
 PREFETCH_RADIUS = 2  # slices on each side of the one on screen
+# per delivery-timer tick (30 ms) the GUI lends the prefetch this long with the GIL released; a prefetch is a
+# courtesy, so the GUI keeps most of each tick (a prompt's own job gets DELIVERY_WAIT_SECONDS)
+PREFETCH_WAIT_SECONDS = 0.010
 
 
 @dataclass
@@ -109,7 +112,7 @@ class MedicalSAM3SlicerLogic:
         are dropped by :meth:`apply`. The prefetch thread is told to stop and is not waited for."""
         self._generation += 1
         if self._prefetcher is not None:
-            self._prefetcher.close()
+            self._prefetcher.close()  # not joined: it stops after the slice it is encoding
             self._prefetcher = None
         for state in self._states.values():
             if state.session is not None:
@@ -208,21 +211,27 @@ class MedicalSAM3SlicerLogic:
         self._prefetcher.request(PrefetchRequest(volume, axis, index, radius, target_text=target))
         return True
 
+    def cancel_prefetch(self) -> None:
+        """Stop the background prefetch after the slice it is encoding (the user left the module)."""
+        if self._prefetcher is not None:
+            self._prefetcher.cancel()
+
     def wait_for_prefetch(self, timeout: float | None = None) -> bool:
         """Wait (with the GIL released) until the background prefetch is idle; returns whether it is."""
         return self._prefetcher is None or self._prefetcher.wait_idle(timeout)
 
-    def deliver_and_wait(self, worker: ModelWorker, wait: float = DELIVERY_WAIT_SECONDS) -> bool:
+    def deliver_and_wait(self, worker: ModelWorker, wait: float = DELIVERY_WAIT_SECONDS,
+                         prefetch_wait: float = PREFETCH_WAIT_SECONDS) -> bool:
         """The GUI's delivery-timer slot: deliver finished model jobs, waiting up to ``wait`` seconds for one while
-        the worker is busy, else wait as long for the background prefetch. Both waits release the GIL, which is
-        what lets the worker and the prefetcher run at all inside Slicer (see :mod:`.worker`). Returns whether
-        model work or a prefetch is still under way: keep calling it (keep the timer running) while it is True,
-        also after :meth:`prefetch_around`.
+        the worker is busy, else up to ``prefetch_wait`` seconds for the background prefetch. Both waits release
+        the GIL, which is what lets the worker and the prefetcher run at all inside Slicer (see :mod:`.worker`).
+        Returns whether model work or a prefetch is still under way: keep calling it (keep the timer running)
+        while it is True, also after :meth:`prefetch_around`.
         """
         if worker.busy:
             worker.deliver_finished(wait)
-        elif wait > 0:
-            self.wait_for_prefetch(wait)
+        elif prefetch_wait > 0:
+            self.wait_for_prefetch(min(wait, prefetch_wait))
         return worker.busy or not self.wait_for_prefetch(0)
 
     def _run(self, action, volume_node, segmentation_node, segment_id) -> SegmentationResult:

@@ -45,13 +45,14 @@ A_BOX, B_BOX = ((5, 5, 2), (15, 15, 5)), ((22, 20, 2), (34, 33, 6))
 class GatedOracle(GroundTruthOracle):
     """The stand-in model, held inside its first encoding until ``release`` is set (a prediction under way)."""
 
-    def __init__(self):
+    def __init__(self, give_up_after: float = 60):
         super().__init__()
         self.started, self.release = threading.Event(), threading.Event()
+        self.give_up_after = give_up_after
 
     def _encode(self, image):
         self.started.set()
-        assert self.release.wait(60), "the test never released the model"
+        assert self.release.wait(self.give_up_after), "the test never released the model"
         return super()._encode(image)
 
 

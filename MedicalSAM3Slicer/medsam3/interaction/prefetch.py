@@ -30,7 +30,8 @@ class PrefetchRequest:
 
 class SlicePrefetcher:
     """One background thread; each new request replaces the pending one and stops the running one between
-    slices (a click meanwhile waits for at most the slice being encoded, which it may then reuse)."""
+    slices (a click meanwhile waits for at most the slice being encoded, which it may then reuse). The work is
+    done one slice at a time: :meth:`cancel` and :meth:`close` take effect at the next slice boundary."""
 
     def __init__(self, engine: SegmentationEngine):
         self.engine = engine
@@ -59,13 +60,21 @@ class SlicePrefetcher:
         with self._condition:
             return self._condition.wait_for(lambda: self._pending is None and not self._busy, timeout)
 
-    def close(self) -> None:
+    def close(self, wait: float | None = None) -> None:
+        """Stop the thread after the slice it is encoding. ``wait`` None: do not wait for that (a GUI thread must
+        not block on a slice encoding); else wait up to ``wait`` seconds."""
         with self._condition:
             self._closed = True
             self._pending = None
             self._generation += 1
             self._condition.notify_all()
-        self._thread.join(timeout=60)
+        if wait is not None:
+            self._thread.join(timeout=wait)
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread is still alive (it ends at the next slice boundary after close)."""
+        return self._thread.is_alive()
 
     def _run(self) -> None:
         while True:
