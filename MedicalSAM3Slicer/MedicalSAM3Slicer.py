@@ -376,8 +376,19 @@ class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObser
 
         self.worker.submit(lambda: self._logic().predict(request, progress=report,
                                                          should_stop=self._stop_requested.is_set),
-                           on_done=done, on_error=self._show_error)
+                           on_done=done, on_error=lambda error: self._job_failed(request, error))
         self._delivery_timer.start()
+
+    def _job_failed(self, request, error):
+        """A failed or stopped job: a status line (a dialog only for a real failure, logic.failure_report), then
+        what the user drew meanwhile runs as it would after a success."""
+        self._set_busy(False)
+        message, dialog = self._logic().failure_report(request, error)
+        self.ui.notesLabel.text = message
+        if dialog:
+            logging.error("MedicalSAM3Slicer: %s", error)
+            slicer.util.errorDisplay(message)
+        qt.QTimer.singleShot(0, self._run_pending)
 
     def on_stop(self):
         """Stop a running whole-volume prediction between two slices; the segment stays as it was."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medsam3.transports.backend import SegmentationBackend, Session
-from medsam3.errors import PromptError
+from medsam3.errors import Cancelled, PromptError
 from medsam3.interaction.prompts import SlicePrompt, parse_text_targets
 from medsam3.interaction.session import MaskUpdate
 from medsam3.geometry.slicing import SliceAxis, SliceGeometry
@@ -450,6 +450,17 @@ class MedicalSAM3SlicerLogic:
             return (f"The voxels of '{name}' changed while the model was running; its result was dropped: "
                     "prompt again.")
         return ""
+
+    def failure_report(self, request: Request, error: BaseException) -> tuple[str, bool]:
+        """What to tell the user when a request's model part failed: (one status line, whether it deserves an error
+        dialog). Stop (:class:`~medsam3.errors.Cancelled`) and the failure of a request whose scene was closed
+        meanwhile get a status line only. Either way the GUI goes on with the prompts placed meanwhile."""
+        if isinstance(error, Cancelled):
+            return str(error), False
+        stale = self.stale_reason(request)
+        if stale:
+            return stale, False
+        return str(error) or type(error).__name__, True
 
     @staticmethod
     def _write(state: _VolumeState, update: MaskUpdate, segmentation_node, segment_id, volume_node,

@@ -210,3 +210,30 @@ def test_journey_two_series_a_click_in_the_view_showing_the_second_is_not_put_on
     composite.SetForegroundOpacity(0.5)  # series 1 shown over series 2: a click is judged on series 1 too
     logic.segment(series1, segmentation1, positive_points=add_points(scene, world_of_voxel(series1, centre1)),
                   view=red, whole_volume=False)
+
+
+def test_stop_and_failures_of_closed_scenes_get_a_status_line_and_no_dialog(tmp_path):
+    """Stop ends a whole-volume prediction between slices (the engine raises Cancelled): one status line, no error
+    dialog, nothing written. A job that fails after its scene was closed gets a status line too; a real failure
+    gets the dialog."""
+    scene = new_scene()
+    logic = logic_with(GroundTruthOracle())
+    volume, segmentation, centre = load_patient(scene, tmp_path / "a", A_BOX, "patient A")
+    request = logic.prepare(volume, segmentation, positive_points=add_points(scene, world_of_voxel(volume, centre)),
+                            view="axial", whole_volume=True)
+    worker = ModelWorker()
+    errors = []
+    try:
+        worker.submit(lambda: logic.predict(request, should_stop=lambda: True), on_error=errors.append)
+        while worker.busy:
+            worker.deliver_finished(0.05)
+    finally:
+        worker.shutdown()
+
+    message, dialog = logic.failure_report(request, errors[0])
+    assert not dialog and "\n" not in message and segment_count(segmentation) == 0
+    assert logic.failure_report(request, RuntimeError("CUDA out of memory"))[1]  # a real failure: the dialog
+    scene.Clear(0)
+    logic.close()
+    message, dialog = logic.failure_report(request, RuntimeError("session closed"))
+    assert not dialog and "dropped" in message

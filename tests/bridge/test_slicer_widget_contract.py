@@ -332,3 +332,16 @@ def test_the_modality_choice_is_on_the_panel_and_stored_where_the_logic_reads_it
     for choice, expected in zip(MODALITY_CHOICES, (None, "CT", "MR")):
         parameters.modality = choice
         assert scene_modality_override(scene) == expected
+
+
+def test_a_failed_or_stopped_job_goes_on_with_the_prompts_placed_meanwhile():
+    """The worker's error callback reports through logic.failure_report (a dialog only for a real failure, not for
+    Stop) and then runs what the user drew meanwhile, as the success callback does."""
+    import ast
+
+    methods = _widget_methods()
+    submit = ast.unparse(methods["_submit"])
+    assert "on_error=self._show_error" not in submit and "_job_failed" in submit
+    calls = _called_names(methods["_job_failed"])
+    assert {"failure_report", "singleShot"} <= calls and "_show_error" not in calls
+    assert "self._run_pending" in ast.unparse(methods["_job_failed"])
