@@ -22,6 +22,7 @@ from medsam3.geometry.volume import Volume
 from .volume_nodes import matrix_to_array
 
 POLARITY_ATTRIBUTE = "MedicalSAM3.Polarity"
+PROMPT_KIND_ATTRIBUTE = "MedicalSAM3.PromptKind"  # "positive", "negative" or "box": the module's own prompt nodes
 
 
 def control_points_world(markups_node) -> np.ndarray:
@@ -170,3 +171,41 @@ def check_view_shows(volume_node, slice_node) -> None:
     raise PromptError(f"The {slice_node.GetLayoutName()} view shows '{other_name}', but the source volume is "
                       f"'{volume_node.GetName()}': choose '{other_name}' as the source volume (with a segmentation "
                       f"for it), or show '{volume_node.GetName()}' in that view, then prompt again.")
+
+
+def prompt_node(scene, kind: str, current=None):
+    """The point list ("positive" / "negative") or ROI ("box") the module keeps clicks and boxes in, one per scene.
+
+    It is never saved with the scene (SetSaveWithScene(False) on it and its display node): prompts are momentary,
+    and a saved scene would bring back stale clicks next to the module's own new nodes. A node a scene saved by an
+    earlier version still holds is adopted, emptied of its stale prompts, and no longer saved.
+    """
+    if kind not in ("positive", "negative", "box"):
+        raise ValueError(f"Unknown prompt node kind {kind!r}.")
+    if current is not None and current.GetScene() is scene:
+        return current
+    node_class = "vtkMRMLMarkupsROINode" if kind == "box" else "vtkMRMLMarkupsFiducialNode"
+    name = f"MedicalSAM3 {kind}"
+    node = None
+    for index in range(scene.GetNumberOfNodesByClass(node_class)):
+        candidate = scene.GetNthNodeByClass(index, node_class)
+        if candidate.GetAttribute(PROMPT_KIND_ATTRIBUTE) == kind or (
+                candidate.GetName() == name and candidate.GetAttribute(POLARITY_ATTRIBUTE) is not None):
+            node = candidate
+            node.RemoveAllControlPoints()  # stale: placed in an earlier session
+            break
+    if node is None:
+        node = scene.AddNewNodeByClass(node_class, name)
+        if kind == "box":  # the box is the bounding box of its two corners (the default ROI type is centred)
+            node.SetROIType(node.ROITypeBoundingBox)
+        node.CreateDefaultDisplayNodes()
+    node.SetAttribute(PROMPT_KIND_ATTRIBUTE, kind)
+    node.SetAttribute(POLARITY_ATTRIBUTE, "negative" if kind == "negative" else "positive")
+    node.SetSaveWithScene(False)
+    display = node.GetDisplayNode()
+    if display is not None:
+        display.SetSaveWithScene(False)
+        display.SetSelectedColor((0.1, 0.8, 0.1) if kind != "negative" else (0.9, 0.1, 0.1))
+        display.SetPointLabelsVisibility(False)
+    node.SetLocked(True)  # placed by the tools only; a later click must not drag it
+    return node

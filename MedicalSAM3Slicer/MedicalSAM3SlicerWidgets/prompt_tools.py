@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import slicer
 
-from MedicalSAM3SlicerLib.prompt_nodes import POLARITY_ATTRIBUTE, slice_node_showing
+from MedicalSAM3SlicerLib.prompt_nodes import prompt_node, slice_node_showing
 from MedicalSAM3SlicerLib.slice_view_interaction import GestureRecorder, Tool, display_to_world, keep_box
 
 from .slice_view_mouse import SliceViewMouse
@@ -89,19 +89,10 @@ class PromptTools:
 
     # --- gestures ------------------------------------------------------------------------------------------
     def node(self, kind):
-        """The point list (positive / negative) or ROI that clicks and boxes are kept in, created on first use."""
-        node = self.nodes.get(kind)
-        if node is None or node.GetScene() is None:
-            node_class = "vtkMRMLMarkupsROINode" if kind == "box" else "vtkMRMLMarkupsFiducialNode"
-            node = slicer.mrmlScene.AddNewNodeByClass(node_class, f"MedicalSAM3 {kind}")
-            node.SetAttribute(POLARITY_ATTRIBUTE, "negative" if kind == "negative" else "positive")
-            if kind == "box":  # the box is the bounding box of its two corners (the default ROI type is centred)
-                node.SetROIType(slicer.vtkMRMLMarkupsROINode.ROITypeBoundingBox)
-            node.CreateDefaultDisplayNodes()
-            node.GetDisplayNode().SetSelectedColor((0.1, 0.8, 0.1) if kind != "negative" else (0.9, 0.1, 0.1))
-            node.GetDisplayNode().SetPointLabelsVisibility(False)
-            node.SetLocked(True)  # placed by the tools only; a later click must not drag it
-            self.nodes[kind] = node
+        """The point list (positive / negative) or ROI that clicks and boxes are kept in, created on first use, never
+        saved with the scene (MedicalSAM3SlicerLib.prompt_nodes.prompt_node)."""
+        node = prompt_node(slicer.mrmlScene, kind, self.nodes.get(kind))
+        self.nodes[kind] = node
         return node
 
     def _on_gesture(self, gesture):
