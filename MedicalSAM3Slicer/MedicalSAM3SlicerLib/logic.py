@@ -36,6 +36,7 @@ from .parameters import scene_modality_override
 from .terminology import Terminology, TerminologyTable, apply_to_segment, default_table
 from .volume_nodes import volume_from_node, volume_state_key
 from .worker import DELIVERY_WAIT_SECONDS, ModelWorker
+from .written_mask import WrittenMask
 
 
 PREFETCH_RADIUS = 2  # slices on each side of the one on screen
@@ -61,7 +62,7 @@ class _VolumeState:
     session: Session | None = None
     node: object = None  # the volume node itself: after a scene is cleared another node can carry the same ID
     objects: dict[tuple[str, str], int] = field(default_factory=dict)  # (segmentation ID, segment ID) -> object
-    written: dict[int, np.ndarray] = field(default_factory=dict)  # object -> its voxels as last written by us
+    written: dict[int, WrittenMask] = field(default_factory=dict)  # object -> its voxels as last written by us
     written_time: dict[tuple[str, str], int] = field(default_factory=dict)  # segment -> labelmap time after that
 
 
@@ -195,7 +196,8 @@ class MedicalSAM3SlicerLogic:
         engine = getattr(self.backend, "engine", None)
         if engine is None or volume_node is None or slice_node is None:
             return False
-        if prompt_nodes.volume_ids_shown(slice_node) and volume_node.GetID() not in prompt_nodes.volume_ids_shown(slice_node):
+        shown = prompt_nodes.volume_ids_shown(slice_node)
+        if shown and volume_node.GetID() not in shown:
             return False  # the view shows another volume: a click there is refused (prompt_nodes.check_view_shows)
         from medsam3.interaction.prefetch import PrefetchRequest, SlicePrefetcher
 
@@ -239,7 +241,19 @@ class MedicalSAM3SlicerLogic:
         return self.apply(request, self.predict(request))
 
     # --- step 1: read MRML (main thread) ---------------------------------------------------------------------
+    def memory_held(self) -> dict[str, int]:
+        """Bytes the logic holds: the private copies of the volumes (one per volume still in the scene, for the
+        model thread) and what it remembers of the segments it wrote (their bounding boxes)."""
+        states = list(self._states.values())
+        return {"volume copies": sum(state.volume.array.nbytes for state in states),
+                "written masks": sum(mask.nbytes for state in states for mask in state.written.values())}
+
     def _state(self, volume_node) -> _VolumeState:
+        for volume_id, old in list(self._states.items()):  # volumes removed from the scene: free their copies
+            if old.node is not None and old.node.GetScene() is None:
+                if old.session is not None:
+                    old.session.close()
+                del self._states[volume_id]
         modality = self.modality or scene_modality_override(volume_node.GetScene())
         key = (*volume_state_key(volume_node), modality)
         state = self._states.get(volume_node.GetID())
@@ -269,7 +283,7 @@ class MedicalSAM3SlicerLogic:
                 # starts from its current voxels, so nothing drawn is lost and undo returns to the drawing.
                 mask = segment_io.segment_mask(segmentation_node, segment_id, volume_node)
                 written = state.written.get(request.object_id)
-                if (written is None and mask.any()) or (written is not None and not np.array_equal(mask, written)):
+                if (written is None and mask.any()) or (written is not None and not written.equals(mask)):
                     request.seed_mask = mask
         return request
 
@@ -466,8 +480,7 @@ class MedicalSAM3SlicerLogic:
     def _write(state: _VolumeState, update: MaskUpdate, segmentation_node, segment_id, volume_node,
                result: SegmentationResult) -> None:
         segment_io.apply_update(update, segmentation_node, segment_id, volume_node)
-        written = state.written.setdefault(update.object_id, np.zeros(state.volume.array.shape, dtype=bool))
-        update.apply_to(written)
+        state.written.setdefault(update.object_id, WrittenMask(state.volume.array.shape)).apply(update)
         state.written_time[(segmentation_node.GetID(), segment_id)] = \
             segment_io.labelmap_modified_time(segmentation_node, segment_id)
         result.changed |= not update.is_empty

@@ -144,7 +144,8 @@ def volume_ids_shown(slice_node) -> list[str]:
     """The IDs of the volumes a slice view shows: its background, and its foreground when that is not transparent.
 
     A view's layers live on its slice composite node, the one with the slice node's layout name (as
-    vtkMRMLSliceLogic::GetSliceCompositeNode(vtkMRMLSliceNode*) finds it, Slicer's Libs/MRML/Logic/vtkMRMLSliceLogic.cxx).
+    vtkMRMLSliceLogic::GetSliceCompositeNode(vtkMRMLSliceNode*) finds it, Slicer's
+    Libs/MRML/Logic/vtkMRMLSliceLogic.cxx).
     """
     scene = slice_node.GetScene() if hasattr(slice_node, "GetScene") else None
     layout_name = slice_node.GetLayoutName() if scene is not None else None

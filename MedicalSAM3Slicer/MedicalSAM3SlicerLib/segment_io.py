@@ -78,7 +78,7 @@ def same_geometry(first: str, second: str, tolerance_voxels: float = GEOMETRY_TO
 
 
 class SourceRepresentationError(VolumeError):
-    """The segmentation keeps its segments as closed surfaces or contours, not voxels (see :func:`convert_to_labelmap`)."""
+    """The segmentation keeps its segments as closed surfaces or contours, not voxels (:func:`convert_to_labelmap`)."""
 
 
 def _check_source_representation(segmentation_node, volume_node) -> None:
@@ -103,7 +103,8 @@ def convert_to_labelmap(segmentation_node, volume_node) -> None:
     source = segmentation.GetSourceRepresentationName() or ""
     if source == _BINARY_LABELMAP:
         return
-    if segmentation.GetNumberOfSegments() > 0 and segmentation_node.GetTransformNodeID() != volume_node.GetTransformNodeID():
+    other_transform = segmentation_node.GetTransformNodeID() != volume_node.GetTransformNodeID()
+    if segmentation.GetNumberOfSegments() > 0 and other_transform:
         raise VolumeError(f"The segmentation '{segmentation_node.GetName()}' is under another transform than "
                           f"'{volume_node.GetName()}'. Put both under the same transform, then convert it.")
     parameter = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
@@ -118,7 +119,8 @@ def convert_to_labelmap(segmentation_node, volume_node) -> None:
         for segment_id in segment_ids:  # derived labelmaps only; the source representation is untouched
             segmentation.GetSegment(segment_id).RemoveRepresentation(_BINARY_LABELMAP)
         segmentation.SetConversionParameter(parameter, previous_geometry)
-        raise SourceRepresentationError(f"Slicer cannot convert the {source.lower()} of '{segmentation_node.GetName()}' "
+        raise SourceRepresentationError(f"Slicer cannot convert the {source.lower()} of "
+                                        f"'{segmentation_node.GetName()}' "
                                         "to a binary labelmap (for RTSTRUCT contours install the SlicerRT extension); "
                                         "nothing was changed: choose a new segmentation.")
     segmentation.SetSourceRepresentationName(_BINARY_LABELMAP)

@@ -98,8 +98,8 @@ def test_a_stale_result_is_dropped_also_when_the_logic_was_not_told_the_scene_cl
     scene = new_scene()
     logic = logic_with(GroundTruthOracle())
     volume_a, segmentation_a, centre = load_patient(scene, tmp_path / "a", A_BOX, "patient A")
-    request = logic.prepare(volume_a, segmentation_a, positive_points=add_points(scene, world_of_voxel(volume_a, centre)),
-                            view="axial", whole_volume=False)
+    clicks = add_points(scene, world_of_voxel(volume_a, centre))
+    request = logic.prepare(volume_a, segmentation_a, positive_points=clicks, view="axial", whole_volume=False)
     updates = logic.predict(request)
     scene.Clear(0)
     volume_b, segmentation_b, centre_b = load_patient(scene, tmp_path / "b", B_BOX, "patient B")
@@ -107,8 +107,8 @@ def test_a_stale_result_is_dropped_also_when_the_logic_was_not_told_the_scene_cl
     assert logic.apply(request, updates).dropped
     assert segment_count(segmentation_b) == 0
     # patient B is then segmented normally, on B's own voxels
-    result = logic.segment(volume_b, segmentation_b, positive_points=add_points(scene, world_of_voxel(volume_b, centre_b)),
-                           view="axial", whole_volume=False)
+    clicks_b = add_points(scene, world_of_voxel(volume_b, centre_b))
+    result = logic.segment(volume_b, segmentation_b, positive_points=clicks_b, view="axial", whole_volume=False)
     mask = segment_mask(segmentation_b, result.segment_ids[0], volume_b)
     assert mask.any() and not (mask & box_mask(*A_BOX)).any() and (mask <= box_mask(*B_BOX)).all()
 
@@ -237,3 +237,44 @@ def test_stop_and_failures_of_closed_scenes_get_a_status_line_and_no_dialog(tmp_
     logic.close()
     message, dialog = logic.failure_report(request, RuntimeError("session closed"))
     assert not dialog and "dropped" in message
+
+
+def test_what_the_logic_keeps_per_segment_is_bounded_by_the_object_not_the_volume(tmp_path):
+    """Before: every segment the model touched kept a full-volume boolean array (1 byte per voxel) until the scene
+    closed. Now its bounding box only, nothing once emptied; a volume removed from the scene frees its copy."""
+    scene = new_scene()
+    logic = logic_with(GroundTruthOracle())
+    volume, segmentation, centre = load_patient(scene, tmp_path / "a", A_BOX, "patient A")
+    segment_id = logic.segment(volume, segmentation, view="axial",
+                               positive_points=add_points(scene, world_of_voxel(volume, centre))).segment_ids[0]
+    held = logic.memory_held()
+    full_volume = int(np.prod(SHAPE))
+    print(f"\nbytes held per segment: {held['written masks']} (a full-volume array: {full_volume})")
+    assert held["written masks"] == box_mask(*A_BOX).sum() < full_volume
+
+    logic.reset(volume, segmentation, segment_id)
+    assert logic.memory_held()["written masks"] == 0
+    other, other_segmentation, other_centre = load_patient(scene, tmp_path / "b", B_BOX, "patient B")
+    scene.RemoveNode(volume)
+    logic.segment(other, other_segmentation, view="axial", whole_volume=False,
+                  positive_points=add_points(scene, world_of_voxel(other, other_centre)))
+    assert logic.memory_held()["volume copies"] == full_volume * 2  # B's int16 copy only
+
+
+def test_the_remembered_segment_equals_a_full_volume_array_after_any_updates():
+    from medsam3.interaction.session import MaskUpdate
+    from MedicalSAM3SlicerLib.written_mask import WrittenMask
+
+    rng = np.random.default_rng(3)
+    full, kept = np.zeros(SHAPE, dtype=bool), WrittenMask(SHAPE)
+    for step in range(200):
+        low = [int(rng.integers(0, n)) for n in SHAPE]
+        high = [int(rng.integers(lo + 1, n + 1)) for lo, n in zip(low, SHAPE)]
+        values = rng.random([h - lo for lo, h in zip(low, high)]) < (0.0 if step % 7 == 0 else 0.5)
+        update = MaskUpdate(1, (low[0], high[0], low[1], high[1], low[2], high[2]), values)
+        update.apply_to(full)
+        kept.apply(update)
+        assert kept.equals(full) and kept.nbytes <= full.size
+        probe = full.copy()
+        probe.flat[int(rng.integers(0, probe.size))] ^= True
+        assert not kept.equals(probe)
