@@ -174,7 +174,7 @@ class MedicalSAM3SlicerLogic:
         (:class:`~.segment_io.SourceRepresentationError`). ``save_state_for_undo`` is called first (the GUI passes
         the embedded Segment Editor's, so Ctrl+Z brings the surfaces back)."""
         segmentation = segmentation_node.GetSegmentation()
-        source = segmentation.GetSourceRepresentationName()
+        source = segment_io.effective_source(segmentation)
         if source == segment_io.BINARY_LABELMAP or segmentation.GetNumberOfSegments() == 0:
             return SegmentationResult()
         if save_state_for_undo is not None:

@@ -81,9 +81,24 @@ class SourceRepresentationError(VolumeError):
     """The segmentation keeps its segments as closed surfaces or contours, not voxels (:func:`convert_to_labelmap`)."""
 
 
+def effective_source(segmentation) -> str:
+    """The representation the segments are really kept in. Undo in the Segment Editor after a conversion restores
+    the segments' closed surfaces but not the source representation's name (vtkSegmentationHistory::RestoreState
+    copies segments only, Slicer's Libs/vtkSegmentationCore/vtkSegmentationHistory.cxx): a binary labelmap source
+    that no segment holds, where every segment holds a closed surface, is a closed-surface segmentation."""
+    source = segmentation.GetSourceRepresentationName() or ""
+    segments = [segmentation.GetNthSegment(n) for n in range(segmentation.GetNumberOfSegments())]
+    closed_surface = slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
+    if source == _BINARY_LABELMAP and segments and all(
+            segment.GetRepresentation(_BINARY_LABELMAP) is None and segment.GetRepresentation(closed_surface)
+            is not None for segment in segments):
+        return closed_surface
+    return source
+
+
 def _check_source_representation(segmentation_node, volume_node) -> None:
     segmentation = segmentation_node.GetSegmentation()
-    source = segmentation.GetSourceRepresentationName() or ""
+    source = effective_source(segmentation)
     if segmentation.GetNumberOfSegments() > 0 and source != _BINARY_LABELMAP:
         raise SourceRepresentationError(
             f"The segmentation '{segmentation_node.GetName()}' keeps its segments as {source.lower()} (e.g. from an "
@@ -100,7 +115,8 @@ def convert_to_labelmap(segmentation_node, volume_node) -> None:
     would pick a default grid of its own (0.08 mm voxels for a 2 cm sphere). Nothing is changed when Slicer cannot
     convert (e.g. planar contours without SlicerRT's conversion rules)."""
     segmentation = segmentation_node.GetSegmentation()
-    source = segmentation.GetSourceRepresentationName() or ""
+    named_source = segmentation.GetSourceRepresentationName() or ""
+    source = effective_source(segmentation)
     if source == _BINARY_LABELMAP:
         return
     other_transform = segmentation_node.GetTransformNodeID() != volume_node.GetTransformNodeID()
@@ -112,6 +128,8 @@ def convert_to_labelmap(segmentation_node, volume_node) -> None:
     closed_surface = slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
     had_closed_surface = segmentation.ContainsRepresentation(closed_surface)
     segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    if named_source != source:  # after an undone conversion: convert from what the segments hold
+        segmentation.SetSourceRepresentationName(source)
     converted = segmentation.CreateRepresentation(_BINARY_LABELMAP, True)  # again, on this grid, if one exists
     segment_ids = [segmentation.GetNthSegmentID(n) for n in range(segmentation.GetNumberOfSegments())]
     if not converted or any(segmentation.GetSegment(segment_id).GetRepresentation(_BINARY_LABELMAP) is None
@@ -119,6 +137,8 @@ def convert_to_labelmap(segmentation_node, volume_node) -> None:
         for segment_id in segment_ids:  # derived labelmaps only; the source representation is untouched
             segmentation.GetSegment(segment_id).RemoveRepresentation(_BINARY_LABELMAP)
         segmentation.SetConversionParameter(parameter, previous_geometry)
+        if named_source != source:
+            segmentation.SetSourceRepresentationName(named_source)
         raise SourceRepresentationError(f"Slicer cannot convert the {source.lower()} of "
                                         f"'{segmentation_node.GetName()}' "
                                         "to a binary labelmap (for RTSTRUCT contours install the SlicerRT extension); "

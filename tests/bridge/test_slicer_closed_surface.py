@@ -120,6 +120,15 @@ def test_converting_makes_the_labelmap_on_the_volume_grid_and_undo_brings_the_su
     restored = snapshot(segmentation)
     assert restored[1] == before[1]  # the sphere's own surface is back, with no labelmap
 
+    # Slicer's history restores segments, not the source representation's name: the restored surfaces are still
+    # recognised as such, refused, and converted again on request
+    clicks = add_points(scene, world_of_voxel(volume, (20, 20, 15)))
+    with pytest.raises(SourceRepresentationError):
+        logic.prepare(volume, segmentation, positive_points=clicks, view="axial")
+    assert snapshot(segmentation) == restored
+    logic.convert_to_labelmap(volume, segmentation)
+    np.testing.assert_array_equal(segment_mask(segmentation, segment_id, volume), voxels)
+
 
 def test_journey_a_closed_surface_segmentation_is_converted_when_the_user_agrees_then_prompted(tmp_path):
     """Load a .seg.vtm of closed surfaces, click: refused, nothing changed. The user accepts the conversion the
