@@ -25,6 +25,7 @@ from MedicalSAM3SlicerLib.segment_io import SourceRepresentationError
 from MedicalSAM3SlicerLib.slice_view_interaction import Tool
 from MedicalSAM3SlicerLib.supported_versions import unsupported_slicer_message
 from MedicalSAM3SlicerLib.worker import ModelWorker
+from MedicalSAM3SlicerWidgets.labelmap_conversion import offer_labelmap_conversion
 from MedicalSAM3SlicerWidgets.model_panel import EXPORT_FORMATS, ModelPanel
 from MedicalSAM3SlicerWidgets.prompt_tools import PromptTools
 
@@ -477,23 +478,14 @@ class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObser
         try:
             yield
         except SourceRepresentationError as error:  # closed surfaces: ask, as the Segment Editor does
-            self._offer_labelmap_conversion(error)
+            try:  # a conversion Slicer cannot do is refused once, not offered again
+                self.ui.notesLabel.text = offer_labelmap_conversion(
+                    self._logic(), self.ui.sourceVolumeSelector.currentNode(),
+                    self.ui.segmentationSelector.currentNode(), self.ui.segmentEditorWidget, error)
+            except Exception as failure:
+                self._show_error(failure)
         except Exception as error:
             self._show_error(error)
-
-    def _offer_labelmap_conversion(self, error):
-        """qMRMLSegmentEditorWidget::setSourceRepresentationToBinaryLabelmap asks before converting; so does this.
-        The conversion uses the source volume's grid and saves the editor's undo state first (logic.py)."""
-        volume, segmentation = self.ui.sourceVolumeSelector.currentNode(), self.ui.segmentationSelector.currentNode()
-        if volume is None or segmentation is None or not slicer.util.confirmYesNoDisplay(
-                f"{error}\n\nConvert '{segmentation.GetName()}' to a binary labelmap on the grid of "
-                f"'{volume.GetName()}' now? Some surface detail may be lost; Ctrl+Z in the Segment Editor undoes it."):
-            self.ui.notesLabel.text = str(error)
-            return
-        with self._reporting_errors():
-            result = self._logic().convert_to_labelmap(volume, segmentation,
-                                                       save_state_for_undo=self.ui.segmentEditorWidget.saveStateForUndo)
-            self.ui.notesLabel.text = "\n".join(result.notes + ["Prompt again to segment."])
 
 
 class MedicalSAM3SlicerTest(ScriptedLoadableModuleTest):

@@ -345,3 +345,16 @@ def test_a_failed_or_stopped_job_goes_on_with_the_prompts_placed_meanwhile():
     calls = _called_names(methods["_job_failed"])
     assert {"failure_report", "singleShot"} <= calls and "_show_error" not in calls
     assert "self._run_pending" in ast.unparse(methods["_job_failed"])
+
+
+def test_a_closed_surface_segmentation_is_converted_only_after_asking_and_never_asked_twice_in_a_row():
+    """The logic refuses a closed-surface segmentation unchanged; the widget asks (as the Segment Editor does) and a
+    failed conversion is shown once, not offered again."""
+    import ast
+
+    source = ast.unparse(_widget_methods()["_reporting_errors"])
+    handler = source[source.index("except SourceRepresentationError"):source.index("except Exception as error")]
+    assert "offer_labelmap_conversion" in handler and "_reporting_errors" not in handler
+    offer = (UI_FILE.parents[2] / "MedicalSAM3SlicerWidgets" / "labelmap_conversion.py").read_text()
+    assert offer.index("confirmYesNoDisplay") < offer.index("convert_to_labelmap(")
+    assert "save_state_for_undo=segment_editor_widget.saveStateForUndo" in offer
