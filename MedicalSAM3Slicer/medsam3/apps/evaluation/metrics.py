@@ -90,3 +90,36 @@ def area_under_curve(dice_per_click: Sequence[float | None]) -> float | None:
     if not values:
         return None
     return float(np.trapezoid(values)) if len(values) > 1 else 0.0
+
+
+def instance_f1(ground_truth: np.ndarray, prediction: np.ndarray, threshold: float = 0.5) -> dict:
+    """The CVPR 2025 text track's instance F1 for one label holding several lesions: ground truth and prediction
+    are split into instances (6-connected pieces), matched one-to-one (Hungarian assignment preferring pairs with
+    IoU >= ``threshold``, then higher IoU), and a match counts when its IoU reaches ``threshold``. F1 is 0 when
+    nothing is predicted. Also returns tp, fp, fn and the mean Dice of the matched pairs (``dice_tp``)."""
+    from scipy import ndimage
+    from scipy.optimize import linear_sum_assignment
+
+    truth_pieces, n_truth = ndimage.label(np.asarray(ground_truth, dtype=bool))
+    predicted_pieces, n_predicted = ndimage.label(np.asarray(prediction, dtype=bool))
+    if n_predicted == 0:
+        return {"f1": 0.0, "tp": 0, "fp": 0, "fn": 0, "dice_tp": 0.0}
+    overlap = np.bincount(truth_pieces.reshape(-1).astype(np.int64) * (n_predicted + 1)
+                          + predicted_pieces.reshape(-1), minlength=(n_truth + 1) * (n_predicted + 1))
+    overlap = overlap.reshape(n_truth + 1, n_predicted + 1).astype(np.float64)
+    union = overlap.sum(axis=0, keepdims=True) + overlap.sum(axis=1, keepdims=True) - overlap
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.nan_to_num(overlap / union)[1:, 1:]
+    pairs = []
+    if iou.size:
+        costs = -(iou >= threshold).astype(np.float64) - iou / (2 * min(iou.shape))
+        rows, columns = linear_sum_assignment(costs)
+        pairs = [(r, c) for r, c in zip(rows, columns) if iou[r, c] >= threshold]
+    tp = len(pairs)
+    fp, fn = n_predicted - tp, n_truth - tp
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    dice_tp = float(np.mean([2 * overlap[r + 1, c + 1] / (overlap[r + 1].sum() + overlap[:, c + 1].sum())
+                             for r, c in pairs])) if pairs else 0.0
+    return {"f1": float(f1), "tp": tp, "fp": int(fp), "fn": int(fn), "dice_tp": dice_tp}
