@@ -201,17 +201,18 @@ def test_cvpr25_with_saved_masks_on_a_challenge_npz_rescores_to_the_csv(tmp_path
     assert "| CaseName | num_class | DSC_AUC | NSD_AUC | DSC_Final | NSD_Final |" in report
 
 
-def _synthetic_pairs(folder: Path, names: dict) -> Path:
-    """One small CT with two bright blocks (the image is the label drawn as intensity)."""
-    labels = np.zeros((8, 28, 30), np.uint8)
-    labels[1:6, 3:12, 4:13] = 1
-    labels[2:7, 15:25, 16:27] = 2
-    for kind, array in (("images", np.where(labels > 0, 1000, -1000).astype(np.int16)), ("labels", labels)):
-        image = sitk.GetImageFromArray(array)
-        image.SetSpacing((0.8, 0.8, 2.5))
-        image.SetOrigin((10.0, -4.0, 3.0))
-        (folder / kind).mkdir(parents=True, exist_ok=True)
-        sitk.WriteImage(image, str(folder / kind / "case0.nii.gz"))
+def _synthetic_pairs(folder: Path, names: dict, cases: int = 1) -> Path:
+    """Small CTs with two bright blocks (the image is the label drawn as intensity)."""
+    for n in range(cases):
+        labels = np.zeros((8, 28, 30), np.uint8)
+        labels[1:6, 3 + n:12 + n, 4:13] = 1
+        labels[2:7, 15:25, 16:27 - n] = 2
+        for kind, array in (("images", np.where(labels > 0, 1000, -1000).astype(np.int16)), ("labels", labels)):
+            image = sitk.GetImageFromArray(array)
+            image.SetSpacing((0.8, 0.8, 2.5))
+            image.SetOrigin((10.0, -4.0, 3.0))
+            (folder / kind).mkdir(parents=True, exist_ok=True)
+            sitk.WriteImage(image, str(folder / kind / f"case{n}.nii.gz"))
     (folder / "labels.json").write_text(json.dumps(names))
     return folder
 
@@ -229,6 +230,30 @@ def test_saved_masks_of_other_inputs_are_labelmaps_on_the_image_grid(tmp_path):
         assert saved.GetOrigin() == image.GetOrigin() and saved.GetSpacing() == image.GetSpacing()
         segs = sitk.GetArrayFromImage(saved)
         assert float(rows[str(step)]["dice"]) == pytest.approx(_rescore(truth, segs, (2.5, 0.8, 0.8))[0], abs=1e-4)
+
+
+def test_a_stopped_cvpr25_run_resumes_to_the_same_figures(tmp_path, monkeypatch):
+    data = _synthetic_pairs(tmp_path / "data", {"1": "left block", "2": "right block"}, cases=2)
+    arguments = ["evaluate", str(data), "--protocols", "clicks,cvpr25", "--max-clicks", "1", "--quiet"]
+    assert main(arguments + ["--output", str(tmp_path / "whole")], oracle_backend_factory) == 0
+    real, ran = evaluation_run.evaluate_cvpr25_case, []
+
+    def stopped_at_the_second_case(backend, case, *rest):
+        if ran:
+            raise KeyboardInterrupt
+        ran.append(case.case_id)
+        return real(backend, case, *rest)
+
+    monkeypatch.setattr(evaluation_run, "evaluate_cvpr25_case", stopped_at_the_second_case)
+    assert main(arguments + ["--output", str(tmp_path / "resumed")], oracle_backend_factory) == 130
+    monkeypatch.setattr(evaluation_run, "evaluate_cvpr25_case", real)
+    assert main(arguments + ["--output", str(tmp_path / "resumed")], oracle_backend_factory) == 0
+
+    def figures(folder):
+        return [(r["case"], r["structure"], r["protocol"], r["step"], r["prompt"], r["dice"], r["nsd"],
+                 r["nsd_geometric"]) for r in _rows(tmp_path / folder / "results.csv")]
+
+    assert figures("resumed") == figures("whole") and any(f[2] == "cvpr25" for f in figures("whole"))
 
 
 def test_save_masks_without_cvpr25_is_refused_in_one_line(tmp_path, capsys):
@@ -276,3 +301,23 @@ def test_hostile_label_names_stay_text_in_the_csv_and_the_report(tmp_path):
     for line in (line for line in table if "onerror" in line):
         unescaped = line.replace("\\|", "")
         assert unescaped.count("|") == header.count("|")  # the name stays in its cell
+
+
+def test_the_text_row_of_a_structure_of_several_lesions_gets_the_instance_f1(tmp_path):
+    """The stand-in model answers any typed name with every bright region: for "lesion" (two pieces) it finds both
+    and the "cyst" too, one false positive: P = 2/3, R = 1, F1 = 0.8; the cyst (one piece) gets no instance F1."""
+    labels = np.zeros((8, 40, 40), np.uint8)
+    labels[1:6, 3:12, 4:13] = 1
+    labels[2:7, 25:35, 4:14] = 1
+    labels[2:7, 15:25, 25:36] = 2
+    for kind, array in (("images", np.where(labels > 0, 1000, -1000).astype(np.int16)), ("labels", labels)):
+        (tmp_path / "data" / kind).mkdir(parents=True, exist_ok=True)
+        sitk.WriteImage(sitk.GetImageFromArray(array), str(tmp_path / "data" / kind / "case0.nii.gz"))
+    (tmp_path / "data" / "labels.json").write_text(json.dumps({"1": "lesion", "2": "cyst"}))
+    output = tmp_path / "out"
+    assert main(["evaluate", str(tmp_path / "data"), "--protocols", "text", "--output", str(output), "--quiet"],
+                oracle_backend_factory) == 0
+    rows = {r["structure"]: r for r in _rows(output / "results.csv")}
+    assert float(rows["lesion"]["instance_f1"]) == pytest.approx(0.8) and rows["cyst"]["instance_f1"] == ""
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["structures"]["lesion"]["text"]["instance_f1_mean"] == pytest.approx(0.8)
