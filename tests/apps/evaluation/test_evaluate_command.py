@@ -200,7 +200,7 @@ def test_tiny_model_runs_every_protocol_on_every_format(data_format, tmp_path, t
         if row["prompt"][:4] != "none":
             assert float(row["seconds"]) > 0 and row["encode_seconds"] != ""
     assert rows[0]["prompt"] == f"text '{rows[0]['structure']}'" and rows[0]["phrase"]
-    assert rows[1]["prompt"].startswith("+click")
+    assert rows[1]["prompt"].startswith("positive click")  # no cell starts like a formula (issue 18 L-3)
     assert RESULT_FILES <= {p.name for p in output.iterdir()}
     summary = json.loads((output / "summary.json").read_text())
     assert summary["backend"]["model"] == "tiny-random" and "pipeline_check" not in summary

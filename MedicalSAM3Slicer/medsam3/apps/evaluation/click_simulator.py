@@ -39,7 +39,7 @@ class Click:
                            slice_index=self.slice_index)
 
     def describe(self) -> str:
-        return f"{'+' if self.positive else '-'}click ijk=({self.ijk[0]},{self.ijk[1]},{self.ijk[2]})"
+        return f"{'positive' if self.positive else 'negative'} click ijk=({','.join(map(str, self.ijk))})"
 
 
 @dataclass(frozen=True)

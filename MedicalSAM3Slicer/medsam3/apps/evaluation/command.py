@@ -27,8 +27,12 @@ def add_evaluate_parser(commands) -> argparse.ArgumentParser:
     evaluate.add_argument("--labels", metavar="FILE_OR_NAMES",
                           help="label names: a labels.json/labels.txt file or 1=liver,2=spleen (overrides the "
                                "data's own names)")
-    evaluate.add_argument("--protocols", default="text,clicks,box",
-                          help="which protocols, comma-separated (default text,clicks,box)")
+    evaluate.add_argument("--protocols", "--protocol", default="text,clicks,box",
+                          help="which protocols, comma-separated: text, clicks, box (the default), and cvpr25 (the "
+                               "CVPR 2025 challenge's box + 5 clicks chain and scoring)")
+    evaluate.add_argument("--save-masks", action="store_true",
+                          help="with cvpr25: save the label map after every step in DIR/masks/CASE/stepK.npz "
+                               "(segs, for .npz input) or stepK.nii.gz")
     evaluate.add_argument("--max-clicks", type=int, default=10, help="clicks per structure (default 10)")
     evaluate.add_argument("--nsd-tolerance", type=float, default=2.0, metavar="MM",
                           help="NSD tolerance in millimetres (default 2, as the CVPR 2025 challenge)")
@@ -62,10 +66,17 @@ def _print_summary(summary: dict) -> None:
         if "box" in entry:
             parts.append(f"box Dice {_figure(entry['box']['dice_mean'])}")
         print(f"{name}: " + "; ".join(parts))
+    challenge = summary.get("cvpr25")
+    if challenge:
+        mean = challenge["mean"]
+        print(f"cvpr25 ({challenge['cases']} case{'' if challenge['cases'] == 1 else 's'}): DSC_AUC "
+              f"{_figure(mean['DSC_AUC'])}, NSD_AUC {_figure(mean['NSD_AUC'])}, final DSC "
+              f"{_figure(mean['DSC_Final'])}, final NSD {_figure(mean['NSD_Final'])} (true spacing: NSD_AUC "
+              f"{_figure(mean['NSD_AUC_geometric'])}, final NSD {_figure(mean['NSD_Final_geometric'])})")
     check = summary.get("pipeline_check")
     if check:
         for result in check["per_case"]:
-            print(f"  pipeline check {result['case']} / {result['structure']}: Dice at click 1 "
+            print(f"  pipeline check {result['case']} / {result['structure']}: Dice at {result['prompt']} "
                   f"{_figure(result['dice_click_1'])}{'' if result['compact'] else ' (not compact: not judged)'}")
 
 
@@ -80,18 +91,20 @@ def run_evaluate(args: argparse.Namespace, backend_factory) -> int:
 
     settings = EvaluationSettings(protocols=tuple(p.strip() for p in args.protocols.split(",") if p.strip()),
                                   max_clicks=args.max_clicks, tolerance_mm=args.nsd_tolerance,
-                                  check_pipeline=args.check_pipeline, axis=args.view).check()
+                                  check_pipeline=args.check_pipeline, axis=args.view,
+                                  save_masks=args.save_masks).check()
     if args.check_pipeline and (args.model or args.server):
         raise MedSam3Error("--check-pipeline runs its own bright-region model in this process: leave out --model "
                            "and --server.")
-    if args.check_pipeline and "clicks" not in settings.protocols:
-        raise MedSam3Error("--check-pipeline judges Dice at the first click: keep clicks in --protocols.")
+    if args.check_pipeline and not {"clicks", "cvpr25"} & set(settings.protocols):
+        raise MedSam3Error("--check-pipeline judges Dice at the first click (or the cvpr25 box): keep clicks or "
+                           "cvpr25 in --protocols.")
     if args.server and (args.model or args.device):
         raise MedSam3Error("--model and --device choose an in-process run; a server runs the model and device its "
                            "operator chose. Leave them out, or leave out --server.")
     if args.max_cases is not None and args.max_cases < 1:
         raise MedSam3Error("--max-cases must be at least 1.")
-    dataset = open_dataset(args.data, args.labels)
+    dataset = open_dataset(args.data, args.labels, names_needed=settings.protocols != ("cvpr25",))
     if args.max_cases:
         dataset.cases = dataset.cases[:args.max_cases]
     backend = pipeline_check_backend() if args.check_pipeline else \
@@ -104,7 +117,7 @@ def run_evaluate(args: argparse.Namespace, backend_factory) -> int:
     check = summary.get("pipeline_check")
     if check and not check["passed"]:
         failures = ", ".join(f"{f['case']}/{f['structure']} {_figure(f['dice_click_1'])}" for f in check["failures"])
-        raise PipelineCheckFailed(f"pipeline check failed: Dice at click 1 below {check['threshold']} for "
+        raise PipelineCheckFailed(f"pipeline check failed: Dice at the first prompt below {check['threshold']} for "
                                   f"{failures or 'every structure (none was evaluated)'}; clicks or masks land in "
                                   "the wrong place: check the label files' geometry against their images.")
     return 0

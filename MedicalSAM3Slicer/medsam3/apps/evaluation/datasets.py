@@ -320,25 +320,28 @@ def _npz_text_prompts(path: Path) -> list[Structure] | None:
     return _structures_from_mapping(dict(prompts), f"{path} text_prompts") if isinstance(prompts, dict) else None
 
 
-def _npz(path: Path, names: list[Structure] | None) -> Dataset:
+def _npz(path: Path, names: list[Structure] | None, names_needed: bool = True) -> Dataset:
     files = [path] if path.is_file() else sorted(p for p in path.glob("*.npz") if not p.name.startswith("."))
     folder = path.parent if path.is_file() else path
     structures = names or _names_file(folder) or _npz_text_prompts(files[0])
+    if structures is None and not names_needed:
+        structures = []  # cvpr25 alone scores the label values present; it types no name
     if structures is None:
         raise DatasetError(f"No label names for {path}: add labels.json ({{\"1\": \"lesion\"}}) beside the .npz "
                            "files or give --labels 1=lesion.")
     return Dataset(path, "npz", structures, [_npz_case(f) for f in files])
 
 
-def open_dataset(path: str | Path, labels: str | None = None) -> Dataset:
-    """The dataset at ``path`` in whichever of the three formats it is; ``labels`` overrides label names."""
+def open_dataset(path: str | Path, labels: str | None = None, names_needed: bool = True) -> Dataset:
+    """The dataset at ``path`` in whichever of the three formats it is; ``labels`` overrides label names. Without
+    ``names_needed`` (only the cvpr25 protocol runs) challenge .npz files need no label names."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path} does not exist: give an nnU-Net/MSD folder, a folder with images/ and "
                            "labels/, or challenge .npz files.")
     names = parse_label_names(labels) if labels else None
     if path.is_file() and path.suffix == ".npz" or path.is_dir() and any(path.glob("*.npz")):
-        dataset = _npz(path, names)
+        dataset = _npz(path, names, names_needed)
     elif path.is_dir() and (path / "dataset.json").is_file() and (path / "labelsTr").is_dir():
         dataset = _nnunet(path, names)
     elif path.is_dir() and (path / "images").is_dir() and (path / "labels").is_dir():

@@ -3,16 +3,19 @@
 Empty masks follow the Medical SAM3 authors' evaluation (``medical/evaluation``): Dice is ``2|G∩P| / (|G|+|P|)``;
 when ground truth and prediction are both empty there is nothing to score and the pair is left out of every mean
 (the authors skip such slices and structures); when exactly one of them is empty Dice is 0. NSD uses the same
-rule. NSD follows the CVPR 2025 interactive 3D challenge: the share of both surfaces lying within a tolerance
-(mm, default 2) of the other surface, with the voxel spacing taken into account. docs/evaluation.md states it.
+rule. NSD (surface Dice) is the area-weighted share of both surfaces lying within a tolerance (mm, default 2) of the
+other surface, in physical spacing: MONAI's ``compute_surface_dice(..., use_subvoxels=True)``, which equals the
+challenge's ``SurfaceDice.py`` (DeepMind's surface-distance). docs/evaluation.md states it.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
+
+from ...errors import MedSam3Error
 
 DEFAULT_NSD_TOLERANCE_MM = 2.0
 
@@ -37,15 +40,13 @@ def _joint_crop(first: np.ndarray, second: np.ndarray) -> tuple[slice, ...]:
     return tuple(crop)
 
 
-def surface(mask: np.ndarray) -> np.ndarray:
-    """The mask's voxels with a face neighbour outside it (voxels on the volume's edge count as surface)."""
-    structure = ndimage.generate_binary_structure(mask.ndim, 1)
-    return mask & ~ndimage.binary_erosion(mask, structure=structure, border_value=0)
-
-
 def normalised_surface_distance(ground_truth: np.ndarray, prediction: np.ndarray, spacing: Sequence[float],
                                 tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM) -> float | None:
-    """NSD of two masks on a grid of ``spacing`` (mm per array axis); None when both are empty, 0 when one is."""
+    """NSD of two masks on a grid of ``spacing`` (mm per array axis); None when both are empty, 0 when one is.
+
+    Computed by MONAI's ``compute_surface_dice`` with ``use_subvoxels=True``: each surface element is weighted by
+    its area in mm², as DeepMind's surface-distance code (the CVPR 2025 challenge's ``SurfaceDice.py``) does.
+    The masks are cropped to their joint bounding box plus one voxel first, which changes neither surface."""
     truth = np.asarray(ground_truth, dtype=bool)
     predicted = np.asarray(prediction, dtype=bool)
     has_truth, has_prediction = truth.any(), predicted.any()
@@ -53,14 +54,24 @@ def normalised_surface_distance(ground_truth: np.ndarray, prediction: np.ndarray
         return None
     if not (has_truth and has_prediction):
         return 0.0
+    try:
+        import torch
+        from monai.metrics import compute_surface_dice
+    except ImportError as error:
+        raise MedSam3Error("NSD needs MONAI: install it with pip install -r requirements/evaluation.txt "
+                           "(monai==1.6.1).") from error
+
     crop = _joint_crop(truth, predicted)
-    truth_surface, predicted_surface = surface(truth[crop]), surface(predicted[crop])
-    sampling = tuple(float(s) for s in spacing)
-    to_prediction = ndimage.distance_transform_edt(~predicted_surface, sampling=sampling)
-    to_truth = ndimage.distance_transform_edt(~truth_surface, sampling=sampling)
-    close = int((to_prediction[truth_surface] <= tolerance_mm).sum()) + \
-        int((to_truth[predicted_surface] <= tolerance_mm).sum())
-    return close / (int(truth_surface.sum()) + int(predicted_surface.sum()))
+
+    def one_hot(mask: np.ndarray) -> "torch.Tensor":
+        return torch.from_numpy(np.stack([~mask, mask])[None].astype(np.uint8))
+
+    with warnings.catch_warnings():  # MONAI 1.6 warns about an argument it passes to itself
+        warnings.simplefilter("ignore", FutureWarning)
+        value = compute_surface_dice(one_hot(predicted[crop]), one_hot(truth[crop]), [float(tolerance_mm)],
+                                     include_background=False, spacing=[float(s) for s in spacing],
+                                     use_subvoxels=True)
+    return float(value.reshape(-1)[0])
 
 
 def clicks_to_reach(dice_per_click: Sequence[float | None], target: float, max_clicks: int) -> int:
@@ -79,3 +90,36 @@ def area_under_curve(dice_per_click: Sequence[float | None]) -> float | None:
     if not values:
         return None
     return float(np.trapezoid(values)) if len(values) > 1 else 0.0
+
+
+def instance_f1(ground_truth: np.ndarray, prediction: np.ndarray, threshold: float = 0.5) -> dict:
+    """The CVPR 2025 text track's instance F1 for one label holding several lesions: ground truth and prediction
+    are split into instances (6-connected pieces), matched one-to-one (Hungarian assignment preferring pairs with
+    IoU >= ``threshold``, then higher IoU), and a match counts when its IoU reaches ``threshold``. F1 is 0 when
+    nothing is predicted. Also returns tp, fp, fn and the mean Dice of the matched pairs (``dice_tp``)."""
+    from scipy import ndimage
+    from scipy.optimize import linear_sum_assignment
+
+    truth_pieces, n_truth = ndimage.label(np.asarray(ground_truth, dtype=bool))
+    predicted_pieces, n_predicted = ndimage.label(np.asarray(prediction, dtype=bool))
+    if n_predicted == 0:
+        return {"f1": 0.0, "tp": 0, "fp": 0, "fn": 0, "dice_tp": 0.0}
+    overlap = np.bincount(truth_pieces.reshape(-1).astype(np.int64) * (n_predicted + 1)
+                          + predicted_pieces.reshape(-1), minlength=(n_truth + 1) * (n_predicted + 1))
+    overlap = overlap.reshape(n_truth + 1, n_predicted + 1).astype(np.float64)
+    union = overlap.sum(axis=0, keepdims=True) + overlap.sum(axis=1, keepdims=True) - overlap
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.nan_to_num(overlap / union)[1:, 1:]
+    pairs = []
+    if iou.size:
+        costs = -(iou >= threshold).astype(np.float64) - iou / (2 * min(iou.shape))
+        rows, columns = linear_sum_assignment(costs)
+        pairs = [(r, c) for r, c in zip(rows, columns) if iou[r, c] >= threshold]
+    tp = len(pairs)
+    fp, fn = n_predicted - tp, n_truth - tp
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    dice_tp = float(np.mean([2 * overlap[r + 1, c + 1] / (overlap[r + 1].sum() + overlap[:, c + 1].sum())
+                             for r, c in pairs])) if pairs else 0.0
+    return {"f1": float(f1), "tp": tp, "fp": int(fp), "fn": int(fn), "dice_tp": dice_tp}

@@ -22,13 +22,19 @@ from ...geometry.slicing import SliceAxis
 from ...geometry.volume import Volume
 from .click_simulator import ClickSimulator
 from .datasets import Dataset, LoadedCase, Structure
-from .metrics import DEFAULT_NSD_TOLERANCE_MM, dice, normalised_surface_distance
+from .cvpr25 import class_scores, case_scores, run_cvpr25, view_of_first_array_axis
+from .metrics import DEFAULT_NSD_TOLERANCE_MM, dice, instance_f1, normalised_surface_distance
 from .protocols import PROTOCOLS, EncodingClock, Step, run_box, run_clicks, run_text
 
 JOURNAL = "progress.jsonl"
-ROW_FIELDS = ("case", "structure", "label", "protocol", "step", "prompt", "dice", "nsd", "gt_voxels",
+ROW_FIELDS = ("case", "structure", "label", "protocol", "step", "prompt", "dice", "nsd", "nsd_geometric",
+              "instance_f1", "gt_voxels",
               "predicted_voxels", "seconds", "encode_seconds", "decode_seconds", "phrase", "note", "compact")
 TIMING_FIELDS = ("seconds", "encode_seconds", "decode_seconds")
+CVPR25, CVPR25_CLASS = "cvpr25", "cvpr25 class"  # rows: the case's figures per step; one class's per step
+ALL_PROTOCOLS = PROTOCOLS + (CVPR25,)
+CASE_UNIT = 0  # the journal's label for a case-wide unit (cvpr25); 0 is background, never a structure
+MASKS = "masks"
 PIPELINE_CHECK_IMAGE = "ground truth drawn as intensity (inside 1000, outside -1000)"
 
 
@@ -39,12 +45,16 @@ class EvaluationSettings:
     tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM
     check_pipeline: bool = False
     axis: str = "axial"
+    save_masks: bool = False
 
     def check(self) -> "EvaluationSettings":
-        unknown = set(self.protocols) - set(PROTOCOLS)
+        unknown = set(self.protocols) - set(ALL_PROTOCOLS)
         if unknown or not self.protocols:
             raise MedSam3Error(f"Unknown protocol {', '.join(sorted(unknown)) or '(none)'}: choose from "
-                               f"{', '.join(PROTOCOLS)}.")
+                               f"{', '.join(ALL_PROTOCOLS)}.")
+        if self.save_masks and CVPR25 not in self.protocols:
+            raise MedSam3Error("--save-masks saves the label map after each step of the cvpr25 protocol: add cvpr25 "
+                               "to --protocols.")
         if self.max_clicks < 1:
             raise MedSam3Error("--max-clicks must be at least 1.")
         if not self.tolerance_mm > 0:
@@ -150,11 +160,85 @@ def _row(case: LoadedCase, structure: Structure, step: Step, truth: np.ndarray, 
     return {"case": case.case_id, "structure": structure.name, "label": structure.value, "protocol": step.protocol,
             "step": step.step, "prompt": step.prompt, "dice": _rounded(dice(truth, step.prediction), 6),
             "nsd": _rounded(normalised_surface_distance(truth, step.prediction, case.spacing_kji,
-                                                        settings.tolerance_mm), 6),
+                                                        settings.tolerance_mm), 6), "nsd_geometric": None,
+            "instance_f1": _text_instance_f1(truth, step),
             "gt_voxels": int(truth.sum()), "predicted_voxels": int(step.prediction.sum()),
             "seconds": _rounded(step.seconds, 4), "encode_seconds": _rounded(step.encode_seconds, 4),
             "decode_seconds": _rounded(step.decode_seconds, 4), "phrase": step.phrase, "note": step.note,
             "compact": bool(compact)}
+
+
+def _text_instance_f1(truth: np.ndarray, step: Step) -> float | None:
+    """The challenge's instance F1 (IoU 0.5) for typed text on a structure of several separate pieces (lesions
+    under one label, 6-connected as the challenge splits a prediction); None for a structure of one piece."""
+    if step.protocol != "text" or ndimage.label(truth)[1] < 2:
+        return None
+    return _rounded(instance_f1(truth, step.prediction)["f1"], 6)
+
+
+# --- the CVPR 2025 challenge's protocol on one case -------------------------------------------------------------
+def evaluate_cvpr25_case(backend: SegmentationBackend, case: LoadedCase, structures: list[Structure],
+                         settings: EvaluationSettings, clock: EncodingClock, masks: Path | None,
+                         npz: bool) -> list[dict]:
+    """The challenge's chain on every class of one case: a "cvpr25" row per step (the case's figures, as the
+    challenge scores them) and a "cvpr25 class" row per class and step; with ``masks``, each step's label map."""
+    names = {s.value: s.name for s in structures}
+    values = [int(v) for v in np.unique(case.labels) if v != 0]
+    names.update({v: f"label {v}" for v in values if v not in names})
+
+    def volume_for(value: int) -> Volume:
+        return label_as_image(case.volume, case.labels == value) if settings.check_pipeline else case.volume
+
+    view = view_of_first_array_axis(case.volume)
+    compact = {v: is_compact(case.labels == v, ClickSimulator(case.volume, view)) for v in values}
+    stored_spacing = tuple(reversed(case.spacing_kji))  # the .npz (x, y, z) numbers onto (D, H, W), as the script
+    rows = []
+    for step in run_cvpr25(backend, volume_for, case.labels, names, clock):
+        scores = [class_scores(case.labels, step.segmentation, c.value, stored_spacing, case.spacing_kji,
+                               settings.tolerance_mm) for c in step.classes]
+        figures = case_scores(scores)
+        if masks is not None:
+            _save_mask(masks / case.case_id, step.step, step.segmentation, case.volume, npz)
+        seconds = sum(c.seconds for c in step.classes)
+        encoded = [c.encode_seconds for c in step.classes]
+        encode = None if None in encoded else sum(encoded)
+        rows.append({"case": case.case_id, "structure": "all classes", "label": None, "protocol": CVPR25,
+                     "step": step.step, "prompt": "box" if step.step == 1 else f"click {step.step - 1}",
+                     "dice": _rounded(figures["dice"], 6), "nsd": _rounded(figures["nsd"], 6),
+                     "nsd_geometric": _rounded(figures["nsd_geometric"], 6), "instance_f1": None,
+                     "gt_voxels": int((case.labels != 0).sum()),
+                     "predicted_voxels": int((step.segmentation != 0).sum()),
+                     "seconds": _rounded(seconds, 4), "encode_seconds": _rounded(encode, 4),
+                     "decode_seconds": _rounded(None if encode is None else max(0.0, seconds - encode), 4),
+                     "phrase": "", "note": "", "compact": None})
+        for c, score in zip(step.classes, scores):
+            rows.append({"case": case.case_id, "structure": names[c.value], "label": c.value,
+                         "protocol": CVPR25_CLASS, "step": step.step, "prompt": c.prompt,
+                         "dice": _rounded(score["dice"], 6), "nsd": _rounded(score["nsd"], 6),
+                         "nsd_geometric": _rounded(score["nsd_geometric"], 6), "instance_f1": None,
+                         "gt_voxels": int((case.labels == c.value).sum()),
+                         "predicted_voxels": int((step.segmentation == c.value).sum()),
+                         "seconds": _rounded(c.seconds, 4), "encode_seconds": _rounded(c.encode_seconds, 4),
+                         "decode_seconds": _rounded(None if c.encode_seconds is None
+                                                    else max(0.0, c.seconds - c.encode_seconds), 4),
+                         "phrase": "", "note": "", "compact": bool(compact[c.value])})
+    return rows
+
+
+def _save_mask(folder: Path, step: int, segmentation: np.ndarray, volume: Volume, npz: bool) -> None:
+    """``step<k>.npz`` holding ``segs`` (the challenge's output format) for .npz input, else a labelmap
+    ``step<k>.nii.gz`` on the image's grid; written whole or not at all."""
+    from ...files.volume_io import write_labelmap
+
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / (f"step{step}.npz" if npz else f"step{step}.nii.gz")
+    partial = folder / f".partial-{target.name}"
+    if npz:
+        with open(partial, "wb") as stream:
+            np.savez_compressed(stream, segs=segmentation)
+    else:
+        write_labelmap(partial, segmentation, volume)
+    os.replace(partial, target)
 
 
 # --- the journal -------------------------------------------------------------------------------------------------
@@ -202,20 +286,35 @@ def run_evaluation(dataset: Dataset, backend: SegmentationBackend, settings: Eva
     done = _read_journal(journal, header)
     _write_journal(journal, header, done)
     clock = EncodingClock(backend)
-    units = [(source, structure) for source in dataset.cases for structure in dataset.structures]
+    per_structure = any(p in settings.protocols for p in PROTOCOLS)
+    case_wide = CVPR25 in settings.protocols
+    units = [(source, structure) for source in dataset.cases for structure in
+             (dataset.structures if per_structure else []) + ([None] if case_wide else [])]
+
+    def key(source, structure) -> tuple[str, int]:
+        return source.case_id, CASE_UNIT if structure is None else structure.value
+
+    masks = output / MASKS if settings.save_masks else None
     bar = tqdm(total=len(units), unit="structure", desc="evaluate", disable=not show_progress, dynamic_ncols=True,
-               initial=sum((s.case_id, st.value) in done for s, st in units))
+               initial=sum(key(*u) in done for u in units))
     try:
         with open(journal, "a", encoding="utf-8") as stream:
             for source in dataset.cases:
-                pending = [s for s in dataset.structures if (source.case_id, s.value) not in done]
+                pending = [u for u in units if u[0] is source and key(*u) not in done]
                 if not pending:
                     continue
                 case = source.load()
                 present = set(np.unique(case.labels).tolist())
-                for structure in pending:
-                    bar.set_postfix_str(f"{source.case_id} {structure.name}", refresh=False)
-                    if structure.value in present:
+                for _, structure in pending:
+                    if structure is None:
+                        bar.set_postfix_str(f"{source.case_id} cvpr25", refresh=False)
+                        rows = evaluate_cvpr25_case(backend, case, dataset.structures, settings, clock, masks,
+                                                    dataset.format == "npz") if present - {0} else []
+                        entry = {"case": source.case_id, "label": CASE_UNIT, "rows": rows}
+                        if not rows:
+                            entry["skipped"] = "no label in this case's ground truth"
+                    elif structure.value in present:
+                        bar.set_postfix_str(f"{source.case_id} {structure.name}", refresh=False)
                         rows = evaluate_structure(backend, case, structure, settings, clock)
                         entry = {"case": source.case_id, "label": structure.value, "rows": rows}
                     else:
@@ -223,16 +322,17 @@ def run_evaluation(dataset: Dataset, backend: SegmentationBackend, settings: Eva
                                  "skipped": "not in this case's ground truth"}
                     stream.write(json.dumps(entry) + "\n")
                     stream.flush()
-                    done[(source.case_id, structure.value)] = entry
+                    done[key(source, structure)] = entry
                     bar.update(1)
     finally:
         bar.close()
         clock.close()
     rows, skipped = [], []
     for source, structure in units:
-        entry = done[(source.case_id, structure.value)]
+        entry = done[key(source, structure)]
         rows += entry["rows"]
         if entry.get("skipped"):
-            skipped.append({"case": source.case_id, "structure": structure.name, "reason": entry["skipped"]})
+            skipped.append({"case": source.case_id, "structure": "all classes" if structure is None
+                            else structure.name, "reason": entry["skipped"]})
     return EvaluationRun(rows, settings, info.as_dict(), {"path": str(dataset.path), "format": dataset.format,
                                                           "cases": len(dataset.cases)}, skipped)
