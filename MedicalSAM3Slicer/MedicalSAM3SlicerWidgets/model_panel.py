@@ -4,10 +4,12 @@ its ``ui``, ``worker`` and status helpers (``_set_busy``, ``_show_error``, ``_re
 
 from __future__ import annotations
 
+import importlib
+
 import qt
 import slicer
 
-from MedicalSAM3SlicerLib import dependencies, exports
+from MedicalSAM3SlicerLib import dependencies, exports, pip_commands
 
 EXPORT_FORMATS = (("Labelmap (NIfTI)", ".nii.gz"), ("Labelmap (NRRD)", ".nrrd"),
                   ("Slicer segmentation (.seg.nrrd)", ".seg.nrrd"), ("DICOM SEG", ".dcm"))
@@ -18,13 +20,11 @@ class ModelPanel:
     def on_load_model(self):
         if self._installing or self.worker.busy:
             return  # a second press while pip or the model is working (pip_install pumps Qt events)
-        plan = dependencies.plan_installation()
-        if plan.blocked:
-            self._show_error(RuntimeError(plan.blocked))
-            return
-        if not self.ui.serverUrlLineEdit.text and plan.torch:
-            self._show_error(RuntimeError("PyTorch is not installed yet: click 'Install dependencies...' first."))
-            return
+        # a server needs only httpx; the model here needs torch, transformers, ...: whatever is missing is offered
+        plan = dependencies.plan_installation(remote=bool(self.ui.serverUrlLineEdit.text))
+        if not plan.nothing_to_do:
+            if not self._install(plan, "'Load model' needs Python packages that are not installed yet.\n"):
+                return
         source, device = self.ui.modelSourceLineEdit.text or None, self.ui.deviceComboBox.currentText
         server, key = self.ui.serverUrlLineEdit.text or None, self.ui.apiKeyLineEdit.text or None
         self.ui.modelStatusLabel.text = "Connecting..." if server else "Loading (downloads on first use)..."
@@ -52,18 +52,36 @@ class ModelPanel:
 
     def on_install_dependencies(self):
         if self._installing or self.worker.busy:
-            # slicer.util.pip_install pumps Qt events while pip runs (logProcessOutput calls processEvents,
+            # pip's output pumps Qt events while pip runs (as logProcessOutput calls processEvents,
             # Base/Python/slicer/util.py, v5.10.0): a second press, or Load model, must do nothing meanwhile
             return
         plan = dependencies.plan_installation()
-        if plan.blocked:  # an unsupported Slicer: nothing is installed (supported_versions.py)
-            self._show_error(RuntimeError(plan.blocked))
-            return
         if plan.nothing_to_do:
             slicer.util.infoDisplay(plan.describe())
             return
-        if not slicer.util.confirmOkCancelDisplay(plan.describe(), "Install Python packages"):
-            return
+        if self._install(plan):
+            slicer.util.infoDisplay("The Python packages are installed. Click 'Load model'.")
+
+    def _install(self, plan, reason=""):
+        """Show what the plan adds or replaces (with versions), and install it if the user agrees; True when done."""
+        if plan.blocked:  # an unsupported Slicer: nothing is installed (supported_versions.py)
+            self._show_error(RuntimeError(plan.blocked))
+            return False
+        if plan.restart_needed:  # a loaded torch is never replaced in the running session
+            if slicer.util.confirmOkCancelDisplay(plan.describe(), "Restart needed"):
+                slicer.util.restart()
+            return False
+        changes = None
+        if plan.pip:
+            try:
+                with slicer.util.WaitCursor(), dependencies.pip_install_arguments(plan) as arguments:
+                    self._status("Asking pip what the installation would change...")
+                    changes = pip_commands.preview_changes(arguments, dependencies.installed_version)
+            except pip_commands.PipError as error:  # e.g. no network, or no release fits Slicer's packages
+                self._show_error(error)
+                return False
+        if not slicer.util.confirmOkCancelDisplay(reason + plan.describe(changes), "Install Python packages"):
+            return False
         torch_logic = None
         if plan.torch:
             try:
@@ -74,14 +92,32 @@ class ModelPanel:
                 pass
         self._installing = True
         self._set_busy(True)
+        installed = False
         try:
             with self._reporting_errors(), slicer.util.WaitCursor():
-                dependencies.install(plan, pip_install=slicer.util.pip_install, torch_logic=torch_logic,
-                                     progress=lambda message: slicer.util.showStatusMessage(message, 3000))
-                slicer.util.infoDisplay("The Python packages are installed. Click 'Load model'.")
+                dependencies.install(plan, pip_install=self._pip_install, torch_logic=torch_logic,
+                                     progress=self._status)
+                importlib.invalidate_caches()  # the new packages import in this session without a restart
+                installed = True
         finally:
             self._installing = False
             self._set_busy(False)
+            self._status("")
+        return installed
+
+    def _pip_install(self, arguments):
+        """pip install, each output line shown in the status bar (and the log) until the next one."""
+        def show(line):
+            print(line)
+            if line.strip():
+                self._status(line[:200])
+
+        pip_commands.run_pip(["install", *arguments], on_line=show)
+
+    def _status(self, message):
+        """A status-bar message that stays until replaced (showStatusMessage with duration 0)."""
+        slicer.util.showStatusMessage(message, 0)
+        slicer.app.processEvents()
 
     # --- export --------------------------------------------------------------------------------------------
     def on_export(self):
