@@ -83,6 +83,7 @@ class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObser
         self.worker = ModelWorker()
         self._stop_requested = threading.Event()  # set by Stop, polled by the worker between slices
         self._progress = None  # (slices done, slices in the view), written by the worker
+        self._download_progress = None  # the model download's DownloadProgress, written by the worker
         self._delivery_timer = qt.QTimer()
         self._delivery_timer.setInterval(DELIVERY_INTERVAL_MS)
         self._delivery_timer.connect("timeout()", self._deliver)
@@ -425,6 +426,7 @@ class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObser
 
     # --- status --------------------------------------------------------------------------------------------
     def _deliver(self):
+        self._show_download_progress()
         progress = self._progress
         if progress is not None and self.worker.busy:
             self.ui.progressBar.setRange(0, progress[1])

@@ -27,16 +27,32 @@ class ModelPanel:
                 return
         source, device = self.ui.modelSourceLineEdit.text or None, self.ui.deviceComboBox.currentText
         server, key = self.ui.serverUrlLineEdit.text or None, self.ui.apiKeyLineEdit.text or None
-        self.ui.modelStatusLabel.text = "Connecting..." if server else "Loading (downloads on first use)..."
+        from medsam3.model import model_sources
+
+        # the first load of a catalogue model is a download of GBs: say how much and under what licence, first
+        notice = "" if server else model_sources.download_notice(source)
+        if notice and not slicer.util.confirmOkCancelDisplay(notice, "Download the model"):
+            return
+        self.ui.modelStatusLabel.text = "Connecting..." if server else "Loading..."
+        self._download_progress = None
+        self._stop_requested.clear()  # Stop cancels the download; the .part file stays for the next Load
         self._set_busy(True)
+
+        def report(progress):  # worker thread: _deliver shows it on the main thread
+            self._download_progress = progress
 
         def load():
             from medsam3.transports.backend_choice import open_backend
 
+            if not server:
+                model_sources.download_catalogue_file(source, progress=report,
+                                                      should_stop=self._stop_requested.is_set)
+            self._download_progress = "loaded"
             return open_backend(model=source, device=None if device == "auto" else device, server_url=server,
                                 api_key=key)
 
         def loaded(backend):
+            self._download_progress = None
             self._set_busy(False)
             self._logic().set_backend(backend)
             info = backend.info()
@@ -47,8 +63,33 @@ class ModelPanel:
                 self.ui.cpuWarningLabel.text = "\n".join(info.notes)
             self.ui.cpuWarningLabel.visible = bool(info.notes) or info.device.lower().startswith("cpu")
 
-        self.worker.submit(load, on_done=loaded, on_error=self._show_error)
+        def failed(error):
+            from medsam3.errors import Cancelled
+
+            self._download_progress = None
+            if isinstance(error, Cancelled):  # Stop: no error dialog, one line saying how to go on
+                self._set_busy(False)
+                self.ui.modelStatusLabel.text = str(error)
+                return
+            self.ui.modelStatusLabel.text = "No model loaded."
+            self._show_error(error)
+
+        self.worker.submit(load, on_done=loaded, on_error=failed)
         self._delivery_timer.start()
+
+    def _show_download_progress(self):
+        """Called by the delivery timer: the download's bytes, rate and time left, in the bar and the status."""
+        progress = getattr(self, "_download_progress", None)
+        if progress is None or not self.worker.busy:
+            return
+        if progress == "loaded":
+            self.ui.modelStatusLabel.text = "Loading the model (the first time it is also converted)..."
+            self.ui.progressBar.setRange(0, 0)
+            return
+        if progress.total:
+            self.ui.progressBar.setRange(0, max(1, progress.total // 1_000_000))  # MB: a QProgressBar holds int
+            self.ui.progressBar.setValue(progress.done // 1_000_000)
+        self.ui.modelStatusLabel.text = "Downloading the model: " + progress.describe()
 
     def on_install_dependencies(self):
         if self._installing or self.worker.busy:

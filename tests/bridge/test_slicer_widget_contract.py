@@ -313,8 +313,9 @@ def test_the_delivery_timer_releases_the_gil_for_prefetch_and_an_old_slicer_is_t
     assert "unsupported_slicer_message" in calls["setup"]
     import ast
 
+    assert "plan.blocked" in ast.unparse(methods["_install"]), "the install ignores an unsupported Slicer"
     for name in ("on_install_dependencies", "on_load_model"):
-        assert "plan.blocked" in ast.unparse(methods[name]), f"{name} ignores an unsupported Slicer"
+        assert "_install" in calls[name], f"{name} does not go through the install's checks"
 
 
 def test_the_modality_choice_is_on_the_panel_and_stored_where_the_logic_reads_it(tmp_path):
