@@ -469,19 +469,13 @@ class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObser
 
 
 class MedicalSAM3SlicerTest(ScriptedLoadableModuleTest):
-    """Reload and Test (developer mode) runs the self-test of Testing/Python/MedicalSAM3SlicerSelfTest.py, which
-    ctest registers (Testing/Python/CMakeLists.txt). It sits in the source tree, not in an installed extension."""
+    """Reload and Test (developer mode) runs the self-test scenario of the installed library
+    (MedicalSAM3SlicerLib.self_test_model.run_self_test), so it works in an installed extension, whose Testing/
+    folder is not installed; ctest runs the same scenario from Testing/Python/MedicalSAM3SlicerSelfTest.py."""
 
     def runTest(self):
-        import importlib.util
-        import os
+        from MedicalSAM3SlicerLib.self_test_model import run_self_test
 
-        path = os.path.join(os.path.dirname(__file__), "Testing", "Python", "MedicalSAM3SlicerSelfTest.py")
-        if not os.path.exists(path):
-            raise AssertionError(f"No self-test at {path}: run it from the source tree, or with ctest in a build.")
-        spec = importlib.util.spec_from_file_location("MedicalSAM3SlicerSelfTest", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        test = module.MedicalSAM3SlicerSelfTest()
-        test.messageDelay = getattr(self, "messageDelay", 100)
-        test.runTest()
+        slicer.mrmlScene.Clear()
+        run_self_test(slicer.mrmlScene, say=lambda message: self.delayDisplay(message,
+                                                                               getattr(self, "messageDelay", 100)))

@@ -171,7 +171,9 @@ class ModelPanel:
             if suffix == ".seg.nrrd":
                 report = exports.export_seg_nrrd(segmentation, path)
             elif suffix == ".dcm":
-                report = exports.export_dicom_seg(segmentation, volume, path)
+                from MedicalSAM3SlicerLib.dicom_seg_export import export_dicom_seg  # or QuantitativeReporting's
+
+                report = export_dicom_seg(segmentation, volume, path)
             else:
                 report = exports.export_labelmap(segmentation, volume, path)
             message = f"Wrote {report.path} with: {', '.join(report.exported)}."
