@@ -28,6 +28,7 @@ from MedicalSAM3SlicerWidgets.model_panel import EXPORT_FORMATS, ModelPanel
 from MedicalSAM3SlicerWidgets.prompt_tools import PromptTools
 
 API_KEY_SETTING = "MedicalSAM3Slicer/ApiKey"
+DOCUMENTATION_URL = "https://github.com/MedicalSAM3Slicer/SlicerMedicalSAM3/blob/main/docs/slicer.md"
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DELIVERY_INTERVAL_MS = 30
 PREFETCH_DELAY_MS = 400  # a view must rest this long before its neighbourhood is encoded
@@ -43,7 +44,7 @@ class MedicalSAM3Slicer(ScriptedLoadableModule):
         self.parent.helpText = (
             "Segment CT and MRI with Medical SAM3: type targets ('liver, left kidney'), click inside or outside an "
             "object, or draw a box, on any slice view. Results are Slicer segments with standard terminology, "
-            "editable in the embedded Segment Editor. See docs/slicer.md in the repository.")
+            f'editable in the embedded Segment Editor. See the <a href="{DOCUMENTATION_URL}">documentation</a>.')
         self.parent.acknowledgementText = "Built on 3D Slicer, SAM3 and the medsam3 engine."
 
 
