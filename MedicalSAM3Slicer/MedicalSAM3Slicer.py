@@ -20,8 +20,9 @@ from slicer.util import VTKObservationMixin
 
 # Only torch-free parts of the library are imported here, so the module loads (and offers to install its
 # dependencies) in a Slicer that has no torch yet; the logic is imported when it is first needed.
+from MedicalSAM3SlicerLib.keyboard_shortcuts import SHORTCUTS
 from MedicalSAM3SlicerLib.parameters import MODALITY_CHOICES, MedicalSAM3SlicerParameters
-from MedicalSAM3SlicerLib.slice_view_interaction import Tool
+from MedicalSAM3SlicerLib.slice_view_interaction import Tool, tool_must_yield
 from MedicalSAM3SlicerLib.supported_versions import unsupported_slicer_message
 from MedicalSAM3SlicerLib.worker import ModelWorker
 from MedicalSAM3SlicerWidgets.model_panel import EXPORT_FORMATS, ModelPanel
@@ -127,6 +128,9 @@ class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObser
                                (self.ui.modalityComboBox, "currentIndexChanged(int)"),
                                (self.ui.serverUrlLineEdit, "textChanged(QString)")):
             widget.connect(signal, self._store_parameters)
+        interaction_node = slicer.app.applicationLogic().GetInteractionNode()
+        if interaction_node is not None:  # a markups placement started meanwhile releases the armed tool
+            self.addObserver(interaction_node, vtk.vtkCommand.ModifiedEvent, self._on_interaction_node_modified)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self._on_scene_closing)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self._on_scene_closed)
         # a scene loaded (imported) later brings its own parameter nodes: show them (as SegmentEditor.py does)
@@ -148,8 +152,8 @@ class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObser
     # --- entering and leaving the module ---------------------------------------------------------------------
     # As Slicer's own Segment Editor module (Modules/Scripted/SegmentEditor/SegmentEditor.py, v5.10.0): keyboard
     # shortcuts are installed in enter() and removed in exit(), and exit() deactivates the editor's effect and
-    # drops its view observations. The single keys P, N and B (B is also the slice views' "previous slice" key)
-    # thus act only while this module is shown.
+    # drops its view observations. The keys (MedicalSAM3SlicerLib.keyboard_shortcuts) act only while this module
+    # is shown, and none is a key of the slice views or of the embedded Segment Editor.
     def enter(self):
         self._entered = True
         self._install_shortcuts()
@@ -174,10 +178,12 @@ class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObser
         main_window = slicer.util.mainWindow()
         if main_window is None:  # --no-main-window: no keyboard to serve
             return
-        for keys, action in (("P", self.ui.positivePointButton.toggle), ("N", self.ui.negativePointButton.toggle),
-                             ("B", self.ui.boxButton.toggle), ("Ctrl+Return", self.on_run_prompts),
-                             ("Ctrl+Alt+Z", lambda: self._segment_action("undo")),
-                             ("Ctrl+Alt+Y", lambda: self._segment_action("redo"))):
+        actions = {"positive_point": self.ui.positivePointButton.toggle,
+                   "negative_point": self.ui.negativePointButton.toggle, "box": self.ui.boxButton.toggle,
+                   "run": self.on_run_prompts, "undo": lambda: self._segment_action("undo"),
+                   "redo": lambda: self._segment_action("redo")}
+        for keys, name in SHORTCUTS:  # none takes a key of the slice views or the Segment Editor
+            action = actions[name]
             shortcut = qt.QShortcut(qt.QKeySequence(keys), main_window)
             shortcut.connect("activated()", action)
             self._shortcuts.append(shortcut)
@@ -252,6 +258,10 @@ class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObser
     def _on_editor_node_modified(self, node, event):
         """An effect of the embedded editor was activated: it gets the mouse, so the module's tool is released."""
         if node.GetActiveEffectName():
+            self.tools.release()
+
+    def _on_interaction_node_modified(self, node, event):
+        if self.tools.armed and tool_must_yield(node):
             self.tools.release()
 
     def _load_parameters(self):

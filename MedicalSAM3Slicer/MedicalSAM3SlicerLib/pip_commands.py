@@ -102,3 +102,39 @@ def preview_changes(install_arguments: Sequence[str], version_of: Callable[[str]
         report = Path(directory) / "report.json"
         run(["install", "--dry-run", "--quiet", "--report", str(report), *install_arguments])
         return changes_from_report(json.loads(report.read_text(encoding="utf-8")), version_of)
+
+
+class LineForwarder:
+    """A text stream that passes everything to ``stream`` and each finished line to ``on_line``, keeping the last
+    lines: wrapped around ``sys.stdout`` while the PyTorch extension installs torch (its pip output is printed
+    line by line, ``slicer.util.logProcessOutput``), it shows that progress in the status bar, and a failure's
+    own lines can be shown instead of "returned non-zero exit status 1" (:func:`explain`)."""
+
+    def __init__(self, stream, on_line: Callable[[str], None]):
+        self.stream = stream
+        self.on_line = on_line
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        if self.stream is not None:
+            self.stream.write(text)
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self.tail.append(line)
+            if line.strip():
+                self.on_line(line.rstrip())
+        return len(text)
+
+    def flush(self) -> None:
+        if self.stream is not None:
+            self.stream.flush()
+
+
+def explain(error: BaseException, tail: Sequence[str] = ()) -> str:
+    """One line for a failed install step: pip's own error lines for a failed pip process
+    (``subprocess.CalledProcessError`` from ``slicer.util.pip_install``), else the error's message."""
+    if isinstance(error, subprocess.CalledProcessError):
+        return failure_message(error.returncode, tail)
+    return str(error)

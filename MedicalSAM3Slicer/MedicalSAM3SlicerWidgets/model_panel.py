@@ -4,7 +4,10 @@ its ``ui``, ``worker`` and status helpers (``_set_busy``, ``_show_error``, ``_re
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import subprocess
+import sys
 
 import qt
 import slicer
@@ -134,10 +137,17 @@ class ModelPanel:
         self._installing = True
         self._set_busy(True)
         installed = False
+        # the PyTorch extension prints pip's lines (slicer.util.logProcessOutput): shown in the status bar as they
+        # come, and a failure is explained by pip's own error lines, not only "exit status 1"
+        output = pip_commands.LineForwarder(sys.stdout, lambda line: self._status(line[:200]))
         try:
             with self._reporting_errors(), slicer.util.WaitCursor():
-                dependencies.install(plan, pip_install=self._pip_install, torch_logic=torch_logic,
-                                     progress=self._status)
+                try:
+                    with contextlib.redirect_stdout(output):
+                        dependencies.install(plan, pip_install=self._pip_install, torch_logic=torch_logic,
+                                             progress=self._status)
+                except subprocess.CalledProcessError as error:
+                    raise RuntimeError(pip_commands.explain(error, output.tail)) from error
                 importlib.invalidate_caches()  # the new packages import in this session without a restart
                 installed = True
         finally:
@@ -148,12 +158,7 @@ class ModelPanel:
 
     def _pip_install(self, arguments):
         """pip install, each output line shown in the status bar (and the log) until the next one."""
-        def show(line):
-            print(line)
-            if line.strip():
-                self._status(line[:200])
-
-        pip_commands.run_pip(["install", *arguments], on_line=show)
+        pip_commands.run_pip(["install", *arguments], on_line=print)  # print: the forwarder shows it
 
     def _status(self, message):
         """A status-bar message that stays until replaced (showStatusMessage with duration 0)."""

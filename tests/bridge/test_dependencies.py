@@ -287,3 +287,28 @@ def test_a_failing_pip_says_pips_own_error_not_only_the_exit_status(tmp_path):
     message = str(failure.value)
     assert "exit status 1" in message and "medsam3-test-absent" in message and "ERROR" in message
     assert "\n" not in message and any("medsam3-test-absent" in line for line in lines)  # shown while it ran
+
+
+def test_the_torch_step_shows_pips_lines_as_they_come_and_its_failure_says_why():
+    """The PyTorch extension's pip output is printed line by line (slicer.util.logProcessOutput); with stdout
+    forwarded, each line reaches the status bar, and a CalledProcessError is explained by pip's own error."""
+    import contextlib
+    import io
+    import subprocess
+
+    from MedicalSAM3SlicerLib import pip_commands
+
+    shown, console = [], io.StringIO()
+    forwarder = pip_commands.LineForwarder(console, shown.append)
+    with contextlib.redirect_stdout(forwarder):
+        print("Collecting torch==2.9.1")
+        print("  Downloading torch-2.9.1-cp312-none-manylinux.whl (899.7 MB)", end="")
+        print("\nERROR: Could not install packages due to an OSError: [Errno 28] No space left on device")
+    assert shown[0] == "Collecting torch==2.9.1" and "899.7 MB" in shown[1] and "No space left" in shown[2]
+    assert "Collecting torch==2.9.1" in console.getvalue()  # the console still shows everything
+    failure = subprocess.CalledProcessError(1, ["PythonSlicer", "-m", "pip", "install", "torch"])
+    assert str(failure).endswith("exit status 1.")  # what the user saw before
+    message = pip_commands.explain(failure, forwarder.tail)
+    assert "No space left on device" in message and "exit status 1" in message and "\n" not in message
+    assert pip_commands.explain(RuntimeError("PyTorch could not be installed")) == "PyTorch could not be installed"
+
