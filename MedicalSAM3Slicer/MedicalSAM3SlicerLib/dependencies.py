@@ -125,6 +125,7 @@ class InstallPlan:
     keep: dict[str, str] = field(default_factory=dict)  # Slicer's packages present: name -> installed version
     unsupported: str = ""  # one line when this Slicer is older than the module supports
     held: dict[str, str] = field(default_factory=dict)  # torch packages installed and good: held at their version
+    replaced_torch: dict[str, str] = field(default_factory=dict)  # torch packages installed but too old
     restart_needed: str = ""  # one line when a torch already imported in this session would have to be replaced
 
     @property
@@ -160,8 +161,9 @@ class InstallPlan:
             return "All required Python packages are installed."
         lines = ["MedicalSAM3Slicer needs these Python packages in Slicer's Python:"]
         if self.torch:
-            lines.append("  through the PyTorch extension (GPU build when available): "
-                         + ", ".join(map(str, self.torch)))
+            lines.append("  through the PyTorch extension (it picks the release and the GPU or CPU build): " + ", ".join(
+                f"{r} (replaces {self.replaced_torch[r.name]})" if r.name in self.replaced_torch else f"{r} (new)"
+                for r in self.torch))
         if self.pip:
             lines.append("  with pip: " + ", ".join(map(str, self.pip)))
         if changes is not None:
@@ -203,6 +205,8 @@ def plan_installation(requirements: list[Requirement] | None = None,
             continue
         if requirement.name in TORCH_PACKAGES:
             plan.torch.append(requirement)
+            if installed is not None:
+                plan.replaced_torch[requirement.name] = installed
         elif is_slicer_package(requirement.name) and installed is not None:
             plan.slicer_too_old.append((requirement, installed))
         else:

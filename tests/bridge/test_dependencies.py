@@ -240,6 +240,9 @@ def test_a_torch_this_session_has_loaded_is_never_replaced_a_restart_is_offered(
     # after the restart torch is not loaded yet: the PyTorch extension may replace it
     fresh = dependencies.plan_installation(version_of=versions(old_torch), loaded_modules={})
     assert not fresh.restart_needed and names(fresh.torch) == {"torch", "torchvision"}
+    assert "torch>=2.4 (replaces 2.2.0)" in fresh.describe()  # the user sees what is replaced before agreeing
+    new = dependencies.plan_installation(version_of=versions(SLICER_5_10), loaded_modules={})
+    assert "torch>=2.4 (new)" in new.describe()
     dependencies.install(fresh, pip_install=calls.append, torch_logic=PyTorchUtilsStandIn())
     assert calls[0]["torchVersionRequirement"] == ">=2.4"
 
