@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from slicer_scene import add_points, load_volume_node, new_scene, world_of_voxel
 
@@ -89,3 +90,59 @@ def test_remote_mode_in_a_python_without_torch_writes_the_servers_mask_at_the_ri
     result = oracle_logic().segment(node, segmentation, positive_points=add_points(scene, world_of_voxel(node, ijk)),
                                     view="axial", whole_volume=False)
     np.testing.assert_array_equal(remote, segment_mask(segmentation, result.segment_ids[0], node))
+
+
+@pytest.mark.slow
+def test_remote_mode_without_torch_against_medsam3_serve_gives_the_servers_model_answer(tmp_path, one_torch_thread):
+    """The same, against the real command `medsam3 serve --model tiny-random` on loopback: the Python without torch
+    gets exactly the voxels the same model gives in-process (tiny random weights: the answer means nothing, but it
+    must be the same answer)."""
+    import os
+    import socket
+    import time
+
+    import httpx
+
+    from medsam3.transports.model_loading import load_backend
+    from MedicalSAM3SlicerLib import MedicalSAM3SlicerLogic
+
+    case = load_case("spleen")
+    ijk, _ = click_in_object(case.mask, 2)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cache = tmp_path / "cache"
+    environment = {**os.environ, "MEDSAM3_API_KEY": API_KEY, "MEDSAM3_CACHE": str(cache),
+                   "PYTHONPATH": str(ROOT / "MedicalSAM3Slicer"), "OMP_NUM_THREADS": "1"}
+    log = (tmp_path / "serve.log").open("w+")
+    server = subprocess.Popen([str(Path(sys.executable).with_name("medsam3")), "serve", "--model", "tiny-random",
+                               "--device", "cpu", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                              env=environment)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(f"{url}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.5)
+        run = subprocess.run([sys.executable, "-c", REMOTE_CLICK, url, API_KEY, str(tmp_path),
+                              ",".join(local_model_packages()), ",".join(map(str, ijk))], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300,
+                             env={"PYTHONPATH": str(ROOT / "MedicalSAM3Slicer"), "PATH": "/usr/bin:/bin"})
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    assert run.returncode == 0, run.stderr[-3000:]
+    remote = np.load(tmp_path / "mask.npy")
+    scene = new_scene()
+    node = load_volume_node(scene, ground_truth_volume(case.volume, case.mask), tmp_path, "local")
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    logic = MedicalSAM3SlicerLogic(load_backend("tiny-random", device="cpu", cache_dir=cache))
+    result = logic.segment(node, segmentation, positive_points=add_points(scene, world_of_voxel(node, ijk)),
+                           view="axial", whole_volume=False)
+    np.testing.assert_array_equal(remote, segment_mask(segmentation, result.segment_ids[0], node))
+    assert remote.any()  # the tiny model does answer on this click (about 14,000 voxels): the equality says something
