@@ -161,9 +161,9 @@ class InstallPlan:
             return "All required Python packages are installed."
         lines = ["MedicalSAM3Slicer needs these Python packages in Slicer's Python:"]
         if self.torch:
-            lines.append("  through the PyTorch extension (it picks the release and the GPU or CPU build): " + ", ".join(
-                f"{r} (replaces {self.replaced_torch[r.name]})" if r.name in self.replaced_torch else f"{r} (new)"
-                for r in self.torch))
+            torch = ", ".join(f"{r} (replaces {self.replaced_torch[r.name]})" if r.name in self.replaced_torch
+                              else f"{r} (new)" for r in self.torch)
+            lines.append("  through the PyTorch extension (it picks the release and the GPU or CPU build): " + torch)
         if self.pip:
             lines.append("  with pip: " + ", ".join(map(str, self.pip)))
         if changes is not None:
@@ -196,7 +196,8 @@ def plan_installation(requirements: list[Requirement] | None = None,
         if installed is not None:
             plan.keep[name] = installed
     for requirement in requirements if requirements is not None else read_requirements():
-        if remote and not (canonicalize_name(requirement.name) in REMOTE_PACKAGES or is_slicer_package(requirement.name)):
+        needed_remotely = canonicalize_name(requirement.name) in REMOTE_PACKAGES or is_slicer_package(requirement.name)
+        if remote and not needed_remotely:
             continue
         installed = version_of(requirement.name)
         if is_met(requirement, installed):

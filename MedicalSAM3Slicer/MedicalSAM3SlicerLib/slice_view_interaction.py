@@ -187,7 +187,8 @@ def qt_to_display(x: float, y: float, view_height: float, device_pixel_ratio: fl
             float(height - int(y * device_pixel_ratio + tolerance) - 1))
 
 
-def pane_relative(display_xy: tuple[float, float], window_size, viewports=((0.0, 0.0, 1.0, 1.0),)) -> tuple[float, float]:
+def pane_relative(display_xy: tuple[float, float], window_size,
+                  viewports=((0.0, 0.0, 1.0, 1.0),)) -> tuple[float, float]:
     """A display position relative to the pane (renderer viewport) under it, as the slice view's own interaction
     uses it with XYToRAS: ``vtkMRMLSliceViewInteractorStyle::DelegateInteractionEventToDisplayableManagers``
     subtracts the origin of ``FindPokedRenderer``'s renderer (Libs/MRML/DisplayableManager, v5.10.0), the last one

@@ -62,7 +62,8 @@ def test_the_plugin_is_found_by_its_module_name_when_the_extension_is_installed(
     assert dicom_seg_export.quantitative_reporting_exporter(not_installed) is None
 
 
-def test_on_5_10_with_quantitative_reporting_its_exporter_writes_the_non_empty_segments(dicom_scene, tmp_path):  # noqa: F811
+def test_on_5_10_with_quantitative_reporting_its_exporter_writes_the_non_empty_segments(  # noqa: F811
+        dicom_scene, tmp_path):
     scene, volume_node, segmentation_node, masks, files = dicom_scene
     ExporterStandIn.calls = []
     report = dicom_seg_export.export_dicom_seg(segmentation_node, volume_node, tmp_path / "out.dcm",
