@@ -20,9 +20,10 @@ from slicer.util import VTKObservationMixin
 
 # Only torch-free parts of the library are imported here, so the module loads (and offers to install its
 # dependencies) in a Slicer that has no torch yet; the logic is imported when it is first needed.
+from MedicalSAM3SlicerLib.keyboard_shortcuts import SHORTCUTS
 from MedicalSAM3SlicerLib.parameters import MODALITY_CHOICES, MedicalSAM3SlicerParameters
 from MedicalSAM3SlicerLib.segment_io import SourceRepresentationError
-from MedicalSAM3SlicerLib.slice_view_interaction import Tool
+from MedicalSAM3SlicerLib.slice_view_interaction import Tool, tool_must_yield
 from MedicalSAM3SlicerLib.supported_versions import unsupported_slicer_message
 from MedicalSAM3SlicerLib.worker import ModelWorker
 from MedicalSAM3SlicerWidgets.labelmap_conversion import offer_labelmap_conversion
@@ -30,6 +31,7 @@ from MedicalSAM3SlicerWidgets.model_panel import EXPORT_FORMATS, ModelPanel
 from MedicalSAM3SlicerWidgets.prompt_tools import PromptTools
 
 API_KEY_SETTING = "MedicalSAM3Slicer/ApiKey"
+DOCUMENTATION_URL = "https://github.com/MedicalSAM3Slicer/SlicerMedicalSAM3/blob/main/docs/slicer.md"
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DELIVERY_INTERVAL_MS = 30
 PREFETCH_DELAY_MS = 400  # a view must rest this long before its neighbourhood is encoded
@@ -45,7 +47,7 @@ class MedicalSAM3Slicer(ScriptedLoadableModule):
         self.parent.helpText = (
             "Segment CT and MRI with Medical SAM3: type targets ('liver, left kidney'), click inside or outside an "
             "object, or draw a box, on any slice view. Results are Slicer segments with standard terminology, "
-            "editable in the embedded Segment Editor. See docs/slicer.md in the repository.")
+            f'editable in the embedded Segment Editor. See the <a href="{DOCUMENTATION_URL}">documentation</a>.')
         self.parent.acknowledgementText = "Built on 3D Slicer, SAM3 and the medsam3 engine."
 
 
@@ -85,6 +87,7 @@ class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObser
         self.worker = ModelWorker()
         self._stop_requested = threading.Event()  # set by Stop, polled by the worker between slices
         self._progress = None  # (slices done, slices in the view), written by the worker
+        self._download_progress = None  # the model download's DownloadProgress, written by the worker
         self._delivery_timer = qt.QTimer()
         self._delivery_timer.setInterval(DELIVERY_INTERVAL_MS)
         self._delivery_timer.connect("timeout()", self._deliver)
@@ -127,6 +130,9 @@ class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObser
                                (self.ui.modalityComboBox, "currentIndexChanged(int)"),
                                (self.ui.serverUrlLineEdit, "textChanged(QString)")):
             widget.connect(signal, self._store_parameters)
+        interaction_node = slicer.app.applicationLogic().GetInteractionNode()
+        if interaction_node is not None:  # a markups placement started meanwhile releases the armed tool
+            self.addObserver(interaction_node, vtk.vtkCommand.ModifiedEvent, self._on_interaction_node_modified)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self._on_scene_closing)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self._on_scene_closed)
         # a scene loaded (imported) later brings its own parameter nodes: show them (as SegmentEditor.py does)
@@ -148,8 +154,8 @@ class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObser
     # --- entering and leaving the module ---------------------------------------------------------------------
     # As Slicer's own Segment Editor module (Modules/Scripted/SegmentEditor/SegmentEditor.py, v5.10.0): keyboard
     # shortcuts are installed in enter() and removed in exit(), and exit() deactivates the editor's effect and
-    # drops its view observations. The single keys P, N and B (B is also the slice views' "previous slice" key)
-    # thus act only while this module is shown.
+    # drops its view observations. The keys (MedicalSAM3SlicerLib.keyboard_shortcuts) act only while this module
+    # is shown, and none is a key of the slice views or of the embedded Segment Editor.
     def enter(self):
         self._entered = True
         self._install_shortcuts()
@@ -176,10 +182,12 @@ class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObser
         main_window = slicer.util.mainWindow()
         if main_window is None:  # --no-main-window: no keyboard to serve
             return
-        for keys, action in (("P", self.ui.positivePointButton.toggle), ("N", self.ui.negativePointButton.toggle),
-                             ("B", self.ui.boxButton.toggle), ("Ctrl+Return", self.on_run_prompts),
-                             ("Ctrl+Alt+Z", lambda: self._segment_action("undo")),
-                             ("Ctrl+Alt+Y", lambda: self._segment_action("redo"))):
+        actions = {"positive_point": self.ui.positivePointButton.toggle,
+                   "negative_point": self.ui.negativePointButton.toggle, "box": self.ui.boxButton.toggle,
+                   "run": self.on_run_prompts, "undo": lambda: self._segment_action("undo"),
+                   "redo": lambda: self._segment_action("redo")}
+        for keys, name in SHORTCUTS:  # none takes a key of the slice views or the Segment Editor
+            action = actions[name]
             shortcut = qt.QShortcut(qt.QKeySequence(keys), main_window)
             shortcut.connect("activated()", action)
             self._shortcuts.append(shortcut)
@@ -254,6 +262,10 @@ class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObser
     def _on_editor_node_modified(self, node, event):
         """An effect of the embedded editor was activated: it gets the mouse, so the module's tool is released."""
         if node.GetActiveEffectName():
+            self.tools.release()
+
+    def _on_interaction_node_modified(self, node, event):
+        if self.tools.armed and tool_must_yield(node):
             self.tools.release()
 
     def _load_parameters(self):
@@ -440,6 +452,7 @@ class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObser
 
     # --- status --------------------------------------------------------------------------------------------
     def _deliver(self):
+        self._show_download_progress()
         progress = self._progress
         if progress is not None and self.worker.busy:
             self.ui.progressBar.setRange(0, progress[1])
@@ -489,19 +502,13 @@ class MedicalSAM3SlicerWidget(ModelPanel, ScriptedLoadableModuleWidget, VTKObser
 
 
 class MedicalSAM3SlicerTest(ScriptedLoadableModuleTest):
-    """Reload and Test (developer mode) runs the self-test of Testing/Python/MedicalSAM3SlicerSelfTest.py, which
-    ctest registers (Testing/Python/CMakeLists.txt). It sits in the source tree, not in an installed extension."""
+    """Reload and Test (developer mode) runs the self-test scenario of the installed library
+    (MedicalSAM3SlicerLib.self_test_model.run_self_test), so it works in an installed extension, whose Testing/
+    folder is not installed; ctest runs the same scenario from Testing/Python/MedicalSAM3SlicerSelfTest.py."""
 
     def runTest(self):
-        import importlib.util
-        import os
+        from MedicalSAM3SlicerLib.self_test_model import run_self_test
 
-        path = os.path.join(os.path.dirname(__file__), "Testing", "Python", "MedicalSAM3SlicerSelfTest.py")
-        if not os.path.exists(path):
-            raise AssertionError(f"No self-test at {path}: run it from the source tree, or with ctest in a build.")
-        spec = importlib.util.spec_from_file_location("MedicalSAM3SlicerSelfTest", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        test = module.MedicalSAM3SlicerSelfTest()
-        test.messageDelay = getattr(self, "messageDelay", 100)
-        test.runTest()
+        slicer.mrmlScene.Clear()
+        run_self_test(slicer.mrmlScene, say=lambda message: self.delayDisplay(message,
+                                                                               getattr(self, "messageDelay", 100)))

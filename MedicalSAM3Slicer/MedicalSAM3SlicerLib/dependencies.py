@@ -15,10 +15,22 @@ Slicer's packages as they were. A Slicer package older than the module needs is 
 upgraded. On a Slicer older than 5.10 nothing is installed: the plan carries the one line of
 :func:`.supported_versions.unsupported_slicer_message` instead. Installation is resumable: a restart in the middle
 just plans the remaining packages again. The module's own files are never modified.
+
+Remote-server mode (a server URL in *Settings*) needs only :data:`REMOTE_PACKAGES` (httpx and its small
+dependencies) beyond what Slicer ships: ``plan_installation(remote=True)`` asks for nothing else, and the remote
+client (medsam3.transports.remote_client) imports no torch and no transformers.
+
+Before the user agrees, :func:`.pip_commands.preview_changes` lists every package pip would add or replace, with
+versions (pip's dry-run report, run with the same arguments as the install). An installed torch is held at its
+version during pip, and a torch this session has already imported is never replaced: the plan then says a restart
+is needed (:attr:`InstallPlan.restart_needed`) and installs nothing, as SlicerTotalSegmentator refuses to upgrade a
+loaded torch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -33,6 +45,7 @@ from .supported_versions import unsupported_slicer_message
 
 REQUIREMENTS_PATH = Path(__file__).resolve().parents[1] / "Resources" / "python-requirements.txt"
 TORCH_PACKAGES = ("torch", "torchvision")
+REMOTE_PACKAGES = ("httpx",)  # remote-server mode: the HTTP client; numpy and the rest are Slicer's own
 
 # Packages in Slicer's own Python, with the Slicer 5.10 source file that installs each (SuperBuild/External_*.cmake).
 SLICER_PACKAGES = {
@@ -111,10 +124,14 @@ class InstallPlan:
     slicer_too_old: list[tuple[Requirement, str]] = field(default_factory=list)  # (requirement, installed)
     keep: dict[str, str] = field(default_factory=dict)  # Slicer's packages present: name -> installed version
     unsupported: str = ""  # one line when this Slicer is older than the module supports
+    held: dict[str, str] = field(default_factory=dict)  # torch packages installed and good: held at their version
+    replaced_torch: dict[str, str] = field(default_factory=dict)  # torch packages installed but too old
+    restart_needed: str = ""  # one line when a torch already imported in this session would have to be replaced
 
     @property
     def nothing_to_do(self) -> bool:
-        return not self.torch and not self.pip and not self.slicer_too_old and not self.unsupported
+        return (not self.torch and not self.pip and not self.slicer_too_old and not self.unsupported
+                and not self.restart_needed)
 
     @property
     def blocked(self) -> str:
@@ -129,52 +146,90 @@ class InstallPlan:
                 "and are not replaced; use 3D Slicer 5.10 or later.")
 
     def constraints(self) -> list[str]:
-        """pip constraints that hold every Slicer package present at its installed version."""
-        return [f"{name}=={version}" for name, version in sorted(self.keep.items())]
+        """pip constraints that hold every Slicer package present, and an installed torch that is good enough, at
+        its installed version (a local build tag such as +cu130 is kept: pip compares it exactly)."""
+        return [f"{name}=={version}" for name, version in sorted({**self.keep, **self.held}.items())]
 
-    def describe(self) -> str:
-        """The text the confirmation dialog shows."""
+    def describe(self, changes: list | None = None) -> str:
+        """The text the confirmation dialog shows; ``changes`` (:func:`.pip_commands.preview_changes`) lists
+        each package pip would add or replace."""
         if self.blocked:
             return self.blocked
+        if self.restart_needed:
+            return self.restart_needed
         if self.nothing_to_do:
             return "All required Python packages are installed."
         lines = ["MedicalSAM3Slicer needs these Python packages in Slicer's Python:"]
         if self.torch:
-            lines.append("  through the PyTorch extension (GPU build when available): "
-                         + ", ".join(map(str, self.torch)))
+            torch = ", ".join(f"{r} (replaces {self.replaced_torch[r.name]})" if r.name in self.replaced_torch
+                              else f"{r} (new)" for r in self.torch)
+            lines.append("  through the PyTorch extension (it picks the release and the GPU or CPU build): " + torch)
         if self.pip:
             lines.append("  with pip: " + ", ".join(map(str, self.pip)))
+        if changes is not None:
+            lines.append("pip adds or replaces exactly these packages:")
+            lines.extend(f"    {change}" for change in changes)
         if self.keep:
             lines.append("Slicer's own packages (" + ", ".join(sorted(self.keep)) + ") stay as they are.")
-        lines.append("The download can take several minutes (PyTorch is large). Install now?")
+        if self.torch:
+            lines.append("PyTorch is a download of about 1 to 3 GB and takes several minutes.")
+        lines.append("Install now?")
         return "\n".join(lines)
 
 
 def plan_installation(requirements: list[Requirement] | None = None,
                       version_of: Callable[[str], str | None] = installed_version,
                       slicer_version: tuple[int, int] | None = None,
-                      python_version: tuple[int, ...] | None = None) -> InstallPlan:
+                      python_version: tuple[int, ...] | None = None, remote: bool = False,
+                      loaded_modules=None) -> InstallPlan:
     """Which requirements are not met by the installed packages, and which installed packages are Slicer's.
 
     ``slicer_version`` / ``python_version`` default to the running Slicer's and Python's
     (:func:`.supported_versions.unsupported_slicer_message`); on an unsupported one the plan is blocked.
+    ``remote``: only what remote-server mode needs (:data:`REMOTE_PACKAGES`). ``loaded_modules`` (default
+    ``sys.modules``): an installed torch that is imported there and too old makes the plan say a restart is needed.
     """
+    loaded_modules = sys.modules if loaded_modules is None else loaded_modules
     plan = InstallPlan(unsupported=unsupported_slicer_message(slicer_version, python_version) or "")
     for name in SLICER_PACKAGES:
         installed = version_of(name)
         if installed is not None:
             plan.keep[name] = installed
     for requirement in requirements if requirements is not None else read_requirements():
+        needed_remotely = canonicalize_name(requirement.name) in REMOTE_PACKAGES or is_slicer_package(requirement.name)
+        if remote and not needed_remotely:
+            continue
         installed = version_of(requirement.name)
         if is_met(requirement, installed):
+            if requirement.name in TORCH_PACKAGES:
+                plan.held[requirement.name] = installed
             continue
         if requirement.name in TORCH_PACKAGES:
             plan.torch.append(requirement)
+            if installed is not None:
+                plan.replaced_torch[requirement.name] = installed
         elif is_slicer_package(requirement.name) and installed is not None:
             plan.slicer_too_old.append((requirement, installed))
         else:
             plan.pip.append(requirement)
+    loaded = [f"{r.name} {version_of(r.name)}" for r in plan.torch
+              if version_of(r.name) is not None and r.name in loaded_modules]
+    if loaded:
+        needed = ", ".join(map(str, plan.torch))
+        plan.restart_needed = (f"The module needs {needed}, but this Slicer session has already loaded "
+                               f"{', '.join(loaded)}, which cannot be replaced while Slicer runs. Restart Slicer, then "
+                               "click 'Install dependencies...' before 'Load model'. Restart Slicer now?")
     return plan
+
+
+@contextlib.contextmanager
+def pip_install_arguments(plan: InstallPlan):
+    """The arguments of the plan's ``pip install`` (a constraints file holding Slicer's packages and an installed
+    torch, then the requirements), valid inside the ``with`` block."""
+    with tempfile.TemporaryDirectory(prefix="medsam3-install-") as directory:
+        constraints = Path(directory) / "slicer-packages.txt"
+        constraints.write_text("\n".join(plan.constraints()) + "\n", encoding="utf-8")
+        yield ["--constraint", str(constraints), *(str(r) for r in plan.pip)]
 
 
 def install(plan: InstallPlan, pip_install: Callable[[list[str]], None], torch_logic=None,
@@ -185,20 +240,19 @@ def install(plan: InstallPlan, pip_install: Callable[[list[str]], None], torch_l
     Base/Python/slicer/util.py); ``torch_logic`` is a ``PyTorchUtils.PyTorchUtilsLogic`` (required when the plan
     needs torch).
     """
-    if plan.blocked:
-        raise RuntimeError(plan.blocked)
+    if plan.blocked or plan.restart_needed:
+        raise RuntimeError(plan.blocked or plan.restart_needed)
     if plan.torch:
         if torch_logic is None:
             raise RuntimeError("PyTorch is needed: install the 'PyTorch' extension from the Extensions Manager, "
                                "restart Slicer, and try again.")
         options = {f"{r.name}VersionRequirement": str(r.specifier) for r in plan.torch}
-        progress("Installing PyTorch through the PyTorch extension...")
+        progress("Installing PyTorch through the PyTorch extension (a download of 1 to 3 GB: this takes minutes; "
+                 "the Python console shows pip's progress)...")
         torch = torch_logic.installTorch(askConfirmation=False, **options)
         if torch is None:
             raise RuntimeError("PyTorch could not be installed; see the PyTorch extension's messages in the log.")
     if plan.pip:
         progress("Installing " + ", ".join(map(str, plan.pip)) + " ...")
-        with tempfile.TemporaryDirectory(prefix="medsam3-install-") as directory:
-            constraints = Path(directory) / "slicer-packages.txt"
-            constraints.write_text("\n".join(plan.constraints()) + "\n", encoding="utf-8")
-            pip_install(["--constraint", str(constraints), *(str(r) for r in plan.pip)])
+        with pip_install_arguments(plan) as arguments:
+            pip_install(arguments)

@@ -57,3 +57,39 @@ def make_phantom(scene) -> Phantom:
     clicks_node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "MedicalSAM3 phantom click")
     clicks_node.AddControlPointWorld(*world)
     return Phantom(volume_node, clicks_node, voxels > 0)
+
+
+def run_self_test(scene, say=lambda message: None, model=None) -> float:
+    """The self-test scenario, in ``scene``: one click on the phantom, whole volume, through the module logic. The
+    segment must cover the block (Dice >= 0.95), be named from the typed text, leave the source volume untouched,
+    and be emptied by undo; raises AssertionError otherwise, returns the Dice.
+
+    It lives in the installed library so that *Reload and Test* runs in an installed extension too (the
+    ``Testing/`` folder is not installed); ctest's Testing/Python/MedicalSAM3SlicerSelfTest.py calls it as well."""
+    from medsam3.interaction.engine import SegmentationEngine
+    from medsam3.transports.backend import BackendInfo, LocalBackend
+
+    from .logic import MedicalSAM3SlicerLogic
+    from .segment_io import segment_mask
+    from .volume_nodes import volume_from_node
+
+    say("Segmenting a phantom from one click, whole volume")
+    phantom = make_phantom(scene)
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    model = model or self_test_model()
+    logic = MedicalSAM3SlicerLogic(LocalBackend(SegmentationEngine(model), BackendInfo(
+        model=model.name, device="cpu", image_size=model.image_size)))
+    source_before = volume_from_node(phantom.volume_node).array.copy()
+    result = logic.segment(phantom.volume_node, segmentation, text="tumour", positive_points=phantom.clicks_node,
+                           view="axial")
+    segment_id = result.segment_ids[0]
+    mask = segment_mask(segmentation, segment_id, phantom.volume_node)
+    dice = float(2 * (mask & phantom.expected).sum() / max(1, mask.sum() + phantom.expected.sum()))
+    assert dice >= 0.95, f"the phantom's block came back with Dice {dice:.3f} (needs 0.95)"
+    name = segmentation.GetSegmentation().GetSegment(segment_id).GetName()
+    assert name == "Tumor", f"the segment is named {name!r}, not 'Tumor'"
+    assert np.array_equal(volume_from_node(phantom.volume_node).array, source_before), "the source volume changed"
+    logic.undo(phantom.volume_node, segmentation, segment_id)
+    assert not segment_mask(segmentation, segment_id, phantom.volume_node).any(), "undo left voxels behind"
+    say("Test passed")
+    return dice

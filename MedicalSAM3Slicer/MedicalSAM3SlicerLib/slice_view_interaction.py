@@ -169,10 +169,60 @@ class GestureRecorder:
 
 
 # --- coordinates -------------------------------------------------------------------------------------------
+DEVICE_PIXEL_RATIO_TOLERANCE = 1e-5  # QVTKInteractorAdapter's, when it truncates scaled positions
+
+
 def qt_to_display(x: float, y: float, view_height: float, device_pixel_ratio: float = 1.0) -> tuple[float, float]:
     """A Qt mouse position (logical pixels, origin top left) as VTK display coordinates (device pixels, origin
-    bottom left), the frame of the slice node's XYToRAS matrix."""
-    return x * device_pixel_ratio, (view_height - y) * device_pixel_ratio
+    bottom left), the frame of the slice node's XYToRAS matrix: the very pixel the view's own interactor gets.
+
+    VTK's QVTKInteractorAdapter::ProcessEvent (GUISupport/Qt) truncates ``x * ratio + 1e-5`` and
+    ``y * ratio + 1e-5`` to whole device pixels and hands them to
+    ``vtkRenderWindowInteractor::SetEventInformationFlipY``, which flips with ``height - y - 1`` (the window's height
+    in device pixels, itself truncated the same way by ``SetDevicePixelRatio``): the bottom row is 0, the top row
+    ``height - 1``."""
+    tolerance = DEVICE_PIXEL_RATIO_TOLERANCE
+    height = int(view_height * device_pixel_ratio + tolerance)
+    return (float(int(x * device_pixel_ratio + tolerance)),
+            float(height - int(y * device_pixel_ratio + tolerance) - 1))
+
+
+def pane_relative(display_xy: tuple[float, float], window_size,
+                  viewports=((0.0, 0.0, 1.0, 1.0),)) -> tuple[float, float]:
+    """A display position relative to the pane (renderer viewport) under it, as the slice view's own interaction
+    uses it with XYToRAS: ``vtkMRMLSliceViewInteractorStyle::DelegateInteractionEventToDisplayableManagers``
+    subtracts the origin of ``FindPokedRenderer``'s renderer (Libs/MRML/DisplayableManager, v5.10.0), the last one
+    whose viewport holds the point, its origin ``int(viewport * size + 0.5)`` (``vtkViewport::GetOrigin``).
+    Slicer 5.10 removed the lightbox layout (``vtkMRMLSliceNode::SetLayoutGridRows``: "LightBox support has been
+    removed"), so a slice view's renderers share one full pane; a view with several panes gets each its own XY."""
+    x, y = float(display_xy[0]), float(display_xy[1])
+    width, height = window_size
+    for x0, y0, x1, y1 in reversed([tuple(v) for v in viewports]):
+        if x0 * width <= x <= x1 * width and y0 * height <= y <= y1 * height:
+            return x - int(x0 * width + 0.5), y - int(y0 * height + 0.5)
+    return x, y
+
+
+# --- the interaction node: one thing at a time on a left click ---------------------------------------------
+def leave_place_mode(interaction_node) -> bool:
+    """Arming a prompt tool ends a markups placement in progress, so that one click is not both a prompt and a new
+    markup: as the Segment Editor does when an effect is activated (qMRMLSegmentEditorWidget::setActiveEffect,
+    "Deactivate markup/ruler/ROI placement", v5.10.0). The place-mode persistence is left as the user set it.
+    Returns whether a placement was ended."""
+    if interaction_node is None:
+        return False
+    view_transform = interaction_node.ViewTransform
+    if interaction_node.GetCurrentInteractionMode() == view_transform:
+        return False
+    interaction_node.SetCurrentInteractionMode(view_transform)
+    return True
+
+
+def tool_must_yield(interaction_node) -> bool:
+    """The user switched to markups placement (or another mouse mode) while a prompt tool is armed: the tool is
+    released, as a Segment Editor effect is (qSlicerSegmentEditorAbstractEffect::interactionNodeModified)."""
+    return interaction_node is not None and \
+        interaction_node.GetCurrentInteractionMode() != interaction_node.ViewTransform
 
 
 def display_to_world(slice_node, display_points) -> np.ndarray:

@@ -1,11 +1,10 @@
 """The prompt tools of the module panel: + / - point, box, + / - scribble, + / - lasso.
 
 The tools take the mouse through an event filter on the slice views (:mod:`.slice_view_mouse`; the decisions are
-:mod:`MedicalSAM3SlicerLib.slice_view_interaction`'s), not through markups place mode: the interaction node's
-mode and its place-mode persistence (Slicer ``Libs/MRML/Core/vtkMRMLInteractionNode.h``, v5.10.0) are never
-changed, so
-leaving the module has nothing of the user's to restore (an earlier version switched persistent place mode on for
-its point lists and never switched it back).
+:mod:`MedicalSAM3SlicerLib.slice_view_interaction`'s), not through markups place mode. Arming a tool ends a
+markups placement in progress (as a Segment Editor effect does), and starting a placement releases the tool; the
+place-mode persistence (Slicer ``Libs/MRML/Core/vtkMRMLInteractionNode.h``, v5.10.0) is never changed, so leaving
+the module has nothing of the user's to restore.
 Clicks and boxes are kept as markups (visible on the views, read by the logic); scribbles and lassos are queued
 as strokes for the widget to run at once. One tool is active at a time, and never together with an effect of
 the embedded Segment Editor (both would want the same left clicks).
@@ -16,7 +15,8 @@ from __future__ import annotations
 import slicer
 
 from MedicalSAM3SlicerLib.prompt_nodes import prompt_node, slice_node_showing
-from MedicalSAM3SlicerLib.slice_view_interaction import GestureRecorder, Tool, display_to_world, keep_box
+from MedicalSAM3SlicerLib.slice_view_interaction import (GestureRecorder, Tool, display_to_world, keep_box,
+                                                         leave_place_mode)
 
 from .slice_view_mouse import SliceViewMouse
 
@@ -51,17 +51,22 @@ class PromptTools:
                     button.checked = False
                     button.blockSignals(False)
             self.segment_editor_widget.setActiveEffect(None)
+            leave_place_mode(slicer.app.applicationLogic().GetInteractionNode())  # a markups placement ends
             self.mouse.install(slicer.app.layoutManager())  # again: a layout change may have added views
-            self.mouse.recorder.set_tool(*TOOLS[name])
+            self.mouse.set_tool(*TOOLS[name])
         elif not any(button.checked for button in self.buttons.values()):
-            self.mouse.recorder.set_tool(None)
+            self.mouse.set_tool(None)
+
+    @property
+    def armed(self):
+        return self.mouse.recorder.tool is not None
 
     def release(self):
         for button in self.buttons.values():
             button.blockSignals(True)
             button.checked = False
             button.blockSignals(False)
-        self.mouse.recorder.set_tool(None)
+        self.mouse.set_tool(None)
 
     def install(self):
         layout_manager = slicer.app.layoutManager()

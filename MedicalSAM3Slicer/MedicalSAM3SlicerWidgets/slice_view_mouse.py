@@ -18,7 +18,7 @@ import qt
 import slicer
 import vtk
 
-from MedicalSAM3SlicerLib.slice_view_interaction import GestureRecorder, MouseEvent, Tool, qt_to_display
+from MedicalSAM3SlicerLib.slice_view_interaction import GestureRecorder, MouseEvent, Tool, pane_relative, qt_to_display
 
 _OUTLINE_COLOURS = {True: (0.1, 0.85, 0.1), False: (0.95, 0.15, 0.15)}
 
@@ -122,6 +122,23 @@ class SliceViewMouse:
     def installed(self) -> bool:
         return bool(self._filters)
 
+    def set_tool(self, tool, positive=True) -> None:
+        """Arm a tool (None: release). A gesture in progress is dropped and its outline goes with it; while a tool
+        is armed the slice views show a cross cursor, so the user sees that a left click is a prompt."""
+        self.recorder.set_tool(tool, positive)
+        self._outline.hide()
+        self._show_cursor()
+
+    def _show_cursor(self) -> None:
+        for target, _ in self._filters:
+            try:
+                if self.recorder.tool is not None:
+                    target.setCursor(qt.QCursor(qt.Qt.CrossCursor))
+                else:
+                    target.unsetCursor()
+            except (RuntimeError, ValueError):  # the widget was destroyed meanwhile
+                pass
+
     def install(self, layout_manager) -> None:
         """Watch every slice view (again: views added by a layout change are picked up)."""
         self.remove()
@@ -135,11 +152,13 @@ class SliceViewMouse:
                 event_filter = _ViewEventFilter(self, name)
                 target.installEventFilter(event_filter)
                 self._filters.append((target, event_filter))
+        self._show_cursor()
 
     def remove(self) -> None:
         for target, event_filter in self._filters:
             try:
                 target.removeEventFilter(event_filter)
+                target.unsetCursor()
             except (RuntimeError, ValueError):  # the widget was destroyed (PythonQt refuses calls on it): no filter
                 pass
         self._filters.clear()
@@ -156,6 +175,10 @@ class SliceViewMouse:
         if watched is not view:
             position = watched.mapTo(view, position)
         xy = qt_to_display(position.x(), position.y(), view.height, view.devicePixelRatioF())
+        window = view.renderWindow()
+        renderers = window.GetRenderers()
+        viewports = [renderers.GetItemAsObject(i).GetViewport() for i in range(renderers.GetNumberOfItems())]
+        xy = pane_relative(xy, window.GetSize(), viewports or [(0.0, 0.0, 1.0, 1.0)])
         left_held = bool(event.buttons() & qt.Qt.LeftButton)
         consumed, gesture = self.recorder.handle(MouseEvent(kind, _button(event), left_held, xy, view_name))
         if self.recorder.drawing:

@@ -200,3 +200,118 @@ def test_the_minimum_python_is_the_one_the_pinned_packages_need():
     pyproject = (root / "pyproject.toml").read_text()
     assert re.search(r'^requires-python = ">=(\d+\.\d+)"$', pyproject, re.M).group(1) == "{}.{}".format(
         *MINIMUM_PYTHON_VERSION)
+
+
+# --- remote mode, the packages listed before the user agrees, a loaded torch (issue 17, items 5 and 6) ---------
+
+def test_remote_server_mode_asks_only_for_httpx_and_never_for_torch():
+    plan = dependencies.plan_installation(version_of=versions(SLICER_5_10), remote=True)
+    assert plan.torch == [] and names(plan.pip) == {"httpx"}
+    assert "httpx" in plan.describe() and "torch" not in plan.describe().lower()
+    with_httpx = dependencies.plan_installation(version_of=versions({**SLICER_5_10, "httpx": "0.28.1"}), remote=True)
+    assert with_httpx.nothing_to_do  # the server's GPU does the rest: no torch, no transformers
+
+
+def test_a_missing_transformers_is_offered_for_installation_like_torch():
+    present = {**SLICER_5_10, "torch": "2.14.1+cu130", "torchvision": "0.29.1", "huggingface_hub": "2.4.0",
+               "tokenizers": "0.23.3", "safetensors": "0.8.0", "tqdm": "4.99.0", "psutil": "7.2.2", "httpx": "0.28.1"}
+    plan = dependencies.plan_installation(version_of=versions(present))
+    assert names(plan.pip) == {"transformers"} and not plan.nothing_to_do and not plan.blocked
+    assert "transformers" in plan.describe() and "Install now?" in plan.describe()
+    assert "setup_env" not in plan.describe()
+    assert "torch==2.14.1+cu130" in plan.constraints()  # pip cannot replace the torch that is there
+
+
+def test_a_torch_this_session_has_loaded_is_never_replaced_a_restart_is_offered():
+    old_torch = {**SLICER_5_10, "torch": "2.2.0", "torchvision": "0.17.0"}
+    plan = dependencies.plan_installation(version_of=versions(old_torch), loaded_modules={"torch": object()})
+    assert "2.2.0" in plan.restart_needed and "Restart" in plan.restart_needed and "\n" not in plan.restart_needed
+    assert not plan.nothing_to_do and plan.describe() == plan.restart_needed
+    calls = []
+
+    class PyTorchUtilsStandIn:
+        def installTorch(self, **options):  # noqa: N802  (PyTorchUtils' name)
+            calls.append(options)
+            return object()
+
+    with pytest.raises(RuntimeError, match="Restart"):
+        dependencies.install(plan, pip_install=calls.append, torch_logic=PyTorchUtilsStandIn())
+    assert calls == []
+    # after the restart torch is not loaded yet: the PyTorch extension may replace it
+    fresh = dependencies.plan_installation(version_of=versions(old_torch), loaded_modules={})
+    assert not fresh.restart_needed and names(fresh.torch) == {"torch", "torchvision"}
+    assert "torch>=2.4 (replaces 2.2.0)" in fresh.describe()  # the user sees what is replaced before agreeing
+    new = dependencies.plan_installation(version_of=versions(SLICER_5_10), loaded_modules={})
+    assert "torch>=2.4 (new)" in new.describe()
+    dependencies.install(fresh, pip_install=calls.append, torch_logic=PyTorchUtilsStandIn())
+    assert calls[0]["torchVersionRequirement"] == ">=2.4"
+
+
+def _wheel(folder: Path, name: str, version: str, requires: tuple[str, ...] = ()) -> None:
+    """A minimal pure-Python wheel (metadata only) for a local package index."""
+    import zipfile
+
+    info = f"{name.replace('-', '_')}-{version}.dist-info"
+    metadata = "\n".join(["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
+                          *(f"Requires-Dist: {r}" for r in requires)]) + "\n"
+    files = {f"{info}/METADATA": metadata,
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files[f"{info}/RECORD"] = "".join(f"{path},,\n" for path in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(folder / f"{name.replace('-', '_')}-{version}-py3-none-any.whl", "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+
+
+def test_before_the_user_agrees_every_package_pip_adds_or_replaces_is_listed_with_versions(tmp_path):
+    """pip's own dry run with the install's arguments (a local index here): a dependency pip would pull in, and
+    one it would replace, are both named with versions; nothing is installed."""
+    from MedicalSAM3SlicerLib import pip_commands
+
+    _wheel(tmp_path, "medsam3-test-tool", "2.0", ("medsam3-test-base>=1.5",))
+    _wheel(tmp_path, "medsam3-test-base", "1.6")
+    installed = versions({**SLICER_5_10, "medsam3-test-base": "1.0"})
+    plan = dependencies.plan_installation([dependencies.Requirement("medsam3-test-tool>=2")], version_of=installed)
+    with dependencies.pip_install_arguments(plan) as arguments:
+        changes = pip_commands.preview_changes(["--no-index", "--find-links", str(tmp_path), *arguments], installed)
+    assert [str(change) for change in changes] == ["medsam3-test-base 1.0 -> 1.6 (replaced)",
+                                                   "medsam3-test-tool 2.0 (new)"]
+    text = plan.describe(changes)
+    assert "medsam3-test-base 1.0 -> 1.6 (replaced)" in text and "medsam3-test-tool 2.0 (new)" in text
+    assert dependencies.installed_version("medsam3-test-tool") is None  # a dry run
+
+
+def test_a_failing_pip_says_pips_own_error_not_only_the_exit_status(tmp_path):
+    from MedicalSAM3SlicerLib import pip_commands
+
+    lines = []
+    with pytest.raises(pip_commands.PipError) as failure:
+        pip_commands.run_pip(["install", "--dry-run", "--no-index", "--find-links", str(tmp_path),
+                              "medsam3-test-absent==9"], on_line=lines.append)
+    message = str(failure.value)
+    assert "exit status 1" in message and "medsam3-test-absent" in message and "ERROR" in message
+    assert "\n" not in message and any("medsam3-test-absent" in line for line in lines)  # shown while it ran
+
+
+def test_the_torch_step_shows_pips_lines_as_they_come_and_its_failure_says_why():
+    """The PyTorch extension's pip output is printed line by line (slicer.util.logProcessOutput); with stdout
+    forwarded, each line reaches the status bar, and a CalledProcessError is explained by pip's own error."""
+    import contextlib
+    import io
+    import subprocess
+
+    from MedicalSAM3SlicerLib import pip_commands
+
+    shown, console = [], io.StringIO()
+    forwarder = pip_commands.LineForwarder(console, shown.append)
+    with contextlib.redirect_stdout(forwarder):
+        print("Collecting torch==2.9.1")
+        print("  Downloading torch-2.9.1-cp312-none-manylinux.whl (899.7 MB)", end="")
+        print("\nERROR: Could not install packages due to an OSError: [Errno 28] No space left on device")
+    assert shown[0] == "Collecting torch==2.9.1" and "899.7 MB" in shown[1] and "No space left" in shown[2]
+    assert "Collecting torch==2.9.1" in console.getvalue()  # the console still shows everything
+    failure = subprocess.CalledProcessError(1, ["PythonSlicer", "-m", "pip", "install", "torch"])
+    assert str(failure).endswith("exit status 1.")  # what the user saw before
+    message = pip_commands.explain(failure, forwarder.tail)
+    assert "No space left on device" in message and "exit status 1" in message and "\n" not in message
+    assert pip_commands.explain(RuntimeError("PyTorch could not be installed")) == "PyTorch could not be installed"
+

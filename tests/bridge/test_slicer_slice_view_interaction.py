@@ -167,9 +167,64 @@ def test_drags_become_boxes_strokes_and_lassos_and_right_click_cancels_a_stroke(
     assert recorder.handle(_press((1, 1))) == (False, None)  # no tool: the view keeps every event
 
 
-def test_qt_positions_become_display_coordinates():
-    assert qt_to_display(10, 20, view_height=300) == (10, 280)
-    assert qt_to_display(10, 20, view_height=300, device_pixel_ratio=2.0) == (20, 560)
+@pytest.mark.parametrize("ratio", [1.0, 1.25, 1.5, 2.0])
+def test_qt_positions_become_the_display_pixel_the_views_own_interactor_gets(ratio):
+    """As VTK's QVTKInteractorAdapter hands a Qt mouse event to the view's interactor (positions scaled by the device
+    pixel ratio and truncated, then vtkRenderWindowInteractor::SetEventInformationFlipY: height - y - 1), issue 17:
+    the top row is height - 1, not height, and the bottom row 0."""
+    import vtk
+
+    tolerance = 1e-5
+    width, height = 400, 301
+    interactor = vtk.vtkRenderWindowInteractor()
+    interactor.SetSize(int(width * ratio + tolerance), int(height * ratio + tolerance))
+    for x, y in [(0, 0), (10, 20), (399, 300), (123, 151), (7, 299)]:
+        interactor.SetEventInformationFlipY(int(x * ratio + tolerance), int(y * ratio + tolerance))
+        assert qt_to_display(x, y, view_height=height, device_pixel_ratio=ratio) == \
+            tuple(float(v) for v in interactor.GetEventPosition()), (x, y)
+    assert qt_to_display(5, 0, view_height=height, device_pixel_ratio=ratio)[1] == int(height * ratio) - 1
+
+
+def test_a_position_is_relative_to_the_pane_under_it_as_slicers_interaction_makes_it():
+    """Two panes side by side (renderer viewports of a 400 x 200 window): the right pane's XY start at its own
+    origin, as vtkMRMLSliceViewInteractorStyle subtracts the poked renderer's origin before applying XYToRAS; a
+    Slicer 5.10 slice view (one pane, every layer's renderer full size) keeps the window's XY."""
+    from MedicalSAM3SlicerLib.slice_view_interaction import pane_relative
+
+    halves = ((0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 1.0))
+    assert pane_relative((250.0, 40.0), (400, 200), halves) == (50.0, 40.0)
+    assert pane_relative((120.0, 40.0), (400, 200), halves) == (120.0, 40.0)
+    assert pane_relative((250.0, 40.0), (400, 200), ((0.0, 0.0, 1.0, 1.0),) * 3) == (250.0, 40.0)
+
+
+def test_arming_a_tool_ends_a_markups_placement_and_a_placement_releases_the_tool():
+    """One left click is one thing: as the Segment Editor's effects (qMRMLSegmentEditorWidget::setActiveEffect and
+    qSlicerSegmentEditorAbstractEffect::interactionNodeModified, v5.10.0), with a real interaction node."""
+    import slicer
+
+    from MedicalSAM3SlicerLib.slice_view_interaction import leave_place_mode, tool_must_yield
+
+    scene = new_scene()
+    node = scene.GetNodeByID("vtkMRMLInteractionNodeSingleton") or scene.AddNewNodeByClass("vtkMRMLInteractionNode")
+    node.SetPlaceModePersistence(1)
+    node.SetCurrentInteractionMode(slicer.vtkMRMLInteractionNode.Place)
+    assert tool_must_yield(node)  # the user is placing markups: an armed tool lets go
+    assert leave_place_mode(node)  # arming a tool ends the placement
+    assert node.GetCurrentInteractionMode() == slicer.vtkMRMLInteractionNode.ViewTransform
+    assert node.GetPlaceModePersistence() == 1  # the user's own setting stays
+    assert not tool_must_yield(node) and not leave_place_mode(node)
+    assert not leave_place_mode(None) and not tool_must_yield(None)
+
+
+def test_no_module_shortcut_takes_a_key_from_the_slice_views_or_the_segment_editor():
+    from MedicalSAM3SlicerLib import keyboard_shortcuts
+
+    assert keyboard_shortcuts.clashes() == []
+    assert keyboard_shortcuts.clashes((("B", "box"),)) == ["B"]  # what the box key was: the views' previous slice
+    runs = {keys for keys, action in keyboard_shortcuts.SHORTCUTS if action == "run"}
+    assert runs == {"Ctrl+Return", "Ctrl+Enter"}  # the docs' Ctrl+Enter and the main Return key
+    assert {action for _, action in keyboard_shortcuts.SHORTCUTS} == {"positive_point", "negative_point", "box",
+                                                                     "run", "undo", "redo"}
 
 
 # --- geometry --------------------------------------------------------------------------------------------------

@@ -170,13 +170,36 @@ def test_single_key_shortcuts_and_the_editors_shortcuts_live_only_between_enter_
 
 
 def test_the_module_never_changes_the_interaction_mode_it_would_have_to_restore():
-    """Prompts are captured by an event filter on the slice views, not by markups place mode: place mode and its
-    persistence (vtkMRMLInteractionNode) stay as the user left them."""
+    """Prompts are captured by an event filter on the slice views, not by markups place mode: the place-mode
+    persistence and the active place node stay as the user left them. The one change is ending a placement in
+    progress when a tool is armed (slice_view_interaction.leave_place_mode, as a Segment Editor effect does)."""
     for path in WIDGET_SOURCES:
         text = path.read_text()
         for setter in ("SetPlaceModePersistence", "SetCurrentInteractionMode", "SwitchToViewTransformMode",
                        "SetActivePlaceNodeID"):
             assert setter not in text, f"{path.name} changes the interaction node ({setter})"
+
+
+def test_an_armed_tool_and_a_markups_placement_never_share_a_click_and_the_keys_come_from_one_table():
+    """Issue 17: arming a tool (PromptTools.select) ends a placement; the widget observes the interaction node and
+    releases the tool when a placement starts; tools are armed and released through SliceViewMouse.set_tool, which
+    also drops a half-drawn outline and sets the cursor; the shortcuts are keyboard_shortcuts.SHORTCUTS."""
+    tools = {f.name: _called_names(f) for f in _functions(MODULE_DIR / "MedicalSAM3SlicerWidgets"
+                                                          / "prompt_tools.py")}
+    assert "leave_place_mode" in tools["select"] and "set_tool" in tools["select"] and "set_tool" in tools["release"]
+    mouse = {f.name: f for f in _functions(MODULE_DIR / "MedicalSAM3SlicerWidgets"
+                                           / "slice_view_mouse.py")}
+    assert {"hide", "_show_cursor"} <= _called_names(mouse["set_tool"])
+    assert {"qt_to_display", "pane_relative"} <= _called_names(mouse["handle"])
+    text = (MODULE_DIR / "MedicalSAM3SlicerWidgets" / "prompt_tools.py").read_text()
+    assert "recorder.set_tool" not in text
+    methods = {name: _called_names(f) for name, f in _widget_methods().items()}
+    assert "_on_interaction_node_modified" in (MODULE_DIR / "MedicalSAM3Slicer.py").read_text()
+    assert {"tool_must_yield", "release"} <= methods["_on_interaction_node_modified"]
+    import ast
+
+    install = ast.unparse(_widget_methods()["_install_shortcuts"])
+    assert "in SHORTCUTS" in install and '"B"' not in install and "Ctrl+Return" not in install
 
 
 def test_every_use_of_the_layout_manager_and_main_window_copes_with_their_absence():
@@ -313,8 +336,9 @@ def test_the_delivery_timer_releases_the_gil_for_prefetch_and_an_old_slicer_is_t
     assert "unsupported_slicer_message" in calls["setup"]
     import ast
 
+    assert "plan.blocked" in ast.unparse(methods["_install"]), "the install ignores an unsupported Slicer"
     for name in ("on_install_dependencies", "on_load_model"):
-        assert "plan.blocked" in ast.unparse(methods[name]), f"{name} ignores an unsupported Slicer"
+        assert "_install" in calls[name], f"{name} does not go through the install's checks"
 
 
 def test_the_modality_choice_is_on_the_panel_and_stored_where_the_logic_reads_it(tmp_path):

@@ -119,3 +119,31 @@ def test_repository_is_smaller_than_the_index_allows():
     total = sum((ROOT / name).stat().st_size for name in listed.decode().split("\0")
                 if name and (ROOT / name).is_file())
     assert total < SIZE_LIMIT_BYTES, f"{total / 2**20:.1f} MB"
+
+
+# --- what the catalogue promises, the help link and the CMake minimum (issue 17, catalogue) ---------------------
+
+SLICER_5_10_TEMPLATE_MINIMUM = "3.20.6...3.22.6"  # Utilities/Templates/Extensions/Default/CMakeLists.txt, v5.10.0
+
+
+def test_the_cmake_minimum_is_the_slicer_5_10_extension_templates(cmake):
+    minimum = re.search(r"cmake_minimum_required\(VERSION (\S+) FATAL_ERROR\)", cmake)
+    assert minimum and minimum.group(1) == SLICER_5_10_TEMPLATE_MINIMUM
+
+
+def test_the_description_says_what_dicom_seg_needs_on_5_10_and_that_a_server_needs_no_torch(cmake):
+    text = re.search(r'set\(EXTENSION_DESCRIPTION "([^"]*)"\)', cmake).group(1)
+    assert "DICOM SEG" in text and "5.10" in text and "QuantitativeReporting" in text
+    assert "server" in text and "httpx" in text
+
+
+def test_the_help_text_links_to_the_documentation_in_this_repository(cmake):
+    import ast
+
+    homepage = re.search(r'set\(EXTENSION_HOMEPAGE "([^"]*)"\)', cmake).group(1)
+    module = (ROOT / "MedicalSAM3Slicer" / "MedicalSAM3Slicer.py").read_text(encoding="utf-8")
+    url = next(node.value.value for node in ast.parse(module).body if isinstance(node, ast.Assign)
+               and getattr(node.targets[0], "id", "") == "DOCUMENTATION_URL")
+    assert url.startswith(homepage + "/blob/") and url.endswith("docs/slicer.md")
+    assert (ROOT / "docs" / "slicer.md").is_file()
+    assert '<a href="{DOCUMENTATION_URL}">' in module

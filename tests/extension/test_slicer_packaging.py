@@ -76,7 +76,11 @@ def test_the_self_test_is_registered_from_testing_python_as_in_slicers_module_te
     script = (MODULE_DIR / "Testing" / "Python" / registered[0]).read_text()
     assert "class MedicalSAM3SlicerSelfTest(ScriptedLoadableModuleTest):" in script and "def test_" in script
     assert not any(name.startswith("Testing/") for name in _cmake_list("MODULE_PYTHON_SCRIPTS"))
-    # Reload and Test (developer mode) finds <ModuleName>Test in the module file and runs the same script
+    # Reload and Test (developer mode) finds <ModuleName>Test in the module file; in an installed extension there
+    # is no Testing/ folder, so both run the scenario from the installed library (issue 17)
     module_file = (MODULE_DIR / "MedicalSAM3Slicer.py").read_text()
     assert "class MedicalSAM3SlicerTest(ScriptedLoadableModuleTest):" in module_file
-    assert '"Testing", "Python", "MedicalSAM3SlicerSelfTest.py"' in module_file
+    module_test = module_file.split("class MedicalSAM3SlicerTest(ScriptedLoadableModuleTest):", 1)[1]
+    assert "run_self_test" in module_test and "Testing" not in module_test.split('"""', 2)[2]
+    assert "run_self_test" in script
+    assert "MedicalSAM3SlicerLib/self_test_model.py" in _cmake_list("MODULE_PYTHON_SCRIPTS")

@@ -1,6 +1,7 @@
 """The module's self-test, run inside a real Slicer: by ctest (registered in this folder's CMakeLists.txt with
 ``slicer_add_python_unittest``, which runs ``slicer.testing.runUnitTest`` on this file) and by the module's
-Reload and Test button in developer mode (``MedicalSAM3SlicerTest`` in ../../MedicalSAM3Slicer.py).
+Reload and Test button in developer mode (``MedicalSAM3SlicerTest`` in ../../MedicalSAM3Slicer.py), both through
+``MedicalSAM3SlicerLib.self_test_model.run_self_test``.
 
 The layout follows Slicer's scripted-module template: Utilities/Templates/Modules/Scripted/CMakeLists.txt
 (``if(BUILD_TESTING)`` ... ``add_subdirectory(Testing)``), Testing/CMakeLists.txt and Testing/Python/CMakeLists.txt;
@@ -24,32 +25,7 @@ class MedicalSAM3SlicerSelfTest(ScriptedLoadableModuleTest):
         self.test_click_segments_the_object_under_it()
 
     def test_click_segments_the_object_under_it(self):
-        import numpy as np
+        # the scenario lives in the installed library, where Reload and Test finds it too
+        from MedicalSAM3SlicerLib.self_test_model import run_self_test
 
-        from medsam3.transports.backend import BackendInfo, LocalBackend
-        from medsam3.interaction.engine import SegmentationEngine
-        from MedicalSAM3SlicerLib.segment_io import segment_mask
-        from MedicalSAM3SlicerLib.self_test_model import make_phantom, self_test_model
-
-        from MedicalSAM3SlicerLib.logic import MedicalSAM3SlicerLogic
-
-        self.delayDisplay("Segmenting a phantom from one click, whole volume")
-        phantom = make_phantom(slicer.mrmlScene)
-        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-        model = self_test_model()
-        logic = MedicalSAM3SlicerLogic(LocalBackend(SegmentationEngine(model), BackendInfo(
-            model=model.name, device="cpu", image_size=model.image_size)))
-        source_before = slicer.util.arrayFromVolume(phantom.volume_node).copy()
-
-        result = logic.segment(phantom.volume_node, segmentation, text="tumour", positive_points=phantom.clicks_node,
-                               view="axial")
-
-        segment_id = result.segment_ids[0]
-        mask = segment_mask(segmentation, segment_id, phantom.volume_node)
-        dice = 2 * (mask & phantom.expected).sum() / (mask.sum() + phantom.expected.sum())
-        self.assertGreaterEqual(dice, 0.95)
-        self.assertEqual(segmentation.GetSegmentation().GetSegment(segment_id).GetName(), "Tumor")
-        np.testing.assert_array_equal(slicer.util.arrayFromVolume(phantom.volume_node), source_before)
-        logic.undo(phantom.volume_node, segmentation, segment_id)
-        self.assertFalse(segment_mask(segmentation, segment_id, phantom.volume_node).any())
-        self.delayDisplay("Test passed")
+        run_self_test(slicer.mrmlScene, say=self.delayDisplay)

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CheckpointError, ModelAccessError, ModelNotFoundError
+from ..errors import CheckpointError, MedSam3Error, ModelAccessError, ModelNotFoundError
 
 CATALOGUE_PATH = Path(__file__).with_name("model_catalogue.json")
 TINY_RANDOM = "tiny-random"
@@ -149,14 +149,76 @@ def _hub_error(error: Exception, repository: str) -> Exception:
     return ModelAccessError(f"Could not download {repository}: {error}")
 
 
+def hub_download_path(repository: str, filename: str, cache_dir: str | Path | None = None) -> Path:
+    """Where :func:`download_catalogue_file` keeps a Hub file: the engine's cache, one folder per repository."""
+    return cache_directory(cache_dir) / "downloads" / repository.replace("/", "--") / filename
+
+
+def _downloaded_file(repository: str, filename: str, cache_dir: str | Path | None = None) -> Path | None:
+    """A Hub file already on this machine: in the engine's resumable-download cache or the Hugging Face cache."""
+    ours = hub_download_path(repository, filename, cache_dir)
+    if ours.is_file():
+        return ours
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    cached = try_to_load_from_cache(repository, filename, cache_dir=os.environ.get("HF_HUB_CACHE") or None)
+    return Path(cached) if isinstance(cached, str) else None
+
+
+def download_notice(source: str | None = None, cache_dir: str | Path | None = None) -> str:
+    """What the first load of a catalogue model will download, with its size and licence status, to ask the user
+    before it starts; "" when nothing needs downloading (not a catalogue model, or already here)."""
+    entry = catalogue_entry((source or DEFAULT_MODEL_SOURCE).strip())
+    if entry is None or not entry.repository:
+        return ""
+    if _downloaded_file(entry.repository, entry.filename or "config.json", cache_dir) is not None:
+        return ""
+    from .resumable_download import format_bytes
+
+    what = f"{entry.repository}/{entry.filename}" if entry.filename else entry.repository
+    converted = " and converts it once (a few minutes)" if entry.format == "meta-checkpoint" else ""
+    return (f"The model '{entry.name}' is not on this computer yet. Loading it first downloads "
+            f"{format_bytes(entry.download_bytes)} from the Hugging Face Hub ({what}){converted}. "
+            f"Stop cancels the download; the next 'Load model' resumes it.\n"
+            f"Licence: {entry.licence}" + (f" ({entry.licence_url})" if entry.licence_url else "") + "\nDownload now?")
+
+
+def download_catalogue_file(source: str | None = None, cache_dir: str | Path | None = None, progress=None,
+                            should_stop=None) -> Path | None:
+    """Download a catalogue model's checkpoint file with progress in bytes, resumably and stoppably
+    (:mod:`.resumable_download`); None for a model that is not one Hub file. :func:`resolve_model` then finds it."""
+    from .resumable_download import download_hub_file
+
+    entry = catalogue_entry((source or DEFAULT_MODEL_SOURCE).strip())
+    if entry is None or not entry.repository or not entry.filename:
+        return None
+    found = _downloaded_file(entry.repository, entry.filename, cache_dir)
+    if found is not None:
+        return found
+    options = {key: value for key, value in (("progress", progress), ("should_stop", should_stop)) if value}
+    try:
+        return download_hub_file(entry.repository, entry.filename,
+                                 hub_download_path(entry.repository, entry.filename, cache_dir), **options)
+    except MedSam3Error:
+        raise
+    except Exception as error:  # huggingface_hub raises many kinds; each becomes one clear message
+        raise _hub_error(error, entry.repository) from error
+
+
 def download_model(source: str, cache_dir: str | Path | None = None, progress: bool = True) -> Path:
-    """Fetch a Hub model (or one file of it) into the Hugging Face cache; returns the local path."""
+    """Fetch a Hub model (or one file of it) into the Hugging Face cache; returns the local path. A file the
+    resumable download (:func:`download_catalogue_file`) completed is used from the engine's cache."""
     from huggingface_hub import hf_hub_download, snapshot_download
 
     entry = catalogue_entry(source)
     repository, filename = (entry.repository, entry.filename) if entry else (source.split(":", 1) + [""])[:2]
     if not repository:
         raise ModelNotFoundError(f"{source!r} is not downloaded from the Hub.")
+    if filename:
+        if hub_download_path(repository, filename, cache_dir).is_file():
+            return hub_download_path(repository, filename, cache_dir)
     if not progress:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:

@@ -26,8 +26,9 @@ def open_backend(model: str | None = None, device: str | None = None, server_url
     try:
         from .model_loading import load_backend
     except ImportError as error:
-        raise MedSam3Error(f"This installation of medsam3 cannot load models ({error}); reinstall it with "
-                           "scripts/setup_env.sh.") from error
+        raise MedSam3Error(f"This installation of medsam3 cannot load models here ({error}): in 3D Slicer click "
+                           "'Install dependencies...'; elsewhere install medsam3 with its engine requirements. A "
+                           "server URL needs none of them.") from error
     options = {"device": device}
     if model:
         options["source"] = model
