@@ -112,7 +112,7 @@ def test_json_requests_have_a_small_body_limit_and_their_bodies_count_in_the_bud
         assert in_use(url) == baseline  # the stalled body's memory is given back
 
 
-# --- M-6: an upload is reserved as it arrives, and a stalled one is dropped ---------------------------------------------
+# --- M-6: an upload is reserved as it arrives, and a stalled one is dropped -------------------------------------------
 def test_a_stalled_upload_holds_only_what_arrived_and_is_dropped_with_408():
     settings = ServerSettings(api_key=API_KEY, memory_budget_bytes=64 * MIB, read_timeout_seconds=2.0)
     with running_server(settings=settings) as url:
@@ -144,7 +144,7 @@ def test_headers_that_never_finish_get_408_and_the_connection_is_closed():
         assert httpx.get(f"{url}/health").status_code == 200
 
 
-# --- exact keys on every route ------------------------------------------------------------------------------------------
+# --- exact keys on every route ----------------------------------------------------------------------------------------
 def _api_routes(routes, prefix: str = ""):
     """Every APIRoute, also inside included routers (FastAPI keeps those as one entry of app.routes)."""
     for route in routes:
@@ -180,7 +180,7 @@ def test_every_route_takes_exactly_the_key_not_a_prefix_nor_more():
             assert with_key.status_code not in (401, 403), (method, path, with_key.text)
 
 
-# --- L-12: the rate limiter's memory ------------------------------------------------------------------------------------
+# --- L-12: the rate limiter's memory ----------------------------------------------------------------------------------
 def test_rate_limiter_tracks_a_bounded_number_of_clients_and_still_limits_recent_ones():
     clock = FakeClock()
     limiter = RateLimiter(2, clock, max_clients=100)
@@ -192,7 +192,7 @@ def test_rate_limiter_tracks_a_bounded_number_of_clients_and_still_limits_recent
     assert limiter.allow("192.0.2.4999") > 0  # a recent client keeps its bucket, and its limit
 
 
-# --- H-3: an empty mask box -------------------------------------------------------------------------------------------------
+# --- H-3: an empty mask box -------------------------------------------------------------------------------------------
 def test_a_mask_box_with_an_empty_side_is_refused_and_zlib_is_never_told_unlimited(monkeypatch):
     lengths = []
     real = zlib.decompressobj
@@ -222,7 +222,7 @@ def test_a_mask_box_with_an_empty_side_is_refused_and_zlib_is_never_told_unlimit
     assert 0 not in lengths
 
 
-# --- L-2: hostile volume headers --------------------------------------------------------------------------------------------
+# --- L-2: hostile volume headers --------------------------------------------------------------------------------------
 def _upload_with_header(header: bytes) -> bytes:
     return VOLUME_MAGIC + struct.pack("<I", len(header)) + header + zlib.compress(bytes(64))
 

@@ -173,7 +173,7 @@ def test_api_key_and_key_file_together_are_refused(tmp_path, capsys):
     assert "not both" in capsys.readouterr().err
 
 
-# --- L-8: TLS mistakes ----------------------------------------------------------------------------------------------------
+# --- L-8: TLS mistakes ------------------------------------------------------------------------------------------------
 def _openssl_pair(folder, name):
     certificate, key = folder / f"{name}.pem", folder / f"{name}.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
@@ -188,7 +188,8 @@ def test_tls_mistakes_are_one_clear_line_before_the_model_loads(tmp_path, capsys
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate\n")
     for pair, says in (((certificate, other_key), "does not belong to the certificate"),
-                       ((garbage, key), "cannot be loaded as PEM"), ((certificate, garbage), "cannot be loaded as PEM")):
+                       ((garbage, key), "cannot be loaded as PEM"),
+                       ((certificate, garbage), "cannot be loaded as PEM")):
         loaded = []
         status = main(["serve", "--api-key", API_KEY, "--ssl-certfile", str(pair[0]), "--ssl-keyfile", str(pair[1])],
                       backend_factory=lambda *a: loaded.append(a))

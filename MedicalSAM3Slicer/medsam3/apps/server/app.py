@@ -3,8 +3,9 @@
 Every request except ``GET /health`` passes the gate (gate.py) before any of its body is read: a per-client rate
 limit, the API key (hashed, compared in constant time, never logged; one per user with a key file) and the
 client's version; then its body is read against a deadline, counted in the memory budget as it arrives. A session
-belongs to the user whose key opened it: for other users it does not exist. Errors are JSON ``{"error": {"kind", "message"}}`` with a
-4xx status; engine errors about a prompt or a volume never reach other sessions.
+belongs to the user whose key opened it: for other users it does not exist. Errors are JSON
+``{"error": {"kind", "message"}}`` with a 4xx status; engine errors about a prompt or a volume never reach other
+sessions.
 """
 
 from __future__ import annotations

@@ -85,7 +85,8 @@ class RequestGate:
                            "<key>' (Slicer: the server settings; command line: --api-key)." + in_url)
         user = self.keys.find(token.strip()) if self.keys is not None else None
         if user is None:
-            raise ApiError(403, "WrongApiKey", "The API key is not one of this server's keys: check it with the "
+            raise ApiError(403, "WrongApiKey", "The API key is not this server's key (nor one of its users' keys): "
+                           "check it with the "
                            "server's operator.")
         return user
 

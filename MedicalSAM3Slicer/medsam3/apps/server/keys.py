@@ -59,7 +59,8 @@ class User:
 
 def _digest(name: str, text: object, where: str) -> bytes:
     if not isinstance(text, str) or not text.startswith("sha256:") or len(text) != 71:
-        raise KeyFileError(f"{where}: user {name!r} needs a key hash \"sha256:<64 hex digits>\" (make a key and its line "
+        raise KeyFileError(f"{where}: user {name!r} needs a key hash \"sha256:<64 hex digits>\" (make a key and "
+                           "its line "
                            f"with: python -m medsam3.apps.server.keys {name}).")
     try:
         return bytes.fromhex(text[7:])
