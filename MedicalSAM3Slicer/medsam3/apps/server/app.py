@@ -182,6 +182,8 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
         quotas (never another user's)."""
         return {**backend.info().as_dict(), "server_version": __version__,
                 "compatible_client_versions": matching_versions(), "limits": settings.public_limits(),
+                "request_limits": {"max_json_bytes": settings.max_json_bytes,
+                                   "read_timeout_seconds": settings.read_timeout_seconds},
                 "user": user.name, "open_sessions": registry.count(user.name), "memory_in_use_bytes": budget.used,
                 "your_memory_in_use_bytes": own.used, "your_memory_quota_bytes": own.total,
                 "your_max_sessions": session_quota(user)}

@@ -105,8 +105,7 @@ class ServerSettings:
         return {"max_upload_bytes": self.max_upload_bytes, "max_voxels": self.max_voxels,
                 "max_sessions": self.max_sessions, "idle_timeout_seconds": self.idle_timeout_seconds,
                 "requests_per_minute": self.requests_per_minute, "memory_budget_bytes": self.memory_budget_bytes,
-                "max_phrases": self.max_phrases, "max_slice_phrases": self.max_slice_phrases,
-                "max_json_bytes": self.max_json_bytes, "read_timeout_seconds": self.read_timeout_seconds}
+                "max_phrases": self.max_phrases, "max_slice_phrases": self.max_slice_phrases}
 
     def __repr__(self) -> str:  # never print the key
         shown = "set" if self.api_key else f"file {self.key_file}" if self.key_file else "none"
