@@ -144,6 +144,30 @@ def test_headers_that_never_finish_get_408_and_the_connection_is_closed():
         assert httpx.get(f"{url}/health").status_code == 200
 
 
+# --- L-10: what could never fit is 413, not "retry shortly" ------------------------------------------------------------
+def _declared_zeros(shape: tuple[int, int, int]) -> bytes:
+    header = json.dumps({"shape": list(shape), "dtype": "uint8", "ijk_to_ras": np.eye(4).tolist()}).encode()
+    compressor = zlib.compressobj(1)
+    voxels = b"".join(compressor.compress(bytes(shape[1] * shape[2])) for _ in range(shape[0])) + compressor.flush()
+    return VOLUME_MAGIC + struct.pack("<I", len(header)) + header + voxels
+
+
+def test_an_upload_that_could_never_fit_beside_the_cache_is_413_not_429():
+    settings = ServerSettings(api_key=API_KEY, memory_budget_bytes=96 * MIB)
+    with running_server(settings=settings) as url:
+        cache = in_use(url)  # the embedding cache's share, held for the server's lifetime
+        assert cache > 0
+        # 40 MiB of voxels: 80 MiB while decoding; under the 96 MiB budget, over what the cache leaves
+        assert 2 * 40 * MIB + cache > settings.memory_budget_bytes > 2 * 40 * MIB
+        answer = httpx.post(f"{url}/sessions", content=_declared_zeros((160, 512, 512)), headers=AUTH, timeout=60)
+        assert answer.status_code == 413 and "memory budget" in answer.json()["error"]["message"], answer.text
+        assert "Retry-After" not in answer.headers
+        # a JSON body costs four times its size while parsed: 30 MiB declared needs 120 MiB, refused at once
+        status, refused = raw_request(url, head("POST", "/sessions/x/prompts", 30 * MIB))
+        assert status == 413, refused
+        assert in_use(url) == cache
+
+
 # --- exact keys on every route ----------------------------------------------------------------------------------------
 def _api_routes(routes, prefix: str = ""):
     """Every APIRoute, also inside included routers (FastAPI keeps those as one entry of app.routes)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 
 import httpx
 import numpy as np
@@ -165,6 +166,19 @@ def test_a_bad_key_file_is_one_line_before_the_model_loads(tmp_path, capsys, con
     error = capsys.readouterr().err.strip()
     assert status != 0 and len(error.splitlines()) == 1 and says in error and not loaded, error
     assert "secret-in-clear" not in error
+
+
+def test_the_key_maker_prints_a_key_and_the_line_that_admits_it(tmp_path):
+    made = subprocess.run([sys.executable, "-m", "medsam3.apps.server.keys", "dave"], capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+    key = made[0].rsplit(": ", 1)[1]
+    line = made[1].split(": ", 1)[1]
+    path = tmp_path / "keys.toml"
+    path.write_text("[users]\n" + line + "\n")
+    with running_server(settings=ServerSettings(key_file=str(path))) as url:
+        answer = httpx.get(f"{url}/info", headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == 200 and answer.json()["user"] == "dave"
+    assert key not in path.read_text()
 
 
 def test_api_key_and_key_file_together_are_refused(tmp_path, capsys):
