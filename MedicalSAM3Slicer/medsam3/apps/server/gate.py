@@ -86,8 +86,7 @@ class RequestGate:
         user = self.keys.find(token.strip()) if self.keys is not None else None
         if user is None:
             raise ApiError(403, "WrongApiKey", "The API key is not this server's key (nor one of its users' keys): "
-                           "check it with the "
-                           "server's operator.")
+                           "check it with the server's operator.")
         return user
 
     def _limit(self, scope: Scope) -> tuple[int, int]:
@@ -151,13 +150,14 @@ class RequestGate:
         if read is None:
             return  # the client went away
         body, reservation = read
+        del read
         scope[USER], scope[BUDGET] = user, budget
         if factor == 1:
             scope[UPLOAD] = (body, reservation)
             payload = b""
         else:
             payload = bytes(body)
-            del body
+        del body  # the route owns an upload's body; a JSON body lives on as the payload only
         delivered = False
 
         async def replay() -> Message:
