@@ -6,7 +6,9 @@ MEDSAM3_API_KEY keeps working; a bad key file or a bad TLS pair is one line befo
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -15,12 +17,13 @@ import numpy as np
 import pytest
 
 from medsam3.apps.cli import main
-from medsam3.apps.server import ServerSettings
+from medsam3.apps.server import ServerSettings, create_app
+from medsam3.apps.server.runner import reload_keys_on_hangup
 from medsam3.apps.server.keys import key_hash
 from medsam3.geometry.volume import Volume
 from medsam3.transports.wire_format import encode_mask_bits, encode_volume
 
-from server_harness import API_KEY, FakeClock, running_server, small_volume
+from server_harness import API_KEY, FakeClock, oracle_backend, running_server, small_volume
 
 KEYS = {"alice": "alice-key-0123456789abcdef", "bob": "bob-key-0123456789abcdef", "carol": "carol-key-0123456789ab"}
 MIB = 1024**2
@@ -137,6 +140,23 @@ def test_the_key_file_is_read_again_when_it_changes(tmp_path):
         path.write_text("[users]\nalice = 'not a hash'\n")  # a broken edit keeps the keys in force
         clock.advance(2)
         assert httpx.get(f"{url}/info", headers=as_user("carol")).status_code == 200
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="SIGHUP is a POSIX signal")
+def test_sighup_reads_the_key_file_again_at_once(tmp_path):
+    clock = FakeClock()  # frozen: only the signal can make the server read the file again
+    path = tmp_path / "keys.toml"
+    key_file(path, ["alice"])
+    app = create_app(oracle_backend(), ServerSettings(key_file=str(path)), clock=clock)
+    previous = signal.getsignal(signal.SIGHUP)
+    try:
+        assert reload_keys_on_hangup(app)
+        key_file(path, ["carol"])
+        assert app.state.keys.find(KEYS["carol"]) is None  # not yet: checked at most once a second
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert app.state.keys.find(KEYS["carol"]).name == "carol" and app.state.keys.find(KEYS["alice"]) is None
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def test_a_json_key_file_and_the_single_key_both_work(tmp_path, monkeypatch):

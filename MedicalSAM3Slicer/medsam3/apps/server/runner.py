@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import ssl
 
 from ...transports.backend import SegmentationBackend
@@ -38,6 +39,16 @@ def check_tls_files(certificate: str, key: str) -> None:
                                   "(-----BEGIN CERTIFICATE-----) and its unencrypted PEM private key.") from None
 
 
+def reload_keys_on_hangup(app) -> bool:
+    """``kill -HUP <server>`` reads the key file again at once (it is also read again within a second of a change);
+    returns whether the signal handler was installed (a key file, on a system with SIGHUP)."""
+    keys = getattr(app.state, "keys", None)
+    if keys is None or keys.path is None or not hasattr(signal, "SIGHUP"):
+        return False
+    signal.signal(signal.SIGHUP, lambda *_: keys.reload_if_changed(force=True))
+    return True
+
+
 def uvicorn_config(app, settings: ServerSettings, ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
                    **overrides):
     """The uvicorn configuration the server runs with. ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are believed
@@ -63,6 +74,7 @@ def run_server(backend: SegmentationBackend, settings: ServerSettings, ssl_certf
     if ssl_certfile:
         check_tls_files(ssl_certfile, ssl_keyfile)
     app = create_app(backend, settings)
+    reload_keys_on_hangup(app)
     scheme = "https" if ssl_certfile else "http"
     print(f"medsam3 server on {scheme}://{settings.host}:{settings.port} "
           f"(API key {'required' if settings.require_api_key else 'OFF, loopback only'})", flush=True)
