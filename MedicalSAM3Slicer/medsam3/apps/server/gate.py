@@ -54,8 +54,12 @@ class RequestGate:
         budget = self._user_budgets.get(user.name)
         quota = self.memory_quota(user)
         if budget is None:
+            shared = self.keys is None or self.keys.path is None  # one key: the user's share is the whole budget
             budget = self._user_budgets[user.name] = MemoryBudget(
-                quota, parent=self.budget, name=f"the memory budget of your key ({user.name})")
+                quota, parent=self.budget,
+                name="this server's memory budget for all sessions (less the cache's share)" if shared else
+                f"the memory budget of your key ({user.name})",
+                raised_by="--memory-budget-gb" if shared else "memory_gb for your key in the key file")
         budget.total = quota
         return budget
 

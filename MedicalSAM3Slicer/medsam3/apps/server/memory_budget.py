@@ -58,8 +58,9 @@ class MemoryBudget:
     in the user's quota and in the server's budget."""
 
     def __init__(self, total_bytes: int, parent: "MemoryBudget | None" = None,
-                 name: str = "this server's memory budget for all sessions"):
+                 name: str = "this server's memory budget for all sessions", raised_by: str = "--memory-budget-gb"):
         self.total = int(total_bytes)
+        self.raised_by = raised_by  # what the operator changes to raise it
         self.parent = parent
         self.name = name
         self.pinned = 0  # held for the server's lifetime (the cache's share): never available to a request
@@ -98,8 +99,8 @@ class MemoryBudget:
     def _refusal(self, nbytes: int, target: int, what: str) -> ApiError:
         if max(nbytes, target) > self.total - self.pinned:
             return ApiError(413, "OverMemoryBudget", f"{what} needs about {max(nbytes, target) / _MIB:,.0f} MiB; "
-                            f"{self.name} is {self.total / _MIB:,.0f} MiB. Crop or downsample the "
-                            "volume, or ask the operator to raise --memory-budget-gb.")
+                            f"{self.name} is {self.total / _MIB:,.0f} MiB. Crop or downsample the volume, or ask "
+                            f"the operator to raise {self.raised_by}.")
         return ApiError(429, "MemoryBudgetFull", f"{what} needs about {nbytes / _MIB:,.0f} MiB, but "
                         f"{self._used / _MIB:,.0f} MiB of {self.name} ({self.total / _MIB:,.0f} MiB) are held by open "
                         "sessions and running requests. Retry shortly, or close sessions you no longer use.",
