@@ -144,7 +144,7 @@ def test_headers_that_never_finish_get_408_and_the_connection_is_closed():
         assert httpx.get(f"{url}/health").status_code == 200
 
 
-# --- L-10: what could never fit is 413, not "retry shortly" ------------------------------------------------------------ ----------------------------------------------------------
+# --- L-10: what could never fit is 413, not "retry shortly" -----------------------------------------------------------
 def _declared_zeros(shape: tuple[int, int, int]) -> bytes:
     header = json.dumps({"shape": list(shape), "dtype": "uint8", "ijk_to_ras": np.eye(4).tolist()}).encode()
     compressor = zlib.compressobj(1)
