@@ -1,7 +1,9 @@
 """A bounded stress run of the server's memory budget (issue 10): the server in its own process on loopback, 8
 clients uploading volumes that declare the largest size the server accepts (float64 zeros: a few hundred KB of
 zlib each, the amplification a hostile client would use) while other clients segment their own volumes. The
-server's resident memory is sampled throughout.
+server's resident memory is sampled throughout. With ``hostile`` (issue 18), one client for each attack runs
+alongside: 300 MiB bodies without a key (H-2), mask boxes with an empty side carrying a zlib bomb (H-3), and
+uploads that stall after their first MiB (M-6).
 
 Run by tests/apps/server/test_server_stress.py; run it by hand for the figures:
     PYTHONPATH=MedicalSAM3Slicer python tests/support/memory_stress.py
@@ -31,7 +33,8 @@ HERE = Path(__file__).resolve().parent
 
 # The server under test: a budget small enough that 8 uploaders at the declared maximum exceed it many times over.
 SETTINGS = dict(api_key=API_KEY, memory_budget_bytes=320 * MIB, max_voxels=32 * 512 * 512, max_sessions=32,
-                max_upload_bytes=4 * MIB, requests_per_minute=1_000_000)  # every client shares 127.0.0.1
+                max_upload_bytes=4 * MIB, requests_per_minute=1_000_000,  # every client shares 127.0.0.1
+                read_timeout_seconds=2.0, header_timeout_seconds=2.0)
 
 
 @dataclass
@@ -127,7 +130,33 @@ def prompter_case(index: int):
     return volume, truth, (34.0, 30.0 + index, 20.0)
 
 
-def run_stress(load_seconds: float = 20.0, uploaders: int = 8, prompters: int = 4) -> Figures:
+def zlib_bomb_bits(inflated: int = 1024 * MIB) -> str:
+    """About 1 MiB of base64 that inflates to ``inflated`` bytes of zeros."""
+    import base64
+
+    compressor = zlib.compressobj(9)
+    block = bytes(MIB)
+    data = b"".join(compressor.compress(block) for _ in range(inflated // MIB)) + compressor.flush()
+    return base64.b64encode(data).decode("ascii")
+
+
+def stalled_upload(url: str, declared: int, sent: int, wait: float = 60.0) -> int:
+    """An upload that declares ``declared`` bytes, sends ``sent`` and then nothing: the status it gets."""
+    host, port = url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=wait) as connection:
+        connection.sendall(f"POST /sessions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {API_KEY}\r\n"
+                           f"Content-Type: application/octet-stream\r\nContent-Length: {declared}\r\n\r\n".encode()
+                           + bytes(sent))
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = connection.recv(4096)
+            if not chunk:
+                return 0  # closed without an answer
+            answer += chunk
+        return int(answer.split()[1])
+
+
+def run_stress(load_seconds: float = 20.0, uploaders: int = 8, prompters: int = 4, hostile: bool = False) -> Figures:
     """Start the server, run the clients for ``load_seconds``, stop the server; the figures."""
     sys.path.insert(0, str(HERE))
     from medsam3.transports.wire_format import encode_volume, mask_update_from_message
@@ -162,13 +191,19 @@ def run_stress(load_seconds: float = 20.0, uploaders: int = 8, prompters: int = 
         httpx.post(f"{url}/sessions/{warm}/prompts", headers=auth, timeout=60,
                    json={"object_id": 1, "prompt": click_message[0], "whole_volume": True}).raise_for_status()
         httpx.delete(f"{url}/sessions/{warm}", headers=auth)
+        bomb = zlib_bomb_bits() if hostile else ""  # 1.4 MB of base64, 1 GiB inflated
+        box_session = httpx.post(f"{url}/sessions", content=uploads[0], headers=auth, timeout=60).json()["session_id"]
         figures.baseline_rss_bytes = _status_field(server.pid, "VmRSS")
         Path(f"/proc/{server.pid}/clear_refs").write_text("5")
         figures.startup_seconds = time.monotonic() - started
         started = time.monotonic()
         stop_at = started + load_seconds
 
-        def record(response: httpx.Response) -> None:
+        def record(response: httpx.Response | int) -> None:
+            if isinstance(response, int):  # a raw-socket client's status
+                with lock:
+                    figures.statuses[response] += 1
+                return
             with lock:
                 figures.statuses[response.status_code] += 1
                 if response.status_code >= 400:
@@ -183,7 +218,7 @@ def run_stress(load_seconds: float = 20.0, uploaders: int = 8, prompters: int = 
             def run(*arguments):
                 try:
                     client(*arguments)
-                except httpx.HTTPError as error:
+                except (httpx.HTTPError, OSError) as error:
                     with lock:
                         figures.transport_errors.append(repr(error))
             return run
@@ -237,7 +272,52 @@ def run_stress(load_seconds: float = 20.0, uploaders: int = 8, prompters: int = 
                 if session_id is not None:
                     record(http.delete(f"/sessions/{session_id}"))
 
+        def chunks(total: int):
+            block = bytes(MIB)
+            for _ in range(total // MIB):
+                yield block
+
+        @guarded
+        def without_key(index: int) -> None:  # H-2: big JSON bodies, no key
+            with httpx.Client(base_url=url, timeout=60) as http:
+                while time.monotonic() < stop_at:
+                    record(http.post("/sessions/some-session/prompts", content=chunks(300 * MIB),
+                                     headers={"Content-Type": "application/json"}))
+
+        @guarded
+        def empty_box(index: int) -> None:  # H-3: a zlib bomb in a box with an empty side
+            bits = bomb
+            with httpx.Client(base_url=url, headers=auth, timeout=60) as http:
+                session_id = box_session  # opened before the load: the uploaders keep the budget full
+                while time.monotonic() < stop_at:
+                    if session_id is None:
+                        answer = http.post("/sessions", content=uploads[0])
+                        record(answer)
+                        session_id = answer.json()["session_id"] if answer.status_code == 201 else None
+                        if session_id is None:
+                            time.sleep(0.2)
+                        continue
+                    answer = http.put(f"/sessions/{session_id}/objects/1/mask", json={"box": [0, 0, 0, 64, 0, 64],
+                                                                                     "bits": bits})
+                    record(answer)
+                    if answer.status_code == 404:
+                        session_id = None
+                if session_id is not None:
+                    record(http.delete(f"/sessions/{session_id}"))
+
+        @guarded
+        def stalling(index: int) -> None:  # M-6: declares the largest upload, sends 1 MiB, stalls
+            while time.monotonic() < stop_at:
+                status = stalled_upload(url, SETTINGS["max_upload_bytes"], MIB)
+                if status:
+                    record(status)
+                else:
+                    with lock:
+                        figures.transport_errors.append("a stalled upload was closed without an answer")
+
         threads = [threading.Thread(target=uploader, args=(n,)) for n in range(uploaders)]
+        if hostile:
+            threads += [threading.Thread(target=client, args=(0,)) for client in (without_key, empty_box, stalling)]
         threads += [threading.Thread(target=prompter, args=(n,)) for n in range(prompters)]
         for thread in threads:
             thread.start()
@@ -256,4 +336,4 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         serve()
     else:
-        print(run_stress().summary())
+        print(run_stress(hostile="--hostile" in sys.argv).summary())

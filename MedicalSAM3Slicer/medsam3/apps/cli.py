@@ -122,8 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--api-key", help=f"the key clients must send (default: ${API_KEY_ENVIRONMENT_VARIABLE})")
+    serve.add_argument("--key-file", metavar="FILE", help="a key per user: TOML or JSON naming users and the SHA-256 "
+                       "of their keys, with optional quotas; read again when it changes (docs/cli-and-server.md)")
     serve.add_argument("--no-api-key", action="store_true", help="no key (allowed only on a loopback address)")
     serve.add_argument("--max-upload-mb", type=_positive_number, default=1024, help="largest upload (default 1024)")
+    serve.add_argument("--max-json-mb", type=_positive_number, default=64,
+                       help="largest body of any other request, e.g. a mask (default 64)")
+    serve.add_argument("--read-timeout", type=_positive_number, default=30, metavar="SECONDS",
+                       help="408 when request headers, or a body, stop arriving this long (default 30)")
     serve.add_argument("--max-voxels", type=_positive_integer, default=512 * 512 * 1200,
                        help="largest volume in voxels")
     serve.add_argument("--max-sessions", type=_positive_integer, default=8,
@@ -252,13 +258,23 @@ def _serve(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
         raise UsageError("medsam3 serve: give both --ssl-certfile and --ssl-keyfile, or neither")
     for option, path in (("--ssl-certfile", args.ssl_certfile), ("--ssl-keyfile", args.ssl_keyfile)):
         _check_readable_file(option, path)
+    if args.ssl_certfile:
+        from .server.runner import check_tls_files
+
+        check_tls_files(args.ssl_certfile, args.ssl_keyfile)  # one line now, not OpenSSL's after the model loads
     settings = ServerSettings.with_key_from_environment(
-        host=args.host, port=args.port, api_key=args.api_key, require_api_key=not args.no_api_key,
+        host=args.host, port=args.port, api_key=args.api_key, key_file=args.key_file,
+        require_api_key=not args.no_api_key, max_json_bytes=int(args.max_json_mb * 1024 * 1024),
+        read_timeout_seconds=args.read_timeout, header_timeout_seconds=args.read_timeout,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_voxels=args.max_voxels,
         max_sessions=args.max_sessions, idle_timeout_seconds=args.idle_timeout * 60,
         requests_per_minute=args.rate, memory_budget_bytes=int(args.memory_budget_gb * 1024**3),
         max_phrases=args.max_phrases, max_slice_phrases=args.max_slice_phrases,
         trusted_proxies=tuple(args.trusted_proxy)).check()  # refuse bad settings before loading a model
+    if settings.key_file:
+        from .server.keys import KeyRing
+
+        KeyRing.from_file(settings.key_file)  # an unreadable or malformed key file: one line, before the model
     backend = backend_factory(args.model, args.device, None, None)
     run_server(backend, settings, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
     return 0

@@ -60,8 +60,11 @@ def read_volume_header(body: bytes) -> tuple[dict, int]:
         raise WireFormatError("The volume header is truncated or too long.")
     try:
         header = json.loads(body[8:8 + header_length])
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise WireFormatError(f"The volume header is not valid JSON ({error}).") from error
+    except ValueError as error:  # not JSON, not UTF-8, or a number of more than 4300 digits
+        raise WireFormatError(f"The volume header is not valid JSON ({str(error)[:200]}).") from error
+    except RecursionError:  # a deeply nested header
+        raise WireFormatError("The volume header is nested too deeply: use the medsam3 client to upload "
+                              "volumes.") from None
     if not isinstance(header, dict):
         raise WireFormatError("The volume header must be a JSON object.")
     shape = header.get("shape")
@@ -133,7 +136,11 @@ def _inflate_into(data, out: np.ndarray, what: str, chunk_bytes: int = 1 << 24) 
 
 
 def _inflate(data: bytes, expected: int, what: str) -> bytes:
-    """zlib data that must inflate to exactly ``expected`` bytes (never more is allocated)."""
+    """zlib data that must inflate to exactly ``expected`` bytes (never more is allocated). ``expected`` must be
+    positive: zlib reads a ``max_length`` of 0 as *unlimited*, so 0 is never passed on."""
+    if expected < 1:
+        raise WireFormatError(f"The {what} data declares no voxels (a box with an empty side): send a box that holds "
+                              "at least one voxel.")
     inflater = zlib.decompressobj()
     try:
         out = inflater.decompress(data, expected)
@@ -182,6 +189,9 @@ def full_mask_from_region(box: tuple[int, ...] | list[int], bits: str,
                           volume_shape: tuple[int, int, int]) -> np.ndarray:
     """A whole-volume mask that is ``bits`` inside ``box`` and empty elsewhere."""
     check_box_inside(box, volume_shape)
+    if not all(box_shape(box)):
+        raise VolumeError(f"The mask box {list(box)} is empty (a side of zero voxels): send the bounding box of the "
+                          "mask's voxels, or reset the object to clear it.")
     mask = np.zeros(volume_shape, dtype=bool)
     region = decode_mask_bits(bits, box_shape(box))
     k0, k1, j0, j1, i0, i1 = (int(v) for v in box)

@@ -1,14 +1,16 @@
 """The FastAPI application: sessions on uploaded volumes, prompts in, changed mask regions out.
 
-Every request except ``GET /health`` passes the guard: a per-client rate limit, the API key (compared in
-constant time, never logged) and the client's version. Errors are JSON ``{"error": {"kind", "message"}}`` with a
-4xx status; engine errors about a prompt or a volume never reach other sessions.
+Every request except ``GET /health`` passes the gate (gate.py) before any of its body is read: a per-client rate
+limit, the API key (hashed, compared in constant time, never logged; one per user with a key file) and the
+client's version; then its body is read against a deadline, counted in the memory budget as it arrives. A session
+belongs to the user whose key opened it: for other users it does not exist. Errors are JSON
+``{"error": {"kind", "message"}}`` with a 4xx status; engine errors about a prompt or a volume never reach other
+sessions.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import threading
 import time
@@ -19,9 +21,8 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
 
 from ... import __version__
 from ...transports.backend import SegmentationBackend
@@ -30,15 +31,16 @@ from ...errors import Cancelled, MedSam3Error
 from ...model.preprocessing import Preprocessing
 from ...interaction.prompts import parse_text_targets
 from ...geometry.slicing import SliceAxis, SliceGeometry
-from ...transports.version_compatibility import CLIENT_VERSION_HEADER, is_compatible, matching_versions, mismatch_message
+from ...transports.version_compatibility import matching_versions
 from ...transports.wire_format import (VOLUME_MEDIA_TYPE, WireFormatError, decode_volume, decoded_bytes, full_mask_from_region,
                            mask_update_to_message, read_volume_header, slice_prompt_from_message, voxel_count)
 from .access_log import install_access_log_redaction
 from .allocator import limit_malloc_arenas
 from .api_errors import ApiError, error_response
-from .body_limit import BodySizeLimit
+from .gate import BUDGET, UPLOAD, USER, RequestGate
+from .keys import KeyRing, User
 from .cancellable import run_until_disconnected
-from .memory_budget import CACHE_SHARE, MemoryBudget, request_bytes, session_bytes, upload_bytes, voxels_of
+from .memory_budget import CACHE_SHARE, MemoryBudget, Reservation, request_bytes, session_bytes, upload_bytes, voxels_of
 from .rate_limit import RateLimiter
 from .schemas import (CancelResponse, ErrorMessage, Health, MaskUpdateMessage, PromptRequest, SessionClosed,
                       SessionCreated, SetMaskRequest, TextRequest, TextResponse)
@@ -81,33 +83,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(error.status_code, "HTTPError", str(error.detail))
 
 
-def _guard(settings: ServerSettings, limiter: RateLimiter) -> Callable:
-    """The dependency every non-health request passes: rate limit, API key, client version."""
-    expected_key = (settings.api_key or "").encode()
-    bearer = HTTPBearer(auto_error=False, description="the server's API key")
+def _caller(request: Request) -> User:
+    """The user the gate identified by their key (gate.py)."""
+    return request.scope[USER]
 
-    def guard(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        client = request.client.host if request.client else "unknown"
-        wait = limiter.allow(client)
-        if wait:
-            raise ApiError(429, "RateLimited", f"Too many requests: this server accepts "
-                           f"{settings.requests_per_minute} per minute per client. Retry in {wait:.0f} s.",
-                           retry_after=wait)
-        if settings.require_api_key:
-            if credentials is None:
-                in_url = " A key in the URL is not read (it would end up in logs)." if any(
-                    "key" in name.lower() or "token" in name.lower() for name in request.query_params) else ""
-                raise ApiError(401, "MissingApiKey", "This server needs an API key: send it as "
-                               "'Authorization: Bearer <key>' (Slicer: the server settings; command line: --api-key)."
-                               + in_url)
-            if not hmac.compare_digest(credentials.credentials.encode(), expected_key):
-                raise ApiError(403, "WrongApiKey", "The API key is not this server's key: check it with the "
-                               "server's operator.")
-        client_version = request.headers.get(CLIENT_VERSION_HEADER)
-        if client_version and not is_compatible(client_version, __version__):
-            raise ApiError(426, "VersionMismatch", mismatch_message(client_version, __version__))
 
-    return guard
+def _caller_budget(request: Request) -> MemoryBudget:
+    """The caller's share of the memory budget (it charges the server's budget too)."""
+    return request.scope[BUDGET]
 
 
 async def _close_idle_sessions_periodically(registry: SessionRegistry) -> None:
@@ -123,7 +106,7 @@ def _budget_the_cache(backend: SegmentationBackend, budget: MemoryBudget) -> Non
     cache = getattr(getattr(backend, "engine", None), "cache", None)
     if isinstance(cache, EmbeddingCache):
         cache.max_bytes = min(cache.max_bytes, int(budget.total * CACHE_SHARE))
-        budget.reserve(cache.max_bytes, "The cache of slice encodings")
+        budget.reserve(cache.max_bytes, "The cache of slice encodings", pinned=True)
 
 
 def _slice_counts(volume) -> dict[str, int]:
@@ -141,22 +124,9 @@ def _check_cost(settings: ServerSettings, phrases: int, slices: int) -> None:
                        "request: send fewer phrases at a time, or segment one slice (slice_index) first.")
 
 
-async def _read_body(request: Request, budget: MemoryBudget, limit: int):
-    """The upload body, its memory reserved before it is read (from Content-Length, else the upload limit)."""
-    declared = request.headers.get("content-length", "")
-    reservation = budget.reserve(int(declared) if declared.isdigit() else limit, "This upload")
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body += chunk
-    except ClientDisconnect:
-        reservation.release()
-        raise ApiError(400, "ClientDisconnected", "The upload stopped before its end.") from None
-    except BaseException:
-        reservation.release()
-        raise
-    reservation.resize(len(body))
-    return body, reservation
+def _take_upload(request: Request) -> tuple[bytearray, Reservation]:
+    """The upload body the gate read, and its memory reservation (the route owns both from now on)."""
+    return request.scope.pop(UPLOAD)
 
 
 def create_app(backend: SegmentationBackend, settings: ServerSettings,
@@ -169,6 +139,8 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
     _budget_the_cache(backend, budget)
     registry = SessionRegistry(settings.max_sessions, settings.idle_timeout_seconds, clock)
     limiter = RateLimiter(settings.requests_per_minute, clock)
+    keys = (KeyRing.from_file(settings.key_file, clock) if settings.key_file else
+            KeyRing.single(settings.api_key) if settings.api_key else None)
     install_access_log_redaction()
 
     @asynccontextmanager
@@ -183,7 +155,9 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
                   responses=_ERROR_RESPONSES, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.registry = registry
     app.state.budget = budget
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.state.keys = keys
+    app.add_middleware(RequestGate, settings=settings, keys=keys, limiter=limiter, budget=budget,
+                       memory_quota=lambda user: keys.quota_memory(user, budget.capacity) if keys else budget.capacity)
     _install_error_handlers(app)
 
     @app.get("/health", response_model=Health, tags=["server"])
@@ -191,7 +165,11 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
         """Liveness and versions; needs no key (a client checks its version here before anything else)."""
         return {"status": "ok", "server_version": __version__, "compatible_client_versions": matching_versions()}
 
-    api = APIRouter(dependencies=[Depends(_guard(settings, limiter))])
+    bearer = HTTPBearer(auto_error=False, description="the server's API key (the gate checks it, gate.py)")
+    api = APIRouter(dependencies=[Depends(bearer)])
+
+    def session_quota(user: User) -> int:
+        return keys.quota_sessions(user, settings.max_sessions) if keys else settings.max_sessions
 
     @api.get("/openapi.json", include_in_schema=False)
     def openapi() -> JSONResponse:
@@ -199,16 +177,21 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
         return JSONResponse(app.openapi())
 
     @api.get("/info", tags=["server"])
-    def info() -> dict:
-        """The model, device and versions inference runs with, and the server's limits."""
+    def info(user: User = Depends(_caller), own: MemoryBudget = Depends(_caller_budget)) -> dict:
+        """The model, device and versions inference runs with, the server's limits, and the caller's sessions and
+        quotas (never another user's)."""
         return {**backend.info().as_dict(), "server_version": __version__,
                 "compatible_client_versions": matching_versions(), "limits": settings.public_limits(),
-                "open_sessions": len(registry), "memory_in_use_bytes": budget.used}
+                "request_limits": {"max_json_bytes": settings.max_json_bytes,
+                                   "read_timeout_seconds": settings.read_timeout_seconds},
+                "user": user.name, "open_sessions": registry.count(user.name), "memory_in_use_bytes": budget.used,
+                "your_memory_in_use_bytes": own.used, "your_memory_quota_bytes": own.total,
+                "your_max_sessions": session_quota(user)}
 
     @api.post("/sessions", status_code=201, response_model=SessionCreated, tags=["sessions"], openapi_extra={
         "requestBody": {"required": True, "description": "the volume: see medsam3.transports.wire_format.encode_volume",
                         "content": {VOLUME_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}})
-    async def open_session(request: Request,
+    async def open_session(request: Request, user: User = Depends(_caller),
                            window_low: float | None = Query(None, allow_inf_nan=False),
                            window_high: float | None = Query(None, allow_inf_nan=False)) -> dict:
         """Upload a volume (once per session) with its geometry and modality; returns the session id.
@@ -221,7 +204,7 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
             if window_low is None or window_high is None or not window_high > window_low:
                 raise ApiError(422, "InvalidWindow", "Give both window_low and window_high, with high > low.")
             preprocessing = Preprocessing(window_low, window_high, "client-window")
-        body, reservation = await _read_body(request, budget, settings.max_upload_bytes)
+        body, reservation = _take_upload(request)
         try:
             header, _ = read_volume_header(body)
             if voxel_count(header) > settings.max_voxels:
@@ -234,7 +217,8 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
             session = await run_in_threadpool(backend.open_session, volume, preprocessing)
             reservation.what = "This session"
             reservation.resize(session_bytes(session) or volume.array.nbytes)
-            session_id = registry.add(session, volume.array.shape, reservation, _slice_counts(volume))
+            session_id = registry.add(session, volume.array.shape, reservation, _slice_counts(volume), user.name,
+                                      session_quota(user))
         except BaseException:
             reservation.release()
             raise
@@ -243,11 +227,11 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
         return {"session_id": session_id, "shape": list(volume.array.shape),
                 "idle_timeout_seconds": settings.idle_timeout_seconds}
 
-    def run_on_session(session_id: str, stop: threading.Event, kind: str, work: Callable[[OpenSession], dict],
-                       phrases: int = 1) -> dict:
-        """``work(entry)`` on the locked session, its memory reserved, the session's size measured after."""
-        with registry.use(session_id, stop) as entry:
-            with budget.reserve(request_bytes(voxels_of(entry.volume_shape), kind, phrases), "This request"):
+    def run_on_session(user: User, own: MemoryBudget, session_id: str, stop: threading.Event, kind: str,
+                       work: Callable[[OpenSession], dict], phrases: int = 1) -> dict:
+        """``work(entry)`` on the caller's locked session, its memory reserved, the session's size measured after."""
+        with registry.use(session_id, stop, user.name) as entry:
+            with own.reserve(request_bytes(voxels_of(entry.volume_shape), kind, phrases), "This request"):
                 try:
                     return work(entry)
                 finally:
@@ -258,13 +242,14 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
     async def add_prompt(http: Request, request: PromptRequest, session_id: str = SessionId) -> dict:
         """Clicks / a box / a starting slice mask for one object, on its slice or through the whole volume.
         A propagation stops when its client disconnects or calls ``/cancel``."""
+        user, own = _caller(http), _caller_budget(http)
         prompt = slice_prompt_from_message(request.prompt.model_dump())
-        entry = registry.peek(session_id)
+        entry = registry.peek(session_id, user.name)
         _check_cost(settings, 1, entry.slice_counts.get(prompt.axis.value if isinstance(prompt.axis, SliceAxis)
                                                         else str(prompt.axis), 1) if request.whole_volume else 1)
 
         def work(stop: threading.Event) -> dict:
-            return run_on_session(session_id, stop, "prompt", lambda entry: mask_update_to_message(
+            return run_on_session(user, own, session_id, stop, "prompt", lambda entry: mask_update_to_message(
                 entry.session.add_prompt(request.object_id, prompt, request.whole_volume, request.target_text,
                                          should_stop=stop.is_set)))
 
@@ -275,8 +260,9 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
         """Every typed phrase becomes a new object (on one slice, or through the volume without slice_index).
         The cost is bounded (phrases, slices x phrases); the work stops when its client disconnects or calls
         ``/cancel``."""
+        user, own = _caller(http), _caller_budget(http)
         phrases = len(parse_text_targets(request.text))
-        entry = registry.peek(session_id)
+        entry = registry.peek(session_id, user.name)
         _check_cost(settings, phrases, 1 if request.slice_index is not None else entry.slice_counts.get(
             request.axis, 1))
 
@@ -286,46 +272,48 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
                                                      request.score_threshold, should_stop=stop.is_set)
                 return {"updates": [mask_update_to_message(u) for u in updates]}
 
-            return run_on_session(session_id, stop, "text", segment, phrases)
+            return run_on_session(user, own, session_id, stop, "text", segment, phrases)
 
         return await run_until_disconnected(http, work)
 
     @api.post("/sessions/{session_id}/cancel", response_model=CancelResponse, tags=["segmentation"])
-    def cancel(session_id: str = SessionId) -> dict:
+    def cancel(http: Request, session_id: str = SessionId) -> dict:
         """Stop the propagation running on a session (and the requests waiting for it) at its next slice; each
         answers 409 Cancelled and leaves its object as it was."""
-        return {"session_id": session_id, "stopping": registry.cancel(session_id)}
+        return {"session_id": session_id, "stopping": registry.cancel(session_id, _caller(http).name)}
 
-    def edit(session_id: str, change: Callable[[OpenSession], object], kind: str = "edit") -> dict:
-        return run_on_session(session_id, threading.Event(), kind,
+    def edit(http: Request, session_id: str, change: Callable[[OpenSession], object], kind: str = "edit") -> dict:
+        return run_on_session(_caller(http), _caller_budget(http), session_id, threading.Event(), kind,
                               lambda entry: mask_update_to_message(change(entry)))
 
     @api.post("/sessions/{session_id}/objects/{object_id}/undo", response_model=MaskUpdateMessage,
               tags=["segmentation"])
-    def undo(session_id: str = SessionId, object_id: int = ObjectIdPath) -> dict:
-        return edit(session_id, lambda entry: entry.session.undo(object_id))
+    def undo(http: Request, session_id: str = SessionId, object_id: int = ObjectIdPath) -> dict:
+        return edit(http, session_id, lambda entry: entry.session.undo(object_id))
 
     @api.post("/sessions/{session_id}/objects/{object_id}/redo", response_model=MaskUpdateMessage,
               tags=["segmentation"])
-    def redo(session_id: str = SessionId, object_id: int = ObjectIdPath) -> dict:
-        return edit(session_id, lambda entry: entry.session.redo(object_id))
+    def redo(http: Request, session_id: str = SessionId, object_id: int = ObjectIdPath) -> dict:
+        return edit(http, session_id, lambda entry: entry.session.redo(object_id))
 
     @api.post("/sessions/{session_id}/objects/{object_id}/reset", response_model=MaskUpdateMessage,
               tags=["segmentation"])
-    def reset(session_id: str = SessionId, object_id: int = ObjectIdPath) -> dict:
-        return edit(session_id, lambda entry: entry.session.reset(object_id))
+    def reset(http: Request, session_id: str = SessionId, object_id: int = ObjectIdPath) -> dict:
+        return edit(http, session_id, lambda entry: entry.session.reset(object_id))
 
     @api.put("/sessions/{session_id}/objects/{object_id}/mask", response_model=MaskUpdateMessage,
              tags=["segmentation"])
-    def set_mask(request: SetMaskRequest, session_id: str = SessionId, object_id: int = ObjectIdPath) -> dict:
-        """Start an object from an existing mask, sent as its bounding box and the bits inside it."""
-        return edit(session_id, lambda entry: entry.session.set_mask(
+    def set_mask(http: Request, request: SetMaskRequest, session_id: str = SessionId,
+                 object_id: int = ObjectIdPath) -> dict:
+        """Start an object from an existing mask, sent as its bounding box and the bits inside it (a box with an
+        empty side is refused: 422)."""
+        return edit(http, session_id, lambda entry: entry.session.set_mask(
             object_id, full_mask_from_region(request.box, request.bits, entry.volume_shape), request.label), "mask")
 
     @api.delete("/sessions/{session_id}", response_model=SessionClosed, tags=["sessions"])
-    def close_session(session_id: str = SessionId) -> dict:
+    def close_session(http: Request, session_id: str = SessionId) -> dict:
         """Close a session, stop its work and free its memory."""
-        registry.close(session_id)
+        registry.close(session_id, _caller(http).name)
         return {"session_id": session_id, "closed": True}
 
     app.include_router(api)

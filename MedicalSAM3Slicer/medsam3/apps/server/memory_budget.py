@@ -34,13 +34,13 @@ class Reservation:
     def resize(self, nbytes: int) -> None:
         """Hold ``nbytes`` from now on (a measured size: it is recorded even when it exceeds the budget)."""
         nbytes = max(0, int(nbytes))
-        self.budget._take(nbytes - self.bytes, True, self.what)
+        self.budget._take(nbytes - self.bytes, True, self.what, nbytes)
         self.bytes = nbytes
 
     def grow(self, nbytes: int) -> None:
         """Hold ``nbytes`` from now on, or refuse (413 / 429) and keep holding what was held."""
         nbytes = int(nbytes)
-        self.budget._take(nbytes - self.bytes, False, self.what)
+        self.budget._take(nbytes - self.bytes, False, self.what, nbytes)
         self.bytes = nbytes
 
     def release(self) -> None:
@@ -54,8 +54,16 @@ class Reservation:
 
 
 class MemoryBudget:
-    def __init__(self, total_bytes: int):
+    """Bytes held against a total. A user's budget (``parent``: the server's) charges both: a reservation must fit
+    in the user's quota and in the server's budget."""
+
+    def __init__(self, total_bytes: int, parent: "MemoryBudget | None" = None,
+                 name: str = "this server's memory budget for all sessions", raised_by: str = "--memory-budget-gb"):
         self.total = int(total_bytes)
+        self.raised_by = raised_by  # what the operator changes to raise it
+        self.parent = parent
+        self.name = name
+        self.pinned = 0  # held for the server's lifetime (the cache's share): never available to a request
         self._used = 0
         self._lock = threading.Lock()
         self.refusals = 0
@@ -65,26 +73,53 @@ class MemoryBudget:
         with self._lock:
             return self._used
 
-    def _take(self, nbytes: int, force: bool, what: str) -> None:
+    @property
+    def capacity(self) -> int:
+        """The most one reservation could ever get (what is not pinned, here and in the parent)."""
+        own = self.total - self.pinned
+        return own if self.parent is None else min(own, self.parent.capacity)
+
+    def _take(self, nbytes: int, force: bool, what: str, target: int | None = None) -> None:
+        """Add ``nbytes`` (towards a reservation of ``target`` bytes in all), or refuse: 413 when ``target`` could
+        never fit, else 429."""
+        target = nbytes if target is None else target
         with self._lock:
             if not force and nbytes > 0 and self._used + nbytes > self.total:
                 self.refusals += 1
-                raise self._refusal(nbytes, what)
+                raise self._refusal(nbytes, target, what)
             self._used += nbytes
+        if self.parent is not None:
+            try:
+                self.parent._take(nbytes, force, what, target)
+            except BaseException:
+                with self._lock:
+                    self._used -= nbytes
+                raise
 
-    def _refusal(self, nbytes: int, what: str) -> ApiError:
-        if nbytes > self.total:
-            return ApiError(413, "OverMemoryBudget", f"{what} needs about {nbytes / _MIB:,.0f} MiB; this server's "
-                            f"memory budget for all sessions is {self.total / _MIB:,.0f} MiB. Crop or downsample the "
-                            "volume, or ask the operator to raise --memory-budget-gb.")
+    def _refusal(self, nbytes: int, target: int, what: str) -> ApiError:
+        if max(nbytes, target) > self.total - self.pinned:
+            return ApiError(413, "OverMemoryBudget", f"{what} needs about {max(nbytes, target) / _MIB:,.0f} MiB; "
+                            f"{self.name} is {self.total / _MIB:,.0f} MiB. Crop or downsample the volume, or ask "
+                            f"the operator to raise {self.raised_by}.")
         return ApiError(429, "MemoryBudgetFull", f"{what} needs about {nbytes / _MIB:,.0f} MiB, but "
-                        f"{self._used / _MIB:,.0f} MiB of the server's memory budget of {self.total / _MIB:,.0f} MiB are held by open "
+                        f"{self._used / _MIB:,.0f} MiB of {self.name} ({self.total / _MIB:,.0f} MiB) are held by open "
                         "sessions and running requests. Retry shortly, or close sessions you no longer use.",
                         retry_after=RETRY_WHILE_BUSY_SECONDS)
 
-    def reserve(self, nbytes: int, what: str) -> Reservation:
-        """Take ``nbytes`` now, or refuse with 413 (never fits) / 429 (does not fit now)."""
+    def refuse_if_never_fits(self, nbytes: int, what: str) -> None:
+        """413 when ``nbytes`` could never be held here (or in the parent), however much is given back."""
+        budget: MemoryBudget | None = self
+        while budget is not None:
+            if nbytes > budget.total - budget.pinned:
+                raise budget._refusal(nbytes, nbytes, what)
+            budget = budget.parent
+
+    def reserve(self, nbytes: int, what: str, pinned: bool = False) -> Reservation:
+        """Take ``nbytes`` now, or refuse with 413 (never fits) / 429 (does not fit now). ``pinned``: held for the
+        server's lifetime, so no request can count on it."""
         self._take(int(nbytes), False, what)
+        if pinned:
+            self.pinned += int(nbytes)
         return Reservation(self, nbytes, what)
 
 

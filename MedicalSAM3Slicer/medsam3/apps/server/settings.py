@@ -35,6 +35,9 @@ _RANGES = {  # every numeric setting: finite and within these bounds
     "memory_budget_bytes": (16 * 1024**2, 2**50),
     "max_phrases": (1, 1000),
     "max_slice_phrases": (1, 10**9),
+    "max_json_bytes": (1024, 2**40),
+    "read_timeout_seconds": (0.1, 24 * 3600),
+    "header_timeout_seconds": (0.1, 24 * 3600),
 }
 
 
@@ -45,6 +48,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = None
+    key_file: str | None = None  # users and their hashed keys (keys.py); instead of api_key
     require_api_key: bool = True
     max_upload_bytes: int = 1024 * 1024 * 1024
     max_voxels: int = 512 * 512 * 1200
@@ -54,26 +58,32 @@ class ServerSettings:
     memory_budget_bytes: int = 8 * 1024**3  # volumes, masks, cached encodings and work in flight, all sessions
     max_phrases: int = 10  # typed phrases in one request
     max_slice_phrases: int = 4000  # slices x phrases one request may run through the model
+    max_json_bytes: int = 64 * 1024 * 1024  # any request but an upload (a mask's bits are the largest)
+    read_timeout_seconds: float = 30.0  # a body that stops arriving this long gets 408
+    header_timeout_seconds: float = 30.0  # a connection whose request headers take longer is closed (408)
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For is believed
     log_level: str = "info"
 
     @classmethod
     def with_key_from_environment(cls, **values) -> "ServerSettings":
         """Settings whose key, when not given, comes from the ``MEDSAM3_API_KEY`` environment variable."""
-        if not values.get("api_key"):
+        if not values.get("api_key") and not values.get("key_file"):
             values["api_key"] = os.environ.get(API_KEY_ENVIRONMENT_VARIABLE) or None
         return cls(**values)
 
     def check(self) -> "ServerSettings":
         """Refuse settings that would expose the model without a key, or that make no sense."""
-        if self.require_api_key and not self.api_key:
+        if self.require_api_key and not self.api_key and not self.key_file:
             raise ServerSettingsError(f"The server needs an API key: pass --api-key or set "
-                                      f"{API_KEY_ENVIRONMENT_VARIABLE} (or --no-api-key on a loopback address for a "
-                                      "local test).")
+                                      f"{API_KEY_ENVIRONMENT_VARIABLE}, or give users their own keys with --key-file "
+                                      "(or --no-api-key on a loopback address for a local test).")
+        if self.api_key and self.key_file:
+            raise ServerSettingsError("Give either --api-key (one key for everyone) or --key-file (a key per user), "
+                                      "not both: add the shared key's user to the key file instead.")
         if not self.require_api_key and not is_loopback(self.host):
             raise ServerSettingsError(f"--no-api-key is allowed only when listening on loopback (127.0.0.1, ::1 or "
                                       f"localhost), not on {self.host}: anyone on the network could use the server.")
-        if self.require_api_key and len(self.api_key) < 16:
+        if self.require_api_key and self.api_key and len(self.api_key) < 16:
             raise ServerSettingsError("The API key is too short: use at least 16 random characters, for example "
                                       "the output of: python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
         for name, (low, high) in _RANGES.items():
@@ -98,6 +108,6 @@ class ServerSettings:
                 "max_phrases": self.max_phrases, "max_slice_phrases": self.max_slice_phrases}
 
     def __repr__(self) -> str:  # never print the key
-        shown = "set" if self.api_key else "none"
+        shown = "set" if self.api_key else f"file {self.key_file}" if self.key_file else "none"
         return (f"ServerSettings(host={self.host!r}, port={self.port}, api_key=<{shown}>, "
                 f"require_api_key={self.require_api_key}, limits={self.public_limits()})")
