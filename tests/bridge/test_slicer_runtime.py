@@ -79,7 +79,8 @@ def test_the_module_loads_before_torch_is_installed():
 
     module_dir = Path(__file__).resolve().parents[2] / "MedicalSAM3Slicer"
     code = ("import sys; sys.modules['torch'] = None; sys.modules['scipy'] = None; sys.path.insert(0, %r)\n"
-            "from MedicalSAM3SlicerLib import dependencies, exports, parameters, prompt_nodes, segment_io, "
+            "from MedicalSAM3SlicerLib import dependencies, exports, keyboard_shortcuts, parameters, prompt_nodes, "
+            "segment_io, "
             "slice_view_interaction, supported_versions, worker\n"
             "print(dependencies.plan_installation().describe())\n") % str(module_dir)
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -87,5 +88,5 @@ def test_the_module_loads_before_torch_is_installed():
     widget_files = [module_dir / "MedicalSAM3Slicer.py", *(module_dir / "MedicalSAM3SlicerWidgets").glob("*.py")]
     imported = {module for path in widget_files
                 for module in re.findall(r"^from MedicalSAM3SlicerLib(\.\w+)? import", path.read_text(), re.M)}
-    assert imported == {"", ".parameters", ".prompt_nodes", ".segment_io", ".slice_view_interaction",
+    assert imported == {"", ".keyboard_shortcuts", ".parameters", ".prompt_nodes", ".segment_io", ".slice_view_interaction",
                         ".supported_versions", ".worker"}, imported
