@@ -28,7 +28,6 @@ from ..errors import VolumeError
 from ..geometry.volume import Volume
 from ..terminology import EMPTY_CODE, Code, Terminology, default_table, parse_serialized
 from .atomic_files import AtomicOutputs
-from .overlay import render_overlay
 from .seg_nrrd import write_seg_nrrd
 from .segment_colours import segment_colour
 from .volume_io import write_labelmap
@@ -273,6 +272,8 @@ def write_result_files(files: ResultFiles, labels: np.ndarray, volume: Volume, s
             if seg is not None:
                 seg.save_as(outputs.path_for(files.dicom_seg))
         if files.overlay is not None:
+            from .overlay import render_overlay  # scipy and Pillow: not needed by the Slicer module before set-up
+
             with step("overlay"):
                 render_overlay(volume, labels, outputs.path_for(files.overlay), overlay_title,
                                colours=[s.colour for s in segments])
