@@ -28,7 +28,6 @@ from ..errors import VolumeError
 from ..geometry.volume import Volume
 from ..terminology import EMPTY_CODE, Code, Terminology, default_table, parse_serialized
 from .atomic_files import AtomicOutputs
-from .seg_nrrd import write_seg_nrrd
 from .segment_colours import segment_colour
 from .volume_io import write_labelmap
 
@@ -135,6 +134,8 @@ def write_labelmap_with_table(path: str | Path, labels: np.ndarray, reference: V
 def write_coded_seg_nrrd(path: str | Path, labels: np.ndarray, reference: Volume,
                          segments: Sequence[CodedSegment]) -> Path:
     """A ``.seg.nrrd`` whose segments carry the names, colours and terminology entries Slicer shows."""
+    from .seg_nrrd import write_seg_nrrd  # imports the interaction layer (and torch): only when one is written
+
     return write_seg_nrrd(path, labels, [s.name for s in segments], reference, colours=[s.colour for s in segments],
                           terminologies=[s.serialized() for s in segments])
 
