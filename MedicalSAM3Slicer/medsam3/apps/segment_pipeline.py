@@ -21,8 +21,7 @@ import numpy as np
 from ..transports.backend import SegmentationBackend
 from ..errors import MedSam3Error, PromptError
 from ..interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt, parse_text_targets, resolve_slice_prompt
-from ..files.outputs import (DICOM_SEG_NAME, LABELMAP_NAME, OVERLAY_NAME, SEG_NRRD_NAME, CodedSegment, ResultFiles,
-                             write_result_files)
+from ..files.outputs import CodedSegment, ResultFiles, write_result_files
 from ..files.seg_nrrd import read_seg_nrrd
 from ..interaction.session import MaskUpdate
 from ..geometry.slicing import SliceAxis, SliceGeometry
@@ -77,8 +76,8 @@ class SegmentOutcome:
     def renamed(self, names: list[str]) -> "SegmentOutcome":
         """The same segments under new names (e.g. labelled as a plumbing check)."""
         scores = {new: self.scores[old] for old, new in zip(self.segment_names, names)}
-        return SegmentOutcome(self.labels, list(names), scores, self.timings, self.notes,
-                              {new: self.given[old] for old, new in zip(self.segment_names, names) if old in self.given})
+        given = {new: self.given[old] for old, new in zip(self.segment_names, names) if old in self.given}
+        return SegmentOutcome(self.labels, list(names), scores, self.timings, self.notes, given)
 
 
 class StepTimer:
@@ -304,35 +303,24 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 @dataclass(frozen=True)
-class OutputPaths:
-    """Where results go; None skips an output. The labelmap's colour table (``<name>.labels.csv``) always goes
-    beside it; the DICOM SEG only for DICOM input."""
-
-    labelmap: Path
-    seg_nrrd: Path | None = None
-    overlay: Path | None = None
-    dicom_seg: Path | None = None
-
-    @classmethod
-    def in_folder(cls, folder: str | Path, seg_nrrd: bool = True, overlay: bool = True,
-                  dicom_seg: bool = False) -> "OutputPaths":
-        folder = Path(folder)
-        return cls(folder / LABELMAP_NAME, folder / SEG_NRRD_NAME if seg_nrrd else None,
-                   folder / OVERLAY_NAME if overlay else None, folder / DICOM_SEG_NAME if dicom_seg else None)
+class OutputPaths(ResultFiles):
+    """Where ``medsam3 segment`` writes: the engine's :class:`ResultFiles` (None skips a file; the labelmap's
+    colour table always goes beside it), read from ``-o`` and checked before any work."""
 
     @classmethod
     def for_output(cls, output: str | Path, seg_nrrd: str | None = None,
                    overlay: str | None = None, dicom: bool = False) -> "OutputPaths":
-        """The meaning of ``-o`` / ``--output``: a labelmap file when the name ends in an image extension
-        (.nii.gz, .nii, .nrrd, .mha), with its colour table beside it and the .seg.nrrd and overlay only when
-        asked; otherwise a folder that receives all of them (labelmap.nii.gz + labelmap.labels.csv,
-        segmentation.seg.nrrd, overlay.png) and, for ``dicom`` input, segmentation.dcm (DICOM SEG).
-        ``seg_nrrd`` / ``overlay``: None for the default (skip for a file, in the folder for a folder), "" for the
-        default name, else a path."""
+        """The meaning of ``-o`` / ``--output``: a folder that receives every result file
+        (:meth:`ResultFiles.in_folder`: labelmap.nii.gz + labelmap.labels.csv, segmentation.seg.nrrd, overlay.png
+        and, for ``dicom`` input, segmentation.dcm), or a labelmap file when the name ends in an image extension
+        (.nii.gz, .nii, .nrrd, .mha), its colour table beside it and the .seg.nrrd and overlay only when asked.
+        ``seg_nrrd`` / ``overlay``: None for the default (skip beside a file, in the folder), "" for the default
+        name, else a path."""
         output = Path(output)
         if labelmap_suffix(output):
             stem = output.name[:-len(labelmap_suffix(output))]
-            default_seg, default_overlay = output.with_name(stem + SEG_NRRD_SUFFIX), output.with_name(stem + OVERLAY_SUFFIX)
+            default_seg = output.with_name(stem + SEG_NRRD_SUFFIX)
+            default_overlay = output.with_name(stem + OVERLAY_SUFFIX)
             return cls(output, None if seg_nrrd is None else Path(seg_nrrd or default_seg),
                        None if overlay is None else Path(overlay or default_overlay))
         if output.name.lower().endswith(SEG_NRRD_SUFFIX):
@@ -341,11 +329,9 @@ class OutputPaths:
         if _looks_like_a_file_name(output) and not output.is_dir():
             raise OutputPathError(f"-o {output}: not an image file name. Give a labelmap file ending in "
                                   f"{', '.join(LABELMAP_SUFFIXES)}, or a folder (a name without extension).")
-        return cls(output / LABELMAP_NAME, Path(seg_nrrd or output / SEG_NRRD_NAME),
-                   Path(overlay or output / OVERLAY_NAME), output / DICOM_SEG_NAME if dicom else None)
-
-    def all(self) -> list[Path]:
-        return ResultFiles(self.labelmap, self.seg_nrrd, self.overlay, self.dicom_seg).all()
+        files = ResultFiles.in_folder(output, dicom_seg=dicom)
+        return cls(**{**vars(files), "seg_nrrd": Path(seg_nrrd) if seg_nrrd else files.seg_nrrd,
+                      "overlay": Path(overlay) if overlay else files.overlay})
 
     def check(self, inputs: Sequence[str | Path] = (), overwrite: bool = False) -> "OutputPaths":
         """Refuse, before any work, outputs that cannot be written or must not be: a wrong extension, the same
@@ -387,8 +373,8 @@ def write_outputs(outcome: SegmentOutcome, volume: Volume, paths: OutputPaths, o
     check them before the model runs). Every file is written to a temporary name and all are moved into place
     at the end, so a failure leaves no output of this run and every earlier file as it was."""
     paths.check(inputs, overwrite)
-    written, notes = write_result_files(ResultFiles(paths.labelmap, paths.seg_nrrd, paths.overlay, paths.dicom_seg),
-                                        outcome.labels, volume, outcome.segment_names, source_files=source_files,
-                                        overlay_title=overlay_title, timer=timer or StepTimer(), given=outcome.given)
+    written, notes = write_result_files(paths, outcome.labels, volume, outcome.segment_names,
+                                        source_files=source_files, overlay_title=overlay_title,
+                                        timer=timer or StepTimer(), given=outcome.given)
     outcome.notes.extend(note for note in notes if note not in outcome.notes)
     return written
