@@ -87,3 +87,10 @@ def test_a_synonym_coded_apart_from_its_class_is_refused_when_the_vocabulary_loa
     table["synonyms"]["Liver"] = ["hepar major"]  # Liver has a terminology entry: its synonyms live there
     with pytest.raises(ValueError, match="belongs in the terminology"):
         Vocabulary(table)
+
+
+def test_a_side_word_after_a_comma_is_one_target_with_every_side_word_of_the_table():
+    from medsam3.interaction.prompts import parse_text_targets
+
+    assert parse_text_targets("kidney, sin, liver; lung, dex") == ["kidney, sin", "liver", "lung, dex"]
+    assert [coded_segment(p, 0).name for p in ("kidney, sin", "lung, dex")] == ["Left kidney", "Right lung"]

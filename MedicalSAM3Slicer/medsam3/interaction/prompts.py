@@ -12,8 +12,8 @@ import numpy as np
 
 from ..errors import PromptError
 from ..geometry.slicing import SliceAxis, SliceGeometry
-from ..model.vocabulary import medical_sam3_vocabulary
 from ..geometry.volume import Volume
+from ..terminology import default_table
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def parse_text_targets(text: str) -> list[str]:
     for group in text.replace(";", "\n").split("\n"):  # a side word never joins across ";" or a new line
         joined: list[str] = []
         for piece in (" ".join(piece.split()) for piece in group.split(",")):
-            if joined and piece and medical_sam3_vocabulary().is_side(piece):
+            if joined and piece and default_table().is_side(piece):
                 joined[-1] = f"{joined[-1]}, {piece}"  # "kidney, left" (a terminology name) is one target
             elif piece:
                 joined.append(piece)

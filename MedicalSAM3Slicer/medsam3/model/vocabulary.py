@@ -145,8 +145,7 @@ class Vocabulary:
 
     def is_side(self, text: str) -> bool:
         """Whether a fragment is only a side word ("left", "R", ...), as in a terminology name "Kidney, left"."""
-        words = re.sub(r"[^a-z0-9]+", " ", text.lower()).split()
-        return bool(words) and all(word in self._sides for word in words)
+        return self.terminology.is_side(text)
 
 
 @lru_cache(maxsize=1)

@@ -148,6 +148,11 @@ class TerminologyTable:
                                 f"generically as '{generic['type'][2]}' (SNOMED CT {generic['type'][1]}). "
                                 "Set its terminology in the Segment Editor if it should carry a specific code.")
 
+    def is_side(self, text: str) -> bool:
+        """Whether a fragment is only side words ("left", "R", "sin", ...), as in a terminology name "Kidney, left"."""
+        words = _normalise(text)
+        return bool(words) and all(word in self.sides for word in words)
+
     def spellings(self) -> list[str]:
         """Every spelling the table knows, each lateral one also with each side word before it."""
         found = []
