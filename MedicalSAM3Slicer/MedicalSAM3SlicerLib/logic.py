@@ -26,7 +26,7 @@ import numpy as np
 
 from medsam3.transports.backend import SegmentationBackend, Session
 from medsam3.errors import PromptError
-from medsam3.interaction.prompts import SlicePrompt, parse_text_targets
+from medsam3.interaction.prompts import SlicePrompt, parse_text_targets, refined_target
 from medsam3.interaction.session import MaskUpdate
 from medsam3.geometry.slicing import SliceAxis, SliceGeometry
 from medsam3.geometry.volume import Volume
@@ -254,11 +254,11 @@ class MedicalSAM3SlicerLogic:
         volume = request.state.volume
         request.axis = self._axis(volume, view)
         request.whole_volume = bool(whole_volume)
+        if action == "prompt":
+            refined_target(text)
         if text:
             request.terminologies = [self.terminology.resolve(phrase) for phrase in parse_text_targets(text)]
         if action == "prompt":
-            if len(request.terminologies) > 1:
-                raise PromptError("Clicks and boxes segment one object: type a single target name with them.")
             request.prompt = prompt_nodes.slice_prompt(volume, request.axis, positive_points, negative_points, roi)
         elif not whole_volume:
             if view is None or isinstance(view, (str, SliceAxis)):
@@ -277,9 +277,8 @@ class MedicalSAM3SlicerLogic:
         volume = request.state.volume
         request.whole_volume = bool(whole_volume)
         if text and segment_id is None:
+            refined_target(text, "A scribble or lasso refines")
             request.terminologies = [self.terminology.resolve(phrase) for phrase in parse_text_targets(text)]
-            if len(request.terminologies) > 1:
-                raise PromptError("A scribble or lasso segments one object: type a single target name with it.")
         if kind == "scribble":
             request.axis, _, points = slice_view_interaction.scribble_points(volume, view, stroke_world, positive)
             request.prompt = SlicePrompt(request.axis, points=points)

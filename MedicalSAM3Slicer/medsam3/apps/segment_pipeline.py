@@ -20,7 +20,7 @@ import numpy as np
 
 from ..transports.backend import SegmentationBackend
 from ..errors import MedSam3Error, PromptError
-from ..interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt, parse_text_targets, resolve_slice_prompt
+from ..interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt, refined_target, resolve_slice_prompt
 from ..files.outputs import CodedSegment, ResultFiles, write_result_files
 from ..files.seg_nrrd import read_seg_nrrd
 from ..interaction.session import MaskUpdate
@@ -54,10 +54,8 @@ class SegmentRequest:
             raise PromptError("Nothing to segment: give --text, --point or --box.")
         if self.negative_points and not (self.positive_points or self.box or self.text.strip() or self.start_from):
             raise PromptError("A negative point only removes from an object: add a --point, a --box or --text.")
-        if (self.text.strip() and self.has_spatial_prompt and not self.start_from
-                and len(parse_text_targets(self.text)) > 1):
-            raise PromptError("Clicks and boxes refine one typed target; type a single phrase with them, or "
-                              "segment the other phrases in a separate run.")
+        if self.has_spatial_prompt and not self.start_from:
+            refined_target(self.text)
         SliceAxis.parse(self.view)
 
 

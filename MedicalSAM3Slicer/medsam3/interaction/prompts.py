@@ -82,6 +82,18 @@ def parse_text_targets(text: str) -> list[str]:
     return phrases
 
 
+def refined_target(text: str | None, what: str = "Clicks and boxes refine") -> str:
+    """The one rule for typed text beside clicks, boxes, scribbles or a lasso: they refine ONE typed target. Returns
+    that phrase ("" when nothing is typed); several phrases are refused in one line (``medsam3 segment``,
+    ``medsam3 batch`` and the Slicer module all ask here)."""
+    phrases = parse_text_targets(text) if text and text.strip() else []
+    if len(phrases) > 1:
+        raise PromptError(f"{what} one typed target, but {len(phrases)} were typed "
+                          f"({', '.join(repr(p) for p in phrases)}): type a single target name with them, or "
+                          "segment the others separately.")
+    return phrases[0] if phrases else ""
+
+
 def _format_ijk(ijk: np.ndarray) -> str:
     return "(" + ", ".join(f"{v:.1f}" for v in ijk) + ")"
 

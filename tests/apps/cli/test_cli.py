@@ -94,7 +94,7 @@ def test_slice_only_box_in_voxel_indices_segments_one_slice(spleen, tmp_path, ca
     (["segment", "{image}", "--point", "-1e9,0,0", "-o", "{out}"], "outside the volume"),
     (["segment", "{image}", "-o", "{out}"], "Nothing to segment"),
     (["segment", "{image}", "--text", "liver"], "required"),
-    (["segment", "{image}", "--text", "a, b", "--point", "1,2,3", "--ijk", "-o", "{out}"], "single phrase"),
+    (["segment", "{image}", "--text", "a, b", "--point", "1,2,3", "--ijk", "-o", "{out}"], "one typed target"),
     (["segment", "{image}", "--text", "liver", "--view", "oblique", "-o", "{out}"], "invalid choice"),
     (["segment", "{image}", "--text", "liver", "--server", "http://127.0.0.1:9", "-o", "{out}"], "Cannot reach"),
     (["segment", "{image}", "--text", "liver", "--server", "not a url", "-o", "{out}"], "server"),
