@@ -21,6 +21,7 @@ never written to; a segment is only written inside the box an update covers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
@@ -60,11 +61,32 @@ class _VolumeState:
     written_time: dict[tuple[str, str], int] = field(default_factory=dict)  # segment -> labelmap time after that
 
 
+def _kind(action: "RequestKind | str") -> "RequestKind":
+    try:
+        return RequestKind(action)
+    except ValueError:
+        raise ValueError(f"Unknown action {action!r}: use one of {', '.join(k.value for k in RequestKind)}.") from None
+
+
+class RequestKind(str, Enum):
+    """What a :class:`Request` asks for (a str enum: it compares equal to its value, e.g. ``"prompt"``)."""
+
+    PROMPT = "prompt"  # clicks, a box, a scribble or a lasso refine one object (interaction.prompts.refined_target)
+    TEXT = "text"  # typed names, one segment each
+    SEED = "seed"  # start from what a segment holds now
+    RESET = "reset"
+    UNDO = "undo"
+    REDO = "redo"
+
+
+SEGMENT_ACTIONS = (RequestKind.UNDO, RequestKind.REDO, RequestKind.RESET, RequestKind.SEED)
+
+
 @dataclass
 class Request:
     """One user action, with everything read from MRML, ready for the model (see :meth:`predict`)."""
 
-    action: str  # "prompt", "text", "seed", "reset", "undo", "redo"
+    action: RequestKind
     state: _VolumeState
     volume_node_id: str
     segmentation_node_id: str
@@ -76,6 +98,9 @@ class Request:
     slice_index: int | None = None
     seed_mask: np.ndarray | None = None
     object_id: int | None = None
+
+    def __post_init__(self) -> None:
+        self.action = _kind(self.action)
 
 
 class MedicalSAM3SlicerLogic:
@@ -235,8 +260,10 @@ class MedicalSAM3SlicerLogic:
 
     def prepare_action(self, action: str, volume_node, segmentation_node, segment_id: str) -> Request:
         """An undo / redo / reset / start-from-segment request for one segment."""
-        if action not in ("undo", "redo", "reset", "seed"):
-            raise ValueError(f"Unknown action {action!r}.")
+        action = _kind(action)
+        if action not in SEGMENT_ACTIONS:
+            raise ValueError(f"{action.value!r} is not an action on one segment: use one of "
+                             f"{', '.join(kind.value for kind in SEGMENT_ACTIONS)}.")
         request = self._base_request(action, volume_node, segmentation_node, segment_id)
         if action == "seed":
             request.seed_mask = segment_io.segment_mask(segmentation_node, segment_id, volume_node)

@@ -71,3 +71,14 @@ def test_the_slicer_module_refuses_in_the_rules_words(tmp_path):
         logic.prepare(node, segmentation, text=TWO_NAMES, positive_points=clicks)
     assert str(refused.value) == the_rule()
     assert segmentation.GetSegmentation().GetNumberOfSegments() == 0
+
+
+def test_request_kinds_are_a_type_and_an_unknown_one_is_refused_in_one_line():
+    from MedicalSAM3SlicerLib.logic import RequestKind
+
+    logic = MedicalSAM3SlicerLogic(None)
+    with pytest.raises(ValueError, match="Unknown action 'undoo': use one of prompt, text, seed, reset, undo, redo"):
+        logic.prepare_action("undoo", None, None, None)
+    with pytest.raises(ValueError, match="'prompt' is not an action on one segment"):
+        logic.prepare_action(RequestKind.PROMPT, None, None, None)
+    assert RequestKind("undo") is RequestKind.UNDO and RequestKind.UNDO == "undo"
