@@ -22,14 +22,17 @@ BRIDGE = MODULE_DIR / "MedicalSAM3SlicerLib"
 # Which engine package may import which. "shared" is medsam3/__init__.py (the version) and medsam3/errors.py.
 # Applications -> transports -> interaction -> model -> geometry; files (volume and segmentation files on disk) sit
 # beside the transports: both may use interaction and below, neither uses the other.
+# "terminology" (the one table of names, codes, colours and synonyms) needs nothing but "shared"; every layer above
+# it may use it.
 ALLOWED = {
     "shared": {"shared"},
+    "terminology": {"shared", "terminology"},
     "geometry": {"shared", "geometry"},
-    "model": {"shared", "geometry", "model"},
-    "interaction": {"shared", "geometry", "model", "interaction"},
-    "files": {"shared", "geometry", "model", "interaction", "files"},
-    "transports": {"shared", "geometry", "model", "interaction", "transports"},
-    "apps": {"shared", "geometry", "model", "interaction", "files", "transports", "apps"},
+    "model": {"shared", "terminology", "geometry", "model"},
+    "interaction": {"shared", "terminology", "geometry", "model", "interaction"},
+    "files": {"shared", "terminology", "geometry", "model", "interaction", "files"},
+    "transports": {"shared", "terminology", "geometry", "model", "interaction", "transports"},
+    "apps": {"shared", "terminology", "geometry", "model", "interaction", "files", "transports", "apps"},
 }
 
 GUI_AND_SLICER = ("slicer", "qt", "ctk", "vtk", "MedicalSAM3SlicerLib", "MedicalSAM3SlicerWidgets", "__main__")
@@ -37,12 +40,9 @@ GUI_AND_SLICER = ("slicer", "qt", "ctk", "vtk", "MedicalSAM3SlicerLib", "Medical
 # and no application of the engine.
 BRIDGE_FORBIDDEN = ("qt", "ctk", "slicer.util", "slicer.ScriptedLoadableModule", "slicer.app",
                     "MedicalSAM3SlicerWidgets", "MedicalSAM3Slicer", "medsam3.apps")
-# Reasoned exceptions, each one edge (importer, imported):
-ENGINE_GUI_EXCEPTIONS = {
-    # `medsam3 batch` reads the Slicer module's typed-names table (plain JSON through terminology.default_table, no
-    # Slicer needed) when the engine is installed beside the module; without it, it falls back to its own codes.
-    ("medsam3.apps.batch.segment_codes", "MedicalSAM3SlicerLib.terminology"),
-}
+# Reasoned exceptions, each one edge (importer, imported): none. The terminology the engine once read from the
+# Slicer module (apps/batch/segment_codes.py through importlib) is the engine's own now (medsam3/terminology).
+ENGINE_GUI_EXCEPTIONS: set[tuple[str, str]] = set()
 
 LINE_LIMIT = 520
 LINE_LIMIT_EXCEPTIONS: dict[str, int] = {}  # none today; a reasoned exception names the file and its limit

@@ -1,5 +1,9 @@
 """Segmentation files others can read: labelmap (NIfTI, NRRD), Slicer ``.seg.nrrd`` and DICOM SEG.
 
+The labelmap, its colour table and the DICOM SEG are written by the engine's one writer
+(:mod:`medsam3.files.outputs`, also behind ``medsam3 segment`` and ``medsam3 batch``); this module only collects
+the segments from MRML. ``.seg.nrrd`` is written by Slicer's own storage node.
+
 Every export carries each segment's name and codes: a labelmap gets a Slicer colour-table ``.csv`` beside it
 (label value, name, colour and the SNOMED CT category / type / modifier columns Slicer reads back); ``.seg.nrrd``
 and DICOM SEG store them in the file. No segment is ever dropped silently: a format that cannot hold an empty
@@ -15,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import slicer
 
-from medsam3 import __version__ as ENGINE_VERSION
 from medsam3.errors import VolumeError
-from medsam3.files.volume_io import set_image_geometry
+from medsam3.files import outputs as engine_outputs
+from medsam3.files.outputs import CodedSegment
+from medsam3.geometry.volume import Volume
 
 from .segment_io import segment_mask
-from .terminology import codes_of_tag, default_table, segment_tag
+from .terminology import segment_tag
 from .volume_nodes import local_ijk_to_ras
 
 @dataclass
@@ -30,6 +35,10 @@ class ExportedSegment:
     colour: tuple[float, float, float]
     terminology: str  # Slicer's serialized terminology entry ("" when the segment has none)
     mask: np.ndarray
+
+    def coded(self) -> CodedSegment:
+        """Name, colour and codes as the engine's writer takes them (coded from the name when it has no tag)."""
+        return CodedSegment.from_serialized(self.name, self.colour, self.terminology)
 
 
 @dataclass
@@ -67,21 +76,18 @@ def collect_segments(segmentation_node, volume_node, segment_ids=None) -> tuple[
 
 # --- labelmap ------------------------------------------------------------------------------------------------
 def colour_table_path(labelmap_path: Path) -> Path:
-    """``<name>.labels.csv`` beside ``<name>.nii.gz``: the name Slicer gives a labelmap's colour table
-    (vtkSlicerSegmentationsModuleLogic::ExportSegmentsBinaryLabelmapRepresentationToFiles, and the
-    "CSV Color Table (.labels.csv)" file type of vtkMRMLColorTableStorageNode), so Slicer loads both together."""
-    name = labelmap_path.name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr"):
-        if name.endswith(suffix):
-            return labelmap_path.with_name(name[: -len(suffix)] + ".labels.csv")
-    raise VolumeError(f"{labelmap_path}: choose a .nii.gz, .nii or .nrrd file name for a labelmap.")
+    """``<name>.labels.csv`` beside ``<name>.nii.gz``, as Slicer names a labelmap's colour table."""
+    return engine_outputs.colour_table_path(labelmap_path)
+
+
+def _reference(volume_node, array: np.ndarray) -> Volume:
+    """The source volume's grid (array shape and IJK-to-RAS, without parent transforms) for the engine's writer."""
+    return Volume(array, local_ijk_to_ras(volume_node), name=volume_node.GetName())
 
 
 def export_labelmap(segmentation_node, volume_node, path, segment_ids=None) -> ExportReport:
     """One label value per segment (1, 2, ... in segment order) on the source volume's grid, plus a colour table
     with names and codes. Overlapping segments cannot share one labelmap and raise an error."""
-    import SimpleITK as sitk
-
     path = Path(path)
     table_path = colour_table_path(path)
     segments, skipped = collect_segments(segmentation_node, volume_node, segment_ids)
@@ -94,27 +100,9 @@ def export_labelmap(segmentation_node, volume_node, path, segment_ids=None) -> E
                               "labelmap holds one label per voxel. Export as .seg.nrrd or DICOM SEG instead, or "
                               "remove the overlap in the Segment Editor.")
         labels[segment.mask] = value
-    image = sitk.GetImageFromArray(labels)
-    set_image_geometry(image, local_ijk_to_ras(volume_node))
-    sitk.WriteImage(image, str(path), useCompression=True)
-    _write_colour_table(segments, table_path)
+    engine_outputs.write_labelmap_with_table(path, labels, _reference(volume_node, labels),
+                                             [s.coded() for s in segments], table_path)
     return ExportReport(path, [s.name for s in segments], skipped, [table_path])
-
-
-def _write_colour_table(segments: list[ExportedSegment], path: Path) -> None:
-    scene = slicer.vtkMRMLScene()  # a private scene: the user's scene gets no temporary nodes
-    table = scene.AddNewNodeByClass("vtkMRMLColorTableNode")
-    table.SetTypeToUser()
-    table.SetNumberOfColors(len(segments) + 1)
-    table.SetColor(0, "Background", 0.0, 0.0, 0.0, 0.0)
-    for value, segment in enumerate(segments, start=1):
-        table.SetColor(value, segment.name, *segment.colour, 1.0)
-        if segment.terminology:
-            table.SetTerminologyFromString(value, segment.terminology)
-    storage = scene.AddNewNodeByClass("vtkMRMLColorTableStorageNode")
-    storage.SetFileName(str(path))
-    if not storage.WriteData(table):
-        raise VolumeError(f"Could not write the colour table {path}.")
 
 
 # --- .seg.nrrd -------------------------------------------------------------------------------------------------
@@ -185,66 +173,20 @@ def dicom_source_files(volume_node) -> list[str]:
     return files
 
 
-def _frame_slices(datasets, volume_node) -> list[int]:
-    """For each source image, the volume slice (k) it is; checks that image rows / columns are volume j / i."""
-    ras_to_ijk = np.linalg.inv(local_ijk_to_ras(volume_node))
-    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
-    i_direction = ras_to_ijk[:3, :3] @ (lps_to_ras @ np.asarray(datasets[0].ImageOrientationPatient[:3], float))
-    j_direction = ras_to_ijk[:3, :3] @ (lps_to_ras @ np.asarray(datasets[0].ImageOrientationPatient[3:], float))
-    slices = []
-    for dataset in datasets:
-        ijk = ras_to_ijk @ np.r_[lps_to_ras @ np.asarray(dataset.ImagePositionPatient, float), 1.0]
-        k = int(round(ijk[2]))
-        if np.abs(ijk[:3] - [0, 0, k]).max() > 0.01 or i_direction[0] <= 0 or j_direction[1] <= 0:
-            raise VolumeError("The source volume's voxel grid differs from its DICOM images (the volume was "
-                              "resampled or reoriented): a DICOM SEG cannot be made on it.")
-        slices.append(k)
-    return slices
-
-
 def export_dicom_seg(segmentation_node, volume_node, path, source_files=None, segment_ids=None,
                      series_description: str = "MedicalSAM3 segmentation") -> ExportReport:
     """A binary DICOM SEG referencing the source series, one segment per non-empty segment with its codes."""
     unavailable = dicom_seg_unavailable()
     if unavailable:
         raise VolumeError(unavailable)
-    import highdicom as hd
-    import pydicom
-    from pydicom.sr.codedict import codes
-
     path = Path(path)
     files = list(source_files) if source_files is not None else dicom_source_files(volume_node)
-    datasets = [pydicom.dcmread(f) for f in files]
-    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
-        if not all(dataset.get(keyword) for dataset in datasets):
-            raise VolumeError(f"The source DICOM images have no {keyword} (they were anonymised without it), so a "
-                              "DICOM SEG cannot reference them. Export a labelmap or .seg.nrrd instead.")
-    slices = _frame_slices(datasets, volume_node)
     segments, skipped = collect_segments(segmentation_node, volume_node, segment_ids)
-    pixels = np.stack([np.stack([s.mask[k] for s in segments], axis=-1) for k in slices]).astype(np.uint8)
-    algorithm = hd.AlgorithmIdentificationSequence(name="MedicalSAM3Slicer", version=ENGINE_VERSION,
-                                                   family=codes.cid7162.ArtificialIntelligence)
-    descriptions = []
-    for number, segment in enumerate(segments, start=1):
-        decoded = codes_of_tag(segment.terminology)
-        if decoded is None:  # a segment without terminology (e.g. drawn by hand): code it from its name
-            resolved = default_table().resolve(segment.name)
-            decoded = (resolved.category, resolved.type, resolved.modifier)
-        category, type_, modifier = decoded
-        description = hd.seg.SegmentDescription(
-            segment_number=number, segment_label=segment.name,
-            segmented_property_category=hd.sr.CodedConcept(category[1], category[0], category[2]),
-            segmented_property_type=hd.sr.CodedConcept(type_[1], type_[0], type_[2]),
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC, algorithm_identification=algorithm)
-        if modifier[1]:
-            description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
-                hd.sr.CodedConcept(modifier[1], modifier[0], modifier[2])]
-        descriptions.append(description)
-    seg = hd.seg.Segmentation(
-        source_images=datasets, pixel_array=pixels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=300,
-        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="MedicalSAM3Slicer",
-        manufacturer_model_name="Medical SAM3", software_versions=ENGINE_VERSION, device_serial_number="0",
-        series_description=series_description, omit_empty_frames=False)
+    try:
+        seg = engine_outputs.dicom_seg(files, _reference(volume_node, segments[0].mask), [s.mask for s in segments],
+                                       [s.coded() for s in segments], automatic=False,
+                                       series_description=series_description)
+    except VolumeError as error:
+        raise VolumeError(f"{str(error)[:1].upper()}{str(error)[1:]}") from None
     seg.save_as(path)
     return ExportReport(path, [s.name for s in segments], skipped)

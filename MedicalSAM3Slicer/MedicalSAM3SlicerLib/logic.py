@@ -20,13 +20,11 @@ never written to; a segment is only written inside the box an update covers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from medsam3.transports.backend import SegmentationBackend, Session
+from medsam3.transports.backend import SegmentationBackend
 from medsam3.errors import Cancelled, PromptError
-from medsam3.interaction.prompts import SlicePrompt, parse_text_targets
+from medsam3.interaction.prompts import SlicePrompt, parse_text_targets, refined_target
 from medsam3.interaction.session import MaskUpdate
 from medsam3.geometry.slicing import SliceAxis, SliceGeometry
 from medsam3.geometry.volume import Volume
@@ -35,58 +33,17 @@ from . import prompt_nodes, segment_io, slice_view_interaction
 from .parameters import scene_modality_override
 from .terminology import Terminology, TerminologyTable, apply_to_segment, default_table
 from .volume_nodes import volume_from_node, volume_state_key
+from .logic_requests import SEGMENT_ACTIONS, Request, RequestKind, SegmentationResult, _kind, _VolumeState
 from .worker import DELIVERY_WAIT_SECONDS, ModelWorker
 from .written_mask import WrittenMask
+
+__all__ = ["MedicalSAM3SlicerLogic", "Request", "RequestKind", "SegmentationResult"]
 
 
 PREFETCH_RADIUS = 2  # slices on each side of the one on screen
 # per delivery-timer tick (30 ms) the GUI lends the prefetch this long with the GIL released; a prefetch is a
 # courtesy, so the GUI keeps most of each tick (a prompt's own job gets DELIVERY_WAIT_SECONDS)
 PREFETCH_WAIT_SECONDS = 0.010
-
-
-@dataclass
-class SegmentationResult:
-    """What a call changed: the segments written, and notes to show the user (e.g. an unknown term)."""
-
-    segment_ids: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    changed: bool = False
-    dropped: bool = False  # a stale result (its scene, volume or segmentation is gone or changed): nothing written
-
-
-@dataclass
-class _VolumeState:
-    key: tuple
-    volume: Volume
-    session: Session | None = None
-    node: object = None  # the volume node itself: after a scene is cleared another node can carry the same ID
-    objects: dict[tuple[str, str], int] = field(default_factory=dict)  # (segmentation ID, segment ID) -> object
-    written: dict[int, WrittenMask] = field(default_factory=dict)  # object -> its voxels as last written by us
-    written_time: dict[tuple[str, str], int] = field(default_factory=dict)  # segment -> labelmap time after that
-
-
-@dataclass
-class Request:
-    """One user action, with everything read from MRML, ready for the model (see :meth:`predict`)."""
-
-    action: str  # "prompt", "text", "seed", "reset", "undo", "redo"
-    state: _VolumeState
-    volume_node_id: str
-    segmentation_node_id: str
-    segment_id: str | None = None
-    prompt: SlicePrompt | None = None
-    whole_volume: bool = True
-    terminologies: list[Terminology] = field(default_factory=list)
-    axis: SliceAxis = SliceAxis.AXIAL
-    slice_index: int | None = None
-    seed_mask: np.ndarray | None = None
-    object_id: int | None = None
-    # what the result belongs to, checked by object and not by ID (IDs restart when a scene is cleared)
-    volume_node: object = None
-    segmentation_node: object = None
-    image: object = None  # the volume's vtkImageData when the request was made
-    generation: int = 0  # the logic's scene generation (close() starts a new one)
 
 
 class MedicalSAM3SlicerLogic:
@@ -289,8 +246,10 @@ class MedicalSAM3SlicerLogic:
 
     def prepare_action(self, action: str, volume_node, segmentation_node, segment_id: str) -> Request:
         """An undo / redo / reset / start-from-segment request for one segment."""
-        if action not in ("undo", "redo", "reset", "seed"):
-            raise ValueError(f"Unknown action {action!r}.")
+        action = _kind(action)
+        if action not in SEGMENT_ACTIONS:
+            raise ValueError(f"{action.value!r} is not an action on one segment: use one of "
+                             f"{', '.join(kind.value for kind in SEGMENT_ACTIONS)}.")
         request = self._base_request(action, volume_node, segmentation_node, segment_id)
         if action == "seed":
             request.seed_mask = segment_io.segment_mask(segmentation_node, segment_id, volume_node)
@@ -310,11 +269,11 @@ class MedicalSAM3SlicerLogic:
         volume = request.state.volume
         request.axis = self._axis(volume, view)
         request.whole_volume = bool(whole_volume)
+        if action == "prompt":
+            refined_target(text)
         if text:
             request.terminologies = [self.terminology.resolve(phrase) for phrase in parse_text_targets(text)]
         if action == "prompt":
-            if len(request.terminologies) > 1:
-                raise PromptError("Clicks and boxes segment one object: type a single target name with them.")
             request.prompt = prompt_nodes.slice_prompt(volume, request.axis, positive_points, negative_points, roi)
         elif not whole_volume:
             if view is None or isinstance(view, (str, SliceAxis)):
@@ -334,9 +293,8 @@ class MedicalSAM3SlicerLogic:
         volume = request.state.volume
         request.whole_volume = bool(whole_volume)
         if text and segment_id is None:
+            refined_target(text, "A scribble or lasso refines")
             request.terminologies = [self.terminology.resolve(phrase) for phrase in parse_text_targets(text)]
-            if len(request.terminologies) > 1:
-                raise PromptError("A scribble or lasso segments one object: type a single target name with it.")
         if kind == "scribble":
             request.axis, _, points = slice_view_interaction.scribble_points(volume, view, stroke_world, positive)
             request.prompt = SlicePrompt(request.axis, points=points)

@@ -4,7 +4,7 @@ import pytest
 
 from slicer_scene import slicer
 
-from MedicalSAM3SlicerLib.terminology import default_table
+from MedicalSAM3SlicerLib.terminology import default_table, slicer_tag
 
 
 @pytest.mark.parametrize("typed", ["L kidney", "kidney left", "left kidney", "Left Kidney", "  kidney,  LT "])
@@ -40,7 +40,7 @@ def test_unknown_term_gets_the_generic_code_and_a_note():
 
 
 def test_terminology_tag_is_slicers_format_and_reads_back():
-    tag = default_table().resolve("kidney L").slicer_tag()
+    tag = slicer_tag(default_table().resolve("kidney L"))
     entry = slicer.vtkSlicerTerminologyEntry()
     assert slicer.vtkSlicerTerminologiesModuleLogic.DeserializeTerminologyEntry(tag, entry)
     assert entry.GetTypeObject().GetCodeValue() == "64033007"
@@ -108,5 +108,5 @@ def test_the_segment_tag_names_the_list_its_codes_come_from():
     for typed, context in (("bladder", GENERAL_ANATOMY), ("IVC", DICOM_MASTER), ("lesion", "")):
         entry = slicer.vtkSlicerTerminologyEntry()
         assert slicer.vtkSlicerTerminologiesModuleLogic.DeserializeTerminologyEntry(
-            default_table().resolve(typed).slicer_tag(), entry)
+            slicer_tag(default_table().resolve(typed)), entry)
         assert (entry.GetTerminologyContextName() or "") == context

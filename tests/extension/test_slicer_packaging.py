@@ -38,7 +38,7 @@ def test_every_resource_is_installed():
                                                     if not p.endswith((".py", ".pyc"))}
     assert not on_disk - listed, f"add to MODULE_PYTHON_RESOURCES: {sorted(on_disk - listed)}"
     assert {"Resources/UI/MedicalSAM3Slicer.ui", "Resources/Icons/MedicalSAM3Slicer.png",
-            "Resources/Terminology/TypedNames.json", "Resources/python-requirements.txt"} <= listed
+            "medsam3/terminology/terminology.json", "Resources/python-requirements.txt"} <= listed
 
 
 def test_widget_code_uses_only_widgets_defined_in_the_ui_file():

@@ -142,14 +142,16 @@ def small_volume(value: int = 0) -> Volume:
     return Volume(array, np.diag([1.0, 1.0, 2.0, 1.0]))
 
 
-def mask_colour_pixels(png: Path, segment_index: int = 0) -> int:
-    """How many pixels of an overlay picture are in the colour of a segment's outline."""
+def mask_colour_pixels(png: Path, name: str, segment_index: int = 0) -> int:
+    """How many pixels of an overlay picture are in the colour of a segment's outline: the colour its files give the
+    segment named ``name`` (the terminology's, or the engine's palette colour of its position for an unknown name)."""
     from PIL import Image
 
-    from medsam3.files.segment_colours import segment_colour
+    from medsam3.files.outputs import coded_segment
 
+    colour = [int(c * 255 + 0.5) for c in coded_segment(name, segment_index).colour]
     picture = np.asarray(Image.open(png).convert("RGB"))
-    return int(np.all(picture == segment_colour(segment_index), axis=-1).sum())
+    return int(np.all(picture == colour, axis=-1).sum())
 
 
 class FakeClock:

@@ -86,15 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
                          help="start from this Slicer segmentation (same grid as the image): clicks / a box refine "
                               "the segment --name names, every other segment is written back unchanged")
     segment.add_argument("-o", "--output", required=True, metavar="PATH",
-                         help="the labelmap file when PATH ends in .nii.gz, .nii, .nrrd or .mha (the other outputs "
-                              "go beside it); otherwise a folder that receives labelmap.nii.gz, "
-                              "segmentation.seg.nrrd and overlay.png")
+                         help="a folder that receives labelmap.nii.gz (+ labelmap.labels.csv: names, colours, "
+                              "SNOMED CT codes), segmentation.seg.nrrd, overlay.png and, for DICOM input, "
+                              "segmentation.dcm (DICOM SEG); or the labelmap file when PATH ends in .nii.gz, .nii, "
+                              ".nrrd or .mha (its .labels.csv beside it, the other files only when asked)")
     segment.add_argument("--overwrite", action="store_true",
                          help="replace existing output files (never the input image)")
     segment.add_argument("--seg-nrrd", nargs="?", const="", metavar="PATH",
-                         help="also write a Slicer .seg.nrrd with segment names (default beside the labelmap)")
+                         help="write the Slicer .seg.nrrd (names, colours, codes) here (default: beside the "
+                              "labelmap; always written with -o FOLDER)")
     segment.add_argument("--overlay", nargs="?", const="", metavar="PNG",
-                         help="also write a picture of three slices with the masks outlined")
+                         help="write the picture of three slices with the masks outlined here (default: beside "
+                              "the labelmap; always written with -o FOLDER)")
     _add_backend_options(segment)
 
     models = commands.add_parser("models", help="list, download, convert and verify models")
@@ -160,12 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _output_paths(args: argparse.Namespace):
     from .segment_pipeline import OutputPaths
 
-    return OutputPaths.for_output(args.output, args.seg_nrrd, args.overlay)
+    return OutputPaths.for_output(args.output, args.seg_nrrd, args.overlay, dicom=Path(args.image).is_dir())
 
 
 def _segment(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
     from .segment_pipeline import SegmentRequest, StartingSegments, StepTimer, segment_volume, write_outputs
-    from ..files.volume_io import read_volume
+    from ..files.volume_io import dicom_series_files, read_volume
 
     request = SegmentRequest(text=args.text, positive_points=tuple(args.point),
                              negative_points=tuple(args.negative_point), box=args.box, coordinates_ijk=args.ijk,
@@ -194,8 +197,9 @@ def _segment(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
     with timer.step("load_model"):
         backend = backend_factory(args.model, args.device, args.server, args.api_key)
     outcome = segment_volume(backend, volume, request, timer, start)
+    sources = dicom_series_files(args.image) if paths.dicom_seg is not None else ()
     written = write_outputs(outcome, volume, paths, overlay_title=f"medsam3 {Path(args.image).name}", timer=timer,
-                            inputs=inputs, overwrite=args.overwrite)
+                            inputs=inputs, overwrite=args.overwrite, source_files=sources)
     for name, value in zip(outcome.segment_names, range(1, len(outcome.segment_names) + 1)):
         print(f"{name}: {int((outcome.labels == value).sum()):,} voxels, score {outcome.scores[name]:.2f}")
     for note in outcome.notes:

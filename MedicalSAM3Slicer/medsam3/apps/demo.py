@@ -24,7 +24,7 @@ from ..transports.backend_choice import open_backend
 from .arguments import OneLineArgumentParser, attach_coordinate_values, parse_point
 from ..errors import MedSam3Error, ModelAccessError, ModelNotFoundError
 from .segment_pipeline import OutputPaths, SegmentRequest, StepTimer, segment_volume, write_outputs
-from ..files.volume_io import read_volume
+from ..files.volume_io import dicom_series_files, read_volume
 
 DEMO_IMAGE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "ct" / "spleen_msd_crop" / "image.nii.gz"
 DEMO_TEXT = "spleen"
@@ -113,7 +113,9 @@ def run_demo(image: str | Path, output: str | Path, text: str = DEMO_TEXT,
     if plumbing_check:
         outcome = outcome.renamed([f"{name} (plumbing check)" for name in outcome.segment_names])
     title = PLUMBING_LABEL if plumbing_check else f"medsam3 demo: '{text}' + one click"
-    written = write_outputs(outcome, volume, OutputPaths.in_folder(output), overlay_title=title, timer=timer)
+    dicom = Path(image).is_dir()  # written as `medsam3 segment IMAGE -o FOLDER` writes them
+    written = write_outputs(outcome, volume, OutputPaths.for_output(output, dicom=dicom), overlay_title=title,
+                            timer=timer, source_files=dicom_series_files(image) if dicom else ())
     info = backend.info()
     voxel_ml = float(np.prod(volume.spacing)) / 1000.0
     summary = {

@@ -18,16 +18,14 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..files.atomic_files import AtomicOutputs
 from ..transports.backend import SegmentationBackend
 from ..errors import MedSam3Error, PromptError
-from ..files.overlay import render_overlay
-from ..interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt, parse_text_targets, resolve_slice_prompt
-from ..files.seg_nrrd import read_seg_nrrd, write_seg_nrrd
+from ..interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt, refined_target, resolve_slice_prompt
+from ..files.outputs import CodedSegment, ResultFiles, write_result_files
+from ..files.seg_nrrd import read_seg_nrrd
 from ..interaction.session import MaskUpdate
 from ..geometry.slicing import SliceAxis, SliceGeometry
 from ..geometry.volume import Volume
-from ..files.volume_io import write_labelmap
 
 Triple = tuple[float, float, float]
 
@@ -56,10 +54,8 @@ class SegmentRequest:
             raise PromptError("Nothing to segment: give --text, --point or --box.")
         if self.negative_points and not (self.positive_points or self.box or self.text.strip() or self.start_from):
             raise PromptError("A negative point only removes from an object: add a --point, a --box or --text.")
-        if (self.text.strip() and self.has_spatial_prompt and not self.start_from
-                and len(parse_text_targets(self.text)) > 1):
-            raise PromptError("Clicks and boxes refine one typed target; type a single phrase with them, or "
-                              "segment the other phrases in a separate run.")
+        if self.has_spatial_prompt and not self.start_from:
+            refined_target(self.text)
         SliceAxis.parse(self.view)
 
 
@@ -72,11 +68,14 @@ class SegmentOutcome:
     scores: dict[str, float]
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # for the user (e.g. a name the model was not trained on)
+    # segments written with the name, colour and codes they came with (--start-from), not re-coded from the name
+    given: dict[str, CodedSegment] = field(default_factory=dict)
 
     def renamed(self, names: list[str]) -> "SegmentOutcome":
         """The same segments under new names (e.g. labelled as a plumbing check)."""
         scores = {new: self.scores[old] for old, new in zip(self.segment_names, names)}
-        return SegmentOutcome(self.labels, list(names), scores, self.timings, self.notes)
+        given = {new: self.given[old] for old, new in zip(self.segment_names, names) if old in self.given}
+        return SegmentOutcome(self.labels, list(names), scores, self.timings, self.notes, given)
 
 
 class StepTimer:
@@ -101,6 +100,7 @@ class StartingSegments:
     names: tuple[str, ...]
     masks: tuple[np.ndarray, ...]
     source: str = ""
+    segments: tuple[CodedSegment, ...] = ()  # names, colours and codes as the file has them
 
     @classmethod
     def read(cls, path: str | Path, volume: Volume) -> "StartingSegments":
@@ -116,7 +116,9 @@ class StartingSegments:
                               f"({_grid_text(volume)}); save the segmentation with this image as its reference "
                               "geometry (in Slicer: Segmentations > Export to files, reference volume = this image).")
         masks = tuple(labels.array == number for number in range(1, len(segmentation.segment_names) + 1))
-        return cls(segmentation.segment_names, masks, str(path))
+        segments = tuple(CodedSegment.from_serialized(name, colour, terminology) for name, colour, terminology in
+                         zip(segmentation.segment_names, segmentation.colours, segmentation.terminologies))
+        return cls(segmentation.segment_names, masks, str(path), segments)
 
     def target(self, name: str) -> int:
         """The index of the segment clicks and a box refine: ``name``, or the only segment."""
@@ -232,6 +234,8 @@ def segment_volume(backend: SegmentationBackend, volume: Volume, request: Segmen
         session.close()
     outcome = _as_labelmap(volume.array.shape, masks, names, scores, timer)
     outcome.notes = notes
+    if start is not None:
+        outcome.given = {segment.name: segment for segment in start.segments}
     return outcome
 
 
@@ -297,45 +301,35 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 @dataclass(frozen=True)
-class OutputPaths:
-    """Where results go; None skips an output."""
-
-    labelmap: Path
-    seg_nrrd: Path | None = None
-    overlay: Path | None = None
-
-    @classmethod
-    def in_folder(cls, folder: str | Path, seg_nrrd: bool = True, overlay: bool = True) -> "OutputPaths":
-        folder = Path(folder)
-        return cls(folder / "labelmap.nii.gz", folder / "segmentation.seg.nrrd" if seg_nrrd else None,
-                   folder / "overlay.png" if overlay else None)
+class OutputPaths(ResultFiles):
+    """Where ``medsam3 segment`` writes: the engine's :class:`ResultFiles` (None skips a file; the labelmap's
+    colour table always goes beside it), read from ``-o`` and checked before any work."""
 
     @classmethod
     def for_output(cls, output: str | Path, seg_nrrd: str | None = None,
-                   overlay: str | None = None) -> "OutputPaths":
-        """The meaning of ``-o`` / ``--output``: a labelmap file when the name ends in an image extension
-        (.nii.gz, .nii, .nrrd, .mha), otherwise a folder that receives labelmap.nii.gz and the other outputs.
-        ``seg_nrrd`` / ``overlay``: None to skip, "" for the default name, else a path."""
+                   overlay: str | None = None, dicom: bool = False) -> "OutputPaths":
+        """The meaning of ``-o`` / ``--output``: a folder that receives every result file
+        (:meth:`ResultFiles.in_folder`: labelmap.nii.gz + labelmap.labels.csv, segmentation.seg.nrrd, overlay.png
+        and, for ``dicom`` input, segmentation.dcm), or a labelmap file when the name ends in an image extension
+        (.nii.gz, .nii, .nrrd, .mha), its colour table beside it and the .seg.nrrd and overlay only when asked.
+        ``seg_nrrd`` / ``overlay``: None for the default (skip beside a file, in the folder), "" for the default
+        name, else a path."""
         output = Path(output)
         if labelmap_suffix(output):
-            stem = output.with_name(output.name[:-len(labelmap_suffix(output))])
-            labelmap = output
-            default_seg, default_overlay = (stem.with_name(stem.name + SEG_NRRD_SUFFIX),
-                                            stem.with_name(stem.name + OVERLAY_SUFFIX))
-        else:
-            if output.name.lower().endswith(SEG_NRRD_SUFFIX):
-                raise OutputPathError(f"-o {output}: a .seg.nrrd is written with --seg-nrrd; give -o a labelmap "
-                                      "file (.nii.gz, .nii, .nrrd, .mha) or a folder.")
-            if _looks_like_a_file_name(output) and not output.is_dir():
-                raise OutputPathError(f"-o {output}: not an image file name. Give a labelmap file ending in "
-                                      f"{', '.join(LABELMAP_SUFFIXES)}, or a folder (a name without extension).")
-            labelmap = output / "labelmap.nii.gz"
-            default_seg, default_overlay = output / "segmentation.seg.nrrd", output / "overlay.png"
-        return cls(labelmap, None if seg_nrrd is None else Path(seg_nrrd or default_seg),
-                   None if overlay is None else Path(overlay or default_overlay))
-
-    def all(self) -> list[Path]:
-        return [Path(p) for p in (self.labelmap, self.seg_nrrd, self.overlay) if p is not None]
+            stem = output.name[:-len(labelmap_suffix(output))]
+            default_seg = output.with_name(stem + SEG_NRRD_SUFFIX)
+            default_overlay = output.with_name(stem + OVERLAY_SUFFIX)
+            return cls(output, None if seg_nrrd is None else Path(seg_nrrd or default_seg),
+                       None if overlay is None else Path(overlay or default_overlay))
+        if output.name.lower().endswith(SEG_NRRD_SUFFIX):
+            raise OutputPathError(f"-o {output}: a .seg.nrrd is written with --seg-nrrd; give -o a labelmap "
+                                  "file (.nii.gz, .nii, .nrrd, .mha) or a folder.")
+        if _looks_like_a_file_name(output) and not output.is_dir():
+            raise OutputPathError(f"-o {output}: not an image file name. Give a labelmap file ending in "
+                                  f"{', '.join(LABELMAP_SUFFIXES)}, or a folder (a name without extension).")
+        files = ResultFiles.in_folder(output, dicom_seg=dicom)
+        return cls(**{**vars(files), "seg_nrrd": Path(seg_nrrd) if seg_nrrd else files.seg_nrrd,
+                      "overlay": Path(overlay) if overlay else files.overlay})
 
     def check(self, inputs: Sequence[str | Path] = (), overwrite: bool = False) -> "OutputPaths":
         """Refuse, before any work, outputs that cannot be written or must not be: a wrong extension, the same
@@ -368,20 +362,17 @@ class OutputPaths:
 
 def write_outputs(outcome: SegmentOutcome, volume: Volume, paths: OutputPaths, overlay_title: str = "",
                   timer: StepTimer | None = None, *, inputs: Sequence[str | Path] = (),
-                  overwrite: bool = True) -> list[Path]:
-    """Write the labelmap (and optionally the .seg.nrrd and overlay); returns the files written.
+                  overwrite: bool = True, source_files: Sequence[str | Path] = ()) -> list[Path]:
+    """Write the labelmap with its colour table (and as ``paths`` asks the .seg.nrrd, the DICOM SEG from
+    ``source_files`` and the overlay) through the one writer, :func:`medsam3.files.outputs.write_result_files`;
+    returns the files written. A DICOM SEG that cannot be made adds a note to ``outcome.notes``.
 
     The paths are checked first (:meth:`OutputPaths.check` with ``inputs`` and ``overwrite``; callers should also
     check them before the model runs). Every file is written to a temporary name and all are moved into place
     at the end, so a failure leaves no output of this run and every earlier file as it was."""
-    timer = timer or StepTimer()
     paths.check(inputs, overwrite)
-    with AtomicOutputs() as outputs:
-        with timer.step("write"):
-            write_labelmap(outputs.path_for(paths.labelmap), outcome.labels, volume)
-            if paths.seg_nrrd is not None:
-                write_seg_nrrd(outputs.path_for(paths.seg_nrrd), outcome.labels, outcome.segment_names, volume)
-        if paths.overlay is not None:
-            with timer.step("overlay"):
-                render_overlay(volume, outcome.labels, outputs.path_for(paths.overlay), overlay_title)
-    return paths.all()
+    written, notes = write_result_files(paths, outcome.labels, volume, outcome.segment_names,
+                                        source_files=source_files, overlay_title=overlay_title,
+                                        timer=timer or StepTimer(), given=outcome.given)
+    outcome.notes.extend(note for note in notes if note not in outcome.notes)
+    return written

@@ -7,6 +7,7 @@ physical aspect ratio, through the centre of the segmented voxels (the volume ce
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -30,7 +31,7 @@ def overlay_centre(labels: np.ndarray) -> tuple[int, int, int]:
 
 
 def _panel(volume: Volume, labels: np.ndarray, axis: SliceAxis, centre_kji: tuple[int, int, int],
-           grey_map) -> Image.Image:
+           grey_map, colour_of) -> Image.Image:
     geometry = SliceGeometry.for_volume(volume, axis)
     centre_ijk = centre_kji[::-1]
     index = int(centre_ijk[geometry.normal_axis])
@@ -45,18 +46,25 @@ def _panel(volume: Volume, labels: np.ndarray, axis: SliceAxis, centre_kji: tupl
     for value in np.unique(shown_labels[shown_labels > 0]):
         region = shown_labels == value
         outline = region & ~ndimage.binary_erosion(region, iterations=OUTLINE_WIDTH)
-        picture[outline] = segment_colour(int(value) - 1)
+        picture[outline] = colour_of(int(value) - 1)
     return Image.fromarray(picture)
 
 
-def render_overlay(volume: Volume, labels: np.ndarray, path: str | Path, title: str = "") -> Path:
+def render_overlay(volume: Volume, labels: np.ndarray, path: str | Path, title: str = "",
+                   colours: Sequence[Sequence[float]] | None = None) -> Path:
     """Write a PNG of axial, coronal and sagittal slices with every label outlined in its segment colour.
 
-    ``labels`` is a (K, J, I) integer array, label ``n`` drawn in ``segment_colour(n - 1)``.
+    ``labels`` is a (K, J, I) integer array, label ``n`` drawn in ``colours[n - 1]`` (0-1 RGB, the colours the
+    segmentation files give the segments), else in ``segment_colour(n - 1)``.
     """
+    def colour_of(index: int) -> tuple[int, int, int]:
+        if colours is not None and index < len(colours):
+            return tuple(int(float(c) * 255 + 0.5) for c in colours[index])
+        return segment_colour(index)
+
     preprocessing = choose_preprocessing(volume)
     centre = overlay_centre(labels)
-    panels = [(axis, _panel(volume, labels, axis, centre, preprocessing.apply)) for axis in SliceAxis]
+    panels = [(axis, _panel(volume, labels, axis, centre, preprocessing.apply, colour_of)) for axis in SliceAxis]
     width = sum(p.width for _, p in panels) + 4 * (len(panels) + 1)
     height = max(p.height for _, p in panels) + 2 * CAPTION_HEIGHT + 8
     canvas = Image.new("RGB", (width, height), (0, 0, 0))

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import VolumeError
 from ..geometry.volume import Volume
 from ..interaction.session import bounding_box
+from ..terminology import Terminology
 from .segment_colours import segment_colour
 
 SEG_NRRD_SUFFIX = ".seg.nrrd"
@@ -100,6 +101,7 @@ class SegmentationFile:
     labels: Volume
     segment_names: tuple[str, ...]
     colours: tuple[tuple[float, float, float], ...]
+    terminologies: tuple[str, ...] = ()  # each segment's serialized Slicer terminology entry ("" when none)
 
 
 def read_seg_nrrd(path: str | Path) -> SegmentationFile:
@@ -125,4 +127,17 @@ def read_seg_nrrd(path: str | Path) -> SegmentationFile:
     names = tuple(str(segment.get("name", segment.get("id", f"Segment_{n}"))) for n, segment in
                   enumerate(segments, start=1))
     colours = tuple(tuple(float(c) for c in segment.get("color", (0.5, 0.5, 0.5))) for segment in segments)
-    return SegmentationFile(Volume(labels, ijk_to_ras, modality="OT", name=path.name), names, colours)
+    terminologies = tuple(_serialized_terminology(segment.get("terminology")) for segment in segments)
+    return SegmentationFile(Volume(labels, ijk_to_ras, modality="OT", name=path.name), names, colours, terminologies)
+
+
+def _serialized_terminology(terminology: dict | None) -> str:
+    """slicerio's parsed terminology entry back in Slicer's serialized form ("" when the segment has none)."""
+    if not terminology or not terminology.get("type"):
+        return ""
+
+    def code(key: str) -> tuple[str, str, str]:
+        return tuple((list(terminology.get(key) or []) + ["", "", ""])[:3])
+
+    return Terminology("", "", (0.0, 0.0, 0.0), terminology.get("contextName", ""), code("category"), code("type"),
+                       code("typeModifier")).serialized()

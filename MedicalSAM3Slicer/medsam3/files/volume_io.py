@@ -109,6 +109,18 @@ def check_file_complete(path: Path) -> None:
                           f"{total:,}. Copy or download it again.")
 
 
+def dicom_series_files(folder: str | Path) -> tuple[str, ...]:
+    """The files of the DICOM series in ``folder`` that :func:`read_image` reads (the one with the most files), in
+    slice order."""
+    sitk = _sitk()
+    reader = sitk.ImageSeriesReader()
+    with _itk_warnings_off():
+        series = reader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise VolumeError(f"{folder} is a folder without a DICOM series: give a DICOM folder or an image file.")
+    return tuple(max((reader.GetGDCMSeriesFileNames(str(folder), s) for s in series), key=len))
+
+
 def read_image(path: str | Path) -> "object":
     """A SimpleITK image from a file or a DICOM folder (the series with the most files)."""
     sitk = _sitk()
@@ -118,12 +130,7 @@ def read_image(path: str | Path) -> "object":
     try:
         if path.is_dir():
             reader = sitk.ImageSeriesReader()
-            with _itk_warnings_off():
-                series = reader.GetGDCMSeriesIDs(str(path))
-            if not series:
-                raise VolumeError(f"{path} is a folder without a DICOM series: give a DICOM folder or an image file.")
-            files = max((reader.GetGDCMSeriesFileNames(str(path), s) for s in series), key=len)
-            reader.SetFileNames(files)
+            reader.SetFileNames(dicom_series_files(path))
             reader.MetaDataDictionaryArrayUpdateOn()
             reader.LoadPrivateTagsOn()
             with _itk_warnings_off():

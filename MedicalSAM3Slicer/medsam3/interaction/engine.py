@@ -24,6 +24,7 @@ from ..model.segmentation_model import FrameMasks, MaskLogits, ModelPrompt, Segm
 from ..geometry.slicing import SliceAxis, SliceGeometry
 from ..model.text_protocol import DEFAULT_PROTOCOL, LabelFusion, sigmoid
 from ..model.vocabulary import Vocabulary, VocabularyMatch, medical_sam3_vocabulary
+from ..terminology import default_table
 from ..geometry.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -189,9 +190,12 @@ class SegmentationEngine:
         require(getattr(self.model, "capabilities", None), kind, self.model.name)
 
     def model_text(self, phrase: str) -> VocabularyMatch:
-        """What the model is asked for a typed phrase (the text path of every caller goes through here)."""
+        """What the model is asked for a typed phrase (the text path of every caller goes through here): the
+        training class name (vocabulary.py); without a vocabulary, the terminology's name for the phrase ("L kidney"
+        -> "left kidney", as the Slicer module sends it), else the phrase as typed."""
         if self.vocabulary is None:
-            return VocabularyMatch(phrase, phrase)
+            concept = default_table().lookup(phrase)
+            return VocabularyMatch(phrase, concept.model_text if concept is not None else phrase)
         return self.vocabulary.match(phrase)
 
     def _new_result(self, frames: VolumeFrames, phrase: str = "", match: VocabularyMatch | None = None

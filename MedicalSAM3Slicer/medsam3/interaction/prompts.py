@@ -12,8 +12,8 @@ import numpy as np
 
 from ..errors import PromptError
 from ..geometry.slicing import SliceAxis, SliceGeometry
-from ..model.vocabulary import medical_sam3_vocabulary
 from ..geometry.volume import Volume
+from ..terminology import default_table
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def parse_text_targets(text: str) -> list[str]:
     for group in text.replace(";", "\n").split("\n"):  # a side word never joins across ";" or a new line
         joined: list[str] = []
         for piece in (" ".join(piece.split()) for piece in group.split(",")):
-            if joined and piece and medical_sam3_vocabulary().is_side(piece):
+            if joined and piece and default_table().is_side(piece):
                 joined[-1] = f"{joined[-1]}, {piece}"  # "kidney, left" (a terminology name) is one target
             elif piece:
                 joined.append(piece)
@@ -80,6 +80,18 @@ def parse_text_targets(text: str) -> list[str]:
         raise PromptError("The text prompt is empty: type what to segment, for example 'liver' or "
                           "'left kidney, spleen'.")
     return phrases
+
+
+def refined_target(text: str | None, what: str = "Clicks and boxes refine") -> str:
+    """The one rule for typed text beside clicks, boxes, scribbles or a lasso: they refine ONE typed target. Returns
+    that phrase ("" when nothing is typed); several phrases are refused in one line (``medsam3 segment``,
+    ``medsam3 batch`` and the Slicer module all ask here)."""
+    phrases = parse_text_targets(text) if text and text.strip() else []
+    if len(phrases) > 1:
+        raise PromptError(f"{what} one typed target, but {len(phrases)} were typed "
+                          f"({', '.join(repr(p) for p in phrases)}): type a single target name with them, or "
+                          "segment the others separately.")
+    return phrases[0] if phrases else ""
 
 
 def _format_ijk(ijk: np.ndarray) -> str:

@@ -8,6 +8,12 @@ their text could not be mapped to a training name). So the engine's text path se
 for what the user typed: synonyms, abbreviations, plurals, British spellings and Slicer terminology names
 ("L kidney", "kidney, left", "hepatic tumour") all reach it. The user's segment keeps the typed name; a name with
 no match is sent as typed, with a one-line note listing the nearest training names.
+
+The vocabulary maps onto the one terminology (:mod:`medsam3.terminology`): its side words are the terminology's, and
+a typed name the terminology knows is matched by the terminology's name for it ("sin kidney" -> "left kidney" ->
+"Left kidney"), so the class the model is asked for and the code the segment gets always agree. A class that has a
+terminology entry takes its synonyms from there; ``model_vocabulary.json`` lists synonyms only for the others, and
+loading refuses a synonym that would code a segment differently from the class it asks for.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from ..terminology import TerminologyTable, default_table
 
 VOCABULARY_PATH = Path(__file__).with_name("model_vocabulary.json")
 _FILLER_WORDS = {"the", "of", "and", "a", "an", "s"}
@@ -50,9 +58,10 @@ class Vocabulary:
     """Matches typed phrases against the training names: exactly after normalisation, then ignoring words
     such as "gland" or "cavity" when that leaves one candidate."""
 
-    def __init__(self, table: dict):
+    def __init__(self, table: dict, terminology: TerminologyTable | None = None):
         self.names: list[str] = list(table["names"])
-        self._sides = {spelling: side for side, spellings in table["sides"].items() for spelling in spellings}
+        self.terminology = terminology or default_table()
+        self._sides = dict(self.terminology.sides)  # spelling -> "left" / "right"
         self._words = dict(table["word_synonyms"])
         self._optional = set(table["optional_words"])
         self._exact: dict[tuple[str, ...], str] = {}
@@ -62,9 +71,21 @@ class Vocabulary:
         for spelling, name in spellings:
             if name not in self.names:
                 raise ValueError(f"{VOCABULARY_PATH.name}: synonym target {name!r} is not a training name")
+            self._check_coded_alike(spelling, name)
             key = self.key(spelling)
             self._exact.setdefault(key, name)  # the first spelling of a key wins ("Left Atrium" / "Left atrium")
             self._loose.setdefault(self._without_optional(key), set()).add(name)
+
+    def _check_coded_alike(self, spelling: str, name: str) -> None:
+        """A synonym of a class the terminology codes must be coded the same (else the segment would carry another
+        code than the class the model is asked for): it belongs in the terminology's spellings of that entry."""
+        if spelling == name:
+            return
+        concept = self.terminology.lookup(name)
+        found = self.terminology.lookup(spelling)
+        if concept is not None and (found is None or (found.type, found.modifier) != (concept.type, concept.modifier)):
+            raise ValueError(f"{VOCABULARY_PATH.name}: synonym {spelling!r} of {name!r} belongs in the terminology's "
+                             f"spellings of {concept.name!r} (medsam3/terminology/terminology.json)")
 
     @classmethod
     def load(cls, path: Path = VOCABULARY_PATH) -> "Vocabulary":
@@ -89,8 +110,16 @@ class Vocabulary:
         return tuple(word for word in key if word not in self._optional)
 
     def match(self, typed: str) -> VocabularyMatch:
-        """The training name for a typed phrase, or the phrase itself with a note naming the nearest names."""
+        """The training name for a typed phrase, or the phrase itself with a note naming the nearest names. A phrase
+        the terminology knows is matched by the terminology's name for it first."""
         typed = " ".join(typed.split())
+        concept = self.terminology.lookup(typed)
+        if concept is None:
+            return self._match_spelling(typed)
+        named = self._match_spelling(concept.model_text)  # what the Slicer module sends for it, too
+        return VocabularyMatch(typed, named.model_text, named.note)
+
+    def _match_spelling(self, typed: str) -> VocabularyMatch:
         key = self.key(typed)
         if key in self._exact:
             return VocabularyMatch(typed, self._exact[key])
@@ -116,8 +145,7 @@ class Vocabulary:
 
     def is_side(self, text: str) -> bool:
         """Whether a fragment is only a side word ("left", "R", ...), as in a terminology name "Kidney, left"."""
-        words = re.sub(r"[^a-z0-9]+", " ", text.lower()).split()
-        return bool(words) and all(word in self._sides for word in words)
+        return self.terminology.is_side(text)
 
 
 @lru_cache(maxsize=1)

@@ -187,12 +187,12 @@ def test_a_rerun_skips_what_is_done_and_runs_what_is_fixed(cohort):
 
 
 def test_a_failure_while_writing_leaves_no_file_of_the_case(tmp_path, monkeypatch):
-    from medsam3.apps.batch import outputs
+    from medsam3.files import outputs
 
     def fail(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(outputs, "write_seg_nrrd_with_codes", fail)  # the second file of the case fails
+    monkeypatch.setattr(outputs, "write_coded_seg_nrrd", fail)  # the third file of the case fails
     code, stdout, _ = run_batch(data_path(NRRD), "--prompts", _one_click_csv(tmp_path), "--output", tmp_path / "out")
     assert code == 1 and "No space left on device" in stdout
     assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == ["batch-log.jsonl"]
@@ -204,8 +204,8 @@ def test_a_failure_while_writing_leaves_no_file_of_the_case(tmp_path, monkeypatc
     monkeypatch.undo()
     code, stdout, _ = run_batch(data_path(NRRD), "--prompts", _one_click_csv(tmp_path), "--output", tmp_path / "out")
     assert code == 0 and not killed.exists()
-    assert sorted(p.name for p in (tmp_path / "out" / "breast1_image").iterdir()) == ["labelmap.nii.gz",
-                                                                                      "segmentation.seg.nrrd"]
+    assert sorted(p.name for p in (tmp_path / "out" / "breast1_image").iterdir()) == [
+        "labelmap.labels.csv", "labelmap.nii.gz", "segmentation.seg.nrrd"]
 
 
 def _one_click_csv(folder: Path) -> Path:

@@ -46,10 +46,12 @@ def test_segment_spleen_ct_from_text_and_a_click(spleen, tmp_path, capsys):
     assert_same_geometry(geometry(labelmap), geometry(image))
     assert dice(read_volume(labelmap).array == 1, truth) >= 0.9
     segmentation = sitk.ReadImage(str(output / "segmentation.seg.nrrd"))
-    assert segmentation.GetMetaData("Segment0_Name") == "spleen"
+    # named, coloured and coded by the terminology, as `medsam3 batch` and the Slicer module name it
+    assert segmentation.GetMetaData("Segment0_Name") == "Spleen"
+    assert "SCT^78961009^Spleen" in segmentation.GetMetaData("Segment0_Tags")
     assert_same_geometry(geometry(output / "segmentation.seg.nrrd"), geometry(image))
     assert dice(sitk.GetArrayFromImage(segmentation) == 1, truth) >= 0.9
-    assert mask_colour_pixels(output / "overlay.png") > 100
+    assert mask_colour_pixels(output / "overlay.png", "spleen") > 100
     assert "spleen:" in capsys.readouterr().out
 
 
@@ -65,7 +67,7 @@ def test_segment_dicom_series_with_a_click(tmp_path, capsys):
     assert status == 0, capsys.readouterr().err
     assert_same_geometry(geometry(labelmap), geometry(series))
     assert dice(read_volume(labelmap).array == 1, truth) >= 0.9
-    assert mask_colour_pixels(tmp_path / "spleen.png") > 100
+    assert mask_colour_pixels(tmp_path / "spleen.png", "spleen") > 100
 
 
 def test_slice_only_box_in_voxel_indices_segments_one_slice(spleen, tmp_path, capsys):
@@ -92,7 +94,7 @@ def test_slice_only_box_in_voxel_indices_segments_one_slice(spleen, tmp_path, ca
     (["segment", "{image}", "--point", "-1e9,0,0", "-o", "{out}"], "outside the volume"),
     (["segment", "{image}", "-o", "{out}"], "Nothing to segment"),
     (["segment", "{image}", "--text", "liver"], "required"),
-    (["segment", "{image}", "--text", "a, b", "--point", "1,2,3", "--ijk", "-o", "{out}"], "single phrase"),
+    (["segment", "{image}", "--text", "a, b", "--point", "1,2,3", "--ijk", "-o", "{out}"], "one typed target"),
     (["segment", "{image}", "--text", "liver", "--view", "oblique", "-o", "{out}"], "invalid choice"),
     (["segment", "{image}", "--text", "liver", "--server", "http://127.0.0.1:9", "-o", "{out}"], "Cannot reach"),
     (["segment", "{image}", "--text", "liver", "--server", "not a url", "-o", "{out}"], "server"),

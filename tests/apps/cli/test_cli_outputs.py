@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import medsam3.apps.segment_pipeline
+import medsam3.files.outputs
 from medsam3.apps.cli import main
 from medsam3.files.volume_io import read_volume
 
@@ -113,7 +113,7 @@ def test_a_failing_writer_leaves_no_output_and_earlier_files_intact(image, tmp_p
     def broken_seg_nrrd(*_arguments, **_options):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(medsam3.apps.segment_pipeline, "write_seg_nrrd", broken_seg_nrrd)
+    monkeypatch.setattr(medsam3.files.outputs, "write_coded_seg_nrrd", broken_seg_nrrd)
     labelmap, overlay = tmp_path / "mask.nii.gz", tmp_path / "mask.png"
     overlay.write_bytes(b"an earlier picture")
     status = run(CountingFactory(), "segment", image, *CLICK, "-o", labelmap, "--seg-nrrd", "--overlay",

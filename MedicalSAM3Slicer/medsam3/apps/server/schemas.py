@@ -1,5 +1,6 @@
-"""The JSON messages of the server's API (they are the OpenAPI schema). Field shapes follow
-:mod:`medsam3.transports.wire_format`, which encodes and decodes them on both sides."""
+"""The JSON messages of the server's API (they are the OpenAPI schema). A prompt is defined once, as
+:class:`medsam3.interaction.prompts.SlicePrompt`: these messages have its fields (tests/apps/server/
+test_prompt_messages.py holds them equal) and :mod:`medsam3.transports.wire_format` converts them on both sides."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...geometry.slicing import SliceAxis
+
 ObjectId = Annotated[int, Field(ge=1, le=2**31 - 1)]
 Coordinate = Annotated[float, Field(allow_inf_nan=False)]
 Triple = Annotated[list[Coordinate], Field(min_length=3, max_length=3)]
-Axis = Literal["axial", "coronal", "sagittal"]
+Axis = Literal[tuple(axis.value for axis in SliceAxis)]  # the views of interaction.prompts.SlicePrompt
 Bits = Annotated[str, Field(max_length=512 * 1024 * 1024, description="base64(zlib(numpy.packbits(mask)))")]
 
 
