@@ -15,7 +15,9 @@ Cases are read one at a time, when the run reaches them.
 from __future__ import annotations
 
 import json
+import pickle
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -311,12 +313,67 @@ def _npz_case(path: Path) -> CaseSource:
     return CaseSource(_stem(path), load)
 
 
-def _npz_text_prompts(path: Path) -> list[Structure] | None:
-    with np.load(path, allow_pickle=True) as stored:
-        if "text_prompts" not in stored.files:
+class _NamesOnlyUnpickler(pickle.Unpickler):
+    """A pickle reader that builds nothing but numpy's own array shell: it refuses every other class or function,
+    so a pickled object can never run code (``builtins.open``, ``os.system`` ... are refused, not called)."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refused {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _plain(value, depth: int = 0) -> bool:
+    """Whether ``value`` is made only of dict / list / str / int (label names and numbers), not too deep."""
+    if depth > 4:
+        return False
+    if isinstance(value, (str, int, np.integer)) and not isinstance(value, bool):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _read_text_prompts(path: Path):
+    """The ``text_prompts`` entry of a challenge .npz, read without unpickling anything but names: a plain string
+    array through numpy (no pickle), a pickled object array through :class:`_NamesOnlyUnpickler`. None if absent."""
+    with zipfile.ZipFile(path) as archive:
+        if "text_prompts.npy" not in archive.namelist():
             return None
-        prompts = stored["text_prompts"]
-    prompts = prompts.item() if getattr(prompts, "ndim", 1) == 0 else prompts
+        with archive.open("text_prompts.npy") as stream:
+            version = np.lib.format.read_magic(stream)
+            reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                      else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = reader(stream)
+            if not dtype.hasobject:
+                stream.close()
+                with np.load(path, allow_pickle=False) as stored:
+                    return stored["text_prompts"].tolist()
+            if archive.getinfo("text_prompts.npy").file_size > 1 << 20:
+                raise pickle.UnpicklingError("larger than 1 MiB")
+            array = _NamesOnlyUnpickler(stream).load()
+    if not isinstance(array, np.ndarray):
+        raise pickle.UnpicklingError("not an array")
+    value = array.item() if array.ndim == 0 else array.tolist()
+    if not _plain(value):
+        raise pickle.UnpicklingError("holds something other than names and numbers")
+    return value
+
+
+def _npz_text_prompts(path: Path) -> list[Structure] | None:
+    """Label names from a challenge .npz's ``text_prompts`` (``{"1": "lesion"}``); never runs pickled code."""
+    try:
+        prompts = _read_text_prompts(path)
+    except (pickle.UnpicklingError, ValueError, EOFError, OSError, zipfile.BadZipFile, AttributeError,
+            TypeError, IndexError, KeyError) as error:
+        raise DatasetError(f"{path}: its text_prompts entry is not a plain mapping of label numbers to names "
+                           f"({error}), and it is not read further: give the names with --labels 1=lesion or a "
+                           "labels.json beside the file.") from None
     return _structures_from_mapping(dict(prompts), f"{path} text_prompts") if isinstance(prompts, dict) else None
 
 
