@@ -55,3 +55,69 @@ def test_plain_challenge_label_names_are_still_read_from_text_prompts(tmp_path):
 
     pickled = _challenge_npz(tmp_path / "pickled.npz", np.array({"1": "lesion", 2: "cyst"}, dtype=object))
     assert [(s.value, s.name) for s in open_dataset(pickled).structures] == [(1, "lesion"), (2, "cyst")]
+
+
+# --- --start-from with many segments (M-3) ------------------------------------------------------------------------
+def _many_segments(tmp_path: Path, count: int):
+    from medsam3.files.seg_nrrd import write_seg_nrrd
+    from server_harness import small_volume, write_nifti
+
+    volume = small_volume()
+    image = write_nifti(volume, tmp_path / "ct.nii.gz")
+    labels = (np.arange(volume.array.size, dtype=np.uint16) % (count + 1)).reshape(volume.array.shape)
+    names = [f"structure {n}" for n in range(1, count + 1)]
+    start = write_seg_nrrd(tmp_path / "start.seg.nrrd", labels.astype(np.uint8 if count < 256 else np.uint16),
+                           names, volume)
+    return image, start, labels
+
+
+def _counting_set_mask(monkeypatch) -> list:
+    from medsam3.interaction.session import SegmentationSession
+
+    calls, original = [], SegmentationSession.set_mask
+    monkeypatch.setattr(SegmentationSession, "set_mask",
+                        lambda self, *a, **k: calls.append(a[0]) or original(self, *a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("prompts", [[], ["--name", "structure 7", "--point", "8,8,1", "--ijk", "--slice-only"]])
+def test_many_starting_segments_are_kept_without_one_mask_each(tmp_path, capsys, monkeypatch, prompts):
+    """Only the segment the clicks refine becomes a session object (a full-volume mask); the other 39 are written
+    back from the file's one labelmap, unchanged."""
+    from medsam3.files.seg_nrrd import read_seg_nrrd
+    from server_harness import oracle_backend_factory
+
+    image, start, labels = _many_segments(tmp_path, 40)
+    seeded = _counting_set_mask(monkeypatch)
+    status = main(["segment", str(image), "--start-from", str(start), *prompts, "-o", str(tmp_path / "out"),
+                   "--seg-nrrd"], backend_factory=oracle_backend_factory)
+    assert status == 0, capsys.readouterr().err
+    assert len(seeded) == (1 if prompts else 0)
+    result = read_seg_nrrd(tmp_path / "out" / "segmentation.seg.nrrd")
+    assert result.segment_names == tuple(f"structure {n}" for n in range(1, 41))
+    untouched = labels != 7
+    if prompts:
+        untouched &= result.labels.array != 7
+    np.testing.assert_array_equal(result.labels.array[untouched], labels[untouched])
+
+
+def test_an_unknown_name_among_many_segments_is_one_short_line(tmp_path, capsys):
+    from server_harness import oracle_backend_factory
+
+    image, start, _ = _many_segments(tmp_path, 300)
+    status = main(["segment", str(image), "--start-from", str(start), "--name", "liver", "--point", "8,8,1",
+                   "--ijk", "-o", str(tmp_path / "out")], backend_factory=oracle_backend_factory)
+    line = _one_line(capsys.readouterr().err)
+    assert status != 0 and "'liver' is not a segment" in line and "295 more" in line
+    assert len(line) < 400 and "structure 299" not in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_absurd_number_of_segments_is_refused_before_the_model_loads(tmp_path, capsys):
+    from server_harness import oracle_backend_factory
+
+    image, start, _ = _many_segments(tmp_path, 1001)
+    status = main(["segment", str(image), "--start-from", str(start), "-o", str(tmp_path / "out")],
+                  backend_factory=oracle_backend_factory)
+    line = _one_line(capsys.readouterr().err)
+    assert status != 0 and "1,001 segments" in line and len(line) < 400
