@@ -79,6 +79,7 @@ def _job(case: Case, request: SegmentRequest, model: str | None, output: Path, e
 
 def _skipped_record(job: CaseJob, earlier: dict) -> dict:
     return {**base_record(job, "skipped"), "outputs": earlier.get("outputs", []),
+            "output_sha256": earlier.get("output_sha256", {}),
             "segments": earlier.get("segments", []),
             "notes": [f"done on {earlier.get('finished', 'an earlier run')} with the same inputs and settings"],
             "model": earlier.get("model"), "engine_version": earlier.get("engine_version"), "seconds": 0.0}
