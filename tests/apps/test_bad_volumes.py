@@ -44,7 +44,7 @@ def nan_volume() -> np.ndarray:
 
 
 # --- truncated files -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["ct.nii.gz", "ct.nii"])
+@pytest.mark.parametrize("name", ["ct.nii.gz", "ct.nii", "ct.mha"])
 def test_truncated_image_file_is_refused_in_one_line(tmp_path, capsys, name):
     image = write_nifti(Volume(np.random.default_rng(0).integers(-1000, 1000, (8, 32, 32)).astype(np.int16),
                                np.eye(4)), tmp_path / name)

@@ -53,7 +53,7 @@ def _guess_modality(path: Path, reader_metadata: dict[str, str]) -> str:
 
 
 @contextmanager
-def _itk_warnings_off() -> Iterator[None]:
+def itk_warnings_off() -> Iterator[None]:
     """ITK prints warnings straight to stderr (e.g. "No Series were found"); the caller reports problems itself,
     in one line."""
     sitk = _sitk()
@@ -120,6 +120,44 @@ def _nifti_bytes_needed(header: bytes) -> int | None:
     return None if layout is None else layout[0]
 
 
+_MET_SIZES = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_USHORT": 2, "MET_SHORT": 2, "MET_UINT": 4, "MET_INT": 4,
+              "MET_ULONG": 4, "MET_LONG": 4, "MET_ULONG_LONG": 8, "MET_LONG_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8}
+
+
+def _check_metaimage_complete(path: Path) -> None:
+    """Refuse a single-file MetaImage (.mha) whose voxel data is shorter than its header declares (MetaIO would
+    print its own warning to the terminal before failing)."""
+    with path.open("rb") as stream:
+        head = stream.read(1 << 16)
+    end = head.find(b"ElementDataFile")
+    line_end = head.find(b"\n", end)
+    if end < 0 or line_end < 0:
+        return
+    fields = {}
+    for line in head[:line_end].decode("latin-1").splitlines():
+        key, _, value = line.partition("=")
+        fields[key.strip()] = value.strip()
+    if fields.get("ElementDataFile") != "LOCAL" or fields.get("ElementType") not in _MET_SIZES:
+        return
+    try:
+        voxels = int(np.prod([int(n) for n in fields.get("DimSize", "").split()], dtype=np.int64))
+        needed = voxels * _MET_SIZES[fields["ElementType"]] * int(fields.get("ElementNumberOfChannels", "1"))
+    except ValueError:
+        return
+    total = 0
+    with path.open("rb") as stream:
+        stream.seek(line_end + 1)
+        inflater = zlib.decompressobj() if fields.get("CompressedData", "").lower() == "true" else None
+        try:
+            while total <= needed and (chunk := stream.read(1 << 22)):
+                total += len(inflater.decompress(chunk, needed + 1 - total)) if inflater else len(chunk)
+        except zlib.error as error:
+            raise VolumeError(f"{path} is truncated or corrupt ({error}): copy or download it again.") from None
+    if total < needed:
+        raise VolumeError(f"{path} is truncated: its header describes {needed:,} bytes of image but the file holds "
+                          f"{total:,}. Copy or download it again.")
+
+
 def check_file_complete(path: Path) -> None:
     """Refuse a truncated file that the image reader would accept and zero-fill: a gzip stream that ends early
     (any .gz), or a NIfTI shorter than its header's voxel count says; and a NIfTI with NaN or infinite voxels,
@@ -127,6 +165,8 @@ def check_file_complete(path: Path) -> None:
     with path.open("rb") as probe:
         is_gzip = probe.read(2) == b"\x1f\x8b"
     name = path.name.lower()
+    if name.endswith(".mha"):
+        _check_metaimage_complete(path)
     is_nifti = name.endswith((".nii", ".nii.gz"))
     if not (is_gzip or is_nifti):
         return
@@ -159,12 +199,14 @@ def read_image(path: str | Path) -> "object":
     """A SimpleITK image from a file or a DICOM folder (the series with the most files)."""
     sitk = _sitk()
     path = Path(path)
+    if not path.exists() and path.is_symlink():
+        raise VolumeError(f"{path} is a symbolic link that loops or leads nowhere: point it at the image file.")
     if not path.exists():
         raise VolumeError(f"{path} does not exist: give the path of a NIfTI, NRRD or MHA file or a DICOM folder.")
     try:
         if path.is_dir():
             reader = sitk.ImageSeriesReader()
-            with _itk_warnings_off():
+            with itk_warnings_off():
                 series = reader.GetGDCMSeriesIDs(str(path))
             if not series:
                 raise VolumeError(f"{path} is a folder without a DICOM series: give a DICOM folder or an image file.")
@@ -172,13 +214,13 @@ def read_image(path: str | Path) -> "object":
             reader.SetFileNames(files)
             reader.MetaDataDictionaryArrayUpdateOn()
             reader.LoadPrivateTagsOn()
-            with _itk_warnings_off():
+            with itk_warnings_off():
                 image = reader.Execute()
             image.SetMetaData("0008|0060", reader.GetMetaData(0, "0008|0060") if reader.HasMetaDataKey(0, "0008|0060")
                               else "")
             return image
         check_file_complete(path)
-        with _itk_warnings_off():
+        with itk_warnings_off():
             return sitk.ReadImage(str(path))
     except RuntimeError as error:
         lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]

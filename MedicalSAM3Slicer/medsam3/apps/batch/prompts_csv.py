@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ...errors import PromptError
-from .cases import Case
+from .cases import Case, resolved
 
 Triple = tuple[float, float, float]
 _KINDS = ("point", "negative_point", "box")
@@ -87,7 +87,7 @@ def prompts_for_cases(prompts: dict[str, CasePrompts], cases: Sequence[Case]) ->
     by_case: dict[str, CasePrompts] = {}
     for key, value in prompts.items():
         matches = [c for c in cases if key in (c.case_id, Path(c.source).name, c.source)
-                   or Path(key).resolve() == Path(c.source).resolve()]
+                   or resolved(key) == resolved(c.source)]
         if len(matches) != 1:
             problem = "matches no case" if not matches else f"matches {len(matches)} cases"
             raise PromptError(f"The prompts CSV names case {key!r}, which {problem}; use a case id: "
