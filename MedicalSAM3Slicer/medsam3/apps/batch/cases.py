@@ -155,11 +155,19 @@ def _inside_data_set(dataset_json: Path, image: str) -> Path:
 def _from_dataset_json(path: Path) -> list[tuple[str, str, tuple[str, ...], str]]:
     try:
         dataset = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise VolumeError(f"{path} is not a readable dataset.json ({error}).") from error
+    except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8 text
+        raise VolumeError(f"{path} is not a readable dataset.json ({error}): give an MSD-style dataset.json "
+                          "(UTF-8 JSON with a 'training' list of {\"image\": ...} entries).") from None
+    if not isinstance(dataset, dict):
+        raise VolumeError(f"{path} is not an MSD-style dataset.json (it holds a {type(dataset).__name__}, not an "
+                          "object with 'training' / 'test' lists of images).")
     entries = []
     for group in ("training", "validation", "test"):
-        for entry in dataset.get(group) or []:
+        listed = dataset.get(group) or []
+        if not isinstance(listed, list):
+            raise VolumeError(f"{path}: '{group}' must be a list of images (e.g. [{{\"image\": "
+                              f"\"./imagesTr/case_001.nii.gz\"}}]), not a {type(listed).__name__}.")
+        for entry in listed:
             image = entry.get("image") if isinstance(entry, dict) else entry
             if isinstance(image, list):  # multi-channel datasets list one file per channel: take the first
                 image = image[0] if image else None

@@ -97,6 +97,8 @@ def run_batch(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
     prompts = prompts_for_cases(read_prompts_csv(args.prompts), cases) if args.prompts else {}
     requests = _requests(cases, args.text, args.view, prompts)
     output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise VolumeError(f"--output {output} is a file: give a folder (it is created if needed).")
     journal = Journal(output)
     earlier = {} if args.redo else journal.finished_with()
     progress = Progress(len(cases))

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ... import __version__ as ENGINE_VERSION
+from ...errors import VolumeError
 from ..segment_pipeline import SegmentRequest
 from .case_commit import outputs_match
 
@@ -37,7 +38,10 @@ class Journal:
         if not self.path.exists():
             return []
         records = []
-        with open(self.path, encoding="utf-8") as stream:
+        if self.path.is_dir():
+            raise VolumeError(f"{self.path} is a folder, where the batch keeps its log: move it away or give "
+                              "another --output.")
+        with open(self.path, encoding="utf-8", errors="replace") as stream:  # a damaged line is skipped below
             for line in stream:
                 try:
                     record = json.loads(line)

@@ -55,6 +55,9 @@ def read_prompts_csv(path: str | Path) -> dict[str, CasePrompts]:
             rows = list(csv.DictReader(stream))
     except OSError as error:
         raise PromptError(f"Cannot read the prompts CSV {path}: {error.strerror or error}.") from error
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise PromptError(f"{path} is not a CSV text file ({error}): save it as CSV (UTF-8) with the columns "
+                          "case,kind,x,y,z.") from None
     required = {"case", "kind", "x", "y", "z"}
     if not rows or not required <= set(rows[0]):
         raise PromptError(f"{path}: the header must name the columns case,kind,x,y,z (and x2,y2,z2 for boxes, "

@@ -84,6 +84,9 @@ def clean_name(name: str) -> str:
 
 
 def _structures_from_mapping(mapping: dict, source: str) -> list[Structure]:
+    if not isinstance(mapping, dict):
+        raise DatasetError(f"{source}: the label names must be a mapping such as {{\"1\": \"liver\"}}, not a "
+                           f"{type(mapping).__name__}.")
     structures = {}
     for key, value in mapping.items():
         number, name = (key, value) if str(key).strip().lstrip("-").isdigit() else (value, key)
@@ -105,19 +108,22 @@ def parse_label_names(text_or_file: str | Path) -> list[Structure]:
     """``labels.json``, ``labels.txt`` (``1 liver`` or ``1,liver`` per line) or inline ``1=liver,2=spleen``."""
     path = Path(text_or_file)
     if path.is_file():
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path, 'label names ({"1": "liver"}, or "1 liver" per line)')
         if path.suffix == ".json":
             try:
                 mapping = json.loads(text)
             except ValueError as error:
                 raise DatasetError(f"{path} is not valid JSON ({error}).") from error
-            return _structures_from_mapping(mapping.get("labels", mapping), str(path))
+            return _structures_from_mapping(mapping.get("labels", mapping) if isinstance(mapping, dict)
+                                            else mapping, str(path))
         pairs = [re.split(r"[\s,=:]+", line.strip(), maxsplit=1) for line in text.splitlines()
                  if line.strip() and not line.startswith("#")]
         return _structures_from_mapping({p[0]: p[1] if len(p) > 1 else "" for p in pairs}, str(path))
     if "=" not in str(text_or_file):
         raise DatasetError(f"--labels {text_or_file!r} is neither a file nor names like 1=liver,2=spleen.")
     pairs = [item.split("=", 1) for item in str(text_or_file).split(",") if item.strip()]
+    if any(len(pair) != 2 for pair in pairs):
+        raise DatasetError(f"--labels {text_or_file!r}: write every label as number=name, e.g. 1=liver,2=spleen.")
     return _structures_from_mapping({k.strip(): v.strip() for k, v in pairs}, "--labels")
 
 
@@ -231,8 +237,23 @@ def _file_case(case_id: str, image_path: Path, label_path: Path, modality: str |
     return CaseSource(case_id, load)
 
 
+def _read_text(path: Path, holds: str) -> str:
+    """A text file's content; one line naming the file when it is unreadable or not UTF-8 text."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path} cannot be read as UTF-8 text ({error}): save it as UTF-8 text with the "
+                           f"{holds}.") from None
+
+
 def _nnunet(folder: Path, names: list[Structure] | None) -> Dataset:
-    description = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    try:
+        description = json.loads(_read_text(folder / "dataset.json", "data set's description"))
+    except ValueError as error:
+        raise DatasetError(f"{folder / 'dataset.json'} is not valid JSON ({error}).") from None
+    if not isinstance(description, dict):
+        raise DatasetError(f"{folder / 'dataset.json'} must hold an object with \"labels\" "
+                           '({"background": 0, "spleen": 1}), not a ' + f"{type(description).__name__}.")
     structures = names or _structures_from_mapping(description.get("labels", {}), str(folder / "dataset.json"))
     channels = description.get("channel_names") or description.get("modality") or {}
     first_channel = str(channels.get("0", "")) if isinstance(channels, dict) else ""
@@ -296,8 +317,13 @@ def npz_volume(arrays: dict, name: str) -> tuple[Volume, tuple[float, float, flo
 
 def _npz_case(path: Path) -> CaseSource:
     def load() -> LoadedCase:
-        with np.load(path, allow_pickle=False) as stored:
-            arrays = {k: stored[k] for k in stored.files if k in ("imgs", "gts", "spacing", "direction", "origin")}
+        try:  # never unpickled: a file that is no zip of arrays (np.load would take it for a pickle) is refused
+            with np.load(path, allow_pickle=False) as stored:
+                arrays = {k: stored[k] for k in stored.files
+                          if k in ("imgs", "gts", "spacing", "direction", "origin")}
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError):
+            raise DatasetError(f"{path} is not a challenge .npz (a zip of the numpy arrays imgs, gts and spacing, "
+                               "as numpy.savez writes it): convert it, or remove it from the data set.") from None
         missing = {"imgs", "gts", "spacing"} - set(arrays)
         if missing:
             raise DatasetError(f"{path} lacks {', '.join(sorted(missing))}: a challenge .npz holds imgs, gts and "
