@@ -164,12 +164,15 @@ def _voxels_within_declared_size(path: Path, header: dict, dtype: np.dtype, coun
                                                         else ">")).reshape(tuple(header["sizes"][::-1])).T
 
 
-def read_seg_nrrd(path: str | Path, shape_ijk: Sequence[int] | None = None) -> SegmentationFile:
+def read_seg_nrrd(path: str | Path, shape_ijk: Sequence[int] | None = None,
+                  voxel_count: int | None = None) -> SegmentationFile:
     """Read a Slicer segmentation file; one clear error when it is missing, damaged or not a segmentation.
 
     The header is read first: a voxel type that is no integer, a grid off ``shape_ijk`` (the image's (i, j, k)
     size, when given), an absurd size or segment count, or a segment's label value or layer outside the file are
-    refused before any voxel is inflated, and the voxels are inflated only up to the size the header declares."""
+    refused before any voxel is inflated, and the voxels are inflated only up to the size the header declares.
+    ``voxel_count`` (the image's number of voxels) refuses a grid of another size when its axes may be ordered
+    otherwise than the image's."""
     import nrrd
     import slicerio
 
@@ -199,6 +202,9 @@ def read_seg_nrrd(path: str | Path, shape_ijk: Sequence[int] | None = None) -> S
         raise VolumeError(f"{path}: its grid ({'x'.join(map(str, sizes[-3:]))} voxels) differs from the image's "
                           f"({'x'.join(str(int(n)) for n in shape_ijk)}): save the segmentation with this image as "
                           "its reference geometry.")
+    if voxel_count is not None and int(np.prod(sizes[-3:], dtype=np.int64)) != int(voxel_count):
+        raise VolumeError(f"{path} has {'x'.join(map(str, sizes[-3:]))} voxels but its image has "
+                          f"{int(voxel_count):,}: resample the segmentation onto the image grid.")
     count = int(np.prod(sizes, dtype=np.int64))
     if min(sizes) < 1 or count > MAX_VOXELS or layers > len(segments):
         raise _refuse(path, f"declares an impossible size ({' x '.join(map(str, sizes))} voxels)")

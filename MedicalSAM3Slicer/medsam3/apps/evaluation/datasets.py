@@ -195,9 +195,10 @@ def _labels_on_image_grid(image: Volume, labels: Volume, label_path: Path) -> np
     return np.ascontiguousarray(values.transpose(2, 1, 0))
 
 
-def _segments_as_labels(label_path: Path, structures: list[Structure]) -> Volume:
-    """A .seg.nrrd as label values: each segment named as a structure gets that structure's value."""
-    segmentation = read_seg_nrrd(label_path)
+def _segments_as_labels(label_path: Path, structures: list[Structure], voxel_count: int) -> Volume:
+    """A .seg.nrrd as label values: each segment named as a structure gets that structure's value (a file whose
+    header declares another number of voxels than the image's is refused before it is inflated)."""
+    segmentation = read_seg_nrrd(label_path, voxel_count=voxel_count)
     by_name = {structure.name.casefold(): structure.value for structure in structures}
     values = np.zeros(segmentation.labels.array.shape, dtype=np.int32)
     found = []
@@ -226,7 +227,7 @@ def _file_case(case_id: str, image_path: Path, label_path: Path, modality: str |
     def load() -> LoadedCase:
         volume = _read_first_channel(image_path, modality)
         if label_path.name.endswith(SEG_NRRD_SUFFIX):
-            labels = _segments_as_labels(label_path, structures)
+            labels = _segments_as_labels(label_path, structures, volume.array.size)
         else:
             labels = _read_first_channel(label_path, "OT")
         values = _labels_on_image_grid(volume, labels, label_path)
