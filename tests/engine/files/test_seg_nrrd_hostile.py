@@ -79,3 +79,21 @@ def test_a_damaged_file_is_refused_in_one_line(tmp_path, damage, says):
     with pytest.raises(VolumeError, match=says) as refused:
         read_seg_nrrd(path)
     assert len(str(refused.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["Segmentation.seg.nrrd", "SegmentationOverlapping.seg.nrrd"])
+def test_files_saved_by_slicer_read_as_slicerio_reads_them(name):
+    """The header-first reader gives the very masks slicerio gives, for a plain and a layered (overlapping) file
+    saved by Slicer (slicerio's example data)."""
+    from pathlib import Path
+
+    import slicerio
+
+    path = Path(slicerio.__file__).parent / "data" / name
+    expected = slicerio.read_segmentation(str(path))
+    read = read_seg_nrrd(path)
+    assert read.segment_names == tuple(s["name"] for s in expected["segments"])
+    for number, segment in enumerate(expected["segments"], start=1):
+        mask = slicerio.segment_mask(expected, segment).transpose(2, 1, 0)
+        later = np.isin(read.labels.array, np.arange(number + 1, len(expected["segments"]) + 1))
+        np.testing.assert_array_equal(read.labels.array[~later] == number, mask[~later])
