@@ -164,6 +164,22 @@ def _voxels_within_declared_size(path: Path, header: dict, dtype: np.dtype, coun
                                                         else ">")).reshape(tuple(header["sizes"][::-1])).T
 
 
+def read_segment_names(path: str | Path) -> tuple[str, ...]:
+    """The segment names of a ``.seg.nrrd``, from its header alone (no voxel is inflated)."""
+    import slicerio
+
+    path = Path(path)
+    try:
+        segments = slicerio.read_segmentation(str(path), skip_voxels=True).get("segments") or []
+    except Exception as error:  # pynrrd and slicerio raise many kinds for a damaged or foreign file
+        raise VolumeError(f"{path} is not a readable Slicer segmentation (.seg.nrrd): "
+                          f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+    if not segments or len(segments) > MAX_SEGMENTS:
+        raise _refuse(path, f"declares {len(segments):,} segments (1 to {MAX_SEGMENTS} are read)")
+    return tuple(str(segment.get("name", segment.get("id", f"Segment_{n}"))) for n, segment in
+                 enumerate(segments, start=1))
+
+
 def read_seg_nrrd(path: str | Path, shape_ijk: Sequence[int] | None = None,
                   voxel_count: int | None = None) -> SegmentationFile:
     """Read a Slicer segmentation file; one clear error when it is missing, damaged or not a segmentation.

@@ -126,8 +126,10 @@ def test_an_absurd_number_of_segments_is_refused_before_the_model_loads(tmp_path
 
 
 # --- .seg.nrrd label files in evaluate (M-2) ----------------------------------------------------------------------
-def test_an_evaluate_label_file_declaring_a_huge_grid_is_refused_before_it_is_inflated(tmp_path, capsys):
-    """A .seg.nrrd of 300 kB declaring 1,500^3 voxels (3.4 GB inflated) beside a 4x24x24 image."""
+@pytest.mark.parametrize("names", ["--labels", "from the file"])
+def test_an_evaluate_label_file_declaring_a_huge_grid_is_refused_before_it_is_inflated(tmp_path, capsys, names):
+    """A .seg.nrrd of 300 kB declaring 1,200^3 voxels (1.7 GB inflated) beside a 4x24x24 image; its label names
+    given, or read from it (from its header alone)."""
     import gzip
     import tracemalloc
 
@@ -137,7 +139,7 @@ def test_an_evaluate_label_file_declaring_a_huge_grid_is_refused_before_it_is_in
     (data / "images").mkdir(parents=True)
     (data / "labels").mkdir()
     sitk.WriteImage(sitk.GetImageFromArray(np.full((4, 24, 24), -1000, np.int16)), str(data / "images" / "c1.nrrd"))
-    header = ("NRRD0004\ntype: unsigned char\ndimension: 3\nspace: left-posterior-superior\nsizes: 1500 1500 1500\n"
+    header = ("NRRD0004\ntype: unsigned char\ndimension: 3\nspace: left-posterior-superior\nsizes: 1200 1200 1200\n"
               "space directions: (1,0,0) (0,1,0) (0,0,1)\nkinds: domain domain domain\nencoding: gzip\n"
               "space origin: (0,0,0)\nSegment0_ID:=Segment_1\nSegment0_Name:=liver\nSegment0_LabelValue:=1\n"
               "Segment0_Layer:=0\n\n")
@@ -145,12 +147,13 @@ def test_an_evaluate_label_file_declaring_a_huge_grid_is_refused_before_it_is_in
     (data / "labels" / "c1.seg.nrrd").write_bytes(header.encode() + bomb)
     tracemalloc.start()
     try:
-        main(["evaluate", str(data), "--labels", "1=liver", "--output", str(tmp_path / "out"), "--quiet"],
+        labels = ["--labels", "1=liver"] if names == "--labels" else []
+        main(["evaluate", str(data), *labels, "--output", str(tmp_path / "out"), "--quiet"],
              backend_factory=oracle_backend_factory)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     captured = capsys.readouterr()
-    assert "1500x1500x1500 voxels but its image has 2,304" in captured.err + captured.out
+    assert "1200x1200x1200 voxels but its image has 2,304" in captured.err + captured.out
     assert "internal error" not in captured.err
     assert peak < 200 << 20

@@ -26,7 +26,7 @@ import numpy as np
 
 from ...errors import MedSam3Error
 from ...geometry.volume import Volume
-from ...files.seg_nrrd import SEG_NRRD_SUFFIX, read_seg_nrrd
+from ...files.seg_nrrd import SEG_NRRD_SUFFIX, read_seg_nrrd, read_segment_names
 from ...files.volume_io import ijk_to_ras_from_image, read_image
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -218,7 +218,7 @@ def _segment_structures(label_paths: list[Path]) -> list[Structure] | None:
     first = next((p for p in label_paths if p.name.endswith(SEG_NRRD_SUFFIX)), None)
     if first is None:
         return None
-    names = read_seg_nrrd(first).segment_names
+    names = read_segment_names(first)  # the header only: the voxels are read with the case, against its image
     return _structures_from_mapping({str(n): name for n, name in enumerate(names, start=1)}, str(first))
 
 
