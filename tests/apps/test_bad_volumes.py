@@ -44,7 +44,7 @@ def nan_volume() -> np.ndarray:
 
 
 # --- truncated files -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["ct.nii.gz", "ct.nii"])
+@pytest.mark.parametrize("name", ["ct.nii.gz", "ct.nii", "ct.mha"])
 def test_truncated_image_file_is_refused_in_one_line(tmp_path, capsys, name):
     image = write_nifti(Volume(np.random.default_rng(0).integers(-1000, 1000, (8, 32, 32)).astype(np.int16),
                                np.eye(4)), tmp_path / name)
@@ -62,11 +62,14 @@ def test_the_engine_refuses_nan_and_infinite_voxels_and_says_where():
         Volume(nan_volume(), np.eye(4))
 
 
-def test_command_line_refuses_a_volume_with_nan_slices(tmp_path, capsys):
-    image = tmp_path / "nan.nrrd"
+@pytest.mark.parametrize("name, dtype", [("nan.nrrd", np.float32), ("nan.mha", np.float32), ("nan.nii.gz", np.float32),
+                                         ("nan.nii", np.float64)])
+def test_command_line_refuses_a_volume_with_nan_slices(tmp_path, capsys, name, dtype):
+    """NIfTI too: SimpleITK's NIfTI reader would read NaN and infinite voxels as 0, without a word."""
+    image = tmp_path / name
     import SimpleITK as sitk
 
-    sitk.WriteImage(sitk.GetImageFromArray(nan_volume()), str(image))
+    sitk.WriteImage(sitk.GetImageFromArray(nan_volume().astype(dtype)), str(image))
     status, error = run_cli(capsys, "segment", image, *CLICK, "-o", tmp_path / "mask.nii.gz")
     assert status == 1 and len(error.splitlines()) == 1, error
     assert "NaN or infinite voxels" in error and "nan_to_num" in error

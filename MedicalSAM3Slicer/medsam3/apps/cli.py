@@ -6,6 +6,7 @@ Every problem a user can fix ends in one line on stderr and a non-zero exit stat
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -185,7 +186,7 @@ def _segment(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
                                                              request.whole_volume))
     inputs = [args.image] + ([args.start_from] if args.start_from else [])
     paths = _output_paths(args).check(inputs=inputs, overwrite=args.overwrite)  # before any work
-    _trust_ca_file(args.ca_file)
+    _trust_ca_file(args.ca_file, args.server)
     timer = StepTimer()
     with timer.step("read_image"):
         volume = read_volume(args.image)
@@ -248,11 +249,28 @@ def _check_readable_file(option: str, path: str | None) -> None:
         raise MedSam3Error(f"{option} {path}: {error.strerror or error}; give the path of a PEM file.") from None
 
 
-def _trust_ca_file(path: str | None) -> None:
+def _check_certificates(source: str, path: str) -> None:
+    """Refuse a CA file that holds no PEM certificate before any connection (OpenSSL's own words say neither
+    which file nor what to do)."""
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, ValueError, UnicodeDecodeError):
+        raise MedSam3Error(f"{source} {path} holds no certificate in PEM form (-----BEGIN CERTIFICATE-----): give "
+                           "the server's certificate file, e.g. the one its operator passed to --ssl-certfile.") \
+            from None
+
+
+def _trust_ca_file(path: str | None, server: str | None = None) -> None:
     """``--ca-file``: check it, then let the HTTPS client trust it (httpx reads SSL_CERT_FILE)."""
     if path:
         _check_readable_file("--ca-file", path)
+        _check_certificates("--ca-file", path)
         os.environ["SSL_CERT_FILE"] = str(Path(path).resolve())
+    elif server and server.lower().startswith("https") and os.environ.get("SSL_CERT_FILE"):
+        _check_readable_file("SSL_CERT_FILE=", os.environ["SSL_CERT_FILE"])
+        _check_certificates("SSL_CERT_FILE=", os.environ["SSL_CERT_FILE"])
 
 
 def _serve(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
@@ -307,6 +325,18 @@ def run(argv: Sequence[str], backend_factory: BackendFactory = open_backend) -> 
     return _serve(args, backend_factory)
 
 
+_OS_ERROR_HINTS = {  # what to do about the file-system errors a user can fix
+    errno.EEXIST: " (a file is in the way of a folder: give another output path)",
+    errno.ENOTDIR: " (a file is in the way of a folder: give another output path)",
+    errno.EISDIR: " (a folder is where a file should be: move it away or give another path)",
+    errno.EACCES: " (no permission: give a path you may write to, or change its permissions)",
+    errno.EPERM: " (no permission: give a path you may write to, or change its permissions)",
+    errno.EROFS: " (a read-only file system: give a path on a writable disk)",
+    errno.ENOSPC: " (the disk is full: free some space or give a path on another disk)",
+    errno.ENOENT: " (no such file or folder: check the path)",
+}
+
+
 def main(argv: Sequence[str] | None = None, backend_factory: BackendFactory = open_backend) -> int:
     """The console script: run a command, turning every error into one line on stderr and an exit status.
 
@@ -322,8 +352,8 @@ def main(argv: Sequence[str] | None = None, backend_factory: BackendFactory = op
         print(f"medsam3: {error}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as error:
-        print(f"medsam3: {error.strerror or error}{': ' + str(error.filename) if error.filename else ''}",
-              file=sys.stderr)
+        print(f"medsam3: {error.strerror or error}{': ' + str(error.filename) if error.filename else ''}"
+              f"{_OS_ERROR_HINTS.get(error.errno, '')}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("medsam3: interrupted", file=sys.stderr)

@@ -95,34 +95,41 @@ class StepTimer:
 
 @dataclass(frozen=True)
 class StartingSegments:
-    """The segments a run starts from (``--start-from``): names and masks on the image's grid, in file order."""
+    """The segments a run starts from (``--start-from``): names in file order and one labelmap on the image's grid
+    (label n = ``names[n - 1]``). A segment's mask is built only when it is needed (:meth:`mask`): a file with a
+    hundred segments on a large CT holds one labelmap, not a hundred full-volume masks."""
 
     names: tuple[str, ...]
-    masks: tuple[np.ndarray, ...]
+    labels: np.ndarray
     source: str = ""
     segments: tuple[CodedSegment, ...] = ()  # names, colours and codes as the file has them
 
     @classmethod
     def read(cls, path: str | Path, volume: Volume) -> "StartingSegments":
-        """A Slicer ``.seg.nrrd`` on exactly the image's grid; one clear error otherwise."""
+        """A Slicer ``.seg.nrrd`` on exactly the image's grid; one clear error otherwise (its size is checked
+        against the image's before any voxel is inflated)."""
         path = Path(path)
         if not path.name.lower().endswith(SEG_NRRD_SUFFIX):
             raise PromptError(f"--start-from {path}: give a Slicer segmentation file ending in {SEG_NRRD_SUFFIX} "
                               "(in Slicer: Save the segmentation, or Export to files as .seg.nrrd).")
-        segmentation = read_seg_nrrd(path)
+        segmentation = read_seg_nrrd(path, shape_ijk=volume.shape_ijk)
         labels = segmentation.labels
         if not _same_grid(labels, volume):
             raise PromptError(f"--start-from {path}: its grid ({_grid_text(labels)}) differs from the image's "
                               f"({_grid_text(volume)}); save the segmentation with this image as its reference "
                               "geometry (in Slicer: Segmentations > Export to files, reference volume = this image).")
-        masks = tuple(labels.array == number for number in range(1, len(segmentation.segment_names) + 1))
         segments = tuple(CodedSegment.from_serialized(name, colour, terminology) for name, colour, terminology in
                          zip(segmentation.segment_names, segmentation.colours, segmentation.terminologies))
-        return cls(segmentation.segment_names, masks, str(path), segments)
+        return cls(segmentation.segment_names, labels.array, str(path), segments)
+
+    def mask(self, index: int) -> np.ndarray:
+        """The mask of segment ``index`` (0-based), built on demand."""
+        return self.labels == index + 1
 
     def target(self, name: str) -> int:
         """The index of the segment clicks and a box refine: ``name``, or the only segment."""
-        listed = ", ".join(repr(n) for n in self.names)
+        listed = ", ".join(repr(n) for n in self.names[:5]) + (f" and {len(self.names) - 5} more"
+                                                               if len(self.names) > 5 else "")
         if name:
             if name in self.names:
                 return self.names.index(name)
@@ -210,12 +217,11 @@ def segment_volume(backend: SegmentationBackend, volume: Volume, request: Segmen
     with timer.step("open_session"):  # for a server, this uploads the volume
         session = backend.open_session(volume)
     try:
-        seeded: list[int] = []
-        if start is not None:
+        seeded = None  # only the segment the clicks refine becomes a session object; the others are kept as read
+        if start is not None and target is not None:
             with timer.step("start_from"):
-                for name, mask in zip(start.names, start.masks):
-                    seeded.append(session.new_object_id())
-                    collect(session.set_mask(seeded[-1], mask, name), name)
+                seeded = session.new_object_id()
+                collect(session.set_mask(seeded, start.mask(target), start.names[target]), start.names[target])
         if request.text.strip():
             with timer.step("text"):
                 for update in session.segment_text(request.text, request.view,
@@ -224,7 +230,7 @@ def segment_volume(backend: SegmentationBackend, volume: Volume, request: Segmen
         if prompt is not None:
             with timer.step("prompts"):
                 if target is not None:  # refine a starting segment, led by its own name
-                    object_id, text = seeded[target], ""
+                    object_id, text = seeded, ""
                 else:
                     object_id, text = next(iter(masks), None) or session.new_object_id(), request.text.strip()
                 name = names.get(object_id) or request.segment_name or "Segment_1"
@@ -232,7 +238,7 @@ def segment_volume(backend: SegmentationBackend, volume: Volume, request: Segmen
                                            target_text=text), name)
     finally:
         session.close()
-    outcome = _as_labelmap(volume.array.shape, masks, names, scores, timer)
+    outcome = _as_labelmap(volume.array.shape, masks, names, scores, timer, start, target, seeded)
     outcome.notes = notes
     if start is not None:
         outcome.given = {segment.name: segment for segment in start.segments}
@@ -240,13 +246,28 @@ def segment_volume(backend: SegmentationBackend, volume: Volume, request: Segmen
 
 
 def _as_labelmap(shape: tuple[int, ...], masks: dict[int, np.ndarray], names: dict[int, str],
-                 scores: dict[int, float], timer: StepTimer) -> SegmentOutcome:
-    order = sorted(masks)
-    labels = np.zeros(shape, dtype=np.uint8 if len(order) < 256 else np.uint16)
-    for value, object_id in enumerate(order, start=1):
-        labels[masks[object_id]] = value  # a later segment wins where two overlap
-    segment_names = [names[o] for o in order]
-    return SegmentOutcome(labels, segment_names, {names[o]: scores.get(o, 0.0) for o in order}, timer.seconds)
+                 scores: dict[int, float], timer: StepTimer, start: StartingSegments | None = None,
+                 target: int | None = None, seeded: int | None = None) -> SegmentOutcome:
+    """One labelmap: the starting segments first (in file order, the refined one replaced by its new mask), then
+    the session's other objects in the order they were made; a later segment wins where two overlap."""
+    order = [o for o in sorted(masks) if o != seeded]
+    first = len(start.names) if start is not None else 0
+    labels = np.zeros(shape, dtype=np.uint8 if first + len(order) < 256 else np.uint16)
+    segment_names, segment_scores = [], {}
+    if start is not None:
+        labels[...] = start.labels
+        if seeded is not None:
+            labels[labels == target + 1] = 0
+            labels[masks[seeded] & ~(labels > target + 1)] = target + 1
+        segment_names = list(start.names)
+        segment_scores = {name: 0.0 for name in start.names}
+        if seeded is not None:
+            segment_scores[start.names[target]] = scores.get(seeded, 0.0)
+    for value, object_id in enumerate(order, start=first + 1):
+        labels[masks[object_id]] = value
+        segment_names.append(names[object_id])
+        segment_scores[names[object_id]] = scores.get(object_id, 0.0)
+    return SegmentOutcome(labels, segment_names, segment_scores, timer.seconds)
 
 
 LABELMAP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")  # single-file formats (a header + raw pair is not atomic)

@@ -104,23 +104,143 @@ class SegmentationFile:
     terminologies: tuple[str, ...] = ()  # each segment's serialized Slicer terminology entry ("" when none)
 
 
-def read_seg_nrrd(path: str | Path) -> SegmentationFile:
-    """Read a Slicer segmentation file; one clear error when it is missing or not a segmentation."""
+MAX_SEGMENTS = 1000  # far above TotalSegmentator's 117; a file with more is refused before its voxels are read
+MAX_VOXELS = 1 << 31  # 2 G voxels (e.g. 1290^3): a larger grid is no CT or MR a labelmap belongs to
+_INTEGER_TYPES = {"u1": ("uchar", "unsigned char", "uint8", "uint8_t"),  # NRRD's names of the integer types
+                  "i1": ("signed char", "int8", "int8_t"),
+                  "u2": ("ushort", "unsigned short", "unsigned short int", "uint16", "uint16_t"),
+                  "i2": ("short", "short int", "signed short", "signed short int", "int16", "int16_t"),
+                  "u4": ("uint", "unsigned int", "uint32", "uint32_t"),
+                  "i4": ("int", "signed int", "int32", "int32_t")}
+
+
+def _integer_type(nrrd_type: str) -> np.dtype | None:
+    """The voxel type of an NRRD integer type name; None for floating point and 64-bit types."""
+    return next((np.dtype(code) for code, names in _INTEGER_TYPES.items() if nrrd_type.strip() in names), None)
+
+
+def _stray_value(values: np.ndarray, declared: set[int]) -> int | None:
+    """A non-zero voxel value of an (I, J, K) array that no segment declares, looked for one slice at a time."""
+    for k in range(values.shape[-1]):
+        stray = [int(v) for v in np.unique(values[..., k]) if v != 0 and int(v) not in declared]
+        if stray:
+            return stray[0]
+    return None
+
+
+def _refuse(path: Path, problem: str) -> VolumeError:
+    return VolumeError(f"{path} {problem}: save the segmentation again from Slicer (Segmentations > Export to files, "
+                       ".seg.nrrd).")
+
+
+def _voxels_within_declared_size(path: Path, header: dict, dtype: np.dtype, count: int) -> np.ndarray:
+    """The voxel bytes after the header, inflated to at most the ``count`` values the header declares: a file that
+    holds more (or less) is refused, never inflated beyond its declared size."""
+    import bz2
+    import zlib
+
+    encoding = str(header.get("encoding", "raw")).lower()
+    if header.get("data file") or header.get("datafile") or header.get("line skip", 0) or \
+            header.get("byte skip", 0) or encoding not in ("raw", "gzip", "gz", "bzip2", "bz2"):
+        raise _refuse(path, f"stores its voxels in a way Slicer does not write ({encoding} encoding, detached "
+                            "data or skipped bytes)")
+    needed = count * dtype.itemsize
+    data = path.read_bytes()
+    start = data.find(b"\n\n")
+    payload = memoryview(data)[start + 2:] if start >= 0 else memoryview(b"")
+    if encoding == "raw":
+        raw = bytes(payload[:needed + 1])
+    else:
+        inflater = zlib.decompressobj(zlib.MAX_WBITS | 16) if encoding in ("gzip", "gz") else bz2.BZ2Decompressor()
+        try:
+            if encoding in ("gzip", "gz"):
+                raw = inflater.decompress(payload, needed + 1)  # max_length > 0: never more than declared + 1
+            else:
+                raw = inflater.decompress(payload, max_length=needed + 1)
+        except (zlib.error, OSError, EOFError, ValueError) as error:
+            raise _refuse(path, f"has damaged compressed voxels ({error})") from None
+    if len(raw) != needed:
+        raise _refuse(path, f"holds {'more' if len(raw) > needed else 'fewer'} voxels than its header declares "
+                            f"({count:,})")
+    return np.frombuffer(raw, dtype=dtype.newbyteorder("<" if header.get("endian", "little") == "little"
+                                                        else ">")).reshape(tuple(header["sizes"][::-1])).T
+
+
+def read_segment_names(path: str | Path) -> tuple[str, ...]:
+    """The segment names of a ``.seg.nrrd``, from its header alone (no voxel is inflated)."""
+    import slicerio
+
+    path = Path(path)
+    try:
+        segments = slicerio.read_segmentation(str(path), skip_voxels=True).get("segments") or []
+    except Exception as error:  # pynrrd and slicerio raise many kinds for a damaged or foreign file
+        raise VolumeError(f"{path} is not a readable Slicer segmentation (.seg.nrrd): "
+                          f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+    if not segments or len(segments) > MAX_SEGMENTS:
+        raise _refuse(path, f"declares {len(segments):,} segments (1 to {MAX_SEGMENTS} are read)")
+    return tuple(str(segment.get("name", segment.get("id", f"Segment_{n}"))) for n, segment in
+                 enumerate(segments, start=1))
+
+
+def read_seg_nrrd(path: str | Path, shape_ijk: Sequence[int] | None = None,
+                  voxel_count: int | None = None) -> SegmentationFile:
+    """Read a Slicer segmentation file; one clear error when it is missing, damaged or not a segmentation.
+
+    The header is read first: a voxel type that is no integer, a grid off ``shape_ijk`` (the image's (i, j, k)
+    size, when given), an absurd size or segment count, or a segment's label value or layer outside the file are
+    refused before any voxel is inflated, and the voxels are inflated only up to the size the header declares.
+    ``voxel_count`` (the image's number of voxels) refuses a grid of another size when its axes may be ordered
+    otherwise than the image's."""
+    import nrrd
     import slicerio
 
     path = Path(path)
     if not path.is_file():
         raise VolumeError(f"{path}: no such segmentation file.")
     try:
-        segmentation = slicerio.read_segmentation(str(path))
+        header = nrrd.read_header(str(path))
+        segmentation = slicerio.read_segmentation(str(path), skip_voxels=True)
     except Exception as error:  # pynrrd and slicerio raise many kinds for a damaged or foreign file
-        raise VolumeError(f"{path} is not a readable Slicer segmentation (.seg.nrrd): {error}") from error
-    voxels = segmentation.get("voxels")
+        raise VolumeError(f"{path} is not a readable Slicer segmentation (.seg.nrrd): "
+                          f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
     segments = segmentation.get("segments") or []
-    if voxels is None or voxels.ndim not in (3, 4) or not segments:
+    sizes = [int(n) for n in header.get("sizes", [])]
+    if len(sizes) not in (3, 4) or "type" not in header:
+        raise VolumeError(f"{path} is not a readable Slicer segmentation (.seg.nrrd): its header has no 3D or 4D "
+                          "sizes and voxel type.")
+    if not segments:
         raise VolumeError(f"{path} holds no segment: save a segmentation with at least one segment from Slicer.")
-    shape_ijk = voxels.shape[-3:]
-    labels = np.zeros(shape_ijk[::-1], dtype=np.uint8 if len(segments) < 256 else np.uint16)
+    if len(segments) > MAX_SEGMENTS:
+        raise _refuse(path, f"declares {len(segments):,} segments, more than the {MAX_SEGMENTS} medsam3 reads")
+    dtype = _integer_type(str(header.get("type", "")))
+    if dtype is None:
+        raise _refuse(path, f"stores its labels as {header.get('type', 'no type')}, not as whole numbers")
+    layers = sizes[0] if len(sizes) == 4 else 1
+    if shape_ijk is not None and tuple(sizes[-3:]) != tuple(int(n) for n in shape_ijk):
+        raise VolumeError(f"{path}: its grid ({'x'.join(map(str, sizes[-3:]))} voxels) differs from the image's "
+                          f"({'x'.join(str(int(n)) for n in shape_ijk)}): save the segmentation with this image as "
+                          "its reference geometry.")
+    if voxel_count is not None and int(np.prod(sizes[-3:], dtype=np.int64)) != int(voxel_count):
+        raise VolumeError(f"{path} has {'x'.join(map(str, sizes[-3:]))} voxels but its image has "
+                          f"{int(voxel_count):,}: resample the segmentation onto the image grid.")
+    count = int(np.prod(sizes, dtype=np.int64))
+    if min(sizes) < 1 or count > MAX_VOXELS or layers > len(segments):
+        raise _refuse(path, f"declares an impossible size ({' x '.join(map(str, sizes))} voxels)")
+    limits = np.iinfo(dtype)
+    for segment in segments:
+        value, layer = segment.get("labelValue", 1), segment.get("layer", 0)
+        if not (isinstance(value, int) and 1 <= value <= limits.max and isinstance(layer, int)
+                and 0 <= layer < layers):
+            raise _refuse(path, f"gives segment {segment.get('name', '?')!r} label value {value} in layer {layer}, "
+                                f"outside what its {header['type']} voxels in {layers} layer(s) can hold")
+    voxels = _voxels_within_declared_size(path, header, dtype, count)
+    for layer in range(layers):
+        stray = _stray_value(voxels[layer] if voxels.ndim == 4 else voxels,
+                             {s.get("labelValue", 1) for s in segments if s.get("layer", 0) == layer})
+        if stray is not None:
+            raise _refuse(path, f"has voxels of label value {stray} that no segment declares")
+    segmentation["voxels"] = voxels
+    labels = np.zeros(tuple(sizes[-3:])[::-1], dtype=np.uint8 if len(segments) < 256 else np.uint16)
     for number, segment in enumerate(segments, start=1):
         labels[slicerio.segment_mask(segmentation, segment).transpose(2, 1, 0)] = number
     ijk_to_ras = _RAS_TO_LPS @ np.asarray(segmentation["ijkToLPS"], dtype=float)

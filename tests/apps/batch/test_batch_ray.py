@@ -129,3 +129,41 @@ def test_a_worker_killed_mid_run_does_not_stop_the_batch(ray_cluster, tmp_path):
     for name in local:
         if not name.endswith(".dcm"):
             assert local[name] == on_ray[name], name
+
+
+_PROBE = """
+import json, os, subprocess, sys
+from medsam3.apps.batch.ray_runner import connect
+import ray
+
+connect("local")
+gcs = ray.get_runtime_context().gcs_address
+
+def joins(auth):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}, **auth}
+    run = subprocess.run([sys.executable, "-c", "import ray; ray.init(address=%r, logging_level='ERROR'); "
+                          "print('JOINED')" % gcs], env=env, capture_output=True, text=True, timeout=240)
+    return "JOINED" in run.stdout
+
+token = {"RAY_AUTH_MODE": "token"}
+print(json.dumps({"no token": joins({}), "wrong token": joins({**token, "RAY_AUTH_TOKEN": "0" * 64}),
+                  "this run's token": joins({**token, "RAY_AUTH_TOKEN": os.environ.get("RAY_AUTH_TOKEN", "")})}))
+ray.shutdown()
+"""
+
+
+def test_the_local_cluster_turns_away_every_process_without_its_token(tmp_path):
+    """Ray 2.60's servers listen on every interface (it cannot be held to loopback), so ``--ray`` with no address
+    starts its cluster with token authentication and a fresh token that is written nowhere: a process without it
+    (another user, another machine) cannot join, and a user's RAY_AUTH_MODE=disabled does not open it."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HOME": str(tmp_path), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONPATH": os.pathsep.join([str(ENGINE), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    joined = json.loads(run.stdout.strip().splitlines()[-1])
+    assert joined == {"no token": False, "wrong token": False, "this run's token": True}
+    assert not (tmp_path / ".ray" / "auth_token").exists()  # the token is held in memory only
+    assert "opt out" not in run.stderr

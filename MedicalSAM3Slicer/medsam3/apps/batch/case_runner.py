@@ -8,6 +8,7 @@ function runs in this process (local runs) and in each Ray worker.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import time
 import traceback
@@ -20,6 +21,7 @@ from ... import __version__ as ENGINE_VERSION
 from ...transports.backend import SegmentationBackend
 from ...errors import MedSam3Error
 from ..segment_pipeline import SegmentRequest, StepTimer, segment_volume
+from .case_commit import commit_case_folder, staging_folder
 from .cases import Case, read_case_volume
 from .outputs import write_case_outputs
 from .segment_codes import segment_code
@@ -87,6 +89,19 @@ def base_record(job: CaseJob, status: str) -> dict:
             "notes": []}
 
 
+def _write_and_commit(outcome, volume, job: CaseJob) -> tuple[dict[str, str], list[str]]:
+    """Write the case's files into a staging folder and rename it onto the case's folder (see
+    :mod:`.case_commit`); {file: SHA-256} and the writer's notes."""
+    folder = Path(job.folder)
+    staging = staging_folder(folder)
+    try:
+        written, notes = write_case_outputs(outcome, volume, job.case, staging)
+        return commit_case_folder(staging, folder, written), notes
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
 def run_case(job: CaseJob, backend: LazyBackend) -> dict:
     """Segment one case and write its files; the log record of what happened."""
     started = time.perf_counter()
@@ -99,8 +114,8 @@ def run_case(job: CaseJob, backend: LazyBackend) -> dict:
             model = backend.get()
         outcome = segment_volume(model, volume, job.request, timer)
         with timer.step("write"):
-            written, notes = write_case_outputs(outcome, volume, job.case, Path(job.folder))
-        record.update(status="done", outputs=[str(p) for p in written], notes=notes,
+            hashes, notes = _write_and_commit(outcome, volume, job)
+        record.update(status="done", outputs=list(hashes), output_sha256=hashes, notes=notes,
                       segments=[{"name": segment_code(name, value - 1).name, "voxels": int((outcome.labels == value).sum()),
                                  "score": round(float(outcome.scores.get(name, 0.0)), 4)}
                                 for value, name in enumerate(outcome.segment_names, start=1)])

@@ -20,11 +20,22 @@ import numpy as np
 
 from ...errors import VolumeError
 from ...geometry.volume import Volume
+from .journal import JOURNAL_NAME
+
+RESERVED_NAMES = frozenset({JOURNAL_NAME.lower()})  # names the batch writes beside the case folders
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 _NOT_IMAGES = (".seg.nrrd",)  # segmentations, not images
 _SKIPPED_FILE_SUFFIXES = (".json", ".csv", ".txt", ".md", ".jsonl", ".png", ".jpg", ".raw", ".zraw", ".gz", ".py",
                           ".h5", ".npz", ".xml", ".html", ".pdf")
+
+
+def resolved(path: str | Path) -> str:
+    """The path with links followed; as given (made absolute) when a link loops."""
+    try:
+        return str(Path(path).resolve())
+    except (OSError, RuntimeError):  # "Symlink loop" (RuntimeError before Python 3.13)
+        return os.path.abspath(path)
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,7 @@ class Case:
     def stat_digest(self) -> str:
         """A cheap digest of the input files' paths, sizes and modification times: when it is unchanged since a
         run that hashed the bytes, that hash is reused instead of reading every file again."""
-        stats = [(str(Path(name).resolve()), os.stat(name).st_size, os.stat(name).st_mtime_ns)
+        stats = [(resolved(name), os.stat(name).st_size, os.stat(name).st_mtime_ns)
                  for name in self.files or (self.source,)]
         return hashlib.sha256(json.dumps(stats).encode()).hexdigest()
 
@@ -78,21 +89,47 @@ def _dicom_series(folder: Path) -> list[tuple[str, tuple[str, ...]]]:
     """(series UID, files in slice order) of every DICOM series directly in ``folder``."""
     import SimpleITK as sitk
 
+    from ...files.volume_io import itk_warnings_off
+
     reader = sitk.ImageSeriesReader
-    return [(uid, tuple(reader.GetGDCMSeriesFileNames(str(folder), uid)))
-            for uid in sorted(reader.GetGDCMSeriesIDs(str(folder)))]
+    with itk_warnings_off():  # a README or other non-DICOM file beside the images makes GDCM print warnings
+        return [(uid, tuple(reader.GetGDCMSeriesFileNames(str(folder), uid)))
+                for uid in sorted(reader.GetGDCMSeriesIDs(str(folder)))]
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    """Whether a folder entry is a file; False for a link that loops or leads nowhere."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def _may_hold_dicom(folder: Path) -> bool:
-    return any(entry.is_file() and not entry.name.startswith(".") and
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return False
+    return any(_is_file(entry) and not entry.name.startswith(".") and
                (entry.name.lower().endswith(".dcm") or not entry.name.lower().endswith(_SKIPPED_FILE_SUFFIXES))
-               and not _is_image_file(Path(entry.path)) for entry in os.scandir(folder))
+               and not _is_image_file(Path(entry.path)) for entry in entries)
+
+
+def _result_folders(folder: Path, files: list[str]) -> set[str]:
+    """The case folders of a batch whose output is ``folder`` (it holds the batch's log): results, not inputs,
+    also when the output folder is the input folder or inside it."""
+    if JOURNAL_NAME not in files:
+        return set()
+    from .journal import Journal
+
+    return {str(record.get("case")) for record in Journal(folder).records()}
 
 
 def _from_folder(folder: Path) -> list[tuple[str, str, tuple[str, ...], str]]:
     found = []
     for root, directories, files in os.walk(folder):
-        directories[:] = sorted(d for d in directories if not d.startswith("."))
+        results = _result_folders(Path(root), files)
+        directories[:] = sorted(d for d in directories if not d.startswith(".") and d not in results)
         root_path = Path(root)
         found += [(image_stem(root_path / f), str(root_path / f), (), "") for f in sorted(files)
                   if _is_image_file(root_path / f)]
@@ -104,19 +141,38 @@ def _from_folder(folder: Path) -> list[tuple[str, str, tuple[str, ...], str]]:
     return found
 
 
+def _inside_data_set(dataset_json: Path, image: str) -> Path:
+    """An image a dataset.json lists, as a path inside its folder; an absolute path or one that climbs out of the
+    folder (``../..``, ``/etc/hostname``) is refused: a data set names its own files only."""
+    folder = Path(os.path.abspath(dataset_json.parent))
+    entry = Path(os.path.normpath(folder / image))
+    if Path(image).is_absolute() or not entry.is_relative_to(folder):
+        raise VolumeError(f"{dataset_json} lists {image!r}, which lies outside its folder {folder}: list the images "
+                          "by paths inside the data set (e.g. ./imagesTr/case_001.nii.gz).")
+    return entry
+
+
 def _from_dataset_json(path: Path) -> list[tuple[str, str, tuple[str, ...], str]]:
     try:
         dataset = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise VolumeError(f"{path} is not a readable dataset.json ({error}).") from error
+    except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8 text
+        raise VolumeError(f"{path} is not a readable dataset.json ({error}): give an MSD-style dataset.json "
+                          "(UTF-8 JSON with a 'training' list of {\"image\": ...} entries).") from None
+    if not isinstance(dataset, dict):
+        raise VolumeError(f"{path} is not an MSD-style dataset.json (it holds a {type(dataset).__name__}, not an "
+                          "object with 'training' / 'test' lists of images).")
     entries = []
     for group in ("training", "validation", "test"):
-        for entry in dataset.get(group) or []:
+        listed = dataset.get(group) or []
+        if not isinstance(listed, list):
+            raise VolumeError(f"{path}: '{group}' must be a list of images (e.g. [{{\"image\": "
+                              f"\"./imagesTr/case_001.nii.gz\"}}]), not a {type(listed).__name__}.")
+        for entry in listed:
             image = entry.get("image") if isinstance(entry, dict) else entry
             if isinstance(image, list):  # multi-channel datasets list one file per channel: take the first
                 image = image[0] if image else None
             if isinstance(image, str):
-                entries.append((path.parent / image).resolve())
+                entries.append(_inside_data_set(path, image))
     if not entries:
         raise VolumeError(f"{path} lists no images under 'training', 'validation' or 'test'.")
     missing = [str(e) for e in entries if not e.exists()]
@@ -126,11 +182,13 @@ def _from_dataset_json(path: Path) -> list[tuple[str, str, tuple[str, ...], str]
 
 
 def _unique_ids(found: list[tuple[str, str, tuple[str, ...], str]]) -> list[Case]:
-    """Cases with distinct ids: a name two inputs share gets its parent folder, then a short hash of its path."""
+    """Cases with distinct ids: a name two inputs share gets its parent folder, then a short hash of its path; a
+    name the batch itself uses (its log) gets ``_case``."""
     def clean(text: str) -> str:
         return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "case"
 
     names = [clean(name) for name, *_ in found]
+    names = [f"{name}_case" if name.lower() in RESERVED_NAMES else name for name in names]
     for attempt in range(2):
         counts = {n: names.count(n) for n in names}
         for index, (name, source, files, uid) in enumerate(found):
@@ -159,7 +217,7 @@ def discover_cases(inputs: Sequence[str | Path]) -> list[Case]:
             found.append((image_stem(path), str(path), (), ""))
     seen, unique = set(), []
     for entry in found:  # the same file given twice (e.g. a file and its folder) is one case
-        key = (str(Path(entry[1]).resolve()), entry[3])
+        key = (resolved(entry[1]), entry[3])
         if key not in seen:
             seen.add(key)
             unique.append(entry)

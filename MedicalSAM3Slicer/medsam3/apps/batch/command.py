@@ -79,6 +79,7 @@ def _job(case: Case, request: SegmentRequest, model: str | None, output: Path, e
 
 def _skipped_record(job: CaseJob, earlier: dict) -> dict:
     return {**base_record(job, "skipped"), "outputs": earlier.get("outputs", []),
+            "output_sha256": earlier.get("output_sha256", {}),
             "segments": earlier.get("segments", []),
             "notes": [f"done on {earlier.get('finished', 'an earlier run')} with the same inputs and settings"],
             "model": earlier.get("model"), "engine_version": earlier.get("engine_version"), "seconds": 0.0}
@@ -96,6 +97,8 @@ def run_batch(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
     prompts = prompts_for_cases(read_prompts_csv(args.prompts), cases) if args.prompts else {}
     requests = _requests(cases, args.text, args.view, prompts)
     output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise VolumeError(f"--output {output} is a file: give a folder (it is created if needed).")
     journal = Journal(output)
     earlier = {} if args.redo else journal.finished_with()
     progress = Progress(len(cases))

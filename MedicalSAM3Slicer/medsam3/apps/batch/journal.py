@@ -1,7 +1,8 @@
 """The batch's JSON-lines log: one line per case and run (done, failed or skipped), and what a rerun may skip.
 
-A case is skipped when the log has a ``done`` line for it with the same key (a hash of the input's bytes and
-every setting that changes the result) and its output files are still there. Lines are appended and flushed
+A case is skipped when the log's latest ``done`` line for it has the same key (a hash of the input's bytes and
+every setting that changes the result, the model among them) and its output files still hash to what that line
+recorded. Lines are appended and flushed
 one at a time; a line cut short by a kill is ignored when the log is read back.
 """
 
@@ -14,7 +15,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ... import __version__ as ENGINE_VERSION
+from ...errors import VolumeError
 from ..segment_pipeline import SegmentRequest
+from .case_commit import outputs_match
 
 JOURNAL_NAME = "batch-log.jsonl"
 OUTPUT_LAYOUT = 1  # bump when the files written per case change, so that older results are redone
@@ -35,7 +38,10 @@ class Journal:
         if not self.path.exists():
             return []
         records = []
-        with open(self.path, encoding="utf-8") as stream:
+        if self.path.is_dir():
+            raise VolumeError(f"{self.path} is a folder, where the batch keeps its log: move it away or give "
+                              "another --output.")
+        with open(self.path, encoding="utf-8", errors="replace") as stream:  # a damaged line is skipped below
             for line in stream:
                 try:
                     record = json.loads(line)
@@ -46,12 +52,12 @@ class Journal:
         return records
 
     def finished_with(self) -> dict[str, dict]:
-        """The latest ``done`` record of each case whose outputs all still exist, by case id."""
+        """The latest ``done`` record of each case whose files all still hold the bytes it hashed, by case id."""
         done: dict[str, dict] = {}
         for record in self.records():
-            if record.get("status") == "done" and all(Path(p).is_file() for p in record.get("outputs", [])):
+            if record.get("status") == "done" and isinstance(record.get("case"), str):
                 done[record["case"]] = record
-        return done
+        return {case: record for case, record in done.items() if outputs_match(record)}
 
     def append(self, record: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ...errors import PromptError
-from .cases import Case
+from .cases import Case, resolved
 
 Triple = tuple[float, float, float]
 _KINDS = ("point", "negative_point", "box")
@@ -55,6 +55,9 @@ def read_prompts_csv(path: str | Path) -> dict[str, CasePrompts]:
             rows = list(csv.DictReader(stream))
     except OSError as error:
         raise PromptError(f"Cannot read the prompts CSV {path}: {error.strerror or error}.") from error
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise PromptError(f"{path} is not a CSV text file ({error}): save it as CSV (UTF-8) with the columns "
+                          "case,kind,x,y,z.") from None
     required = {"case", "kind", "x", "y", "z"}
     if not rows or not required <= set(rows[0]):
         raise PromptError(f"{path}: the header must name the columns case,kind,x,y,z (and x2,y2,z2 for boxes, "
@@ -87,7 +90,7 @@ def prompts_for_cases(prompts: dict[str, CasePrompts], cases: Sequence[Case]) ->
     by_case: dict[str, CasePrompts] = {}
     for key, value in prompts.items():
         matches = [c for c in cases if key in (c.case_id, Path(c.source).name, c.source)
-                   or Path(key).resolve() == Path(c.source).resolve()]
+                   or resolved(key) == resolved(c.source)]
         if len(matches) != 1:
             problem = "matches no case" if not matches else f"matches {len(matches)} cases"
             raise PromptError(f"The prompts CSV names case {key!r}, which {problem}; use a case id: "

@@ -9,7 +9,9 @@ local run, so inputs and the output folder must be on a file system every node s
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
 from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -57,8 +59,19 @@ def connect(address: str) -> bool:
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports sent from a hospital's network
     options = dict(log_to_driver=False, logging_level="WARNING")
-    if address == LOCAL:  # this machine only: no dashboard, nothing listening beyond the loopback interface
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **options)
+    if address == LOCAL:
+        # Ray's servers (GCS, raylet, workers) listen on every interface: Ray 2.60 turns a loopback node address
+        # into the machine's own and offers no loopback-only mode. What keeps others out is token authentication:
+        # every call must carry a token, here a fresh one per run, held only in the environment of this user's
+        # processes (never written to ~/.ray, where other local users might read it). No dashboard. An unset
+        # RAY_AUTH_MODE is what makes ray.init turn token authentication on for a new cluster (a "disabled" is
+        # dropped: this cluster is never left open).
+        os.environ.pop("RAY_AUTH_MODE", None)
+        os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+        # Ray's own note on this ("Set RAY_AUTH_MODE=disabled to opt out") does not apply to this cluster
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        ray.init(include_dashboard=False, **options)
     else:
         ray.init(address=address, **options)
     return True

@@ -15,7 +15,9 @@ Cases are read one at a time, when the run reaches them.
 from __future__ import annotations
 
 import json
+import pickle
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,7 +26,7 @@ import numpy as np
 
 from ...errors import MedSam3Error
 from ...geometry.volume import Volume
-from ...files.seg_nrrd import SEG_NRRD_SUFFIX, read_seg_nrrd
+from ...files.seg_nrrd import SEG_NRRD_SUFFIX, read_seg_nrrd, read_segment_names
 from ...files.volume_io import ijk_to_ras_from_image, read_image
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -82,6 +84,9 @@ def clean_name(name: str) -> str:
 
 
 def _structures_from_mapping(mapping: dict, source: str) -> list[Structure]:
+    if not isinstance(mapping, dict):
+        raise DatasetError(f"{source}: the label names must be a mapping such as {{\"1\": \"liver\"}}, not a "
+                           f"{type(mapping).__name__}.")
     structures = {}
     for key, value in mapping.items():
         number, name = (key, value) if str(key).strip().lstrip("-").isdigit() else (value, key)
@@ -103,19 +108,22 @@ def parse_label_names(text_or_file: str | Path) -> list[Structure]:
     """``labels.json``, ``labels.txt`` (``1 liver`` or ``1,liver`` per line) or inline ``1=liver,2=spleen``."""
     path = Path(text_or_file)
     if path.is_file():
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path, 'label names ({"1": "liver"}, or "1 liver" per line)')
         if path.suffix == ".json":
             try:
                 mapping = json.loads(text)
             except ValueError as error:
                 raise DatasetError(f"{path} is not valid JSON ({error}).") from error
-            return _structures_from_mapping(mapping.get("labels", mapping), str(path))
+            return _structures_from_mapping(mapping.get("labels", mapping) if isinstance(mapping, dict)
+                                            else mapping, str(path))
         pairs = [re.split(r"[\s,=:]+", line.strip(), maxsplit=1) for line in text.splitlines()
                  if line.strip() and not line.startswith("#")]
         return _structures_from_mapping({p[0]: p[1] if len(p) > 1 else "" for p in pairs}, str(path))
     if "=" not in str(text_or_file):
         raise DatasetError(f"--labels {text_or_file!r} is neither a file nor names like 1=liver,2=spleen.")
     pairs = [item.split("=", 1) for item in str(text_or_file).split(",") if item.strip()]
+    if any(len(pair) != 2 for pair in pairs):
+        raise DatasetError(f"--labels {text_or_file!r}: write every label as number=name, e.g. 1=liver,2=spleen.")
     return _structures_from_mapping({k.strip(): v.strip() for k, v in pairs}, "--labels")
 
 
@@ -187,9 +195,10 @@ def _labels_on_image_grid(image: Volume, labels: Volume, label_path: Path) -> np
     return np.ascontiguousarray(values.transpose(2, 1, 0))
 
 
-def _segments_as_labels(label_path: Path, structures: list[Structure]) -> Volume:
-    """A .seg.nrrd as label values: each segment named as a structure gets that structure's value."""
-    segmentation = read_seg_nrrd(label_path)
+def _segments_as_labels(label_path: Path, structures: list[Structure], voxel_count: int) -> Volume:
+    """A .seg.nrrd as label values: each segment named as a structure gets that structure's value (a file whose
+    header declares another number of voxels than the image's is refused before it is inflated)."""
+    segmentation = read_seg_nrrd(label_path, voxel_count=voxel_count)
     by_name = {structure.name.casefold(): structure.value for structure in structures}
     values = np.zeros(segmentation.labels.array.shape, dtype=np.int32)
     found = []
@@ -209,7 +218,7 @@ def _segment_structures(label_paths: list[Path]) -> list[Structure] | None:
     first = next((p for p in label_paths if p.name.endswith(SEG_NRRD_SUFFIX)), None)
     if first is None:
         return None
-    names = read_seg_nrrd(first).segment_names
+    names = read_segment_names(first)  # the header only: the voxels are read with the case, against its image
     return _structures_from_mapping({str(n): name for n, name in enumerate(names, start=1)}, str(first))
 
 
@@ -218,7 +227,7 @@ def _file_case(case_id: str, image_path: Path, label_path: Path, modality: str |
     def load() -> LoadedCase:
         volume = _read_first_channel(image_path, modality)
         if label_path.name.endswith(SEG_NRRD_SUFFIX):
-            labels = _segments_as_labels(label_path, structures)
+            labels = _segments_as_labels(label_path, structures, volume.array.size)
         else:
             labels = _read_first_channel(label_path, "OT")
         values = _labels_on_image_grid(volume, labels, label_path)
@@ -229,8 +238,23 @@ def _file_case(case_id: str, image_path: Path, label_path: Path, modality: str |
     return CaseSource(case_id, load)
 
 
+def _read_text(path: Path, holds: str) -> str:
+    """A text file's content; one line naming the file when it is unreadable or not UTF-8 text."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path} cannot be read as UTF-8 text ({error}): save it as UTF-8 text with the "
+                           f"{holds}.") from None
+
+
 def _nnunet(folder: Path, names: list[Structure] | None) -> Dataset:
-    description = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    try:
+        description = json.loads(_read_text(folder / "dataset.json", "data set's description"))
+    except ValueError as error:
+        raise DatasetError(f"{folder / 'dataset.json'} is not valid JSON ({error}).") from None
+    if not isinstance(description, dict):
+        raise DatasetError(f"{folder / 'dataset.json'} must hold an object with \"labels\" "
+                           '({"background": 0, "spleen": 1}), not a ' + f"{type(description).__name__}.")
     structures = names or _structures_from_mapping(description.get("labels", {}), str(folder / "dataset.json"))
     channels = description.get("channel_names") or description.get("modality") or {}
     first_channel = str(channels.get("0", "")) if isinstance(channels, dict) else ""
@@ -294,8 +318,13 @@ def npz_volume(arrays: dict, name: str) -> tuple[Volume, tuple[float, float, flo
 
 def _npz_case(path: Path) -> CaseSource:
     def load() -> LoadedCase:
-        with np.load(path, allow_pickle=False) as stored:
-            arrays = {k: stored[k] for k in stored.files if k in ("imgs", "gts", "spacing", "direction", "origin")}
+        try:  # never unpickled: a file that is no zip of arrays (np.load would take it for a pickle) is refused
+            with np.load(path, allow_pickle=False) as stored:
+                arrays = {k: stored[k] for k in stored.files
+                          if k in ("imgs", "gts", "spacing", "direction", "origin")}
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError):
+            raise DatasetError(f"{path} is not a challenge .npz (a zip of the numpy arrays imgs, gts and spacing, "
+                               "as numpy.savez writes it): convert it, or remove it from the data set.") from None
         missing = {"imgs", "gts", "spacing"} - set(arrays)
         if missing:
             raise DatasetError(f"{path} lacks {', '.join(sorted(missing))}: a challenge .npz holds imgs, gts and "
@@ -311,12 +340,67 @@ def _npz_case(path: Path) -> CaseSource:
     return CaseSource(_stem(path), load)
 
 
-def _npz_text_prompts(path: Path) -> list[Structure] | None:
-    with np.load(path, allow_pickle=True) as stored:
-        if "text_prompts" not in stored.files:
+class _NamesOnlyUnpickler(pickle.Unpickler):
+    """A pickle reader that builds nothing but numpy's own array shell: it refuses every other class or function,
+    so a pickled object can never run code (``builtins.open``, ``os.system`` ... are refused, not called)."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refused {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _plain(value, depth: int = 0) -> bool:
+    """Whether ``value`` is made only of dict / list / str / int (label names and numbers), not too deep."""
+    if depth > 4:
+        return False
+    if isinstance(value, (str, int, np.integer)) and not isinstance(value, bool):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _read_text_prompts(path: Path):
+    """The ``text_prompts`` entry of a challenge .npz, read without unpickling anything but names: a plain string
+    array through numpy (no pickle), a pickled object array through :class:`_NamesOnlyUnpickler`. None if absent."""
+    with zipfile.ZipFile(path) as archive:
+        if "text_prompts.npy" not in archive.namelist():
             return None
-        prompts = stored["text_prompts"]
-    prompts = prompts.item() if getattr(prompts, "ndim", 1) == 0 else prompts
+        with archive.open("text_prompts.npy") as stream:
+            version = np.lib.format.read_magic(stream)
+            reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                      else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = reader(stream)
+            if not dtype.hasobject:
+                stream.close()
+                with np.load(path, allow_pickle=False) as stored:
+                    return stored["text_prompts"].tolist()
+            if archive.getinfo("text_prompts.npy").file_size > 1 << 20:
+                raise pickle.UnpicklingError("larger than 1 MiB")
+            array = _NamesOnlyUnpickler(stream).load()
+    if not isinstance(array, np.ndarray):
+        raise pickle.UnpicklingError("not an array")
+    value = array.item() if array.ndim == 0 else array.tolist()
+    if not _plain(value):
+        raise pickle.UnpicklingError("holds something other than names and numbers")
+    return value
+
+
+def _npz_text_prompts(path: Path) -> list[Structure] | None:
+    """Label names from a challenge .npz's ``text_prompts`` (``{"1": "lesion"}``); never runs pickled code."""
+    try:
+        prompts = _read_text_prompts(path)
+    except (pickle.UnpicklingError, ValueError, EOFError, OSError, zipfile.BadZipFile, AttributeError,
+            TypeError, IndexError, KeyError) as error:
+        raise DatasetError(f"{path}: its text_prompts entry is not a plain mapping of label numbers to names "
+                           f"({error}), and it is not read further: give the names with --labels 1=lesion or a "
+                           "labels.json beside the file.") from None
     return _structures_from_mapping(dict(prompts), f"{path} text_prompts") if isinstance(prompts, dict) else None
 
 
