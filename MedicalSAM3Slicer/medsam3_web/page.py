@@ -42,6 +42,7 @@ class Page:
         annotation.on_change = self.refresh
         self.state.update({"target": "", "whole_volume": True, "point_mode": "off", "segments": [], "busy": False,
                            "status": annotation.status, "progress": -1, "download_url": "", "download_name": ""})
+        self.state.change("target")(self._on_target)
         self.state.change("whole_volume")(self._on_whole_volume)
         self.state.change("point_mode")(self._on_point_mode)
         self._build(layout_manager)
@@ -62,6 +63,9 @@ class Page:
         self.refresh()
 
     # --- page -> annotation --------------------------------------------------------------------------------------
+    def _on_target(self, target, **_):
+        self.annotation.text = target or ""  # names the segment a click starts, as the module's text field does
+
     def _on_whole_volume(self, whole_volume, **_):
         self.annotation.whole_volume = bool(whole_volume)
 

@@ -1,7 +1,7 @@
 """`medsam3 web` driven end to end by a real browser (headless Debian chromium through Playwright).
 
 A user types a target and gets a segment, clicks inside the other block in the coronal view and sees the segment
-grow there, undoes it, exports a .seg.nrrd and downloads it. Every step is checked in the scene (the test-only state
+grow there, undoes it, exports a .seg.nrrd and downloads it, then starts a second, named segment with a click. Every step is checked in the scene (the test-only state
 endpoint the server opens with --expose-state, loopback only) and the download is read back with slicerio; the
 click lands where the block is on screen, found in the view's own pixels as a user finds it.
 
@@ -106,6 +106,7 @@ def test_type_click_undo_export_in_a_real_browser(tmp_path):
         coronal.click(position={"x": x, "y": y})
         state = web.wait_for_state(lambda s: s["segments"][0]["mask_sha256"] != liver["mask_sha256"])
         grown = state["segments"][0]
+        click_to_written = grown_timing(state)
         assert grown["voxels"] > int(phantom.lower.sum())
         (gi0, gi1), (gj0, gj1), (gk0, gk1) = grown["ijk_bounds"]
         assert (gi1, gj1, gk0) == (53, 39, 2)  # it reaches the lower block's far corner: the click landed on it
@@ -132,11 +133,21 @@ def test_type_click_undo_export_in_a_real_browser(tmp_path):
 
         assert read_seg_nrrd(downloaded).segment_names == ("Liver",)
         assert sha(mask_from_seg_nrrd(downloaded, phantom.path)) == state["segments"][0]["mask_sha256"]
+
+        # 5. New segment: a click with a typed name starts a segment named and coloured from the terminology.
+        page.click("#medsam3-new-segment")
+        page.fill("#medsam3-target", "left kidney")
+        coronal.click(position={"x": x, "y": y})
+        state = web.wait_for_state(lambda s: len(s["segments"]) == 2)
+        kidney = state["segments"][1]
+        assert kidney["name"] == "Left kidney" and kidney["colour"] != liver["colour"]
+        assert kidney["voxels"] == int(phantom.lower.sum())  # whole volume: exactly the lower block
+        assert state["segments"][0]["mask_sha256"] == liver["mask_sha256"]  # the liver is untouched
         browser.close()
         rss = web.state()["rss_bytes"]
 
     print(f"\nmedsam3 web: ready {web.ready_seconds:.1f} s after start; click -> mask written "
-          f"{grown_timing(state)}; click -> mask on screen {click_to_screen:.2f} s; process RSS {rss / 2**30:.2f} GB")
+          f"{click_to_written}; click -> mask on screen {click_to_screen:.2f} s; process RSS {rss / 2**30:.2f} GB")
     if os.environ.get("MEDSAM3_WEB_SCREENSHOT"):
         shutil.copyfile(screenshot, os.environ["MEDSAM3_WEB_SCREENSHOT"])
 
