@@ -63,6 +63,7 @@ class Annotation:
         self.last_timing: dict[str, float] = {}
         self._stop = threading.Event()
         self._placed_at = 0.0
+        self._tasks: set[asyncio.Task] = set()  # running point jobs (the loop keeps only weak references to tasks)
         self.points = {kind: prompt_nodes.prompt_node(self.scene, kind) for kind in ("positive", "negative")}
         for node in self.points.values():
             node.SetLocked(False)  # the placement widget adds to it; the list is emptied after each run
@@ -92,6 +93,19 @@ class Annotation:
         self.status = f"Loaded '{volume_node.GetName()}'. Type what to segment, or choose + Point and click inside it."
         self.on_change()
 
+    def set_display_preset(self, preset: str) -> None:
+        """Window / level: "auto" (Slicer's automatic window, what MR wants) or one of Slicer's own CT presets
+        (the Volumes module's CT_ABDOMEN, CT_LUNG, ...)."""
+        display = self.volume_node.GetDisplayNode() if self.volume_node is not None else None
+        if display is None:
+            return
+        if preset == "auto":
+            display.AutoWindowLevelOn()
+        elif preset in self.app.volumes_logic.GetVolumeDisplayPresetIDs():
+            self.app.volumes_logic.ApplyVolumeDisplayPreset(display, preset)
+        else:
+            raise MedSam3Error(f"Unknown window preset {preset!r}.")
+
     # --- prompts -----------------------------------------------------------------------------------------------
     def slice_nodes(self) -> dict[str, object]:
         return {view.get_view_node().GetLayoutName(): view.get_view_node()
@@ -107,7 +121,9 @@ class Annotation:
 
     def _on_point_placed(self, node, _event) -> None:
         self._placed_at = time.perf_counter()
-        asyncio.get_event_loop().create_task(self._guarded(self.run_points()))
+        task = asyncio.get_event_loop().create_task(self._guarded(self.run_points()))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _guarded(self, work) -> None:
         try:

@@ -19,6 +19,10 @@ from medsam3.errors import MedSam3Error
 from .annotation import Annotation
 
 LAYOUT = "Axial Primary"  # axial large; 3D, coronal and sagittal beside it
+WINDOWS = [{"title": "Window: automatic (MR, any)", "value": "auto"},
+           *({"title": f"Window: {title}", "value": preset} for title, preset in (
+               ("CT abdomen", "CT_ABDOMEN"), ("CT lung", "CT_LUNG"), ("CT bone", "CT_BONE"),
+               ("CT brain", "CT_BRAIN"), ("CT air", "CT_AIR")))]
 
 
 def marked_view_ui(populate):
@@ -40,11 +44,12 @@ class Page:
         self.downloads: dict[str, Path] = {}  # token -> exported file (served by access.py under /medsam3/download/)
         self.export_folder = Path(tempfile.mkdtemp(prefix="medsam3-web-export-"))
         annotation.on_change = self.refresh
-        self.state.update({"target": "", "whole_volume": True, "point_mode": "off", "segments": [], "busy": False,
+        self.state.update({"target": "", "whole_volume": True, "point_mode": "off", "segments": [], "busy": False, "window": "auto",
                            "status": annotation.status, "progress": -1, "download_url": "", "download_name": ""})
         self.state.change("target")(self._on_target)
         self.state.change("whole_volume")(self._on_whole_volume)
         self.state.change("point_mode")(self._on_point_mode)
+        self.state.change("window")(self._on_window)
         self._build(layout_manager)
 
     # --- state -> page -------------------------------------------------------------------------------------------
@@ -68,6 +73,13 @@ class Page:
 
     def _on_whole_volume(self, whole_volume, **_):
         self.annotation.whole_volume = bool(whole_volume)
+
+    def _on_window(self, window, **_):
+        try:
+            self.annotation.set_display_preset(window or "auto")
+        except MedSam3Error as error:
+            self._report(error)
+        self.refresh()
 
     def _on_point_mode(self, point_mode, **_):
         self.annotation.set_point_mode(None if point_mode in (None, "off") else point_mode)
@@ -130,6 +142,8 @@ class Page:
                 v.VBtn("View", value="off", id="medsam3-point-off")
                 v.VBtn("+ Point", value="positive", id="medsam3-point-positive")
                 v.VBtn("− Point", value="negative", id="medsam3-point-negative")
+            v.VSelect(v_model=("window",), items=("windows", WINDOWS), id="medsam3-window", density="compact",
+                      hide_details=True)
             v.VProgressLinear(v_if="busy", model_value=("progress",), indeterminate=("progress < 0",))
             html.Div("{{ status }}", id="medsam3-status", classes="text-body-2")
             v.VDivider()

@@ -97,3 +97,15 @@ def test_labelmap_export_has_the_segment_and_its_colour_table(annotation, tmp_pa
     assert path.name == "phantom.nii.gz"
     np.testing.assert_array_equal(read_volume(path).array == 1, phantom.upper | phantom.lower)
     assert "Liver" in (tmp_path / "out" / "phantom.labels.csv").read_text()
+
+
+def test_window_presets_are_slicers_own(annotation):
+    annotation, _ = annotation
+    display = annotation.volume_node.GetDisplayNode()
+    annotation.set_display_preset("CT_LUNG")
+    lung = (display.GetWindow(), display.GetLevel())
+    assert annotation.app.volumes_logic.GetAppliedVolumeDisplayPresetId(display) == "CT_LUNG"
+    annotation.set_display_preset("CT_BONE")
+    assert (display.GetWindow(), display.GetLevel()) != lung
+    annotation.set_display_preset("auto")
+    assert display.GetAutoWindowLevel()

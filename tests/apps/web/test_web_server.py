@@ -52,3 +52,12 @@ def test_the_page_and_everything_behind_it_need_the_key(tmp_path):
         assert web.get("", with_cookie)[0] == 200  # later requests (and the websocket) carry the cookie
         assert web.get("medsam3/state", with_cookie)[0] == 404  # the test endpoint is off unless asked for
         assert KEY not in web.log.read_text(errors="replace")  # never logged
+
+
+def test_without_the_web_package_beside_the_engine_medsam3_web_says_so_in_one_line(monkeypatch, capsys):
+    from medsam3.apps import cli
+
+    monkeypatch.setattr(cli, "WEB_PACKAGE", "no_such_web_package")  # as in a pip-installed engine without the module
+    assert cli.main(["web"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "run it from a clone of the repository" in error
