@@ -114,6 +114,8 @@ def test_type_click_undo_export_in_a_real_browser(tmp_path):
             assert time.perf_counter() - clicked < 60, "the mask never appeared on screen"
             time.sleep(0.02)
         click_to_screen = time.perf_counter() - clicked
+        playwright_api.expect(page.locator("#medsam3-stop")).to_be_disabled()  # the page knows the model is done
+        page.wait_for_timeout(400)  # the buttons' enable animation, for a clean screenshot
         screenshot = tmp_path / "web_annotation.png"
         page.screenshot(path=str(screenshot))
 
