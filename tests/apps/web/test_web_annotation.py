@@ -109,3 +109,28 @@ def test_window_presets_are_slicers_own(annotation):
     assert (display.GetWindow(), display.GetLevel()) != lung
     annotation.set_display_preset("auto")
     assert display.GetAutoWindowLevel()
+
+
+def test_with_server_the_model_runs_on_a_medsam3_server_through_the_same_bridge(tmp_path):
+    from trame_slicer.core import SlicerApp
+
+    from medsam3_web import options
+    from medsam3_web.annotation import Annotation
+    from medsam3_web.app import make_backend
+    from server_harness import API_KEY, running_server
+
+    phantom = write_phantom(tmp_path)
+    served = LocalBackend(SegmentationEngine(BrightRegionModel(image_size=256, mask_grid=64)),
+                          BackendInfo(model="stand-in on the server", device="cpu", image_size=256))
+    with running_server(served) as url:
+        args = options.parse([str(phantom.path), "--server", url, "--server-api-key", API_KEY])
+        annotation = Annotation(SlicerApp(), make_backend(args))
+        try:
+            annotation.load(args.images)
+            asyncio.run(annotation.segment_text("liver"))
+            assert [row["name"] for row in annotation.segments()] == ["Liver"], annotation.status
+            np.testing.assert_array_equal(annotation.segment_mask(annotation.segments()[0]["id"]),
+                                          phantom.upper | phantom.lower)
+            assert annotation.logic.backend.info().transport != "in-process"
+        finally:
+            annotation.close()
