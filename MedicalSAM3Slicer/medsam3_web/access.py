@@ -46,7 +46,8 @@ def scene_state(annotation) -> dict:
         rows.append({**row, "voxels": int(mask.sum()), "ijk_bounds": bounds, "mask_sha256": digest})
     import psutil
 
-    return {"segments": rows, "busy": annotation.busy, "status": annotation.status,
+    volume = annotation.volume_node.GetName() if annotation.volume_node is not None else None
+    return {"volume": volume, "segments": rows, "busy": annotation.busy, "status": annotation.status,
             "timing": dict(annotation.last_timing), "rss_bytes": psutil.Process(os.getpid()).memory_info().rss}
 
 

@@ -80,6 +80,16 @@ class Annotation:
             nodes.extend(loaded)
         self.show(nodes[0])
 
+    def replace_image(self, paths: list[Path]) -> None:
+        """Open another image in place of the current one; its segmentation leaves the scene with it (export first).
+        A file that cannot be read changes nothing."""
+        self._check_ready(needs_image=False)
+        previous = [node for node in (self.volume_node, self.segmentation_node) if node is not None]
+        self.load(paths)
+        for node in previous:
+            self.scene.RemoveNode(node)
+        self.logic.close()  # forget the old volume's session and objects
+
     def show(self, volume_node) -> None:
         self.volume_node = volume_node
         self.app.display_manager.show_volume_in_slice_background(volume_node)
@@ -175,10 +185,10 @@ class Annotation:
         """Stop a whole-volume prediction between two slices; the segment stays as it was."""
         self._stop.set()
 
-    def _check_ready(self) -> None:
+    def _check_ready(self, needs_image: bool = True) -> None:
         if self.busy:
             raise Busy("Medical SAM3 is busy: wait for it, or press Stop.")
-        if self.volume_node is None:
+        if needs_image and self.volume_node is None:
             raise MedSam3Error("No image is loaded: start medsam3 web with an IMAGE, or upload one.")
 
     async def _run(self, request, what: str) -> None:

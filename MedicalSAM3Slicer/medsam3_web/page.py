@@ -96,6 +96,26 @@ class Page:
         except MedSam3Error as error:
             self._report(error)
 
+    def upload(self, files):
+        """Files from the page's file input (one image file, or every file of a DICOM series) replace the image."""
+        from trame.app.file_upload import ClientFile
+
+        folder = Path(tempfile.mkdtemp(prefix="medsam3-web-upload-", dir=self.export_folder))
+        written = []
+        for entry in files or []:
+            upload = ClientFile(entry)
+            name = Path(upload.name or "").name  # never a path the browser chose
+            if upload.is_empty or not name or name.startswith("."):
+                continue
+            (folder / name).write_bytes(upload.content)
+            written.append(folder / name)
+        try:
+            if not written:
+                raise MedSam3Error("Nothing was uploaded: choose a NIfTI / NRRD file or the files of a DICOM series.")
+            self.annotation.replace_image([folder] if len(written) > 1 else written)
+        except MedSam3Error as error:
+            self._report(error)
+
     def select(self, segment_id):
         self.annotation.select(segment_id or None)
 
@@ -168,5 +188,8 @@ class Page:
                 v.VBtn(".seg.nrrd", id="medsam3-export-seg", click=(self.export, "['seg.nrrd']"), density="compact")
                 v.VBtn("Labelmap", id="medsam3-export-labelmap", click=(self.export, "['labelmap']"),
                        density="compact")
+            v.VFileInput(label="Open an image (NIfTI, NRRD, DICOM files)", id="medsam3-upload", multiple=True,
+                         density="compact", hide_details=True, disabled=("busy",), prepend_icon="mdi-folder-open",
+                         change=f"trigger('{self.ctrl.trigger_name(self.upload)}', [$event.target.files])")
             html.A("Download {{ download_name }}", v_if="download_url", href=("download_url",),
                    download=("download_name",), id="medsam3-download")

@@ -134,3 +134,25 @@ def test_with_server_the_model_runs_on_a_medsam3_server_through_the_same_bridge(
             assert annotation.logic.backend.info().transport != "in-process"
         finally:
             annotation.close()
+
+
+def test_opening_another_image_replaces_the_scene_and_a_bad_file_changes_nothing(annotation, tmp_path):
+    annotation, phantom = annotation
+    from medsam3.errors import MedSam3Error
+
+    asyncio.run(annotation.segment_text("liver"))
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(MedSam3Error, match="could not be read as a volume"):
+        annotation.replace_image([bad])
+    assert [row["name"] for row in annotation.segments()] == ["Liver"]  # nothing the user had is lost
+
+    second = tmp_path / "second"
+    second.mkdir()
+    copy = second / "second.nii.gz"
+    copy.write_bytes(phantom.path.read_bytes())
+    annotation.replace_image([copy])
+    assert annotation.volume_node.GetName().startswith("second") and annotation.segments() == []
+    assert annotation.scene.GetNodesByClass("vtkMRMLScalarVolumeNode").GetNumberOfItems() == 1
+    asyncio.run(annotation.segment_text("spleen"))
+    assert [row["name"] for row in annotation.segments()] == ["Spleen"]

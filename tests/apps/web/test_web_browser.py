@@ -1,7 +1,8 @@
 """`medsam3 web` driven end to end by a real browser (headless Debian chromium through Playwright).
 
 A user types a target and gets a segment, clicks inside the other block in the coronal view and sees the segment
-grow there, undoes it, exports a .seg.nrrd and downloads it, then starts a second, named segment with a click. Every step is checked in the scene (the test-only state
+grow there, undoes it, exports a .seg.nrrd and downloads it, then starts a second, named segment with a click and
+opens another image through the page's upload. Every step is checked in the scene (the test-only state
 endpoint the server opens with --expose-state, loopback only) and the download is read back with slicerio; the
 click lands where the block is on screen, found in the view's own pixels as a user finds it.
 
@@ -145,6 +146,14 @@ def test_type_click_undo_export_in_a_real_browser(tmp_path):
         assert kidney["name"] == "Left kidney" and kidney["colour"] != liver["colour"]
         assert kidney["voxels"] == int(phantom.lower.sum())  # whole volume: exactly the lower block
         assert state["segments"][0]["mask_sha256"] == liver["mask_sha256"]  # the liver is untouched
+
+        # 6. Open another image from the page (upload): the scene holds it, without the first image's segments.
+        second = tmp_path / "upload" / "second.nii.gz"
+        second.parent.mkdir()
+        shutil.copyfile(phantom.path, second)
+        page.set_input_files("#medsam3-upload", str(second))
+        state = web.wait_for_state(lambda s: (s["volume"] or "").startswith("second"))
+        assert state["segments"] == []
         browser.close()
         rss = web.state()["rss_bytes"]
 
