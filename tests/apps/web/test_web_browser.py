@@ -96,6 +96,12 @@ def test_type_click_undo_export_in_a_real_browser(tmp_path):
         typed = np.zeros_like(phantom.upper)
         typed[k0] = phantom.upper[k0]
         assert liver["mask_sha256"] == sha(typed)  # exactly the block's voxels on that slice
+        visibility = page.locator(".medsam3-segment input[type=checkbox]").first
+        visibility.click()  # hide it from the segment list ...
+        hidden = web.wait_for_state(lambda s: not s["segments"][0]["visible"])
+        assert hidden["segments"][0]["selected"]  # still the segment clicks refine
+        visibility.click()  # ... and show it again
+        web.wait_for_state(lambda s: s["segments"][0]["visible"])
 
         # 2. + Point inside the lower block where the coronal view shows it (whole volume): the segment grows there.
         page.click("#medsam3-whole-volume")  # back to Whole volume
