@@ -34,6 +34,7 @@ if not CHROMIUM.exists():
                 "installs it with apt-get when run as root)", allow_module_level=True)
 
 pytestmark = pytest.mark.slow
+KEY = "browser-test-key-0123456789"
 
 
 def view_pixels(view) -> np.ndarray:
@@ -74,11 +75,11 @@ def sha(mask: np.ndarray) -> str:
 
 def test_type_click_undo_export_in_a_real_browser(tmp_path):
     phantom = write_phantom(tmp_path)
-    with running_web(tmp_path, str(phantom.path), "--stand-in-model", "--expose-state") as web, \
+    with running_web(tmp_path, str(phantom.path), "--stand-in-model", "--expose-state", key=KEY) as web, \
             playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 850}, accept_downloads=True)
-        page.goto(web.url)
+        page.goto(f"{web.url}?key={KEY}")  # as a user given the key opens it; the websocket then uses the cookie
         page.wait_for_selector("#medsam3-target")
         coronal = page.locator("div:has(> .medsam3-view-Green) img.image-display-area")
         coronal.wait_for()

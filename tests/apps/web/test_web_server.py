@@ -37,8 +37,8 @@ def test_a_missing_image_is_named_in_one_line(tmp_path):
 
 def test_the_page_and_everything_behind_it_need_the_key(tmp_path):
     phantom = write_phantom(tmp_path)
-    with running_web(tmp_path, str(phantom.path), "--stand-in-model", "--api-key", KEY) as web:
-        for path in ("", "?key=wrong", "medsam3/state", "medsam3/download/anything", "index.html"):
+    with running_web(tmp_path, str(phantom.path), "--stand-in-model", key=KEY) as web:
+        for path in ("", "?key=wrong", "ws", "medsam3/state", "medsam3/download/anything", "index.html"):
             status, body, _ = web.get(path)
             assert status == 401, path
             assert b"?key=KEY" in body and body.count(b"\n") == 1 and KEY.encode() not in body
@@ -50,6 +50,7 @@ def test_the_page_and_everything_behind_it_need_the_key(tmp_path):
 
         with_cookie = {"Cookie": cookie.split(";")[0]}
         assert web.get("", with_cookie)[0] == 200  # later requests (and the websocket) carry the cookie
+        assert web.get("ws", with_cookie)[0] not in (401, 404)  # the websocket route: reached (not an upgrade here)
         assert web.get("medsam3/state", with_cookie)[0] == 404  # the test endpoint is off unless asked for
         assert KEY not in web.log.read_text(errors="replace")  # never logged
 

@@ -62,6 +62,7 @@ class RunningWeb:
     process: subprocess.Popen
     ready_seconds: float
     log: Path
+    key: str | None = None  # the page's key (--api-key), sent as ?key= by state()
 
     def get(self, path: str, headers: dict | None = None) -> tuple[int, bytes, dict]:
         request = urllib.request.Request(self.url + path.lstrip("/"), headers=headers or {})
@@ -72,7 +73,7 @@ class RunningWeb:
             return error.code, error.read(), dict(error.headers)
 
     def state(self) -> dict:
-        status, body, _ = self.get("medsam3/state")
+        status, body, _ = self.get("medsam3/state" + (f"?key={self.key}" if self.key else ""))
         assert status == 200, body
         return json.loads(body)
 
@@ -99,8 +100,10 @@ def web_environment() -> dict:
 
 
 @contextmanager
-def running_web(tmp_path: Path, *arguments: str):
-    """Start `medsam3 web ARGUMENTS --port 0` and yield once it says it is ready; stop it afterwards."""
+def running_web(tmp_path: Path, *arguments: str, key: str | None = None):
+    """Start `medsam3 web ARGUMENTS --port 0` (and ``--api-key KEY``) and yield once it says it is ready; stop it
+    afterwards."""
+    arguments = (*arguments, "--api-key", key) if key else arguments
     log = tmp_path / "medsam3-web.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(web_command(*arguments, "--port", "0"), stdout=subprocess.PIPE,
@@ -115,7 +118,7 @@ def running_web(tmp_path: Path, *arguments: str):
                 match = READY.search(line.decode(errors="replace"))
                 if match:
                     threading.Thread(target=process.stdout.read, daemon=True).start()  # never let the pipe fill
-                    yield RunningWeb(match.group(2), process, float(match.group(1)), log)
+                    yield RunningWeb(match.group(2), process, float(match.group(1)), log, key)
                     return
             raise AssertionError(f"medsam3 web did not start (exit {process.poll()}): {log.read_text()[-2000:]}")
         finally:
