@@ -115,6 +115,9 @@ class Page:
             self.annotation.replace_image([folder] if len(written) > 1 else written)
         except MedSam3Error as error:
             self._report(error)
+            return
+        with self.state:
+            self.state.window = "auto"  # the new image starts with Slicer's automatic window
 
     def select(self, segment_id):
         self.annotation.select(segment_id or None)
