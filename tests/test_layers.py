@@ -1,5 +1,5 @@
-"""The layout holds: imports go one way, there are no import cycles, the engine and the bridge import no GUI, and no
-Python file grows past about 500 lines (docs/architecture.md draws the layers).
+"""The layout holds: imports go one way, there are no import cycles, the engine and the bridge import no GUI, the web
+application imports no Qt and no widget, and no Python file grows past about 500 lines (docs/architecture.md draws the layers).
 
 Every module is parsed with ``ast`` (nothing is imported), so the check costs nothing and runs without torch or
 Slicer. The rules are plain functions over an import graph; the ``synthetic`` tests feed them a made-up graph with
@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULE_DIR = ROOT / "MedicalSAM3Slicer"
 ENGINE = MODULE_DIR / "medsam3"
 BRIDGE = MODULE_DIR / "MedicalSAM3SlicerLib"
+WEB = MODULE_DIR / "medsam3_web"
 
 # Which engine package may import which. "shared" is medsam3/__init__.py (the version) and medsam3/errors.py.
 # Applications -> transports -> interaction -> model -> geometry; files (volume and segmentation files on disk) sit
@@ -35,11 +36,17 @@ ALLOWED = {
     "apps": {"shared", "terminology", "geometry", "model", "interaction", "files", "transports", "apps"},
 }
 
-GUI_AND_SLICER = ("slicer", "qt", "ctk", "vtk", "MedicalSAM3SlicerLib", "MedicalSAM3SlicerWidgets", "__main__")
+GUI_AND_SLICER = ("slicer", "qt", "ctk", "vtk", "MedicalSAM3SlicerLib", "MedicalSAM3SlicerWidgets", "medsam3_web",
+                  "trame", "trame_slicer", "__main__")
 # The bridge runs under slicer-core (MRML, VTK, no application): no Qt, no CTK, no Slicer GUI module, no widget,
 # and no application of the engine.
 BRIDGE_FORBIDDEN = ("qt", "ctk", "slicer.util", "slicer.ScriptedLoadableModule", "slicer.app",
-                    "MedicalSAM3SlicerWidgets", "MedicalSAM3Slicer", "medsam3.apps")
+                    "MedicalSAM3SlicerWidgets", "MedicalSAM3Slicer", "medsam3.apps", "medsam3_web", "trame",
+                    "trame_slicer")
+# The web application (medsam3 web) sits beside the widget, over the bridge and the engine: slicer-core, VTK and
+# trame-slicer, but no Qt, no CTK, no Slicer application and no widget code. `medsam3 web` starts it as a program.
+WEB_FORBIDDEN = ("qt", "ctk", "slicer.util", "slicer.ScriptedLoadableModule", "slicer.app",
+                 "MedicalSAM3SlicerWidgets", "MedicalSAM3Slicer")
 # Reasoned exceptions, each one edge (importer, imported): none. The terminology the engine once read from the
 # Slicer module (apps/batch/segment_codes.py through importlib) is the engine's own now (medsam3/terminology).
 ENGINE_GUI_EXCEPTIONS: set[tuple[str, str]] = set()
@@ -201,6 +208,14 @@ def test_bridge_imports_no_gui_and_no_application():
     assert cycles(graph) == []
 
 
+def test_web_app_imports_no_qt_and_no_widget():
+    graph = {name: targets for name, targets in import_graph(MODULE_DIR).items()
+             if name.split(".")[0] == "medsam3_web"}
+    assert len(graph) > 5
+    assert forbidden_imports(graph, WEB_FORBIDDEN) == []
+    assert cycles(graph) == []
+
+
 def test_no_python_file_is_over_about_500_lines():
     paths = [p for p in ROOT.rglob("*.py") if not {"__pycache__", ".venv", ".git"} & set(p.parts)]
     assert len(paths) > 150
@@ -237,6 +252,12 @@ def test_synthetic_gui_imports_are_caught():
               "medsam3.model.vocabulary": {"slicerio"}}
     assert forbidden_imports(engine, GUI_AND_SLICER) == ["medsam3.geometry.volume imports vtk.util.numpy_support",
                                                          "medsam3.interaction.engine imports qt"]
+    web = {"medsam3_web.page": {"trame_slicer.core", "MedicalSAM3SlicerLib.logic", "qt", "MedicalSAM3SlicerWidgets"}}
+    assert forbidden_imports(web, WEB_FORBIDDEN) == ["medsam3_web.page imports MedicalSAM3SlicerWidgets",
+                                                     "medsam3_web.page imports qt"]
+    engine_importing_web = {"medsam3.apps.cli": {"medsam3_web.app", "trame_slicer.core"}}
+    assert forbidden_imports(engine_importing_web, GUI_AND_SLICER) == ["medsam3.apps.cli imports medsam3_web.app",
+                                                                       "medsam3.apps.cli imports trame_slicer.core"]
     bridge = {"MedicalSAM3SlicerLib.logic": {"slicer", "medsam3.apps.cli", "slicer.util"}}
     assert forbidden_imports(bridge, BRIDGE_FORBIDDEN) == ["MedicalSAM3SlicerLib.logic imports medsam3.apps.cli",
                                                            "MedicalSAM3SlicerLib.logic imports slicer.util"]

@@ -25,7 +25,8 @@ BackendFactory = Callable[..., SegmentationBackend]  # (model, device, server_ur
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-_DELEGATED_COMMANDS = ("bench", "demo")
+_DELEGATED_COMMANDS = ("bench", "demo", "web")
+WEB_PACKAGE = "medsam3_web"  # beside this package in the module folder; run as its own program, never imported
 
 
 def _positive_number(text: str) -> float:
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_options(serve, remote=False)
 
     commands.add_parser("demo", help="the main-job demo on a CT (medsam3 demo --help; scripts/demo.sh)")
+    commands.add_parser("web", help="the annotation page in a browser (medsam3 web --help; docs/web.md)")
     add_evaluate_parser(commands)
     importlib.import_module("medsam3.apps.batch.command").add_batch_parser(commands)
     return parser
@@ -308,10 +310,32 @@ def _demo(arguments: list[str], backend_factory: BackendFactory) -> int:
     return demo_main(arguments, backend_factory)
 
 
+def _web(arguments: list[str]) -> int:
+    """``medsam3 web``: the browser application lives beside the engine (MedicalSAM3Slicer/medsam3_web) because it
+    uses slicer-core, VTK and the Slicer module's bridge, which the engine never imports: it is started as its own
+    program (this process is replaced by it), with the module folder on its path."""
+    folder = Path(__file__).resolve().parents[2]
+    if not (folder / WEB_PACKAGE / "__init__.py").is_file() or not (folder / "MedicalSAM3SlicerLib").is_dir():
+        raise MedSam3Error(f"medsam3 web needs the MedicalSAM3Slicer module folder beside the engine ({folder} has "
+                           "no medsam3_web): run it from a clone of the repository.")
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), environment.get("PYTHONPATH")) if p)
+    command = [sys.executable, "-m", WEB_PACKAGE, *arguments]
+    if os.name == "posix":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, command, environment)
+    import subprocess
+
+    return subprocess.call(command, env=environment)
+
+
 def run(argv: Sequence[str], backend_factory: BackendFactory = open_backend) -> int:
     """Parse ``argv`` and run the command; raises on errors (see :func:`main`)."""
     argv = list(argv)
     if argv and argv[0] in _DELEGATED_COMMANDS:  # their own parsers read every argument after the command
+        if argv[0] == "web":
+            return _web(argv[1:])
         return _bench(argv[1:]) if argv[0] == "bench" else _demo(argv[1:], backend_factory)
     args = build_parser().parse_args(attach_coordinate_values(argv))
     if args.command == "segment":

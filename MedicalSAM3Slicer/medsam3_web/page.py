@@ -1,0 +1,198 @@
+"""The page: the views on the right (trame-slicer's remote-rendered slicer-core views), the tools on the left.
+
+Every button calls :class:`.annotation.Annotation`; the page holds no segmentation logic. Element ids
+(``medsam3-...``) are the handles the browser test uses.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+
+from trame.widgets import html
+from trame.widgets import vuetify3 as v
+from trame_vuetify.ui.vuetify3 import SinglePageWithDrawerLayout
+
+from medsam3.errors import MedSam3Error
+
+from .annotation import Annotation
+
+LAYOUT = "Axial Primary"  # axial large; 3D, coronal and sagittal beside it
+WINDOWS = [{"title": "Window: automatic (MR, any)", "value": "auto"},
+           *({"title": f"Window: {title}", "value": preset} for title, preset in (
+               ("CT abdomen", "CT_ABDOMEN"), ("CT lung", "CT_LUNG"), ("CT bone", "CT_BONE"),
+               ("CT brain", "CT_BRAIN"), ("CT air", "CT_AIR")))]
+
+
+def marked_view_ui(populate):
+    """trame-slicer's gutter of a view (slice slider, buttons) plus a hidden mark naming the view
+    (``medsam3-view-<view id>``), by which the browser test finds, e.g., the coronal view."""
+
+    def populate_and_mark(server, view_id, view):
+        populate(server, view_id, view)
+        html.Span(classes=f"medsam3-view medsam3-view-{view_id}", style="display: none;")
+
+    return populate_and_mark
+
+
+class Page:
+    def __init__(self, server, slicer_app, layout_manager, annotation: Annotation):
+        self.server, self.state, self.ctrl = server, server.state, server.controller
+        self.slicer_app = slicer_app
+        self.annotation = annotation
+        self.downloads: dict[str, Path] = {}  # token -> exported file (served by access.py under /medsam3/download/)
+        self.export_folder = Path(tempfile.mkdtemp(prefix="medsam3-web-export-"))
+        annotation.on_change = self.refresh
+        self.state.update({"target": "", "whole_volume": True, "point_mode": "off", "segments": [], "busy": False, "window": "auto",
+                           "status": annotation.status, "progress": -1, "download_url": "", "download_name": ""})
+        self.state.change("target")(self._on_target)
+        self.state.change("whole_volume")(self._on_whole_volume)
+        self.state.change("point_mode")(self._on_point_mode)
+        self.state.change("window")(self._on_window)
+        self._build(layout_manager)
+
+    # --- state -> page -------------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        a = self.annotation
+        with self.state:
+            self.state.segments = a.segments()
+            self.state.busy = a.busy
+            self.state.status = a.status
+            self.state.progress = round(100 * a.progress[0] / a.progress[1]) if a.progress and a.progress[1] else -1
+        for view in self.slicer_app.view_manager.get_views():
+            view.schedule_render()
+
+    def _report(self, error: Exception) -> None:
+        self.annotation.status = str(error)
+        self.refresh()
+
+    # --- page -> annotation --------------------------------------------------------------------------------------
+    def _on_target(self, target, **_):
+        self.annotation.text = target or ""  # names the segment a click starts, as the module's text field does
+
+    def _on_whole_volume(self, whole_volume, **_):
+        self.annotation.whole_volume = bool(whole_volume)
+
+    def _on_window(self, window, **_):
+        try:
+            self.annotation.set_display_preset(window or "auto")
+        except MedSam3Error as error:
+            self._report(error)
+        self.refresh()
+
+    def _on_point_mode(self, point_mode, **_):
+        self.annotation.set_point_mode(None if point_mode in (None, "off") else point_mode)
+
+    async def segment_text(self):
+        try:
+            await self.annotation.segment_text(self.state.target)
+        except MedSam3Error as error:
+            self._report(error)
+
+    async def action(self, name: str):
+        try:
+            await self.annotation.segment_action(name)
+        except MedSam3Error as error:
+            self._report(error)
+
+    def upload(self, files):
+        """Files from the page's file input (one image file, or every file of a DICOM series) replace the image."""
+        from trame.app.file_upload import ClientFile
+
+        folder = Path(tempfile.mkdtemp(prefix="medsam3-web-upload-", dir=self.export_folder))
+        written = []
+        for entry in files or []:
+            upload = ClientFile(entry)
+            name = Path(upload.name or "").name  # never a path the browser chose
+            if upload.is_empty or not name or name.startswith("."):
+                continue
+            (folder / name).write_bytes(upload.content)
+            written.append(folder / name)
+        try:
+            if not written:
+                raise MedSam3Error("Nothing was uploaded: choose a NIfTI / NRRD file or the files of a DICOM series.")
+            self.annotation.replace_image([folder] if len(written) > 1 else written)
+        except MedSam3Error as error:
+            self._report(error)
+            return
+        with self.state:
+            self.state.window = "auto"  # the new image starts with Slicer's automatic window
+
+    def select(self, segment_id):
+        self.annotation.select(segment_id or None)
+
+    def set_visible(self, segment_id, visible):
+        self.annotation.set_visible(segment_id, visible)
+
+    def export(self, kind: str):
+        try:
+            path = self.annotation.export(kind, self.export_folder / uuid.uuid4().hex)
+        except MedSam3Error as error:
+            self._report(error)
+            return
+        token = uuid.uuid4().hex
+        self.downloads[token] = path
+        with self.state:
+            self.state.download_url = f"medsam3/download/{token}"
+            self.state.download_name = path.name
+
+    # --- layout --------------------------------------------------------------------------------------------------
+    def _build(self, layout_manager) -> None:
+        with SinglePageWithDrawerLayout(self.server, theme="dark") as layout:
+            layout.title.set_text("Medical SAM3")
+            with layout.drawer as drawer:
+                drawer.width = 340
+                self._tools()
+            layout.footer.hide()
+            with layout.content:
+                with html.Div(style="position: relative; width: 100%; height: calc(100vh - 64px);"):
+                    layout_manager.initialize_layout_grid(layout)
+        layout_manager.set_layout(LAYOUT)
+        self.layout = layout
+
+    def _tools(self) -> None:
+        with html.Div(classes="pa-3 d-flex flex-column ga-2"):
+            v.VTextField(v_model=("target",), label="What to segment (e.g. liver, left kidney)", id="medsam3-target",
+                         density="compact", hide_details=True, disabled=("busy",),
+                         __events=["keyup"], keyup_enter=self.segment_text)
+            with html.Div(classes="d-flex ga-2"):
+                v.VBtn("Segment", id="medsam3-segment", click=self.segment_text, disabled=("busy",), color="primary")
+                v.VBtn("Stop", id="medsam3-stop", click=self.annotation.stop, disabled=("!busy",), color="error")
+            v.VSwitch(v_model=("whole_volume",), label=("whole_volume ? 'Whole volume' : 'This slice'",),
+                      id="medsam3-whole-volume", density="compact", hide_details=True)
+            with v.VBtnToggle(v_model=("point_mode",), mandatory=True, density="compact", divided=True):
+                v.VBtn("View", value="off", id="medsam3-point-off")
+                v.VBtn("+ Point", value="positive", id="medsam3-point-positive")
+                v.VBtn("− Point", value="negative", id="medsam3-point-negative")
+            v.VSelect(v_model=("window",), items=("windows", WINDOWS), id="medsam3-window", density="compact",
+                      hide_details=True)
+            v.VProgressLinear(v_if="busy", model_value=("progress",), indeterminate=("progress < 0",))
+            html.Div("{{ status }}", id="medsam3-status", classes="text-body-2")
+            v.VDivider()
+            with html.Div(classes="d-flex ga-2"):
+                v.VBtn("Undo", id="medsam3-undo", click=(self.action, "['undo']"), disabled=("busy",),
+                       density="compact")
+                v.VBtn("Redo", id="medsam3-redo", click=(self.action, "['redo']"), disabled=("busy",),
+                       density="compact")
+                v.VBtn("New segment", id="medsam3-new-segment", click=(self.select, "['']"), density="compact")
+            with v.VList(density="compact", id="medsam3-segments"):
+                with v.VListItem(v_for="s in segments", key="s.id", active=("s.selected",),
+                                 click=(self.select, "[s.id]"), classes="medsam3-segment"):
+                    with html.Div(classes="d-flex align-center ga-2"):
+                        html.Span(style=("{background: s.colour, width: '14px', height: '14px', "
+                                         "display: 'inline-block', borderRadius: '3px'}",))
+                        html.Span("{{ s.name }}", classes="medsam3-segment-name")
+                        v.VSpacer()
+                        v.VCheckboxBtn(model_value=("s.visible",), density="compact",
+                                       update_modelValue=(self.set_visible, "[s.id, $event]"), click_stop=True)
+            v.VDivider()
+            with html.Div(classes="d-flex ga-2"):
+                v.VBtn(".seg.nrrd", id="medsam3-export-seg", click=(self.export, "['seg.nrrd']"), density="compact")
+                v.VBtn("Labelmap", id="medsam3-export-labelmap", click=(self.export, "['labelmap']"),
+                       density="compact")
+            v.VFileInput(label="Open an image (NIfTI, NRRD, DICOM files)", id="medsam3-upload", multiple=True,
+                         density="compact", hide_details=True, disabled=("busy",), prepend_icon="mdi-folder-open",
+                         change=f"trigger('{self.ctrl.trigger_name(self.upload)}', [$event.target.files])")
+            html.A("Download {{ download_name }}", v_if="download_url", href=("download_url",),
+                   download=("download_name",), id="medsam3-download")

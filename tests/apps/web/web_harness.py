@@ -1,0 +1,130 @@
+"""`medsam3 web` as a user starts it (the console command, on a loopback port), and the phantom it is tested on.
+
+The phantom is a CT-like volume with two bright blocks, for the bright-region stand-in model (the stand-in the
+bridge's placement tests and the module's self-test use): the model segments exactly the bright block under a
+prompt, so any misplaced click or transposed axis between the page, the slice views, the bridge and the engine
+shows up as a mask in the wrong place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+ROOT = Path(__file__).resolve().parents[3]
+MODULE_DIR = ROOT / "MedicalSAM3Slicer"
+READY = re.compile(r"medsam3 web: ready in ([0-9.]+) s at (http://[^ /]+/)")
+START_TIMEOUT_SECONDS = 180  # a cold start on a busy 2-core machine (usually 5-15 s)
+
+SHAPE_KJI = (40, 64, 64)
+UPPER_BLOCK = (slice(16, 25), slice(20, 34), slice(10, 24))  # (k, j, i): crosses the middle axial slice
+LOWER_BLOCK = (slice(2, 9), slice(26, 40), slice(40, 54))  # inferior, right of it: not on the middle axial slice
+
+
+@dataclass
+class Phantom:
+    path: Path
+    upper: np.ndarray  # (K, J, I) bool
+    lower: np.ndarray
+
+
+def write_phantom(folder: Path) -> Phantom:
+    voxels = np.full(SHAPE_KJI, -1000, dtype=np.int16)
+    voxels[UPPER_BLOCK] = 1000
+    voxels[LOWER_BLOCK] = 1000
+    image = sitk.GetImageFromArray(voxels)
+    image.SetSpacing((2.0, 2.0, 3.0))
+    path = folder / "phantom.nii.gz"
+    sitk.WriteImage(image, str(path))
+    upper, lower = np.zeros(SHAPE_KJI, bool), np.zeros(SHAPE_KJI, bool)
+    upper[UPPER_BLOCK] = True
+    lower[LOWER_BLOCK] = True
+    return Phantom(path, upper, lower)
+
+
+@dataclass
+class RunningWeb:
+    url: str
+    process: subprocess.Popen
+    ready_seconds: float
+    log: Path
+    key: str | None = None  # the page's key (--api-key), sent as ?key= by state()
+
+    def get(self, path: str, headers: dict | None = None) -> tuple[int, bytes, dict]:
+        request = urllib.request.Request(self.url + path.lstrip("/"), headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read(), dict(response.headers)
+        except urllib.error.HTTPError as error:
+            return error.code, error.read(), dict(error.headers)
+
+    def state(self) -> dict:
+        status, body, _ = self.get("medsam3/state" + (f"?key={self.key}" if self.key else ""))
+        assert status == 200, body
+        return json.loads(body)
+
+    def wait_for_state(self, condition, timeout: float = 60.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.state()
+            if not state["busy"] and condition(state):
+                return state
+            assert time.monotonic() < deadline, f"the scene never reached the expected state: {state}"
+            time.sleep(0.05)
+
+
+def web_command(*arguments: str) -> list[str]:
+    """The console command `medsam3 web ...` (the engine's command line, which starts the web program)."""
+    return [sys.executable, "-c", "import sys; from medsam3.apps.cli import main; sys.exit(main())", "web",
+            *arguments]
+
+
+def web_environment() -> dict:
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(p for p in (str(MODULE_DIR), environment.get("PYTHONPATH")) if p)
+    return environment
+
+
+@contextmanager
+def running_web(tmp_path: Path, *arguments: str, key: str | None = None):
+    """Start `medsam3 web ARGUMENTS --port 0` (and ``--api-key KEY``) and yield once it says it is ready; stop it
+    afterwards."""
+    arguments = (*arguments, "--api-key", key) if key else arguments
+    log = tmp_path / "medsam3-web.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(web_command(*arguments, "--port", "0"), stdout=subprocess.PIPE,
+                                   stderr=output, env=web_environment(), cwd=tmp_path)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_SECONDS
+            line = b""
+            while time.monotonic() < deadline:
+                line = process.stdout.readline()
+                if not line and process.poll() is not None:
+                    break
+                match = READY.search(line.decode(errors="replace"))
+                if match:
+                    threading.Thread(target=process.stdout.read, daemon=True).start()  # never let the pipe fill
+                    yield RunningWeb(match.group(2), process, float(match.group(1)), log, key)
+                    return
+            raise AssertionError(f"medsam3 web did not start (exit {process.poll()}): {log.read_text()[-2000:]}")
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
