@@ -85,7 +85,7 @@ def test_a_ray_run_writes_the_same_files_as_a_local_run(ray_cluster, tmp_path, o
     assert code == 0, stdout + stderr
     assert "Ray: 2 workers (1 CPUs each" in stderr
     local, on_ray = result_files(tmp_path / "local"), result_files(tmp_path / "ray")
-    assert sorted(local) == sorted(on_ray) and len(local) == 7  # 3 labelmaps, 3 .seg.nrrd, 1 DICOM SEG
+    assert sorted(local) == sorted(on_ray) and len(local) == 10  # 3 labelmaps + colour tables, 3 .seg.nrrd, 1 DICOM SEG
     for name in local:
         if name.endswith(".dcm"):
             assert_same_dicom_seg(tmp_path / "local" / name, tmp_path / "ray" / name)

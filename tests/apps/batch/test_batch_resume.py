@@ -112,6 +112,7 @@ def test_a_kill_between_the_folder_renames_leaves_a_case_the_rerun_redoes(done_c
     record = last_status(output)
     assert record["status"] == "done"
     assert sorted(p.name for p in output.iterdir()) == ["batch-log.jsonl", "breast"]  # no leftovers
-    assert sorted(p.name for p in (output / "breast").iterdir()) == ["labelmap.nii.gz", "segmentation.seg.nrrd"]
+    assert sorted(p.name for p in (output / "breast").iterdir()) == ["labelmap.labels.csv", "labelmap.nii.gz",
+                                                                 "segmentation.seg.nrrd"]
     for path, sha256 in record["output_sha256"].items():
         assert case_commit.file_sha256(Path(path)) == sha256
