@@ -8,6 +8,7 @@ returns, so the same code runs in-process and against a server.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -28,6 +29,8 @@ from ..interaction.session import MaskUpdate
 from ..geometry.slicing import SliceAxis, SliceGeometry
 from ..geometry.volume import Volume
 from ..files.volume_io import write_labelmap
+
+log = logging.getLogger("medsam3.timings")  # one record per stage: name and seconds (MEDSAM3_LOG=info shows them)
 
 Triple = tuple[float, float, float]
 
@@ -80,7 +83,7 @@ class SegmentOutcome:
 
 
 class StepTimer:
-    """Seconds spent in named steps, in the order they ran."""
+    """Seconds spent in named steps, in the order they ran; each step is also logged (``medsam3.timings``)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
@@ -91,7 +94,9 @@ class StepTimer:
         try:
             yield
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
+            log.info("%s: %.3f s", name, elapsed, extra={"stage": name, "seconds": elapsed})
 
 
 @dataclass(frozen=True)
