@@ -51,6 +51,25 @@ WEB_FORBIDDEN = ("qt", "ctk", "slicer.util", "slicer.ScriptedLoadableModule", "s
 # Slicer module (apps/batch/segment_codes.py through importlib) is the engine's own now (medsam3/terminology).
 ENGINE_GUI_EXCEPTIONS: set[tuple[str, str]] = set()
 
+# Only medsam3/model/transformers_patches.py sets attributes on transformers' objects (it lists each patch and its
+# reason). In every other module that imports torch or transformers, an attribute set or deleted on anything but
+# ``self`` / ``cls`` (assignment, del, setattr, delattr, a write into ``_parameters`` / ``_modules`` / ``__dict__``)
+# must be one of these, each (file, target as written) with why it is not a patch of transformers:
+PATCH_MODULE = "medsam3/model/transformers_patches.py"
+NOT_A_TRANSFORMERS_PATCH = {
+    # torch's own switch for its int8 kernels (not a transformers object)
+    ("medsam3/model/precision.py", "torch.backends.quantized.engine"),
+    # the engine's own TransformersSegmentationModel, built by its classmethod
+    ("medsam3/model/transformers_model.py", "model.shares_backbone"),
+    ("medsam3/model/transformers_model.py", "model._capabilities"),
+    # configuration values, set on a config object as transformers documents, before it is saved
+    ("medsam3/model/meta_checkpoint/config.py", "current.layer_norm_eps"),
+    ("medsam3/model/meta_checkpoint/convert.py", "config.architectures"),
+    ("medsam3/model/meta_checkpoint/convert.py", "config.dtype"),
+    # the batch's own progress reporter
+    ("medsam3/apps/batch/ray_runner.py", "progress.workers"),
+}
+
 LINE_LIMIT = 520
 LINE_LIMIT_EXCEPTIONS: dict[str, int] = {}  # none today; a reasoned exception names the file and its limit
 
@@ -220,6 +239,59 @@ def test_no_python_file_is_over_about_500_lines():
     paths = [p for p in ROOT.rglob("*.py") if not {"__pycache__", ".venv", ".git"} & set(p.parts)]
     assert len(paths) > 150
     assert oversized_files(paths) == []
+
+
+def attribute_writes(path: Path) -> list[tuple[int, str]]:
+    """(line, target) of every attribute set or deleted on an object other than ``self`` / ``cls`` in ``path``."""
+    writes = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else \
+            [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+        for target in (sub for t in targets for sub in ast.walk(t)):
+            if isinstance(target, ast.Attribute) and isinstance(target.ctx, (ast.Store, ast.Del)) \
+                    and not (isinstance(target.value, ast.Name) and target.value.id in ("self", "cls")):
+                writes.append((node.lineno, ast.unparse(target)))
+            elif isinstance(target, ast.Subscript) and isinstance(target.ctx, (ast.Store, ast.Del)) \
+                    and isinstance(target.value, ast.Attribute) \
+                    and target.value.attr in ("_parameters", "_buffers", "_modules", "__dict__"):
+                writes.append((node.lineno, ast.unparse(target.value)))
+        if isinstance(node, ast.Call) and (getattr(node.func, "id", None) in ("setattr", "delattr")
+                                           or getattr(node.func, "attr", None) in ("__setattr__", "__delattr__")):
+            writes.append((node.lineno, ast.unparse(node.func) + "(" + ast.unparse(node.args[0]) + ", ...)"))
+    return sorted(writes)
+
+
+def transformers_patches_outside_the_adapter(root: Path) -> list[str]:
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root.parent).as_posix()
+        if relative == PATCH_MODULE or "__pycache__" in path.parts:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names} | \
+            {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and not node.level}
+        if not any(name.split(".")[0] in ("torch", "transformers") for name in imported if name):
+            continue
+        found += [f"{relative}:{line}: {target}" for line, target in attribute_writes(path)
+                  if (relative, target) not in NOT_A_TRANSFORMERS_PATCH]
+    return found
+
+
+def test_only_the_adapter_module_sets_attributes_on_transformers_objects():
+    assert transformers_patches_outside_the_adapter(ENGINE) == []
+    assert attribute_writes(ENGINE.parent / PATCH_MODULE), "the adapter module sets nothing: the rule sees nothing"
+
+
+def test_a_patch_outside_the_adapter_is_caught(tmp_path):
+    package = tmp_path / "medsam3" / "model"
+    package.mkdir(parents=True)
+    (package / "speedup.py").write_text(
+        "import torch\n\ndef speed_up(model):\n    model.vision_encoder.forward = lambda x: x\n"
+        "    setattr(model, 'flag', True)\n    model.mask_decoder._parameters['w'] = None\n"
+        "    self_like = model\n    del self_like.cache\n")
+    assert transformers_patches_outside_the_adapter(tmp_path / "medsam3") == [
+        "medsam3/model/speedup.py:4: model.vision_encoder.forward", "medsam3/model/speedup.py:5: setattr(model, ...)",
+        "medsam3/model/speedup.py:6: model.mask_decoder._parameters", "medsam3/model/speedup.py:8: self_like.cache"]
 
 
 # ------------------------------------------------------------------------------------------------ the rules catch

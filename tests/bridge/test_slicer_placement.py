@@ -9,22 +9,15 @@ import pytest
 from slicer_scene import (add_linear_transform, add_points, add_roi, add_slice_node, load_volume_node, new_scene,
                           voxels_of, world_of_voxel)
 
-from medsam3.transports.backend import BackendInfo, LocalBackend
-from medsam3.interaction.engine import SegmentationEngine
 
-from MedicalSAM3SlicerLib import MedicalSAM3SlicerLogic
 from MedicalSAM3SlicerLib.segment_io import segment_mask
 
 from cases import VARIANTS, _rotation, load_case
-from oracle import GroundTruthOracle, ground_truth_volume
-from test_engine_placement import click_in_object, dice, normal_ijk_axis
+from oracle import ground_truth_volume
+from placement import click_in_object, dice, normal_ijk_axis
+from slicer_oracle import oracle_logic
 
 CASES = ["spleen", "liver", "brats_tumour"]
-
-
-def oracle_logic() -> MedicalSAM3SlicerLogic:
-    return MedicalSAM3SlicerLogic(LocalBackend(SegmentationEngine(GroundTruthOracle()),
-                                               BackendInfo(model="ground-truth-oracle", device="cpu", image_size=1008)))
 
 
 def rotation_matrix(degrees: float = 25.0) -> np.ndarray:

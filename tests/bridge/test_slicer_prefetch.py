@@ -12,7 +12,7 @@ from MedicalSAM3SlicerLib.segment_io import segment_mask
 
 from cases import load_case
 from oracle import GroundTruthOracle, ground_truth_volume
-from test_engine_placement import dice
+from placement import dice
 
 
 def test_slices_around_the_view_are_ready_before_the_click(tmp_path):

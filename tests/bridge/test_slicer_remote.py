@@ -15,8 +15,8 @@ from MedicalSAM3SlicerLib.segment_io import segment_mask
 from cases import load_case
 from oracle import ground_truth_volume
 from server_harness import API_KEY, running_server
-from test_engine_placement import click_in_object
-from test_slicer_placement import oracle_logic
+from placement import click_in_object
+from slicer_oracle import oracle_logic
 
 
 def _session_steps(logic, tmp_path, name):

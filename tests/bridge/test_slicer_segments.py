@@ -17,8 +17,8 @@ from MedicalSAM3SlicerLib.volume_nodes import local_ijk_to_ras
 
 from cases import load_case
 from oracle import ground_truth_volume
-from test_engine_placement import click_in_object, dice
-from test_slicer_placement import oracle_logic
+from placement import click_in_object, dice
+from slicer_oracle import oracle_logic
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from MedicalSAM3SlicerLib import MedicalSAM3SlicerLogic
 from MedicalSAM3SlicerLib.segment_io import segment_mask
 from MedicalSAM3SlicerLib.self_test_model import make_phantom, self_test_model
 
-from test_engine_placement import dice
+from placement import dice
 
 
 def test_phantom_click_segments_the_block_and_undo_clears_it():

@@ -19,7 +19,7 @@ from MedicalSAM3SlicerLib.slice_view_interaction import (GestureRecorder, MouseE
 from MedicalSAM3SlicerLib.volume_nodes import matrix_to_array
 
 from oracle import ground_truth_volume
-from test_slicer_placement import oracle_logic
+from slicer_oracle import oracle_logic
 
 SHAPE_KJI = (24, 44, 52)
 

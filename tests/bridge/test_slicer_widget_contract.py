@@ -23,7 +23,7 @@ from MedicalSAM3SlicerLib.parameters import MedicalSAM3SlicerParameters
 from MedicalSAM3SlicerLib.segment_io import apply_update, segment_mask
 
 from oracle import ground_truth_volume
-from test_slicer_placement import oracle_logic
+from slicer_oracle import oracle_logic
 
 UI_FILE = Path(__file__).resolve().parents[2] / "MedicalSAM3Slicer" / "Resources" / "UI" / "MedicalSAM3Slicer.ui"
 

@@ -1,7 +1,8 @@
-"""The extension installs every file it needs, and the widget code only uses widgets the .ui file defines."""
+"""The extension installs every file it needs and no other, and the widget code only uses widgets the .ui file defines."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import xml.etree.ElementTree as ElementTree
@@ -23,13 +24,79 @@ def _files_on_disk(pattern: str, folders) -> set[str]:
             if "__pycache__" not in path.parts and path.is_file()}
 
 
-def test_every_python_file_of_the_module_and_its_packages_is_installed():
+def _module_file(name: str) -> Path | None:
+    """The file of a module of this folder (the module, the bridge, the widgets, the engine), else None."""
+    if name.split(".")[0] not in PACKAGES + ("MedicalSAM3Slicer",):
+        return None
+    base = MODULE_DIR.joinpath(*name.split("."))
+    for candidate in (base / "__init__.py", base.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_names(path: Path):
+    """Every module name ``path`` imports: import statements anywhere (lazy ones in functions too) and
+    ``importlib.import_module("literal")``; ``from a import b`` yields both ``a`` and ``a.b`` (b may be a module)."""
+    parts = list(path.relative_to(MODULE_DIR).with_suffix("").parts)
+    package = parts[:-1]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[:len(package) - node.level + 1] + [node.module or ""]).strip(".") \
+                if node.level else node.module
+            yield base
+            yield from (f"{base}.{alias.name}" for alias in node.names)
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            yield node.args[0].value
+
+
+def _import_closure(roots) -> set[str]:
+    """The files the roots import, directly or through others (each parent package's __init__.py runs too)."""
+    seen, pending = set(), list(roots)
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _imported_names(path):
+            pieces = name.split(".")
+            pending.extend(file for i in range(1, len(pieces) + 1)
+                           if (file := _module_file(".".join(pieces[:i]))) and file not in seen)
+    return {str(path.relative_to(MODULE_DIR)) for path in seen}
+
+
+def _installed_python_files() -> set[str]:
+    """What the extension must install: the module, every file of the bridge and the widgets, and the engine files
+    they import, directly or not. Nothing else: no server, batch, bench or evaluation code."""
+    roots = [MODULE_DIR / "MedicalSAM3Slicer.py"] + [path for folder in ("MedicalSAM3SlicerLib",
+                                                                         "MedicalSAM3SlicerWidgets")
+                                                     for path in sorted((MODULE_DIR / folder).rglob("*.py"))]
+    return _import_closure(roots)
+
+
+def test_the_extension_installs_exactly_the_python_files_the_module_imports():
     listed = _cmake_list("MODULE_PYTHON_SCRIPTS")
-    missing = _files_on_disk("*.py", PACKAGES) - listed
-    assert not missing, f"add to MODULE_PYTHON_SCRIPTS in MedicalSAM3Slicer/CMakeLists.txt: {sorted(missing)}"
-    assert "${MODULE_NAME}.py" in listed
-    stale = {name for name in listed - {"${MODULE_NAME}.py"} if not (MODULE_DIR / name).is_file()}
-    assert not stale, f"listed but not on disk: {sorted(stale)}"
+    needed = {"${MODULE_NAME}.py" if name == "MedicalSAM3Slicer.py" else name for name in _installed_python_files()}
+    assert not needed - listed, f"add to MODULE_PYTHON_SCRIPTS in MedicalSAM3Slicer/CMakeLists.txt: " \
+                                f"{sorted(needed - listed)}"
+    assert not listed - needed, f"the module never imports these: remove them from MODULE_PYTHON_SCRIPTS in " \
+                                f"MedicalSAM3Slicer/CMakeLists.txt: {sorted(listed - needed)}"
+    assert not any(name.startswith("medsam3/apps/") for name in listed)
+
+
+def test_the_import_walk_follows_imports_made_inside_functions():
+    """Modules the widget or the bridge import only when a button is pressed are installed too."""
+    closure = _installed_python_files()
+    lazy = {node.module for folder in ("MedicalSAM3SlicerLib", "MedicalSAM3SlicerWidgets")
+            for path in (MODULE_DIR / folder).rglob("*.py") for function in ast.walk(ast.parse(path.read_text()))
+            if isinstance(function, ast.FunctionDef) for node in ast.walk(function)
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module.startswith(PACKAGES)}
+    assert lazy, "no import inside a function left in the bridge: this check has nothing to see"
+    missing = {name for name in lazy if str(_module_file(name).relative_to(MODULE_DIR)) not in closure}
+    assert not missing
 
 
 def test_every_resource_is_installed():

@@ -4,9 +4,16 @@ coordinates written ``X,Y,Z`` (a leading minus included). Used by :mod:`.cli` an
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 from typing import Sequence
 
+from ..errors import MedSam3Error
+from ..transports.backend_choice import API_KEY_ENVIRONMENT_VARIABLE
+
 COORDINATE_OPTIONS = ("--point", "--negative-point", "--box")
+MODEL_HELP = "Hub id, local model folder, Meta-format .pt checkpoint, or tiny-random (default: the engine's default model)"
+DEVICE_HELP = "cpu, cuda, cuda:1, mps (default: the best available)"
 
 
 class UsageError(Exception):
@@ -24,6 +31,61 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def add_backend_options(parser: argparse.ArgumentParser, remote: bool = True, device_help: str = DEVICE_HELP) -> None:
+    """Where the model runs, the same options in every command: ``--model`` and ``--device`` (in this process)
+    and, with ``remote``, ``--server``, ``--api-key`` and ``--ca-file`` (on a medsam3 server instead);
+    :func:`check_backend_options` refuses the two together."""
+    parser.add_argument("--model", help=MODEL_HELP)
+    parser.add_argument("--device", help=device_help)
+    if remote:
+        parser.add_argument("--server", metavar="URL", help="run inference on a medsam3 server instead of here")
+        parser.add_argument("--api-key", help=f"the server's API key (default: ${API_KEY_ENVIRONMENT_VARIABLE})")
+        parser.add_argument("--ca-file", metavar="PEM", help="trust the server's TLS certificate in this PEM file "
+                                                             "(e.g. a self-signed one; same as SSL_CERT_FILE=PEM)")
+
+
+def check_backend_options(args: argparse.Namespace, command: str) -> None:
+    """``--server`` excludes ``--model`` and ``--device``: the one rule, the one error."""
+    if getattr(args, "server", None) and (args.model or args.device):
+        raise UsageError(f"medsam3 {command}: --model and --device choose an in-process run; a server runs the model "
+                         "and device its operator chose. Leave them out, or leave out --server.")
+
+
+def check_readable_file(option: str, path: str | None) -> None:
+    if path is None:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        raise MedSam3Error(f"{option} {path}: {error.strerror or error}; give the path of a PEM file.") from None
+
+
+def _check_certificates(source: str, path: str) -> None:
+    """Refuse a CA file that holds no PEM certificate before any connection (OpenSSL's own words say neither
+    which file nor what to do)."""
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, ValueError, UnicodeDecodeError):
+        raise MedSam3Error(f"{source} {path} holds no certificate in PEM form (-----BEGIN CERTIFICATE-----): give "
+                           "the server's certificate file, e.g. the one its operator passed to --ssl-certfile.") \
+            from None
+
+
+def trust_ca_file(path: str | None, server: str | None = None) -> None:
+    """``--ca-file``: check it, then let the HTTPS client trust it (httpx reads SSL_CERT_FILE); an https
+    ``server`` with SSL_CERT_FILE set checks that file the same way."""
+    if path:
+        check_readable_file("--ca-file", path)
+        _check_certificates("--ca-file", path)
+        os.environ["SSL_CERT_FILE"] = str(Path(path).resolve())
+    elif server and server.lower().startswith("https") and os.environ.get("SSL_CERT_FILE"):
+        check_readable_file("SSL_CERT_FILE=", os.environ["SSL_CERT_FILE"])
+        _check_certificates("SSL_CERT_FILE=", os.environ["SSL_CERT_FILE"])
 
 
 def _numbers(text: str, count: int, what: str) -> tuple[float, ...]:

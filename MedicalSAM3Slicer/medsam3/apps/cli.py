@@ -17,7 +17,10 @@ from .. import __version__
 from ..transports.backend import SegmentationBackend
 from ..transports.backend_choice import API_KEY_ENVIRONMENT_VARIABLE, open_backend
 from ..errors import MedSam3Error
-from .arguments import OneLineArgumentParser, UsageError, _box, attach_coordinate_values, parse_point
+from .arguments import (DEVICE_HELP, OneLineArgumentParser, UsageError, _box, add_backend_options,
+                        attach_coordinate_values, check_backend_options, parse_point)
+from .arguments import check_readable_file as _check_readable_file, trust_ca_file as _trust_ca_file
+from .server.settings import ServerSettings
 from .evaluation.command import add_evaluate_parser, run_evaluate
 
 BackendFactory = Callable[..., SegmentationBackend]  # (model, device, server_url, api_key) -> backend
@@ -51,17 +54,6 @@ def _positive_integer(text: str) -> int:
 
 
 # --- the parser --------------------------------------------------------------------------------------------------
-def _add_backend_options(parser: argparse.ArgumentParser, remote: bool = True) -> None:
-    parser.add_argument("--model", help="Hub id, local model folder, Meta-format .pt checkpoint, or tiny-random "
-                                        "(default: the engine's default model)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
-    if remote:
-        parser.add_argument("--server", metavar="URL", help="run inference on a medsam3 server instead of here")
-        parser.add_argument("--api-key", help=f"the server's API key (default: ${API_KEY_ENVIRONMENT_VARIABLE})")
-        parser.add_argument("--ca-file", metavar="PEM", help="trust the server's TLS certificate in this PEM file "
-                                                             "(e.g. a self-signed one; same as SSL_CERT_FILE=PEM)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(prog="medsam3", description="Segment CT and MRI volumes with Medical SAM3.")
     parser.add_argument("--version", action="version", version=f"medsam3 {__version__}")
@@ -100,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--overlay", nargs="?", const="", metavar="PNG",
                          help="write the picture of three slices with the masks outlined here (default: beside "
                               "the labelmap; always written with -o FOLDER)")
-    _add_backend_options(segment)
+    add_backend_options(segment)
 
     models = commands.add_parser("models", help="list, download, convert and verify models")
     model_commands = models.add_subparsers(dest="models_command", metavar="ACTION", parser_class=OneLineArgumentParser)
@@ -118,42 +110,47 @@ def build_parser() -> argparse.ArgumentParser:
                               "offline (default: the Hugging Face cache, downloaded once)")
     verify = model_commands.add_parser("verify", help="load a model and check it runs")
     verify.add_argument("source", help="a Hub id, local folder, .pt file or tiny-random")
-    verify.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    verify.add_argument("--device", help=DEVICE_HELP)
 
     commands.add_parser("bench", help="the engine's benchmark (medsam3 bench --help)")
 
     serve = commands.add_parser("serve", help="run the remote inference server",
                                 description="Serve the model to Slicer clients over HTTP(S).")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    serve.add_argument("--port", type=int, default=8000)
+    defaults = ServerSettings()  # the one source of the server's defaults
+    serve.add_argument("--host", default=defaults.host, help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=defaults.port)
     serve.add_argument("--api-key", help=f"the key clients must send (default: ${API_KEY_ENVIRONMENT_VARIABLE})")
     serve.add_argument("--key-file", metavar="FILE", help="a key per user: TOML or JSON naming users and the SHA-256 "
                        "of their keys, with optional quotas; read again when it changes (docs/cli-and-server.md)")
     serve.add_argument("--no-api-key", action="store_true", help="no key (allowed only on a loopback address)")
-    serve.add_argument("--max-upload-mb", type=_positive_number, default=1024, help="largest upload (default 1024)")
-    serve.add_argument("--max-json-mb", type=_positive_number, default=64,
-                       help="largest body of any other request, e.g. a mask (default 64)")
-    serve.add_argument("--read-timeout", type=_positive_number, default=30, metavar="SECONDS",
-                       help="408 when request headers, or a body, stop arriving this long (default 30)")
-    serve.add_argument("--max-voxels", type=_positive_integer, default=512 * 512 * 1200,
-                       help="largest volume in voxels")
-    serve.add_argument("--max-sessions", type=_positive_integer, default=8,
-                       help="open sessions; the longest idle is closed first")
-    serve.add_argument("--idle-timeout", type=_positive_number, default=30, metavar="MINUTES",
-                       help="close a session unused this long (default 30)")
-    serve.add_argument("--rate", type=_positive_integer, default=1200, metavar="PER_MINUTE",
-                       help="requests per minute per client")
-    serve.add_argument("--memory-budget-gb", type=_positive_number, default=8, metavar="GB",
+    serve.add_argument("--max-upload-mb", type=_positive_number, default=defaults.max_upload_bytes / 1024**2,
+                       help="largest upload (default %(default)g)")
+    serve.add_argument("--max-json-mb", type=_positive_number, default=defaults.max_json_bytes / 1024**2,
+                       help="largest body of any other request, e.g. a mask (default %(default)g)")
+    serve.add_argument("--read-timeout", type=_positive_number, default=defaults.read_timeout_seconds,
+                       metavar="SECONDS", help="408 when request headers, or a body, stop arriving this long "
+                       "(default %(default)g)")
+    serve.add_argument("--max-voxels", type=_positive_integer, default=defaults.max_voxels,
+                       help="largest volume in voxels (default %(default)d)")
+    serve.add_argument("--max-sessions", type=_positive_integer, default=defaults.max_sessions,
+                       help="open sessions; the longest idle is closed first (default %(default)d)")
+    serve.add_argument("--idle-timeout", type=_positive_number, default=defaults.idle_timeout_seconds / 60,
+                       metavar="MINUTES", help="close a session unused this long (default %(default)g)")
+    serve.add_argument("--rate", type=_positive_integer, default=defaults.requests_per_minute, metavar="PER_MINUTE",
+                       help="requests per minute per client (default %(default)d)")
+    serve.add_argument("--memory-budget-gb", type=_positive_number, default=defaults.memory_budget_bytes / 1024**3,
+                       metavar="GB",
                        help="memory for all sessions together: volumes, masks, cached encodings and work in flight "
-                            "(default 8); what would exceed it is refused with 413, or 429 and Retry-After")
-    serve.add_argument("--max-phrases", type=_positive_integer, default=10, help="typed phrases per request")
-    serve.add_argument("--max-slice-phrases", type=_positive_integer, default=4000,
-                       help="slices x phrases one request may run through the model (default 4000)")
+                            "(default %(default)g); what would exceed it is refused with 413, or 429 and Retry-After")
+    serve.add_argument("--max-phrases", type=_positive_integer, default=defaults.max_phrases,
+                       help="typed phrases per request (default %(default)d)")
+    serve.add_argument("--max-slice-phrases", type=_positive_integer, default=defaults.max_slice_phrases,
+                       help="slices x phrases one request may run through the model (default %(default)d)")
     serve.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
                        help="a reverse proxy whose X-Forwarded-For header is believed (repeatable; default none)")
     serve.add_argument("--ssl-certfile", help="TLS certificate (PEM) to serve HTTPS")
     serve.add_argument("--ssl-keyfile", help="TLS private key (PEM)")
-    _add_backend_options(serve, remote=False)
+    add_backend_options(serve, remote=False)
 
     commands.add_parser("demo", help="the main-job demo on a CT (medsam3 demo --help; scripts/demo.sh)")
     commands.add_parser("web", help="the annotation page in a browser (medsam3 web --help; docs/web.md)")
@@ -178,9 +175,7 @@ def _segment(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
                              view=args.view, whole_volume=not args.slice_only, segment_name=args.name,
                              start_from=args.start_from)
     request.check()
-    if args.server and (args.model or args.device):
-        raise UsageError("medsam3 segment: --model and --device choose an in-process run; a server runs the model "
-                         "and device its operator chose. Leave them out, or leave out --server.")
+    check_backend_options(args, "segment")
     if not args.server:
         from ..model.capabilities import kinds_for_request, require_from_catalogue
 
@@ -241,42 +236,8 @@ def _bench(arguments: list[str]) -> int:
     return int(_engine_module("apps.bench.benchmark").main(arguments) or 0)
 
 
-def _check_readable_file(option: str, path: str | None) -> None:
-    if path is None:
-        return
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as error:
-        raise MedSam3Error(f"{option} {path}: {error.strerror or error}; give the path of a PEM file.") from None
-
-
-def _check_certificates(source: str, path: str) -> None:
-    """Refuse a CA file that holds no PEM certificate before any connection (OpenSSL's own words say neither
-    which file nor what to do)."""
-    import ssl
-
-    try:
-        ssl.create_default_context(cafile=path)
-    except (ssl.SSLError, ValueError, UnicodeDecodeError):
-        raise MedSam3Error(f"{source} {path} holds no certificate in PEM form (-----BEGIN CERTIFICATE-----): give "
-                           "the server's certificate file, e.g. the one its operator passed to --ssl-certfile.") \
-            from None
-
-
-def _trust_ca_file(path: str | None, server: str | None = None) -> None:
-    """``--ca-file``: check it, then let the HTTPS client trust it (httpx reads SSL_CERT_FILE)."""
-    if path:
-        _check_readable_file("--ca-file", path)
-        _check_certificates("--ca-file", path)
-        os.environ["SSL_CERT_FILE"] = str(Path(path).resolve())
-    elif server and server.lower().startswith("https") and os.environ.get("SSL_CERT_FILE"):
-        _check_readable_file("SSL_CERT_FILE=", os.environ["SSL_CERT_FILE"])
-        _check_certificates("SSL_CERT_FILE=", os.environ["SSL_CERT_FILE"])
-
-
 def _serve(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
-    from .server import ServerSettings, run_server
+    from .server import run_server
 
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         raise UsageError("medsam3 serve: give both --ssl-certfile and --ssl-keyfile, or neither")
@@ -361,12 +322,25 @@ _OS_ERROR_HINTS = {  # what to do about the file-system errors a user can fix
 }
 
 
+def _log_to_stderr(level: str) -> None:
+    """``MEDSAM3_LOG=info`` (or debug): the engine's log records, per-stage timings among them, on stderr."""
+    if level.strip():
+        import logging
+
+        if level.strip().upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            print(f"medsam3: MEDSAM3_LOG={level} is not debug, info, warning or error: ignored", file=sys.stderr)
+            return
+        logging.basicConfig(format="%(name)s: %(message)s")
+        logging.getLogger("medsam3").setLevel(level.strip().upper())
+
+
 def main(argv: Sequence[str] | None = None, backend_factory: BackendFactory = open_backend) -> int:
     """The console script: run a command, turning every error into one line on stderr and an exit status.
 
     ``backend_factory(model, device, server_url, api_key)`` makes the backend (tests inject one)."""
     if argv is None:  # run as a program: the library's per-frame notices would drown the output
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        _log_to_stderr(os.environ.get("MEDSAM3_LOG", ""))
     try:
         return run(sys.argv[1:] if argv is None else argv, backend_factory)
     except UsageError as error:

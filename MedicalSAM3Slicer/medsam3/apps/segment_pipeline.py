@@ -8,6 +8,7 @@ returns, so the same code runs in-process and against a server.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -26,6 +27,8 @@ from ..files.seg_nrrd import read_seg_nrrd
 from ..interaction.session import MaskUpdate
 from ..geometry.slicing import SliceAxis, SliceGeometry
 from ..geometry.volume import Volume
+
+log = logging.getLogger("medsam3.timings")  # one record per stage: name and seconds (MEDSAM3_LOG=info shows them)
 
 Triple = tuple[float, float, float]
 
@@ -79,7 +82,7 @@ class SegmentOutcome:
 
 
 class StepTimer:
-    """Seconds spent in named steps, in the order they ran."""
+    """Seconds spent in named steps, in the order they ran; each step is also logged (``medsam3.timings``)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
@@ -90,7 +93,9 @@ class StepTimer:
         try:
             yield
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
+            log.info("%s: %.3f s", name, elapsed, extra={"stage": name, "seconds": elapsed})
 
 
 @dataclass(frozen=True)

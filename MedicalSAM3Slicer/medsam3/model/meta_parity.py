@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from .transformers_patches import add_class_token_to_text_prompts as add_class_token
+
 PADDING_BOX_LABEL = -10  # transformers' label for a box that is only padding (masked out of attention)
 
 
@@ -26,8 +28,12 @@ def class_token_box_prompt(batch_size: int, device: torch.device, dtype: torch.d
 def add_class_token_to_text_prompts(detector: torch.nn.Module) -> None:
     """Make a ``Sam3Model`` (e.g. ``Sam3VideoModel.detector_model``, which calls it with text only) add the
     geometry encoder's class token to every prompt without boxes, as Meta's detector does (see
-    :func:`class_token_box_prompt`)."""
-    forward = detector.forward
+    :func:`class_token_box_prompt`; the ``class_token_for_text`` patch of :mod:`.transformers_patches`)."""
+    add_class_token(detector, with_class_token)
+
+
+def with_class_token(forward):
+    """``forward`` of a ``Sam3Model`` that adds the class-token box prompt when given no boxes."""
 
     def forward_with_class_token(*args, input_boxes=None, input_boxes_labels=None, **kwargs):
         if input_boxes is None:
@@ -37,7 +43,7 @@ def add_class_token_to_text_prompts(detector: torch.nn.Module) -> None:
             input_boxes, input_boxes_labels = prompt["input_boxes"], prompt["input_boxes_labels"]
         return forward(*args, input_boxes=input_boxes, input_boxes_labels=input_boxes_labels, **kwargs)
 
-    detector.forward = forward_with_class_token
+    return forward_with_class_token
 
 
 def tracker_image_embeddings(tracker: torch.nn.Module, pixel_values: torch.Tensor) -> list[torch.Tensor]:

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .transformers_patches import keep_in_float32, replace_linear_layer, run_in_bfloat16
+
 PRECISION_CHOICES = ("auto", "float32", "bfloat16", "int8")
 NATIVE_BF16_SPEEDUP = 1.5  # bfloat16 matmul must beat float32 by this much to be worth its rounding
 
@@ -184,12 +186,10 @@ def apply_precision(model: torch.nn.Module, plan: PrecisionPlan, quantized: dict
         for module in encoder.modules():
             if isinstance(module, _MATMUL_TYPES):
                 module.to(torch.bfloat16)
-        if "forward" not in vars(encoder):
-            encoder.forward = _in_bfloat16(encoder.forward)
+        run_in_bfloat16(encoder, in_bfloat16)
     for module in model.modules():
-        if type(module).__name__.endswith(("PositionalEmbedding", "PositionEmbedding")) \
-                and "forward" not in vars(module):
-            module.forward = _in_float32(module.forward)
+        if type(module).__name__.endswith(("PositionalEmbedding", "PositionEmbedding")):
+            keep_in_float32(module, in_float32)
     return model
 
 
@@ -209,7 +209,6 @@ def quantize_linear_layers(module: torch.nn.Module, quantized: dict | None = Non
     ``quantized`` (a dict, kept by the caller) makes layers whose int8 weights, scales and bias come out
     identical share one module: classes that load the same ViT then hold its int8 weights once."""
     from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
-    from torch.ao.quantization import per_channel_dynamic_qconfig
 
     engine = int8_engine()
     if engine is None:
@@ -223,17 +222,18 @@ def quantize_linear_layers(module: torch.nn.Module, quantized: dict | None = Non
                 continue
             key = (tuple(child.weight.shape), float(child.weight.detach().double().sum()),
                    None if child.bias is None else float(child.bias.detach().double().sum()))
-            child.qconfig = per_channel_dynamic_qconfig
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*quantize_per_channel.*deprecated")
-                layer = Int8Linear.from_float(child)
-            for held in quantized.get(key, ()):
-                if _same_int8_layer(held, layer):
-                    layer = held
-                    break
-            else:
+
+            def int8_layer(child, key=key):
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=".*quantize_per_channel.*deprecated")
+                    layer = Int8Linear.from_float(child)
+                for held in quantized.get(key, ()):
+                    if _same_int8_layer(held, layer):
+                        return held
                 quantized.setdefault(key, []).append(layer)
-            setattr(parent, name, layer)
+                return layer
+
+            replace_linear_layer(parent, name, child, int8_layer)
             replaced += 1
     return replaced
 
@@ -247,7 +247,7 @@ def _same_int8_layer(a, b) -> bool:
                  or (bias_a is not None and bias_b is not None and torch.equal(bias_a, bias_b))))
 
 
-def _in_bfloat16(forward):
+def in_bfloat16(forward):
     """An encoder's forward under bfloat16 autocast, its floating-point outputs returned in float32."""
     @functools.wraps(forward)
     def run(*args, **kwargs):
@@ -263,7 +263,7 @@ def _in_bfloat16(forward):
     return run
 
 
-def _in_float32(forward):
+def in_float32(forward):
     @functools.wraps(forward)
     def run(*args, **kwargs):
         args = [a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]

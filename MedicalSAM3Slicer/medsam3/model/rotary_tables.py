@@ -19,29 +19,18 @@ import functools
 
 import torch
 
-_MARK = "_medsam3_cached_rotary"
+from .transformers_patches import cache_fixed_tables
+
 
 
 def cache_rotary_tables(model: torch.nn.Module) -> int:
-    """Wrap every ViT rotary embedding of ``model`` (in place); returns how many were wrapped. Idempotent."""
-    wrapped = 0
-    for module in model.modules():
-        if getattr(module, _MARK, False):
-            continue
-        kind = type(module).__name__
-        if kind in ("Sam3ViTRotaryEmbedding", "Sam3TrackerVideoVisionRotaryEmbedding"):
-            module.forward = _memoised(module, module.forward)
-        elif hasattr(module, "get_image_wide_positional_embeddings") and hasattr(module, "prompt_encoder"):
-            module.get_image_wide_positional_embeddings = _memoised_image_positions(
-                module, module.get_image_wide_positional_embeddings)
-        else:
-            continue
-        setattr(module, _MARK, True)
-        wrapped += 1
-    return wrapped
+    """Wrap every ViT rotary embedding of ``model`` (in place); returns how many were wrapped. Idempotent.
+    (The wrapping itself is the ``rotary_tables`` / ``image_wide_positions`` patch of
+    :mod:`.transformers_patches`.)"""
+    return cache_fixed_tables(model, memoised_rotary, memoised_image_positions)
 
 
-def _memoised_image_positions(model: torch.nn.Module, compute):
+def memoised_image_positions(model: torch.nn.Module, compute):
     """The tracker's image-wide positional embedding, kept per embedding grid, device and weights."""
     tables: dict[tuple, torch.Tensor] = {}
 
@@ -57,7 +46,7 @@ def _memoised_image_positions(model: torch.nn.Module, compute):
     return run
 
 
-def _memoised(module: torch.nn.Module, forward):
+def memoised_rotary(module: torch.nn.Module, forward):
     tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @functools.wraps(forward)

@@ -14,8 +14,10 @@ points / boxes are in S-pixel coordinates.
 from __future__ import annotations
 
 import contextlib
+import logging
 import pickle
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,8 +35,12 @@ from .segmentation_model import FrameMasks, MaskLogits, ModelPrompt
 from .capabilities import (BOX_EXEMPLARS, PROPAGATION, TEXT_ON_SLICE, TEXT_THROUGH_VOLUME, TRACKER_PROMPTS,
                            capabilities_from_weights)
 from .text_protocol import DEFAULT_PROTOCOL, VolumeTextProtocol
+from .transformers_patches import (attributes_set, backbone_replaced, check_transformers_version,
+                                   detector_features_from, drop_unused_outputs, feed_video_session,
+                                   set_processor_target_size)
 from .weight_sharing import WeightRegistry
 
+log = logging.getLogger("medsam3.timings")
 _ROLE_USE = {"sam3": "text prompts on a slice", "sam3_tracker": "points and boxes on a slice",
              "sam3_tracker_video": "propagation of points and boxes", "sam3_video": "text through the volume"}
 ROLE_CAPABILITIES = {"sam3": (TEXT_ON_SLICE, BOX_EXEMPLARS), "sam3_tracker": (TRACKER_PROMPTS,),
@@ -168,6 +174,7 @@ class TransformersSegmentationModel:
         self.dtype = dtype
         if precision is None and bf16_autocast is not None:
             precision = "bfloat16" if bf16_autocast else "float32"
+        check_transformers_version()  # one line when the installed release is not the tested one
         self.precision_plan = choose_precision(self.device, precision)
         self.bf16_autocast = self.precision_plan.name == "bfloat16"
         self._weights = WeightRegistry()  # identical tensors of the classes loaded from one folder, held once
@@ -214,6 +221,7 @@ class TransformersSegmentationModel:
         """(model, processor) of one class, loaded on first use."""
         with self._load_lock:
             if role not in self._loaded:
+                started = time.perf_counter()
                 model_class, processor_class = MODEL_CLASSES[role], PROCESSOR_CLASSES[role]
                 path = location_of(self.root, role)
                 config = model_class.config_class.from_pretrained(path)
@@ -236,9 +244,11 @@ class TransformersSegmentationModel:
                 if role == "sam3_video":
                     add_class_token_to_text_prompts(model.detector_model)
                 processor = processor_class.from_pretrained(path)
-                if hasattr(processor, "target_size"):  # prompt coordinates are rescaled to it: the model's size
-                    processor.target_size = self.image_size  # (saved at 1008, a click at 504 px landed twice as far)
+                set_processor_target_size(processor, self.image_size)  # saved at 1008, a click at 504 px landed
+                # twice as far
                 self._loaded[role] = (model, processor)
+                seconds = time.perf_counter() - started
+                log.info("load %s: %.3f s", role, seconds, extra={"stage": f"load {role}", "seconds": seconds})
             return self._loaded[role]
 
     @property
@@ -280,18 +290,14 @@ class TransformersSegmentationModel:
         model, _ = self.component("sam3")
         with self._autocast():
             output = model.vision_encoder.backbone(self._pixels(image, "sam3"))
-        output.hidden_states = output.attentions = None
+        drop_unused_outputs(output)
         return output
 
     @contextlib.contextmanager
     def _on_backbone(self, vision_encoder, backbone_output):
         with self._backbone_swap_lock:
-            original = vision_encoder.backbone
-            vision_encoder.backbone = _CachedBackbone(backbone_output)
-            try:
+            with backbone_replaced(vision_encoder, _CachedBackbone(backbone_output)):
                 yield torch.zeros(1, 3, self.image_size, self.image_size, device=self.device, dtype=self.dtype)
-            finally:
-                vision_encoder.backbone = original
 
     @torch.inference_mode()
     def _prompts_from_backbone(self, backbone_output) -> list[torch.Tensor]:
@@ -387,16 +393,15 @@ class TransformersSegmentationModel:
             outputs = model.get_image_features(self._pixels(image, "sam3_tracker_video"), return_dict=True)
         return {"vision_feats": outputs.fpn_hidden_states, "vision_pos_embeds": outputs.fpn_position_encoding}
 
-    def _video_session(self, frames, role: str):
+    def _video_session(self, frames, role: str, shared_cache: bool = False):
         model, processor = self.component(role)
         session = processor.init_video_session(inference_device=self.device, dtype=self.dtype)
-        session.processed_frames = _LazyFrames(frames, lambda image: self._pixels(image, role))
-        session.video_height = session.video_width = self.image_size
+        feed_video_session(session, _LazyFrames(frames, lambda image: self._pixels(image, role)), self.image_size,
+                           cache=_SharedFeatureCache(frames, self) if shared_cache else None)
         return model, processor, session
 
     def track(self, frames, prompts: Mapping[int, ModelPrompt], start_index: int, reverse: bool) -> Iterator[FrameMasks]:
-        model, processor, session = self._video_session(frames, "sam3_tracker_video")
-        session.cache = _SharedFeatureCache(frames, self)
+        model, processor, session = self._video_session(frames, "sam3_tracker_video", shared_cache=True)
         size = (self.image_size, self.image_size)
         for index, prompt in sorted(prompts.items()):
             arguments = {}
@@ -461,15 +466,8 @@ class TransformersSegmentationModel:
     @contextlib.contextmanager
     def _video_model_settings(self, model, settings: dict):
         """Set the text protocol's attributes on the shared ``Sam3VideoModel`` for one run, then restore them."""
-        with self._video_settings_lock:
-            saved = {name: getattr(model, name) for name in settings}
-            for name, value in settings.items():
-                setattr(model, name, value)
-            try:
-                yield
-            finally:
-                for name, value in saved.items():
-                    setattr(model, name, value)
+        with self._video_settings_lock, attributes_set(model, settings, "video_model_settings"):
+            yield
 
     @contextlib.contextmanager
     def _cached_detector_features(self, video_model, frames, lazy_frames: _LazyFrames):
@@ -481,10 +479,6 @@ class TransformersSegmentationModel:
             yield
             return
         detector = video_model.detector_model
-        with self._video_detector_lock:
-            detector.get_vision_features = lambda pixel_values, **kwargs: self.encoding(
-                frames, lazy_frames.last_index, "text")
-            try:
-                yield
-            finally:
-                del detector.get_vision_features  # back to the class's own method
+        with self._video_detector_lock, detector_features_from(
+                detector, lambda pixel_values, **kwargs: self.encoding(frames, lazy_frames.last_index, "text")):
+            yield

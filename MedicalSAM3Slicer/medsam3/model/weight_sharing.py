@@ -14,6 +14,8 @@ from collections.abc import Iterable
 
 import torch
 
+from .transformers_patches import share_parameter
+
 
 def _fingerprint(tensor: torch.Tensor) -> tuple:
     flat = tensor.detach().reshape(-1)
@@ -47,7 +49,7 @@ class WeightRegistry:
         for module in model.modules():
             for name, parameter in list(module._parameters.items()):
                 if parameter is not None and id(parameter) in replacements:
-                    module._parameters[name] = replacements[id(parameter)]
+                    share_parameter(module, name, replacements[id(parameter)])
         self.shared_parameters += len(replacements)
         self.shared_bytes += freed
         self.add(model)

@@ -17,7 +17,7 @@ from medsam3.files.volume_io import read_volume
 
 from server_harness import (assert_same_geometry, dicom_spleen_mask, geometry, mask_colour_pixels,
                             oracle_backend_factory, spleen_ground_truth_nifti, write_ground_truth_dicom)
-from test_engine_placement import click_in_object, dice
+from placement import click_in_object, dice
 
 
 def ras_argument(volume, ijk) -> str:

@@ -15,7 +15,7 @@ from medsam3.files.volume_io import read_volume
 from medsam3.geometry.volume import Volume
 
 from server_harness import API_KEY, oracle_backend_factory, running_server, spleen_ground_truth_nifti
-from test_engine_placement import click_in_object
+from placement import click_in_object
 
 
 def run_cli(*arguments) -> int:

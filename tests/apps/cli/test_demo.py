@@ -18,7 +18,7 @@ from medsam3.files.volume_io import read_volume
 from cases import load_case
 from server_harness import (assert_same_geometry, geometry, mask_colour_pixels, oracle_backend,
                             spleen_ground_truth_nifti)
-from test_engine_placement import dice
+from placement import dice
 
 RESULT_FILES = {"labelmap.nii.gz", "labelmap.labels.csv", "segmentation.seg.nrrd", "overlay.png", "timing.json"}
 

@@ -26,7 +26,7 @@ from medsam3.files.volume_io import read_volume
 from cases import load_case
 from oracle import ground_truth_volume
 from server_harness import API_KEY, oracle_backend, oracle_backend_factory, running_server, spleen_ground_truth_nifti
-from test_engine_placement import click_in_object, dice
+from placement import click_in_object, dice
 
 
 @pytest.fixture(scope="module")

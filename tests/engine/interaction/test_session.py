@@ -8,7 +8,7 @@ from medsam3.interaction.session import SegmentationSession
 
 from cases import load_case
 from oracle import GroundTruthOracle, ground_truth_volume
-from test_engine_placement import click_in_object, dice
+from placement import click_in_object, dice
 
 
 def _session():

@@ -10,7 +10,6 @@ from medsam3.model import precision
 from medsam3.model.precision import choose_precision, int8_engine
 from medsam3.model.transformers_model import TransformersSegmentationModel
 
-from test_shared_backbone import one_folder_model  # noqa: F401  (the fixture: one folder for all four classes)
 
 pytestmark = pytest.mark.skipif(int8_engine() is None, reason="this torch build has no x86 / fbgemm int8 kernels")
 

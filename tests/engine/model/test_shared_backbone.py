@@ -4,30 +4,13 @@
 import numpy as np
 import pytest
 import torch
-from transformers import Sam3VideoModel
 
 from medsam3.interaction.engine import SegmentationEngine
-from medsam3.model.meta_checkpoint import convert_meta_checkpoint, export_meta_state_dict
-from medsam3.model.processors import write_processor_files
 from medsam3.interaction.prompts import PointPrompt, SlicePrompt
 from medsam3.model.segmentation_model import ModelPrompt
-from medsam3.model.tiny_models import TINY_IMAGE_SIZE, build_tiny_configs, build_tiny_tokenizer, save_tiny_models
 from medsam3.model.transformers_model import TransformersSegmentationModel
 
 from cases import load_case
-
-
-@pytest.fixture(scope="module")
-def one_folder_model(tmp_path_factory):
-    """A tiny Sam3VideoModel written as a Meta checkpoint and converted: one folder for all four classes."""
-    root = tmp_path_factory.mktemp("one_folder")
-    tiny = save_tiny_models(root / "tiny")
-    checkpoint = root / "tiny_video.pt"
-    torch.save({"model": export_meta_state_dict(Sam3VideoModel.from_pretrained(tiny["sam3_video"]))}, checkpoint)
-    converted = root / "converted"
-    convert_meta_checkpoint(checkpoint, converted, config=build_tiny_configs()["sam3_video"])
-    write_processor_files(converted, TINY_IMAGE_SIZE, build_tiny_tokenizer())
-    return converted
 
 
 def _models(folder):

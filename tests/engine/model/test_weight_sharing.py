@@ -4,7 +4,6 @@ test_shared_backbone for the answers with and without sharing)."""
 from medsam3.model.transformers_model import TransformersSegmentationModel
 from medsam3.model.weight_sharing import distinct_weight_bytes
 
-from test_shared_backbone import one_folder_model  # noqa: F401  (the fixture: one folder for all four classes)
 
 ROLES = ("sam3", "sam3_tracker", "sam3_tracker_video", "sam3_video")
 

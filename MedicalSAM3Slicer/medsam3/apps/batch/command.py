@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ...errors import PromptError, VolumeError
+from ..arguments import add_backend_options
 from ..segment_pipeline import SegmentRequest
 from .case_runner import BackendFactory, CaseJob, LazyBackend, base_record
 from .cases import Case, discover_cases
@@ -35,9 +36,8 @@ def add_batch_parser(commands) -> argparse.ArgumentParser:
     batch.add_argument("--view", default="axial", choices=("axial", "coronal", "sagittal"),
                        help="the view clicks and boxes are placed in (default axial)")
     batch.add_argument("--redo", action="store_true", help="run every case, also those already done")
-    batch.add_argument("--model", help="Hub id, local model folder, Meta-format .pt checkpoint, or tiny-random")
-    batch.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available; on Ray: a GPU per "
-                                        "worker when the cluster has GPUs)")
+    add_backend_options(batch, remote=False, device_help="cpu, cuda, cuda:1, mps (default: the best available; on "
+                                                          "Ray: a GPU per worker when the cluster has GPUs)")
     batch.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                        help="run on Ray: a local cluster on this machine, or the cluster at ADDRESS "
                             "(e.g. auto, ray://head:10001)")

@@ -22,6 +22,7 @@ import torch
 from ...interaction.engine import SegmentationEngine
 from ...interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt, resolve_slice_prompt
 from ...geometry.volume import Volume
+from ...model.transformers_patches import attributes_set
 
 SHARED_DATA = Path(__file__).resolve().parents[4].parent / "shared" / "data"
 AGREEMENT_SLICES = {  # name: (image, reference mask, modality)
@@ -80,9 +81,8 @@ def _answers(model, volumes: dict[str, tuple[Volume, np.ndarray]], fallbacks: tu
     decoder = model.component("sam3_tracker")[0].mask_decoder
     shipped = decoder.dynamic_multimask_via_stability
     answers = {}
-    try:
-        for fallback in fallbacks:
-            decoder.dynamic_multimask_via_stability = shipped and fallback
+    for fallback in fallbacks:
+        with attributes_set(decoder, {"dynamic_multimask_via_stability": shipped and fallback}, "stability_fallback"):
             for slice_name, (volume, mask) in volumes.items():
                 for prompt_name, prompt in fixed_prompts(mask).items():
                     resolved = resolve_slice_prompt(volume, prompt)
@@ -90,8 +90,6 @@ def _answers(model, volumes: dict[str, tuple[Volume, np.ndarray]], fallbacks: tu
                     embedding = model.encoding(frames, resolved.slice_index, "prompts")
                     prediction = model.segment_with_prompt(embedding, frames.model_prompt(resolved))
                     answers[fallback, slice_name, prompt_name] = (frames.slice_mask(prediction), prediction.logits)
-    finally:
-        decoder.dynamic_multimask_via_stability = shipped
     return answers
 
 

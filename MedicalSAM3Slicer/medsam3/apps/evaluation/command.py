@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ...errors import MedSam3Error
+from ..arguments import add_backend_options, check_backend_options, trust_ca_file
 
 DESCRIPTION = ("Measure the model on your own labelled data: Dice and NSD per structure from typed text, a "
                "simulated user's clicks (NoC@85/90, Dice against clicks) and one box, with seconds per "
@@ -45,10 +46,7 @@ def add_evaluate_parser(commands) -> argparse.ArgumentParser:
                                "of the data or the tool is wrong")
     evaluate.add_argument("--restart", action="store_true", help="start over instead of resuming in --output")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
-    evaluate.add_argument("--model", help="Hub id, local model folder, Meta-format .pt checkpoint, or tiny-random")
-    evaluate.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
-    evaluate.add_argument("--server", metavar="URL", help="run inference on a medsam3 server instead of here")
-    evaluate.add_argument("--api-key", help="the server's API key (default: $MEDSAM3_API_KEY)")
+    add_backend_options(evaluate)
     return evaluate
 
 
@@ -99,9 +97,8 @@ def run_evaluate(args: argparse.Namespace, backend_factory) -> int:
     if args.check_pipeline and not {"clicks", "cvpr25"} & set(settings.protocols):
         raise MedSam3Error("--check-pipeline judges Dice at the first click (or the cvpr25 box): keep clicks or "
                            "cvpr25 in --protocols.")
-    if args.server and (args.model or args.device):
-        raise MedSam3Error("--model and --device choose an in-process run; a server runs the model and device its "
-                           "operator chose. Leave them out, or leave out --server.")
+    check_backend_options(args, "evaluate")
+    trust_ca_file(args.ca_file, args.server)
     if args.max_cases is not None and args.max_cases < 1:
         raise MedSam3Error("--max-cases must be at least 1.")
     dataset = open_dataset(args.data, args.labels, names_needed=settings.protocols != ("cvpr25",))
