@@ -14,7 +14,7 @@ from medsam3.geometry.volume import Volume
 
 from MedicalSAM3SlicerLib.segment_io import SourceRepresentationError, segment_mask
 
-from test_slicer_data_safety import GroundTruthOracle, logic_with
+from slicer_patients import GroundTruthOracle, logic_with
 
 CLOSED_SURFACE = "Closed surface"
 SHAPE = (30, 40, 40)  # K, J, I

@@ -10,8 +10,8 @@ from medsam3.errors import VolumeError
 
 from MedicalSAM3SlicerLib import dicom_seg_export
 
-from test_dependencies import SLICER_5_10, versions
-from test_slicer_exports import NAMES, dicom_scene  # noqa: F401  (the fixture)
+from slicer_versions import SLICER_5_10, versions
+from slicer_dicom_scene import NAMES, dicom_scene  # noqa: F401  (the fixture)
 
 NEWER_SLICER = {**SLICER_5_10, "pydicom": "3.0.2", "highdicom": "0.27.0", "numpy": "2.4.6"}
 

@@ -44,7 +44,7 @@ def test_slices_around_the_view_are_ready_before_the_click(tmp_path):
 
 def gated_prefetch(tmp_path, give_up_after=60):
     """A prefetch of 5 slices, held inside the encoding of its first slice."""
-    from test_slicer_data_safety import A_BOX, GatedOracle, load_patient, logic_with
+    from slicer_patients import A_BOX, GatedOracle, load_patient, logic_with
 
     scene = new_scene()
     model = GatedOracle(give_up_after)

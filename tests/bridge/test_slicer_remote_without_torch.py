@@ -20,8 +20,8 @@ from MedicalSAM3SlicerLib.segment_io import segment_mask
 from cases import load_case
 from oracle import ground_truth_volume
 from server_harness import API_KEY, running_server
-from test_engine_placement import click_in_object, dice
-from test_slicer_placement import oracle_logic
+from placement import click_in_object, dice
+from slicer_oracle import oracle_logic
 
 ROOT = Path(__file__).resolve().parents[2]
 

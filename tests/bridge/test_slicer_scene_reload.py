@@ -11,7 +11,7 @@ from slicer_scene import add_points, new_scene, world_of_voxel
 from MedicalSAM3SlicerLib.prompt_nodes import POLARITY_ATTRIBUTE, prompt_node
 from MedicalSAM3SlicerLib.segment_io import segment_mask
 
-from test_slicer_data_safety import A_BOX, GroundTruthOracle, box_mask, load_patient, logic_with
+from slicer_patients import A_BOX, GroundTruthOracle, box_mask, load_patient, logic_with
 
 
 def markups_count(scene) -> int:
