@@ -220,3 +220,30 @@ def test_the_gui_path_model_on_the_worker_thread_segment_written_on_the_main_thr
 
     assert writer_threads == [threading.get_ident()]
     assert dice(segment_mask(segmentation, results[0].segment_ids[0], node), expected) >= 0.95
+
+
+def test_undo_then_a_new_click_keeps_the_object_undo_restored(spleen_scene):
+    """A negative click removes the object, undo brings it back, a click on another slice propagates: the undone
+    negative click must not come back and remove the object on its slice."""
+    case, scene, node, segmentation, clicks, ijk, expected = spleen_scene
+    logic = oracle_logic()
+    segment_id = logic.segment(node, segmentation, positive_points=clicks, view="axial",
+                               whole_volume=False).segment_ids[0]
+    logic.segment(node, segmentation, negative_points=add_points(scene, world_of_voxel(node, ijk), "no"),
+                  view="axial", whole_volume=False, segment_id=segment_id)
+    assert not segment_mask(segmentation, segment_id, node).any()
+    logic.undo(node, segmentation, segment_id)
+    np.testing.assert_array_equal(segment_mask(segmentation, segment_id, node), expected)
+
+    slices = np.flatnonzero(case.mask.any(axis=(1, 2)))
+    other = int(slices[len(slices) // 4])
+    assert other != int(ijk[2])
+    other_ijk, _ = click_in_object(case.mask[other:other + 1], 2)
+    logic.segment(node, segmentation, positive_points=add_points(scene, world_of_voxel(node, (*other_ijk[:2], other)),
+                                                                 "more"),
+                  view="axial", whole_volume=True, segment_id=segment_id)
+
+    result = segment_mask(segmentation, segment_id, node)
+    k = int(ijk[2])
+    np.testing.assert_array_equal(result[k], expected[k])  # the restored object is still on its slice
+    assert dice(result, case.mask) >= 0.99

@@ -88,3 +88,48 @@ def test_propagation_reports_progress_and_a_stop_leaves_the_object_as_it_was():
     assert seen == sorted(seen) and seen[-1] == len(session.engine.propagate(
         session.volume, [SlicePrompt("axial", points=(PointPrompt(ijk),))]).slice_scores)
     assert session.can_undo(1)
+
+
+def _another_slice_of_the_object(mask: np.ndarray, k: int) -> int:
+    """An axial slice of the object a few slices from ``k``, well inside it."""
+    slices = np.flatnonzero(mask.any(axis=(1, 2)))
+    return int(slices[len(slices) // 4]) if abs(int(slices[len(slices) // 4]) - k) > 2 else int(slices[-len(slices) // 4])
+
+
+def test_undo_forgets_the_undone_click_so_the_next_click_keeps_the_restored_object():
+    """Click, a negative click that removes the object, undo (the object is back), then a click on another slice
+    through the volume: the undone negative click must not come back and remove the object on its slice."""
+    case, session = _session()
+    ijk, on_slice = click_in_object(case.mask, 2)
+    k = int(ijk[2])
+    session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk),)))
+    session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk, positive=False),)))
+    session.undo(1)
+    np.testing.assert_array_equal(session.mask(1), on_slice)  # the voxels are back
+
+    other = _another_slice_of_the_object(case.mask, k)
+    other_ijk, _ = click_in_object(case.mask[other:other + 1], 2)
+    session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt((other_ijk[0], other_ijk[1], other),),)),
+                       whole_volume=True)
+
+    mask = session.mask(1)
+    np.testing.assert_array_equal(mask[k], on_slice[k])  # the restored object is still on its slice
+    assert dice(mask, case.mask) >= 0.99
+
+
+def test_undo_of_a_reset_brings_back_its_click_and_undo_to_the_start_forgets_it():
+    case, session = _session()
+    ijk, on_slice = click_in_object(case.mask, 2)
+    k = ijk[2]
+    outside = tuple(float(v) for v in np.argwhere(~case.mask[int(k)])[0][::-1]) + (k,)  # (i, j, k) off the object
+    session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk),)))
+    session.reset(1)
+    session.undo(1)
+    # a negative click off the object refines the restored answer (its click is back): the object stays
+    session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(outside, positive=False),)))
+    np.testing.assert_array_equal(session.mask(1), on_slice)
+
+    session.undo(1)
+    session.undo(1)  # before the first click: its prompt is gone too, so a negative click alone finds nothing
+    session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(outside, positive=False),)))
+    assert not session.mask(1).any()
