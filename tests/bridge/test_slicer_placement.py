@@ -17,7 +17,7 @@ from MedicalSAM3SlicerLib.segment_io import segment_mask
 
 from cases import VARIANTS, _rotation, load_case
 from oracle import GroundTruthOracle, ground_truth_volume
-from test_engine_placement import click_in_object, dice, normal_ijk_axis
+from test_engine_placement import click_in_object, dice, normal_ijk_axis, placement_dice
 
 CASES = ["spleen", "liver", "brats_tumour"]
 
@@ -74,7 +74,7 @@ def test_click_in_a_slice_view_segments_the_object_on_that_slice(case_name, vari
 
     result = oracle_logic().segment(node, segmentation, positive_points=clicks, view=view, whole_volume=False)
 
-    assert dice(segment_mask(segmentation, result.segment_ids[0], node), expected) >= 0.95
+    assert dice(segment_mask(segmentation, result.segment_ids[0], node), expected) >= placement_dice(case_name, axis)
 
 
 @pytest.mark.parametrize("case_name,transformed", [("spleen", False), ("spleen", True), ("liver", False),
@@ -95,7 +95,7 @@ def test_one_click_propagates_to_the_whole_object(case_name, transformed, tmp_pa
     labels, _ = ndimage.label(case.mask)
     k, j, i = (int(round(v)) for v in ijk[::-1])
     reachable = labels == labels[k, j, i]
-    assert dice(segment_mask(segmentation, result.segment_ids[0], node), reachable) >= 0.9
+    assert dice(segment_mask(segmentation, result.segment_ids[0], node), reachable) >= 0.999
     np.testing.assert_array_equal(voxels_of(node), before)  # the source volume is untouched
 
 
@@ -110,7 +110,7 @@ def test_box_drawn_in_world_coordinates_segments_the_object(variant, tmp_path):
 
     result = oracle_logic().segment(node, segmentation, roi=box, view="coronal", whole_volume=False)
 
-    assert dice(segment_mask(segmentation, result.segment_ids[0], node), expected) >= 0.95
+    assert dice(segment_mask(segmentation, result.segment_ids[0], node), expected) >= 0.999
 
 
 def test_a_click_is_attributed_to_the_view_it_was_placed_in(tmp_path):
@@ -159,7 +159,7 @@ def test_clicks_under_their_own_transform_are_taken_in_world_coordinates(tmp_pat
 
     result = oracle_logic().segment(node, segmentation, positive_points=clicks, view="axial", whole_volume=False)
 
-    assert dice(segment_mask(segmentation, result.segment_ids[0], node), expected) >= 0.95
+    assert dice(segment_mask(segmentation, result.segment_ids[0], node), expected) >= 0.999
     assert segmentation.GetTransformNodeID() == node.GetTransformNodeID()  # the segments move with the volume
 
 
@@ -185,4 +185,4 @@ def test_click_in_a_view_rotated_to_an_oblique_volume(tmp_path):
 
         result = oracle_logic().segment(node, segmentation, positive_points=clicks, view=view, whole_volume=False)
 
-        assert dice(segment_mask(segmentation, result.segment_ids[0], node), expected) >= 0.95
+        assert dice(segment_mask(segmentation, result.segment_ids[0], node), expected) >= 0.999

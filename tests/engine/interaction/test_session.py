@@ -24,7 +24,7 @@ def test_update_covers_only_the_changed_region_and_rebuilds_the_mask():
     rebuilt = np.zeros(case.mask.shape, dtype=bool)
     update.apply_to(rebuilt)
     np.testing.assert_array_equal(rebuilt, session.mask(1))
-    assert dice(rebuilt, expected) >= 0.95
+    assert dice(rebuilt, expected) >= 0.999
     assert update.values.size < case.mask.size / 20  # one slice's box, not the volume
     k0, k1 = update.box[:2]
     assert (k0, k1) == (int(ijk[2]), int(ijk[2]) + 1)
@@ -37,7 +37,7 @@ def test_second_object_leaves_the_first_unchanged_and_undo_redo_are_exact():
     first = session.mask(1)
     session.add_prompt(2, SlicePrompt("axial", points=(PointPrompt(ijk),)), whole_volume=True)
     np.testing.assert_array_equal(session.mask(1), first)
-    assert dice(session.mask(2), case.mask) >= 0.9
+    assert dice(session.mask(2), case.mask) >= 0.999
 
     after_propagation = session.mask(2)
     session.reset(2)
