@@ -21,9 +21,11 @@ out="${MUTATION_OUT:-/tmp/medsam3-mutation}"
 children="${MUTATION_CHILDREN:-2}"
 mkdir -p "$out"
 
-# name | files to mutate (under MedicalSAM3Slicer/) | the tests that should kill their mutants
+# name | files to mutate (under MedicalSAM3Slicer/) | the tests that should kill their mutants | optional pytest -k
+# expression choosing among those tests (the slow parametrised placement tests: one volume with negative direction
+# cosines, every view)
 modules=(
-  "slicing|medsam3/geometry/slicing.py|tests/engine/geometry/test_slicing.py tests/engine/interaction/test_orientation_placement.py"
+  "slicing|medsam3/geometry/slicing.py|tests/engine/geometry/test_slicing.py tests/engine/interaction/test_orientation_placement.py tests/engine/interaction/test_engine_placement.py|slicing or brats_tumour or propagation"
   "model_frame|medsam3/geometry/model_frame.py|tests/engine/geometry/test_slicing.py tests/engine/model/test_preprocessing_parity.py"
   "volume|medsam3/geometry/volume.py|tests/engine/geometry tests/apps/test_bad_volumes.py"
   "session|medsam3/interaction/session.py|tests/engine/interaction/test_session.py"
@@ -44,7 +46,7 @@ work_root="${MUTATION_WORK:-$(mktemp -d /tmp/medsam3-mutation-work.XXXXXX)}"
 shared="$(cd "$root/.." && pwd)/shared"
 printf '%-16s %8s %8s %8s %8s %8s %7s\n' module killed timeout survived no_tests total score
 for entry in "${modules[@]}"; do
-  IFS='|' read -r name files tests <<<"$entry"
+  IFS='|' read -r name files tests keyword <<<"$entry"
   selected "$name" || continue
   copy="$work_root/$name/project"
   rm -rf "$work_root/$name" && mkdir -p "$copy"
@@ -59,7 +61,9 @@ for entry in "${modules[@]}"; do
     first=1; for f in $files; do [ $first -eq 1 ] || printf ', '; printf '"src/%s"' "$f"; first=0; done
     printf ']\npytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\npytest_add_cli_args_test_selection = ['
     first=1; for t in $tests; do [ $first -eq 1 ] || printf ', '; printf '"%s"' "$t"; first=0; done
-    printf ']\nuse_git_change_detection = false\n'
+    [ -z "$keyword" ] || printf ', "-k", "%s"' "$keyword"
+    # forkserver: the tests use torch, whose thread pools do not survive a fork from a process that ran them
+    printf ']\nuse_git_change_detection = false\nprocess_isolation = "forkserver"\nforkserver_warmup = "collect"\n'
   } >>"$copy/pyproject.toml"
   log="$out/$name.log"
   (cd "$copy" && env -u PYTHONPATH PYTHONDONTWRITEBYTECODE=1 "$mutmut" run --max-children "$children" >"$log" 2>&1) || true

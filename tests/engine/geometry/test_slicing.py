@@ -73,3 +73,25 @@ def test_anisotropic_slice_keeps_its_true_aspect_in_the_model_image():
     corners = frame.slice_to_model_xy([[0, 0], [25, 163]])
     back = frame.model_xy_to_slice(corners)
     np.testing.assert_allclose(back, [[0, 0], [25, 163]], atol=1e-9)
+
+
+@pytest.mark.parametrize("variant", ["original", "flipped", "oblique"])
+@pytest.mark.parametrize("axis", ["axial", "coronal", "sagittal"])
+def test_slice_pixels_and_voxels_map_back_and_forth_exactly(variant, axis):
+    """Each picture pixel is the voxel ijk_to_slice says it is, slice_to_ijk takes it back there, and a slice stack
+    written back (a mask drawn on the pictures) lands on the voxels it was read from."""
+    case = VARIANTS[variant](load_case("brats_tumour"))
+    array = case.volume.array
+    geometry = SliceGeometry.for_volume(case.volume, axis)
+    stack = geometry.as_slice_stack(array)
+    rng = np.random.default_rng(5)
+    k, j, i = (rng.integers(0, n, 50) for n in array.shape)
+    ijk = np.stack([i, j, k], axis=1).astype(float)
+
+    slice_row_column = geometry.ijk_to_slice(ijk)
+    s, r, c = slice_row_column.round().astype(int).T
+    np.testing.assert_array_equal(stack[s, r, c], array[k, j, i])
+    np.testing.assert_array_equal(geometry.slice_to_ijk(slice_row_column), ijk)
+    np.testing.assert_array_equal(geometry.slice_image(array, int(s[0]))[r[0], c[0]], array[k[0], j[0], i[0]])
+    np.testing.assert_array_equal(geometry.from_slice_stack(np.ascontiguousarray(stack)), array)
+    assert geometry.image_shape == stack.shape[1:] and geometry.slice_count == stack.shape[0]
