@@ -95,3 +95,28 @@ def test_slice_pixels_and_voxels_map_back_and_forth_exactly(variant, axis):
     np.testing.assert_array_equal(geometry.slice_image(array, int(s[0]))[r[0], c[0]], array[k[0], j[0], i[0]])
     np.testing.assert_array_equal(geometry.from_slice_stack(np.ascontiguousarray(stack)), array)
     assert geometry.image_shape == stack.shape[1:] and geometry.slice_count == stack.shape[0]
+
+
+@pytest.mark.parametrize("typed, axis", [
+    ("axial", "axial"), ("ax", "axial"), ("Red", "axial"), (" transverse ", "axial"),
+    ("coronal", "coronal"), ("cor", "coronal"), ("GREEN", "coronal"),
+    ("sagittal", "sagittal"), ("sag", "sagittal"), ("yellow", "sagittal")])
+def test_every_name_of_a_view_that_slicer_or_a_radiologist_uses_is_understood(typed, axis):
+    from medsam3.geometry.slicing import SliceAxis
+
+    assert SliceAxis.parse(typed) is SliceAxis(axis)
+
+
+def test_an_unknown_view_name_and_a_slice_off_the_volume_are_refused_in_one_line():
+    from medsam3.errors import PromptError
+    from medsam3.geometry.slicing import SliceAxis
+
+    with pytest.raises(PromptError, match=r"^Unknown slice axis 'oblique'; use axial, coronal or sagittal\.$"):
+        SliceAxis.parse("oblique")
+    volume = Volume(np.zeros((5, 4, 3), dtype=np.int16), np.eye(4))
+    geometry = SliceGeometry.for_volume(volume, "axial")
+    assert [geometry.check_slice_index(i) for i in (0, 4)] == [0, 4]  # the first and the last slice
+    for outside in (-1, 5):
+        with pytest.raises(PromptError, match=rf"^Slice {outside} is outside the volume: the axial view has slices "
+                                              r"0 to 4\.$"):
+            geometry.check_slice_index(outside)
