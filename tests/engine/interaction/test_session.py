@@ -133,3 +133,80 @@ def test_undo_of_a_reset_brings_back_its_click_and_undo_to_the_start_forgets_it(
     session.undo(1)  # before the first click: its prompt is gone too, so a negative click alone finds nothing
     session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(outside, positive=False),)))
     assert not session.mask(1).any()
+
+
+def test_each_typed_phrase_becomes_a_new_object_named_as_typed_next_to_the_existing_ones():
+    import pytest
+
+    case, session = _session()
+    ijk, on_slice = click_in_object(case.mask, 2)
+    k = int(ijk[2])
+    session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk),)))
+    assert session.new_object_id() == 2 and session.object_ids() == [1]
+
+    on_one_slice = session.segment_text("spleen; liver", "axial", slice_index=k)  # the oracle finds the same
+
+    assert [u.object_id for u in on_one_slice] == [2, 3] == session.object_ids()[1:]
+    assert [u.label for u in on_one_slice] == ["spleen", "liver"]
+    np.testing.assert_array_equal(session.mask(2)[k], case.mask[k])
+    assert not np.delete(session.mask(2), k, axis=0).any()  # only that slice
+    np.testing.assert_array_equal(session.mask(1), on_slice)  # the clicked object is left alone
+
+    (whole,) = session.segment_text("spleen", "axial")
+    assert whole.object_id == 4 and whole.label == "spleen" and session.new_object_id() == 5
+    assert dice(session.mask(4), case.mask) >= 0.999
+    assert session.can_undo(4) and not session.can_redo(4)
+    session.undo(4)
+    assert not session.mask(4).any() and session.can_redo(4) and not session.can_undo(4)
+    with pytest.raises(Exception, match="There is no object 9"):
+        session.mask(9)
+
+
+def test_a_starting_mask_seeds_the_object_with_its_name_and_no_prompts_and_a_wrong_shape_is_refused():
+    import pytest
+
+    from medsam3.errors import PromptError
+
+    case, session = _session()
+    ijk, on_slice = click_in_object(case.mask, 2)
+    with pytest.raises(PromptError, match=r"^The starting mask has shape \(2, 2, 2\); the volume has \(26, 166, 164\)\.$"):
+        session.set_mask(1, np.zeros((2, 2, 2), dtype=bool))
+    assert session.object_ids() == []  # nothing was created
+
+    update = session.set_mask(1, on_slice.astype(np.uint8), label="spleen")  # any 0/1 array
+
+    assert update.label == "spleen" and update.values.dtype == bool
+    np.testing.assert_array_equal(session.mask(1), on_slice)
+    rebuilt = np.zeros_like(on_slice)
+    update.apply_to(rebuilt)
+    np.testing.assert_array_equal(rebuilt, on_slice)
+    outside = tuple(float(v) for v in np.argwhere(~case.mask[int(ijk[2])])[0][::-1]) + (ijk[2],)
+    session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(outside, positive=False),)))
+    assert not session.mask(1).any()  # no earlier click: a negative click alone finds nothing on that slice
+    session.undo(1)
+    session.undo(1)
+    assert not session.mask(1).any() and not session.can_undo(1)
+
+
+def test_nothing_to_undo_or_redo_gives_an_empty_update_for_that_object_and_an_unknown_object_is_refused():
+    import pytest
+
+    from medsam3.errors import PromptError
+
+    case, session = _session()
+    ijk, on_slice = click_in_object(case.mask, 2)
+    session.set_mask(3, np.zeros(case.mask.shape, dtype=bool), label="liver")
+    session.undo(3)
+    for update in (session.undo(3), session.redo(3), session.redo(3)):
+        assert update.object_id == 3 and update.label == "liver" and update.is_empty
+        assert update.box == (0, 0, 0, 0, 0, 0) and update.slice_scores == {} and update.values.dtype == bool
+        untouched = on_slice.copy()
+        update.apply_to(untouched)
+        np.testing.assert_array_equal(untouched, on_slice)
+    session.set_mask(3, on_slice)
+    reset = session.reset(3)  # the update a client applies: False where the object was
+    assert reset.values.dtype == bool and reset.values.size and not reset.values.any()
+    for action in (session.undo, session.redo):
+        with pytest.raises(PromptError, match=r"^There is no object 7 in this session\.$"):
+            action(7)
+    assert not session.can_undo(7) and not session.can_redo(7) and session.object_ids() == [3]
