@@ -120,3 +120,23 @@ def test_an_unknown_view_name_and_a_slice_off_the_volume_are_refused_in_one_line
         with pytest.raises(PromptError, match=rf"^Slice {outside} is outside the volume: the axial view has slices "
                                               r"0 to 4\.$"):
             geometry.check_slice_index(outside)
+
+
+@pytest.mark.parametrize("degrees", [20.0, 40.0])
+@pytest.mark.parametrize("axis", ["axial", "coronal", "sagittal"])
+def test_a_strongly_oblique_volume_is_sliced_along_the_voxel_axes_closest_to_the_view(axis, degrees):
+    """Each view's normal, rows and columns are the voxel axes closest to Slicer's normal, down and right, worked
+    out independently (tests/support/sided.py), also when a wrong assignment of axes scores close to the right one
+    (40 degrees, stored with permuted axes)."""
+    from cases import _rotation
+    from sided import screen_axes
+    from test_engine_placement import normal_ijk_axis
+
+    matrix = np.eye(4)
+    matrix[:3, :3] = _rotation(np.array([1.0, 0.5, 0.2]), degrees) @ np.diag([0.8, 0.9, 3.0])[:, [2, 0, 1]]
+    volume = Volume(np.zeros((6, 7, 8), dtype=np.int16), matrix)
+    geometry = SliceGeometry.for_volume(volume, axis)
+    (down_axis, down_sign), (right_axis, right_sign) = screen_axes(matrix, axis)
+    assert geometry.normal_axis == normal_ijk_axis(matrix, axis)
+    assert (geometry.row_axis, geometry.row_flipped) == (down_axis, down_sign < 0)
+    assert (geometry.column_axis, geometry.column_flipped) == (right_axis, right_sign < 0)
