@@ -210,3 +210,23 @@ def test_nothing_to_undo_or_redo_gives_an_empty_update_for_that_object_and_an_un
         with pytest.raises(PromptError, match=r"^There is no object 7 in this session\.$"):
             action(7)
     assert not session.can_undo(7) and not session.can_redo(7) and session.object_ids() == [3]
+
+
+def test_a_prompt_that_changes_nothing_gives_an_empty_update_that_still_names_the_object_and_its_scores():
+    case, session = _session()
+    ijk, on_slice = click_in_object(case.mask, 2)
+    k = int(ijk[2])
+    session.set_mask(1, np.zeros(case.mask.shape, dtype=bool), label="spleen")
+    session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk),)))
+
+    again = session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk),)))  # the same answer
+
+    assert again.is_empty and again.values.shape == (0, 0, 0) and again.values.dtype == bool
+    assert (again.object_id, again.box, again.axis, again.label) == (1, (0, 0, 0, 0, 0, 0), "axial", "spleen")
+    assert again.slice_scores == {k: 1.0}
+    np.testing.assert_array_equal(session.mask(1), on_slice)
+    assert session.undo(1).is_empty  # undoing the click that changed nothing changes nothing
+    np.testing.assert_array_equal(session.mask(1), on_slice)
+    restored = session.undo(1)  # the first click: its slice box back to empty
+    assert restored.box[:2] == (k, k + 1) and not restored.values.any()
+    assert not session.mask(1).any()
