@@ -72,10 +72,11 @@ def not_yet_installed() -> list[str]:
 def test_the_self_test_segments_the_phantom_in_a_python_without_torch():
     missing = ",".join(not_yet_installed())
     run = subprocess.run([sys.executable, "-c", SELF_TEST_WITHOUT_TORCH, missing], cwd=ROOT, capture_output=True, text=True,
-                         env={"PYTHONPATH": str(ROOT / "MedicalSAM3Slicer"), "PATH": "/usr/bin:/bin"}, timeout=300)
+                         env={"PYTHONPATH": str(ROOT / "MedicalSAM3Slicer"), "PATH": "/usr/bin:/bin",
+                              "PYTHONDONTWRITEBYTECODE": "1"}, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     dice = float(run.stdout.strip().rsplit("dice=", 1)[1])
-    assert dice >= 0.95
+    assert dice >= 0.999
 
 
 @pytest.mark.parametrize("shape_in,shape_out", [((512, 512), (1008, 1008)), ((512, 512), (224, 224)),

@@ -9,12 +9,11 @@ import pytest
 from slicer_scene import (add_linear_transform, add_points, add_roi, add_slice_node, load_volume_node, new_scene,
                           voxels_of, world_of_voxel)
 
-
 from MedicalSAM3SlicerLib.segment_io import segment_mask
 
 from cases import VARIANTS, _rotation, load_case
 from oracle import ground_truth_volume
-from placement import click_in_object, dice, normal_ijk_axis
+from placement import click_in_object, dice, normal_ijk_axis, placement_dice
 from slicer_oracle import oracle_logic
 
 CASES = ["spleen", "liver", "brats_tumour"]
@@ -67,7 +66,7 @@ def test_click_in_a_slice_view_segments_the_object_on_that_slice(case_name, vari
 
     result = oracle_logic().segment(node, segmentation, positive_points=clicks, view=view, whole_volume=False)
 
-    assert dice(segment_mask(segmentation, result.segment_ids[0], node), expected) >= 0.95
+    assert dice(segment_mask(segmentation, result.segment_ids[0], node), expected) >= placement_dice(case_name, axis)
 
 
 @pytest.mark.parametrize("case_name,transformed", [("spleen", False), ("spleen", True), ("liver", False),
@@ -88,7 +87,7 @@ def test_one_click_propagates_to_the_whole_object(case_name, transformed, tmp_pa
     labels, _ = ndimage.label(case.mask)
     k, j, i = (int(round(v)) for v in ijk[::-1])
     reachable = labels == labels[k, j, i]
-    assert dice(segment_mask(segmentation, result.segment_ids[0], node), reachable) >= 0.9
+    assert dice(segment_mask(segmentation, result.segment_ids[0], node), reachable) >= 0.999
     np.testing.assert_array_equal(voxels_of(node), before)  # the source volume is untouched
 
 
@@ -103,7 +102,7 @@ def test_box_drawn_in_world_coordinates_segments_the_object(variant, tmp_path):
 
     result = oracle_logic().segment(node, segmentation, roi=box, view="coronal", whole_volume=False)
 
-    assert dice(segment_mask(segmentation, result.segment_ids[0], node), expected) >= 0.95
+    assert dice(segment_mask(segmentation, result.segment_ids[0], node), expected) >= 0.999
 
 
 def test_a_click_is_attributed_to_the_view_it_was_placed_in(tmp_path):
@@ -152,7 +151,7 @@ def test_clicks_under_their_own_transform_are_taken_in_world_coordinates(tmp_pat
 
     result = oracle_logic().segment(node, segmentation, positive_points=clicks, view="axial", whole_volume=False)
 
-    assert dice(segment_mask(segmentation, result.segment_ids[0], node), expected) >= 0.95
+    assert dice(segment_mask(segmentation, result.segment_ids[0], node), expected) >= 0.999
     assert segmentation.GetTransformNodeID() == node.GetTransformNodeID()  # the segments move with the volume
 
 
@@ -178,4 +177,4 @@ def test_click_in_a_view_rotated_to_an_oblique_volume(tmp_path):
 
         result = oracle_logic().segment(node, segmentation, positive_points=clicks, view=view, whole_volume=False)
 
-        assert dice(segment_mask(segmentation, result.segment_ids[0], node), expected) >= 0.95
+        assert dice(segment_mask(segmentation, result.segment_ids[0], node), expected) >= 0.999

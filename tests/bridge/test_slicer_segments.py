@@ -38,14 +38,14 @@ def test_second_segment_leaves_the_first_untouched_and_undo_redo_are_exact(splee
     logic = oracle_logic()
     first = logic.segment(node, segmentation, positive_points=clicks, view="axial", whole_volume=False).segment_ids[0]
     first_voxels = segment_mask(segmentation, first, node)
-    assert dice(first_voxels, expected) >= 0.95
+    assert dice(first_voxels, expected) >= 0.999
 
     # the same object again, whole volume, as a second segment: the two overlap
     second = logic.segment(node, segmentation, positive_points=clicks, view="axial").segment_ids[0]
     assert second != first
     np.testing.assert_array_equal(segment_mask(segmentation, first, node), first_voxels)
     propagated = segment_mask(segmentation, second, node)
-    assert dice(propagated, case.mask) >= 0.9
+    assert dice(propagated, case.mask) >= 0.999
 
     logic.reset(node, segmentation, second)
     assert not segment_mask(segmentation, second, node).any()
@@ -75,7 +75,7 @@ def test_prompting_a_hand_drawn_segment_keeps_what_was_drawn(spleen_scene):
 
     now = segment_mask(segmentation, segment_id, node)
     assert now[drawn].all()  # the drawing survives
-    assert dice(now & ~drawn, expected) >= 0.95  # and the model's answer is added on the clicked slice
+    assert dice(now & ~drawn, expected) >= 0.999  # and the model's answer is added on the clicked slice
     logic.undo(node, segmentation, segment_id)
     np.testing.assert_array_equal(segment_mask(segmentation, segment_id, node), drawn)
 
@@ -93,7 +93,7 @@ def test_start_from_segment_then_a_negative_click_removes_the_object_on_that_sli
 
     now = segment_mask(segmentation, segment_id, node)
     assert not now[int(ijk[2])].any()
-    assert dice(now, case.mask & ~expected) >= 0.9  # the other slices are kept
+    assert dice(now, case.mask & ~expected) >= 0.999  # the other slices are kept
 
 
 def test_segments_live_on_the_source_volume_grid(spleen_scene):
@@ -126,7 +126,7 @@ def test_typed_names_become_named_coloured_coded_segments(spleen_scene):
     assert not results[0].notes and not results[1].notes
     # one note from the terminology (coded generically), one from the model's vocabulary (not a trained name)
     assert len(results[2].notes) == 2 and all("glowing thing" in note for note in results[2].notes)
-    assert dice(segment_mask(segmentation, segment_ids[0], node), case.mask) >= 0.9  # the text found it
+    assert dice(segment_mask(segmentation, segment_ids[0], node), case.mask) >= 0.999  # the text found it
 
 
 def test_text_on_this_slice_only_writes_that_slice(spleen_scene):
@@ -135,7 +135,7 @@ def test_text_on_this_slice_only_writes_that_slice(spleen_scene):
     result = oracle_logic().segment(node, segmentation, text="spleen", view=view, whole_volume=False)
     mask = segment_mask(segmentation, result.segment_ids[0], node)
     assert set(np.flatnonzero(mask.any(axis=(1, 2)))) == {int(ijk[2])}
-    assert dice(mask[int(ijk[2])], case.mask[int(ijk[2])]) >= 0.95
+    assert dice(mask[int(ijk[2])], case.mask[int(ijk[2])]) >= 0.999
 
 
 def test_clear_errors_instead_of_wrong_results(spleen_scene):
@@ -219,4 +219,31 @@ def test_the_gui_path_model_on_the_worker_thread_segment_written_on_the_main_thr
     worker.shutdown()
 
     assert writer_threads == [threading.get_ident()]
-    assert dice(segment_mask(segmentation, results[0].segment_ids[0], node), expected) >= 0.95
+    assert dice(segment_mask(segmentation, results[0].segment_ids[0], node), expected) >= 0.999
+
+
+def test_undo_then_a_new_click_keeps_the_object_undo_restored(spleen_scene):
+    """A negative click removes the object, undo brings it back, a click on another slice propagates: the undone
+    negative click must not come back and remove the object on its slice."""
+    case, scene, node, segmentation, clicks, ijk, expected = spleen_scene
+    logic = oracle_logic()
+    segment_id = logic.segment(node, segmentation, positive_points=clicks, view="axial",
+                               whole_volume=False).segment_ids[0]
+    logic.segment(node, segmentation, negative_points=add_points(scene, world_of_voxel(node, ijk), "no"),
+                  view="axial", whole_volume=False, segment_id=segment_id)
+    assert not segment_mask(segmentation, segment_id, node).any()
+    logic.undo(node, segmentation, segment_id)
+    np.testing.assert_array_equal(segment_mask(segmentation, segment_id, node), expected)
+
+    slices = np.flatnonzero(case.mask.any(axis=(1, 2)))
+    other = int(slices[len(slices) // 4])
+    assert other != int(ijk[2])
+    other_ijk, _ = click_in_object(case.mask[other:other + 1], 2)
+    logic.segment(node, segmentation, positive_points=add_points(scene, world_of_voxel(node, (*other_ijk[:2], other)),
+                                                                 "more"),
+                  view="axial", whole_volume=True, segment_id=segment_id)
+
+    result = segment_mask(segmentation, segment_id, node)
+    k = int(ijk[2])
+    np.testing.assert_array_equal(result[k], expected[k])  # the restored object is still on its slice
+    assert dice(result, case.mask) >= 0.99

@@ -3,8 +3,12 @@
 - the Segment Editor's undo (its vtkSlicerSegmentEditorLogic, the class behind qMRMLSegmentEditorWidget's
   saveStateForUndo and Ctrl+Z in Slicer 5.10) returns to the segment just before the model wrote;
 - the source selector offers single-component scalar volumes, never labelmaps nor vector (RGB, DWI) volumes
-  (qMRMLSortFilterProxyModel's rule, imitated);
+  (its .ui settings), and the bridge refuses those when a script hands them over;
 - the embedded Segment Editor shows neither its own segmentation nor its own source selector.
+
+Tests named test_wiring_* read the widget's source or .ui file: PythonQt and Slicer's GUI cannot run here, so they
+check only how the widget is wired (which slot calls what, which property is set); every decision those slots
+take is tested as behaviour in the bridge.
 """
 
 from __future__ import annotations
@@ -91,35 +95,52 @@ def test_segment_editor_undo_returns_to_the_hand_drawn_segment_before_the_model_
     np.testing.assert_array_equal(segment_mask(segmentation, segment_id, volume_node), after_model)
 
 
-def _listed_by_node_combo_box(node, node_types, show_child_node_types=True, hide_child_node_types=()):
-    """The type filter of qMRMLSortFilterProxyModel::filterAcceptsRow (Libs/MRML/Widgets/
-    qMRMLSortFilterProxyModel.cxx, Slicer v5.10.0), which qMRMLNodeComboBox applies to every scene node."""
-    for node_type in node_types:
-        if not node.IsA(node_type):
-            continue
-        if not show_child_node_types and node_type != node.GetClassName():
-            continue
-        if show_child_node_types and any(node.IsA(hidden) for hidden in hide_child_node_types):
-            return False
-        return True
-    return False
-
-
-def test_source_selector_lists_scalar_volumes_and_no_labelmap():
+def test_wiring_the_source_selector_offers_exactly_scalar_volume_nodes():
+    """Wiring (read from the .ui file): qMRMLNodeComboBox lists the scene nodes its qMRMLSortFilterProxyModel
+    accepts; with nodeTypes vtkMRMLScalarVolumeNode and showChildNodeTypes false it accepts only nodes of exactly
+    that class, so labelmaps, vector (RGB) and DWI volumes, subclasses of it, are not offered
+    (Libs/MRML/Widgets/qMRMLSortFilterProxyModel.cxx, filterAcceptsRow, Slicer v5.10.0)."""
     selector = _ui_widget("sourceVolumeSelector")
-    filters = dict(node_types=_ui_property(selector, "nodeTypes"),
-                   show_child_node_types=_ui_property(selector, "showChildNodeTypes") is not False,
-                   hide_child_node_types=_ui_property(selector, "hideChildNodeTypes") or ())
+    assert _ui_property(selector, "nodeTypes") == ["vtkMRMLScalarVolumeNode"]
+    assert _ui_property(selector, "showChildNodeTypes") is False
+
+
+def _volume_node_of_class(scene, class_name, components=1):
+    """A small volume node of ``class_name`` with ``components`` scalars per voxel."""
+    import vtk
+
+    node = scene.AddNewNodeByClass(class_name, class_name)
+    image = vtk.vtkImageData()
+    image.SetDimensions(6, 5, 4)
+    image.AllocateScalars(vtk.VTK_SHORT, components)
+    node.SetAndObserveImageData(image)
+    return node
+
+
+def test_a_volume_the_selector_would_not_offer_is_refused_in_one_line_when_given_by_script(tmp_path):
+    """The same rule, as the bridge decides it when a script (or a scene loaded with its old choice) hands the
+    logic a source the selector would not list: a labelmap, a vector or DWI volume are refused with a one-line
+    message that says what to choose, and nothing is written; a plain scalar volume is accepted."""
+    import pytest
+
+    from medsam3.errors import VolumeError
+
     scene = new_scene()
-    listed = {cls: _listed_by_node_combo_box(scene.AddNewNodeByClass(cls), **filters)
-              for cls in ("vtkMRMLScalarVolumeNode", "vtkMRMLLabelMapVolumeNode", "vtkMRMLSegmentationNode",
-                          "vtkMRMLVectorVolumeNode", "vtkMRMLDiffusionWeightedVolumeNode")}
-    assert listed == {"vtkMRMLScalarVolumeNode": True, "vtkMRMLLabelMapVolumeNode": False,
-                      "vtkMRMLSegmentationNode": False, "vtkMRMLVectorVolumeNode": False,
-                      "vtkMRMLDiffusionWeightedVolumeNode": False}
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    refused = {"vtkMRMLLabelMapVolumeNode": ("labelmap", 1), "vtkMRMLVectorVolumeNode": ("components", 3),
+               "vtkMRMLDiffusionWeightedVolumeNode": ("components", 7)}
+    logic = oracle_logic()
+    for class_name, (says, components) in refused.items():
+        node = _volume_node_of_class(scene, class_name, components)
+        with pytest.raises(VolumeError, match=says) as error:
+            logic.segment(node, segmentation, text="liver")
+        assert "\n" not in str(error.value) and "choose" in str(error.value)
+        assert segmentation.GetSegmentation().GetNumberOfSegments() == 0
+    scalar = _volume_node_of_class(scene, "vtkMRMLScalarVolumeNode")
+    logic.segment(scalar, segmentation, text="liver")  # accepted: the oracle finds nothing in a blank image
 
 
-def test_embedded_segment_editor_has_no_selectors_of_its_own():
+def test_wiring_embedded_segment_editor_has_no_selectors_of_its_own():
     editor = _ui_widget("segmentEditorWidget")
     assert _ui_property(editor, "segmentationNodeSelectorVisible") is False
     assert _ui_property(editor, "sourceVolumeNodeSelectorVisible") is False
@@ -155,7 +176,7 @@ def _widget_methods():
     return {f.name: f for path in WIDGET_CLASS_SOURCES for f in _functions(path)}
 
 
-def test_single_key_shortcuts_and_the_editors_shortcuts_live_only_between_enter_and_exit():
+def test_wiring_single_key_shortcuts_and_the_editors_shortcuts_live_only_between_enter_and_exit():
     """Slicer's Segment Editor module installs its keyboard shortcuts in enter() and removes them in exit(), and
     exit() deactivates the effect and drops the view observations (Modules/Scripted/SegmentEditor/SegmentEditor.py,
     v5.10.0). P, N and B (B is also the slice views' previous-slice key) must not outlive the module."""
@@ -169,7 +190,7 @@ def test_single_key_shortcuts_and_the_editors_shortcuts_live_only_between_enter_
     assert "remove" in calls["exit"] and "install" in calls["enter"]  # the slice-view event filters
 
 
-def test_the_module_never_changes_the_interaction_mode_it_would_have_to_restore():
+def test_wiring_the_module_never_changes_the_interaction_mode_it_would_have_to_restore():
     """Prompts are captured by an event filter on the slice views, not by markups place mode: the place-mode
     persistence and the active place node stay as the user left them. The one change is ending a placement in
     progress when a tool is armed (slice_view_interaction.leave_place_mode, as a Segment Editor effect does)."""
@@ -180,7 +201,7 @@ def test_the_module_never_changes_the_interaction_mode_it_would_have_to_restore(
             assert setter not in text, f"{path.name} changes the interaction node ({setter})"
 
 
-def test_an_armed_tool_and_a_markups_placement_never_share_a_click_and_the_keys_come_from_one_table():
+def test_wiring_an_armed_tool_and_a_markups_placement_never_share_a_click_and_the_keys_come_from_one_table():
     """Issue 17: arming a tool (PromptTools.select) ends a placement; the widget observes the interaction node and
     releases the tool when a placement starts; tools are armed and released through SliceViewMouse.set_tool, which
     also drops a half-drawn outline and sets the cursor; the shortcuts are keyboard_shortcuts.SHORTCUTS."""
@@ -202,7 +223,7 @@ def test_an_armed_tool_and_a_markups_placement_never_share_a_click_and_the_keys_
     assert "in SHORTCUTS" in install and '"B"' not in install and "Ctrl+Return" not in install
 
 
-def test_every_use_of_the_layout_manager_and_main_window_copes_with_their_absence():
+def test_wiring_every_use_of_the_layout_manager_and_main_window_copes_with_their_absence():
     """Slicer's generic module tests start Slicer with --no-main-window (CMake/SlicerMacroBuildScriptedModule.cmake,
     v5.10.0): slicer.app.layoutManager() and slicer.util.mainWindow() are None there."""
     import ast
@@ -261,7 +282,7 @@ def test_a_scene_loaded_later_brings_its_own_choices_to_the_panel():
     assert running.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode") == 1  # one panel state, not two
 
 
-def test_nothing_that_needs_the_model_or_torch_starts_while_pip_is_installing_or_the_model_works():
+def test_wiring_nothing_that_needs_the_model_or_torch_starts_while_pip_is_installing_or_the_model_works():
     """slicer.util.pip_install pumps Qt events while pip runs (logProcessOutput calls processEvents,
     Base/Python/slicer/util.py, v5.10.0): buttons are disabled then, but Return in the text field and the
     Ctrl+Return / Ctrl+Alt+Z shortcuts still arrive. Every slot that starts model work returns while installing,
@@ -307,7 +328,7 @@ def test_segment_editor_undo_of_a_prompt_that_found_nothing_removes_only_its_emp
     np.testing.assert_array_equal(segment_mask(segmentation, painted_id, volume_node), painted)
 
 
-def test_every_widget_the_module_uses_is_in_its_ui_file_and_the_tool_buttons_toggle():
+def test_wiring_every_widget_the_module_uses_is_in_its_ui_file_and_the_tool_buttons_toggle():
     """slicer.util.childWidgetVariables gives self.ui one attribute per named widget of the .ui file: a name the
     module uses that the file lacks fails setup() with an AttributeError inside Slicer, before the panel shows."""
     import ast
@@ -324,7 +345,7 @@ def test_every_widget_the_module_uses_is_in_its_ui_file_and_the_tool_buttons_tog
     assert all(_ui_property(_ui_widget(name), "checkable") is True for name in tools)
 
 
-def test_the_delivery_timer_releases_the_gil_for_prefetch_and_an_old_slicer_is_told_before_any_install():
+def test_wiring_the_delivery_timer_releases_the_gil_for_prefetch_and_an_old_slicer_is_told_before_any_install():
     """Inside Slicer the main thread holds the GIL while Qt idles (PythonQt without thread support): the worker and
     the background prefetch run only while the delivery timer's slot waits in logic.deliver_and_wait, so a prefetch
     must start that timer. On a Slicer older than the supported one, setup shows the one-line message and Install
@@ -358,7 +379,7 @@ def test_the_modality_choice_is_on_the_panel_and_stored_where_the_logic_reads_it
         assert scene_modality_override(scene) == expected
 
 
-def test_a_failed_or_stopped_job_goes_on_with_the_prompts_placed_meanwhile():
+def test_wiring_a_failed_or_stopped_job_goes_on_with_the_prompts_placed_meanwhile():
     """The worker's error callback reports through logic.failure_report (a dialog only for a real failure, not for
     Stop) and then runs what the user drew meanwhile, as the success callback does."""
     import ast
@@ -371,7 +392,7 @@ def test_a_failed_or_stopped_job_goes_on_with_the_prompts_placed_meanwhile():
     assert "self._run_pending" in ast.unparse(methods["_job_failed"])
 
 
-def test_a_closed_surface_segmentation_is_converted_only_after_asking_and_never_asked_twice_in_a_row():
+def test_wiring_a_closed_surface_segmentation_is_converted_only_after_asking_and_never_asked_twice_in_a_row():
     """The logic refuses a closed-surface segmentation unchanged; the widget asks (as the Segment Editor does) and a
     failed conversion is shown once, not offered again."""
     import ast

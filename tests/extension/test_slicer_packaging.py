@@ -108,7 +108,7 @@ def test_every_resource_is_installed():
             "medsam3/terminology/terminology.json", "Resources/python-requirements.txt"} <= listed
 
 
-def test_widget_code_uses_only_widgets_defined_in_the_ui_file():
+def test_wiring_widget_code_uses_only_widgets_defined_in_the_ui_file():
     ui = ElementTree.parse(MODULE_DIR / "Resources" / "UI" / "MedicalSAM3Slicer.ui")
     defined = {widget.get("name") for widget in ui.iter("widget")}
     widget_files = [MODULE_DIR / "MedicalSAM3Slicer.py", MODULE_DIR / "MedicalSAM3SlicerWidgets" / "model_panel.py"]

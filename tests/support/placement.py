@@ -43,3 +43,13 @@ def click_in_object(mask: np.ndarray, normal_axis: int) -> tuple[tuple[float, fl
     voxel_numpy[other[0]], voxel_numpy[other[1]] = row, column
     k, j, i = voxel_numpy
     return (float(i), float(j), float(k)), expected
+
+
+# The oracle pipeline is exact up to the model's 252-cell logit grid: >= 0.999 Dice. One looser case: the brats
+# tumour's largest coronal cross-section has a one-voxel-wide strand that the grid (1.05 voxels per cell on a
+# 240-voxel slice) smooths away (measured 0.9987, 2 voxels of ~1500).
+EXACT_DICE = 0.999
+
+
+def placement_dice(case_name: str, axis: str) -> float:
+    return 0.998 if (case_name, axis) == ("brats_tumour", "coronal") else EXACT_DICE

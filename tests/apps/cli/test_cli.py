@@ -44,13 +44,13 @@ def test_segment_spleen_ct_from_text_and_a_click(spleen, tmp_path, capsys):
     assert status == 0, capsys.readouterr().err
     labelmap = output / "labelmap.nii.gz"
     assert_same_geometry(geometry(labelmap), geometry(image))
-    assert dice(read_volume(labelmap).array == 1, truth) >= 0.9
+    assert dice(read_volume(labelmap).array == 1, truth) >= 0.999
     segmentation = sitk.ReadImage(str(output / "segmentation.seg.nrrd"))
     # named, coloured and coded by the terminology, as `medsam3 batch` and the Slicer module name it
     assert segmentation.GetMetaData("Segment0_Name") == "Spleen"
     assert "SCT^78961009^Spleen" in segmentation.GetMetaData("Segment0_Tags")
     assert_same_geometry(geometry(output / "segmentation.seg.nrrd"), geometry(image))
-    assert dice(sitk.GetArrayFromImage(segmentation) == 1, truth) >= 0.9
+    assert dice(sitk.GetArrayFromImage(segmentation) == 1, truth) >= 0.999
     assert mask_colour_pixels(output / "overlay.png", "spleen") > 100
     assert "spleen:" in capsys.readouterr().out
 
@@ -66,7 +66,9 @@ def test_segment_dicom_series_with_a_click(tmp_path, capsys):
 
     assert status == 0, capsys.readouterr().err
     assert_same_geometry(geometry(labelmap), geometry(series))
-    assert dice(read_volume(labelmap).array == 1, truth) >= 0.9
+    # 0.99, not 0.999: on 512-voxel slices the model's 252-cell logit grid holds 2 voxels per cell, so the
+    # outline is smoothed by about a voxel (measured 0.9946)
+    assert dice(read_volume(labelmap).array == 1, truth) >= 0.99
     assert mask_colour_pixels(tmp_path / "spleen.png", "spleen") > 100
 
 
@@ -81,7 +83,7 @@ def test_slice_only_box_in_voxel_indices_segments_one_slice(spleen, tmp_path, ca
 
     assert status == 0, capsys.readouterr().err
     result = read_volume(tmp_path / "box.nii.gz").array == 1
-    assert dice(result, expected) >= 0.9
+    assert dice(result, expected) >= 0.999
     assert set(np.nonzero(result)[0]) == {k_rows[0]}
     assert sitk.ReadImage(str(tmp_path / "box.seg.nrrd")).GetMetaData("Segment0_Name") == "Segment_1"
 

@@ -8,7 +8,9 @@ every request on a session (but DELETE) is sent twice, once with the generated i
 from __future__ import annotations
 
 import httpx
+import pytest
 import schemathesis
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import (content_type_conformance, not_a_server_error, response_schema_conformance,
                                  status_code_conformance)
@@ -21,6 +23,14 @@ from server_harness import API_KEY, running_server, small_volume
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 EXAMPLES_PER_OPERATION = 30
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]
+
+
+@pytest.fixture(autouse=True)
+def hypothesis_files_under_tmp(tmp_path):
+    """Hypothesis keeps its files (e.g. its unicode table) in ./.hypothesis: here, in this test's folder."""
+    set_hypothesis_home_dir(tmp_path / ".hypothesis")
+    yield
+    set_hypothesis_home_dir(None)
 
 
 def fuzz_operation(operation, url: str, session_id: str) -> None:

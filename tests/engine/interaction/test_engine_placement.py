@@ -12,7 +12,7 @@ from medsam3.interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt
 
 from cases import VARIANTS, load_case
 from oracle import GroundTruthOracle, ground_truth_volume
-from placement import click_in_object, dice, normal_ijk_axis
+from placement import click_in_object, dice, normal_ijk_axis, placement_dice
 
 CASES = ["spleen", "liver", "brats_tumour"]
 
@@ -28,7 +28,7 @@ def test_click_mask_lands_on_the_object(case_name, variant, axis):
 
     result = engine.predict_slice(volume, SlicePrompt(axis, points=(PointPrompt(ijk),)))
 
-    assert dice(result.mask, expected) >= 0.95
+    assert dice(result.mask, expected) >= placement_dice(case_name, axis)
     assert not (result.mask & ~result.visited_region()).any()
 
 
@@ -41,10 +41,13 @@ def test_box_mask_lands_on_the_object(case_name, variant):
     ijk, expected = click_in_object(case.mask, normal_ijk_axis(volume.ijk_to_ras, "coronal"))
     corners = np.argwhere(expected)  # (k, j, i) rows
     low, high = corners.min(axis=0)[::-1], corners.max(axis=0)[::-1]
+    in_box = np.zeros_like(expected)
+    in_box[low[2]:high[2] + 1, low[1]:high[1] + 1, low[0]:high[0] + 1] = True
 
     result = engine.predict_slice(volume, SlicePrompt("coronal", box=BoxPrompt(tuple(low), tuple(high))))
 
-    assert dice(result.mask, expected) >= 0.95
+    # a box takes every bright voxel inside it: the object's other pieces that poke into the box too
+    assert dice(result.mask, case.mask & in_box) >= placement_dice(case_name, "coronal")
 
 
 def test_propagation_from_one_click_reproduces_the_spleen():
@@ -56,7 +59,10 @@ def test_propagation_from_one_click_reproduces_the_spleen():
 
     result = engine.propagate(volume, [SlicePrompt("axial", points=(PointPrompt(ijk),))])
 
-    assert dice(result.mask, case.mask) >= 0.9
+    assert dice(result.mask, case.mask) >= 0.999
+    # every slice of the spleen is reached, the end slices too, and none beyond them
+    np.testing.assert_array_equal(np.flatnonzero(result.mask.any(axis=(1, 2))),
+                                  np.flatnonzero(case.mask.any(axis=(1, 2))))
     assert result.slice_scores[int(ijk[2])] == 1.0
     # each slice is encoded once although two directions pass the prompted slice
     assert oracle.encoded == len(result.slice_scores)
@@ -99,4 +105,4 @@ def test_existing_mask_on_a_slice_starts_the_object_in_place():
     result = SegmentationEngine(GroundTruthOracle()).predict_slice(
         volume, SlicePrompt("sagittal", mask=slice_seed, slice_index=index))
 
-    assert dice(result.mask, expected) >= 0.95
+    assert dice(result.mask, expected) >= 0.999

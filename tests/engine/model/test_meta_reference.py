@@ -47,7 +47,12 @@ OBJECT_SCORE_SHIFT = 4.0  # see make_tracker_see_the_object
 # Propagation differs from Meta's tracker as built in two places, both in transformers' Sam3TrackerVideoModel, not
 # in our converter or adapter (see the video test): the order of resizing and sigmoid for the memory mask (from
 # slice 1 on) and Meta's memory selection (from slice 2 on). With both undone on Meta's side every slice agrees to
-# 1e-3; Meta as built is shown beside it.
+# 1e-3; Meta as built is checked too, within the documented size of each difference (docs/conversion.md,
+# "Differences that remain"; measured with the seeded random weights, 2026-12-03):
+MEMORY_SELECTION_TOLERANCE = 0.02  # slice 2, Meta without memory selection undone: measured 0.011
+AS_BUILT_TOLERANCE = 0.05  # slices 1-2, Meta as built: the memory-mask order, measured 0.032 (slice 1), 0.019 (2)
+# The counterfactuals (a fix of ours left out) must be told apart from the fixed path: each must differ by at least
+# this much, a fraction of what was measured, so that the comparison is shown to see the fix.
 MIN_UNSATURATED = 0.9  # fraction of the compared propagated logits that must lie strictly inside +-32
 SEED = 7
 
@@ -221,18 +226,23 @@ class Report:
     def __init__(self, title: str):
         self.title, self.parts = title, {}
 
-    def add(self, part: str, expected, actual, *, checked: bool = True, tolerance: float = TOLERANCE) -> None:
-        self.parts[part] = (largest_difference(expected, actual), checked,
-                            float(torch.as_tensor(expected).float().abs().max()), tolerance)
+    def add(self, part: str, expected, actual, *, tolerance: float = TOLERANCE, at_least: float | None = None) -> None:
+        """Checked: the difference is at most ``tolerance``, or, for a counterfactual, at least ``at_least``."""
+        self.parts[part] = (largest_difference(expected, actual), float(torch.as_tensor(expected).float().abs().max()),
+                            tolerance, at_least)
 
     def check(self) -> None:
         print(f"\n{self.title}: largest absolute difference (largest |value|)")
-        for part, (difference, checked, scale, tolerance) in self.parts.items():
-            note = "" if not checked else "" if tolerance == TOLERANCE else f"  (tolerance {tolerance:g})"
-            print(f"  {part:<48} {difference:9.3g}  ({scale:.3g}){note if checked else '  (shown, not checked)'}")
-        failed = {part: (difference, tolerance) for part, (difference, checked, _, tolerance) in self.parts.items()
-                  if checked and not difference <= tolerance}
+        for part, (difference, scale, tolerance, at_least) in self.parts.items():
+            note = (f"  (must be at least {at_least:g})" if at_least is not None
+                    else "" if tolerance == TOLERANCE else f"  (tolerance {tolerance:g})")
+            print(f"  {part:<48} {difference:9.3g}  ({scale:.3g}){note}")
+        failed = {part: (difference, tolerance) for part, (difference, _, tolerance, at_least) in self.parts.items()
+                  if at_least is None and not difference <= tolerance}
+        unseen = {part: (difference, at_least) for part, (difference, _, _, at_least) in self.parts.items()
+                  if at_least is not None and not difference >= at_least}
         assert not failed, f"differences above their tolerance: {failed}"
+        assert not unseen, f"a fix left out no longer makes a difference (the comparison is blind): {unseen}"
 
 
 def hook_output(module: torch.nn.Module, store: dict, key: str):
@@ -319,9 +329,9 @@ def test_image_model_text_and_click_match_meta_at_1008_px(vocabulary, tmp_path):
         without_class_token = sam3(vision_embeds=text_encoding, text_embeds=text,
                                    attention_mask=tokens["attention_mask"])
     report.add("  without the class token: mask logits", meta["masks"], without_class_token.pred_masks[0],
-               checked=False)
+               at_least=1.0)  # measured 4.59
     report.add("  without the class token: presence logit", meta["presence"], without_class_token.presence_logits[0],
-               checked=False)
+               at_least=5 * TOLERANCE)  # measured 0.015
 
     instances = ours.segment_with_text(text_encoding, TEXT)  # the adapter, as the engine calls it
     scores = torch.sigmoid(meta["logits"]) * torch.sigmoid(meta["presence"])
@@ -336,7 +346,7 @@ def test_image_model_text_and_click_match_meta_at_1008_px(vocabulary, tmp_path):
     misplaced = ours.segment_with_prompt([*prompt_encoding[:-1], prompt_encoding[-1] - no_memory],
                                          ModelPrompt(click_xy, np.array([1])))  # Sam3TrackerModel's own embeddings
     report.add("  no-memory embedding on the dropped level", meta["click_logits"],
-               np.clip(misplaced.logits, -META_LOGIT_CLAMP, META_LOGIT_CLAMP), checked=False)
+               np.clip(misplaced.logits, -META_LOGIT_CLAMP, META_LOGIT_CLAMP), at_least=0.01)  # measured 0.057
     del ours, frames, text_encoding, prompt_encoding, detected, instances, clicked, misplaced, without_class_token
     collect()
     report.check()
@@ -431,13 +441,15 @@ def test_video_model_propagation_and_text_match_meta_at_504_px(vocabulary, tmp_p
     for frame, expected in meta["frames_resized_first"].items():
         report.add(f"propagation slice {frame} mask logits (Meta, memory mask resized first)",
                    expected.clamp(-META_LOGIT_CLAMP, META_LOGIT_CLAMP),
-                   np.clip(tracked[frame], -META_LOGIT_CLAMP, META_LOGIT_CLAMP), checked=frame < 2)
+                   np.clip(tracked[frame], -META_LOGIT_CLAMP, META_LOGIT_CLAMP),
+                   tolerance=TOLERANCE if frame < 2 else MEMORY_SELECTION_TOLERANCE)
         report.add(f"  slice {frame}: Meta resized first, without memory selection",
                    meta["frames_as_transformers"][frame].clamp(-META_LOGIT_CLAMP, META_LOGIT_CLAMP),
                    np.clip(tracked[frame], -META_LOGIT_CLAMP, META_LOGIT_CLAMP))
         report.add(f"  slice {frame}: Meta as is (memory mask resized last)",
                    meta["frames"][frame].clamp(-META_LOGIT_CLAMP, META_LOGIT_CLAMP),
-                   np.clip(tracked[frame], -META_LOGIT_CLAMP, META_LOGIT_CLAMP), checked=frame == 0)
+                   np.clip(tracked[frame], -META_LOGIT_CLAMP, META_LOGIT_CLAMP),
+                   tolerance=TOLERANCE if frame == 0 else AS_BUILT_TOLERANCE)
         inside = [float((torch.as_tensor(side).abs() < META_LOGIT_CLAMP).float().mean())
                   for side in (expected, tracked[frame])]
         positive = float((expected > 0).float().mean())
@@ -474,11 +486,12 @@ def test_video_model_propagation_and_text_match_meta_at_504_px(vocabulary, tmp_p
     joint_logits = torch.log(joint.clamp(min=1e-3) / (1 - joint).clamp(min=1e-3))
     report.add("video detector joint score logits (x presence)", meta["joint_logits"], joint_logits)
     report.add("  Meta's joint score logits vs our score logits", meta["joint_logits"], detected.pred_logits[0],
-               checked=False)
+               at_least=0.5)  # measured 1.14: the joint score is a different output convention
     with torch.inference_mode():  # the class's own forward: what Sam3VideoModel computed before the fix
         unpatched = type(video.detector_model).forward(video.detector_model, vision_embeds=ours.encoding(frames, 0, "text"),
                                                        text_embeds=text, attention_mask=tokens["attention_mask"])
-    report.add("  without the class token: mask logits", meta["masks"], unpatched.pred_masks[0], checked=False)
+    report.add("  without the class token: mask logits", meta["masks"], unpatched.pred_masks[0],
+               at_least=10 * TOLERANCE)  # the image model's measured 4.59; same network
     del ours, frames, video, detected, unpatched
     collect()
     report.check()
