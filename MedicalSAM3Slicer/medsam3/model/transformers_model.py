@@ -33,7 +33,7 @@ from .segmentation_model import FrameMasks, MaskLogits, ModelPrompt
 from .capabilities import (BOX_EXEMPLARS, PROPAGATION, TEXT_ON_SLICE, TEXT_THROUGH_VOLUME, TRACKER_PROMPTS,
                            capabilities_from_weights)
 from .text_protocol import DEFAULT_PROTOCOL, VolumeTextProtocol
-from .weight_sharing import WeightRegistry
+from .weight_sharing import WeightRegistry, release_loading_memory
 
 _ROLE_USE = {"sam3": "text prompts on a slice", "sam3_tracker": "points and boxes on a slice",
              "sam3_tracker_video": "propagation of points and boxes", "sam3_video": "text through the volume"}
@@ -233,6 +233,7 @@ class TransformersSegmentationModel:
                 cache_rotary_tables(model)
                 if self.shares_backbone:
                     self._weights.share(model)
+                release_loading_memory(model)  # issue 22: the file mapping and freed heap go back to the system
                 if role == "sam3_video":
                     add_class_token_to_text_prompts(model.detector_model)
                 processor = processor_class.from_pretrained(path)

@@ -291,8 +291,10 @@ def format_table(report: dict) -> str:
         if "error" in entry:
             lines.append(f"  {entry['precision']:<10} not measured: {entry['error']}")
             continue
+        split = entry.get("all_classes_own_and_file_mapped_mib", {})
         lines.append(f"  {entry['path']:<10} {entry['detector_and_tracker_mib']:>7} MiB; all classes "
-                     f"{entry['all_classes_mib']} MiB; that process's peak {entry['peak_mib']} MiB "
+                     f"{entry['all_classes_mib']} MiB (own {split.get('RssAnon', '?')} + file-mapped "
+                     f"{split.get('RssFile', '?')}); that process's peak {entry['peak_mib']} MiB "
                      f"(at {entry['image_size']} px)")
     lines.append(f"{'peak resident memory (bench process)':<34}{report['peak_resident_mib']:>10} MiB")
     for agreement in report.get("agreements", []):

@@ -31,6 +31,21 @@ def _resident_mib() -> float:
     return psutil.Process().memory_info().rss / 1024**2
 
 
+def _resident_split_mib() -> dict:
+    """Linux: the resident memory's own (anonymous) part and its part mapped from files (the weights file that
+    transformers maps while loading; the kernel may drop those pages under memory pressure, and re-read them)."""
+    split = {}
+    try:
+        with open("/proc/self/status", encoding="utf-8") as status:
+            for line in status:
+                if line.startswith(("RssAnon", "RssFile")):
+                    key, value = line.split(":")
+                    split[key] = int(value.split()[0]) / 1024
+    except OSError:
+        pass
+    return split
+
+
 def _peak_mib() -> float:
     import resource
 
@@ -46,7 +61,7 @@ def load_and_measure(folder: Path, precision: str, image_size: int, roles=ROLES)
     from ...model.transformers_model import TransformersSegmentationModel
 
     gc.collect()
-    baseline = _resident_mib()
+    baseline, baseline_split = _resident_mib(), _resident_split_mib()
     model = TransformersSegmentationModel(folder, "bench", image_size=image_size, precision=precision)
     growth = {}
     for role in roles:
@@ -54,10 +69,12 @@ def load_and_measure(folder: Path, precision: str, image_size: int, roles=ROLES)
         gc.collect()
         growth[role] = round(_resident_mib() - baseline)
     loaded = [role for role in roles if role in DETECTOR_AND_TRACKER]
+    split = {key: round(value - baseline_split.get(key, 0)) for key, value in _resident_split_mib().items()}
     return {"precision": precision, "path": model.precision_plan.name, "image_size": image_size,
             "baseline_mib": round(baseline), "growth_after_each_class_mib": growth,
             "detector_and_tracker_mib": growth[loaded[-1]] if loaded else None,
-            "all_classes_mib": growth[roles[-1]], "peak_mib": round(_peak_mib())}
+            "all_classes_mib": growth[roles[-1]], "peak_mib": round(_peak_mib()),
+            "all_classes_own_and_file_mapped_mib": split}
 
 
 def measure_resident(folder: Path, precision: str, image_size: int, timeout: float = 1800) -> dict:
