@@ -233,7 +233,7 @@ class TransformersSegmentationModel:
                 cache_rotary_tables(model)
                 if self.shares_backbone:
                     self._weights.share(model)
-                release_loading_memory(model)  # issue 22: the file mapping and freed heap go back to the system
+                release_loading_memory(model, path)  # issue 22: the file mapping and freed heap go back to the system
                 if role == "sam3_video":
                     add_class_token_to_text_prompts(model.detector_model)
                 processor = processor_class.from_pretrained(path)
