@@ -11,7 +11,7 @@ run. Per slice, the protocol's work is:
   encoding is computed once per volume, counted once);
 - tracker: one propagation step from cached encodings (memory attention, mask decoder, memory encoder), per
   object followed (one object counted: the bench's propagation figure at the same size and path);
-- fusion: the per-voxel label fusion of the slice's mask scores (one label).
+- fusion: the per-voxel label fusion of a 512 x 512 slice's mask scores (one label).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def measure_whole_volume(folder: Path, precision: str, image_size: int, volume: 
     embedding = model.encoding(frames, first, "text")
     detector = _seconds(lambda: model.segment_with_text(embedding, PHRASE), repeats=3)
 
-    rows, columns = volume.shape_ijk[1], volume.shape_ijk[0]
+    rows = columns = 512  # a typical CT slice (the benchmark's crop is smaller)
     fusion = LabelFusion((SLICES, rows, columns))
     logits = np.random.default_rng(0).normal(0, 5, (rows, columns)).astype(np.float32)
 
@@ -74,10 +74,14 @@ def measure_whole_volume(folder: Path, precision: str, image_size: int, volume: 
     del model, engine
     return {"path": path, "image_size": image_size,
             "slices": SLICES, "estimate": True,
-            "seconds_per_slice": {key: round(value, 4) for key, value in per_slice.items()},
+            "seconds_per_slice": {key: round(value, 6) for key, value in per_slice.items()},
             "text_encoding_once_seconds": round(text_once, 3),
             "whole_volume_seconds": round(total, 1),
             "share": {key: round(SLICES * value / total, 3) for key, value in per_slice.items()}}
+
+
+def _seconds_text(seconds: float) -> str:
+    return f"{seconds:.3g} s" if seconds >= 1 else f"{1000 * seconds:.3g} ms"
 
 
 def format_whole_volume(figures: list[dict]) -> list[str]:
@@ -89,7 +93,7 @@ def format_whole_volume(figures: list[dict]) -> list[str]:
         if "error" in entry:
             lines.append(f"  {entry['path']:<10} not measured: {entry['error']}")
             continue
-        parts = ", ".join(f"{key.replace('_', ' ')} {value:.3g} s ({100 * entry['share'][key]:.0f} %)"
+        parts = ", ".join(f"{key.replace('_', ' ')} {_seconds_text(value)} ({100 * entry['share'][key]:.0f} %)"
                           for key, value in entry["seconds_per_slice"].items())
         lines.append(f"  {entry['path']:<10} {entry['whole_volume_seconds']:>8} s   per slice: {parts}; "
                      f"text encoded once {entry['text_encoding_once_seconds']} s")
