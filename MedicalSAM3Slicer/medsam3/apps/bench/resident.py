@@ -47,6 +47,15 @@ def _resident_split_mib() -> dict:
 
 
 def _peak_mib() -> float:
+    """This process's own peak: VmHWM on Linux (getrusage's maxrss survives fork and exec, so a process started
+    by the bench would report the bench's own peak)."""
+    try:
+        with open("/proc/self/status", encoding="utf-8") as status:
+            for line in status:
+                if line.startswith("VmHWM"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     import resource
 
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
