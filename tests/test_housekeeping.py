@@ -57,3 +57,17 @@ def test_the_engine_cache_of_the_tests_is_a_fresh_temporary_folder(tmp_path_fact
     cache = cache_directory()
     assert cache.is_relative_to(tmp_path_factory.getbasetemp())
     assert not cache.is_relative_to(Path.home() / ".cache")
+
+
+def test_no_test_module_imports_another():
+    """Shared helpers live in tests/support and shared fixtures in conftest.py: a test that imports another test
+    module works only when both sit in one folder, and breaks when either moves (issue 20)."""
+    import ast
+
+    offenders = []
+    for path in TESTS.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            offenders += [f"{path.relative_to(TESTS)}: {name}" for name in names if name.split(".")[0].startswith("test_")]
+    assert not offenders, offenders

@@ -19,9 +19,9 @@ from MedicalSAM3SlicerLib.segment_io import segment_mask
 
 from cases import VARIANTS, load_case
 from sided import sided_expectation
-from test_engine_placement import click_in_object, dice
-from test_orientation_placement import SIDED_DICE
-from test_slicer_placement import scene_with, world_normal_axis
+from placement import click_in_object, dice
+from sided import SIDED_DICE
+from slicer_placed_cases import scene_with, world_normal_axis
 
 GEOMETRIES = [("brats_tumour", "original", False), ("spleen", "flipped", False), ("liver", "oblique", False),
               ("brats_tumour", "original", True)]

@@ -6,46 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slicer_scene import (add_linear_transform, add_points, add_roi, add_slice_node, load_volume_node, new_scene,
-                          voxels_of, world_of_voxel)
+from slicer_scene import add_linear_transform, add_points, add_roi, add_slice_node, new_scene, voxels_of, world_of_voxel
 
 from MedicalSAM3SlicerLib.segment_io import segment_mask
 
-from cases import VARIANTS, _rotation, load_case
-from oracle import ground_truth_volume
-from placement import click_in_object, dice, normal_ijk_axis, placement_dice
+from cases import VARIANTS, load_case
+from placement import click_in_object, dice, placement_dice
 from slicer_oracle import oracle_logic
+from slicer_placed_cases import scene_with, world_normal_axis
 
 CASES = ["spleen", "liver", "brats_tumour"]
-
-
-def rotation_matrix(degrees: float = 25.0) -> np.ndarray:
-    matrix = np.eye(4)
-    matrix[:3, :3] = _rotation(np.array([0.3, 1.0, 0.4]), degrees)
-    matrix[:3, 3] = [12.0, -7.0, 30.0]
-    return matrix
-
-
-def world_normal_axis(volume_node, axis: str) -> int:
-    """The voxel axis closest to the view's normal in world space (node matrix and parent transform)."""
-    origin = world_of_voxel(volume_node, (0, 0, 0))
-    world_matrix = np.eye(4)
-    for a in range(3):
-        step = np.zeros(3)
-        step[a] = 1
-        world_matrix[:3, a] = world_of_voxel(volume_node, step) - origin
-    return normal_ijk_axis(world_matrix, axis)
-
-
-def scene_with(case, tmp_path, transformed: bool):
-    scene = new_scene()
-    node = load_volume_node(scene, ground_truth_volume(case.volume, case.mask), tmp_path)
-    transform = None
-    if transformed:
-        transform = add_linear_transform(scene, rotation_matrix())
-        node.SetAndObserveTransformNodeID(transform.GetID())
-    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "segmentation")
-    return scene, node, segmentation, transform
 
 
 # every stored geometry plain, and the original one also under a rotation transform

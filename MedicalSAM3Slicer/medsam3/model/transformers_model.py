@@ -38,7 +38,7 @@ from .text_protocol import DEFAULT_PROTOCOL, VolumeTextProtocol
 from .transformers_patches import (attributes_set, backbone_replaced, check_transformers_version,
                                    detector_features_from, drop_unused_outputs, feed_video_session,
                                    set_processor_target_size)
-from .weight_sharing import WeightRegistry
+from .weight_sharing import WeightRegistry, release_loading_memory
 
 log = logging.getLogger("medsam3.timings")
 _ROLE_USE = {"sam3": "text prompts on a slice", "sam3_tracker": "points and boxes on a slice",
@@ -241,6 +241,7 @@ class TransformersSegmentationModel:
                 cache_rotary_tables(model)
                 if self.shares_backbone:
                     self._weights.share(model)
+                release_loading_memory(model, path)  # issue 22: the file mapping and freed heap go back to the system
                 if role == "sam3_video":
                     add_class_token_to_text_prompts(model.detector_model)
                 processor = processor_class.from_pretrained(path)

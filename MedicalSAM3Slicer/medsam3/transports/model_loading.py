@@ -18,8 +18,17 @@ from ..model.vocabulary import medical_sam3_vocabulary
 from ..model.segmentation_model import ModelPrompt
 from ..model.transformers_model import TransformersSegmentationModel
 
-CPU_WARNING = ("Running on the CPU: the first click on each new slice takes tens of seconds (the slice is encoded "
-               "once; later clicks on it are fast). A CUDA GPU or a remote server makes this interactive.")
+
+
+def cpu_warning(model: TransformersSegmentationModel, cache_dir: str | Path | None = None) -> str:
+    """The CPU warning, quoting this machine's whole-volume time (``medsam3 bench``'s cached figure, else an
+    estimate from the matrix-multiply speed: see :mod:`medsam3.model.cpu_speed`)."""
+    import torch
+
+    from ..model.cpu_speed import cpu_warning as warning
+    from ..model.model_sources import cache_directory
+
+    return warning(cache_directory(cache_dir), model.precision_plan.name, torch.get_num_threads(), model.image_size)
 
 
 def choose_device(requested: str | None = None) -> str:
@@ -70,7 +79,7 @@ def load_backend(source: str | None = None, device: str | None = None, image_siz
     import transformers
 
     model = load_model(source, device, image_size, cache_dir, progress, bf16_autocast)
-    notes = (CPU_WARNING,) if model.device.type == "cpu" else ()
+    notes = (cpu_warning(model, cache_dir),) if model.device.type == "cpu" else ()
     if model.name == "tiny-random":
         notes += ("tiny-random is a plumbing check with random weights: its masks mean nothing.",)
     missing = [kind for kind in ALL_KINDS if kind not in model.capabilities]

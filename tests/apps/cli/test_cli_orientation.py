@@ -18,8 +18,8 @@ from cases import VARIANTS, load_case
 from oracle import ground_truth_volume
 from server_harness import API_KEY, running_server, write_nifti
 from sided import sided_expectation
-from test_engine_placement import click_in_object, dice, normal_ijk_axis
-from test_orientation_placement import SIDED_DICE
+from placement import click_in_object, dice, normal_ijk_axis
+from sided import SIDED_DICE
 
 SIDED_INFO = BackendInfo(model="sided-bright-region", device="cpu", image_size=1008)
 

@@ -130,7 +130,7 @@ def test_a_strongly_oblique_volume_is_sliced_along_the_voxel_axes_closest_to_the
     (40 degrees, stored with permuted axes)."""
     from cases import _rotation
     from sided import screen_axes
-    from test_engine_placement import normal_ijk_axis
+    from placement import normal_ijk_axis
 
     matrix = np.eye(4)
     matrix[:3, :3] = _rotation(np.array([1.0, 0.5, 0.2]), degrees) @ np.diag([0.8, 0.9, 3.0])[:, [2, 0, 1]]

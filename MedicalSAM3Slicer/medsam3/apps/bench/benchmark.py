@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -27,50 +28,11 @@ import torch
 
 from ...interaction.engine import SegmentationEngine
 from ...interaction.prompts import PointPrompt, SlicePrompt
+from ...model.cpu_speed import cpu_name
 from ...model.transformers_model import TransformersSegmentationModel
 from ...geometry.volume import Volume
 
 SPLEEN_CT = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "ct" / "spleen_msd_crop" / "image.nii.gz"
-
-
-# (rows, inner, columns) of the ViT's largest products: the MLP of a 1008-px global layer (72 x 72 tokens), the
-# fused-width projections of a 504-px global layer (36 x 36 tokens), a 24 x 24 window's projection; and 2048^2
-ENCODER_SHAPES = ((5184, 1024, 4736), (1296, 1024, 3072), (576, 1024, 1024))
-SQUARE_SHAPE = (2048, 2048, 2048)
-
-
-def matmul_gflops(dtype: torch.dtype, shape: tuple[int, int, int] = SQUARE_SHAPE, seconds: float = 1.0) -> dict:
-    """Throughput of (rows x inner) @ (inner x columns) in ``dtype``. Where one product would take more than
-    ``seconds`` (emulated bfloat16 runs at a few GFLOP/s) it is timed on fewer rows: throughput hardly depends on
-    the row count once there are a few hundred, and the figure says how many rows were used."""
-    rows, inner, columns = shape
-    b = torch.randn(inner, columns, dtype=dtype)
-    probe_rows = min(rows, 64)
-    probe = torch.randn(probe_rows, inner, dtype=dtype)
-    torch.matmul(probe, b)  # warm-up
-    start = time.perf_counter()
-    torch.matmul(probe, b)
-    per_row = (time.perf_counter() - start) / probe_rows
-    used_rows = int(min(rows, max(probe_rows, seconds / 3 / max(per_row, 1e-9))))
-    a = torch.randn(used_rows, inner, dtype=dtype)
-    torch.matmul(a, b)
-    runs, start = 0, time.perf_counter()
-    while runs < 2 or time.perf_counter() - start < seconds:
-        torch.matmul(a, b)
-        runs += 1
-    gflops = 2 * used_rows * inner * columns * runs / (time.perf_counter() - start) / 1e9
-    return {"shape": "x".join(map(str, shape)), "gflops": float(f"{gflops:.3g}"), "rows_timed": used_rows}
-
-
-def matmul_table(seconds: float = 1.0) -> dict:
-    """Both precisions on the encoder's shapes and on 2048^2; ``encoder_shapes_gflops`` is their time-weighted
-    mean (the same FLOPs done on each shape), the figure the encoder is compared with."""
-    table = {}
-    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
-        shapes = [matmul_gflops(dtype, shape, seconds) for shape in ENCODER_SHAPES]
-        table[name] = {"encoder_shapes": shapes, "square_2048": matmul_gflops(dtype, SQUARE_SHAPE, seconds),
-                       "encoder_shapes_gflops": float(f"{len(shapes) / sum(1 / s['gflops'] for s in shapes):.3g}")}
-    return table
 
 
 def peak_resident_mib() -> float:
@@ -85,7 +47,16 @@ def resident_mib() -> float:
 
 
 def _full_size(role: str, image_size: int):
-    """A full-size model of one class with random weights, and its processor, at an input size."""
+    """A full-size model of one class with random weights, and its processor, at an input size (``--model tiny``:
+    the tiny random model of that class, at its own size)."""
+    if TINY[0]:
+        from ...model.model_classes import MODEL_CLASSES
+        from ...model.processors import build_processor
+        from ...model.tiny_models import TINY_IMAGE_SIZE
+        from .full_size import tiny_folder
+
+        model = MODEL_CLASSES[role].from_pretrained(tiny_folder() / role).eval()
+        return model, build_processor(role, TINY_IMAGE_SIZE)
     from transformers import Sam3TrackerConfig, Sam3TrackerModel, Sam3TrackerVideoConfig, Sam3TrackerVideoModel
 
     from ...model.processors import build_processor
@@ -101,6 +72,9 @@ def _full_size(role: str, image_size: int):
     return model, build_processor(role, image_size)
 
 
+TINY = [False]  # set by ``--model tiny`` for the run
+
+
 def benchmark_volume() -> Volume:
     if SPLEEN_CT.exists():
         from ...files.volume_io import read_volume
@@ -111,19 +85,14 @@ def benchmark_volume() -> Volume:
 
 
 def measure_clicks(image_size: int, volume: Volume, clicks: int, precision: str) -> dict:
-    """Encoding one slice (timed once, its FLOPs counted in that same pass), the memory the loaded tracker holds,
-    and decoding clicks from the cached encoding, through the engine."""
-    import gc
-
-    gc.collect()
-    before = resident_mib()
+    """Encoding one slice (timed once, its FLOPs counted in that same pass) and decoding clicks from the cached
+    encoding, through the engine. (The loaded model's memory is measured in a fresh process: see
+    :mod:`medsam3.apps.bench.resident`.)"""
     print(f"building the full-size tracker at {image_size} px (random weights) ...", flush=True)
     tracker = _full_size("sam3_tracker", image_size)
     parameters = sum(p.numel() for p in tracker[0].parameters())
     model = TransformersSegmentationModel.from_components({"sam3_tracker": tracker}, "full-size-random",
                                                           image_size=image_size, precision=precision)
-    gc.collect()
-    model_mib = resident_mib() - before
     engine = SegmentationEngine(model)
     frames = engine.frames(volume, "axial")
     i, j, k = (n // 2 for n in volume.shape_ijk)
@@ -155,7 +124,7 @@ def measure_clicks(image_size: int, volume: Volume, clicks: int, precision: str)
         engine.predict_slice(volume, SlicePrompt("axial", points=(PointPrompt(point),)))
         latencies.append(time.perf_counter() - start)
     return {"image_size": image_size, "tracker_parameters_millions": round(parameters / 1e6, 1),
-            "precision_path": model.precision, "model_resident_mib": round(model_mib),
+            "precision_path": model.precision,
             "vision_encoding_seconds": round(encode_seconds, 2),
             "vision_encoder_gflop": round(encoder_flops / 1e9, 1),
             "vision_encoder_gflops_per_second": round(encoder_flops / 1e9 / encode_seconds, 1),
@@ -215,36 +184,73 @@ def measure_agreement_figures(scale: str, image_size: int, fast_precision: str =
 
 
 def run(sizes: list[int], clicks: int, propagation_slices: int, threads: int | None, precision: str,
-        agreement: str = "auto") -> dict:
-    """``precision``: one path or several, comma-separated ("float32,int8"): each is measured at every size."""
+        agreement: str = "auto", tiny: bool = False) -> dict:
+    """``precision``: one path or several, comma-separated ("float32,int8"): each is measured at every size.
+    ``tiny``: the tiny random models at their own size (seconds; the bench's own test), else full size."""
     from ...model.precision import choose_precision, cpu_features, int8_engine
+    from .ceiling import fraction_of_ceiling, matmul_ceiling, vit_shapes
+    from .full_size import full_size_folder, tiny_folder
+    from .resident import measure_resident
+    from .whole_volume import measure_whole_volume
 
+    TINY[0] = tiny
     if threads:
         torch.set_num_threads(threads)
+    if tiny:
+        from ...model.tiny_models import TINY_IMAGE_SIZE
+
+        sizes = [TINY_IMAGE_SIZE]
+        agreement = "none"
     precisions = [p.strip() for p in precision.split(",") if p.strip()] or ["auto"]
     plans = [choose_precision("cpu", p) for p in precisions]
-    plan = plans[0]
     volume = benchmark_volume()
-    print("timing matrix products (float32 and bfloat16, encoder shapes and 2048^2) ...", flush=True)
-    report = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+    print("timing matrix products (float32 and bfloat16, 2048^2, 4096^2 and the ViT's own shapes) ...", flush=True)
+    ceiling = matmul_ceiling(sizes, tiny, seconds=0.05 if tiny else 0.5,
+                             vit_shape_of=(lambda size: vit_shapes(size, 64, 128, window=8)) if tiny else vit_shapes)
+    report = {"machine": {"platform": platform.platform(), "processor": cpu_name(),
                           "cpu_bfloat16_units": cpu_features().describe(),
                           "torch": torch.__version__, "threads": torch.get_num_threads(),
+                          "load_average": [round(x, 2) for x in os.getloadavg()],
+                          "model": "tiny random" if tiny else "full size, random weights",
                           "slice_source": str(SPLEEN_CT) if SPLEEN_CT.exists() else "synthetic",
                           "precision": "; ".join(p.describe() for p in plans)},
-              "matmul": matmul_table(), "sizes": []}
+              "ceiling": ceiling, "sizes": [], "whole_volume": [], "resident": []}
+    folder = tiny_folder() if tiny else full_size_folder()
     for size in sizes:
         for name, path in zip(precisions, plans):
-            # the int8 path's products are int8 ones, compared here with float32 matmul (no int8 figure)
-            matmul = report["matmul"][path.name if path.name != "int8" else "float32"]["encoder_shapes_gflops"]
             result = (measure_clicks(size, volume, clicks, name)
                       | measure_propagation(size, volume, propagation_slices, name))
             result["path"] = path.name
-            result["encoder_fraction_of_matmul_at_this_precision"] = round(
-                result["vision_encoder_gflops_per_second"] / matmul, 3)
-            result["encoder_fraction_of_bfloat16_matmul"] = round(
-                result["vision_encoder_gflops_per_second"] / report["matmul"]["bfloat16"]["encoder_shapes_gflops"],
-                3)
             report["sizes"].append(result)
+    whole_size = min(sizes) if tiny else 504
+    for name, path in zip(precisions, plans):
+        tracker = next((r["propagation_seconds_per_slice_cached_encodings"] for r in report["sizes"]
+                        if r["path"] == path.name and r["image_size"] == whole_size), None)
+        if tracker is None:
+            tracker = measure_propagation(whole_size, volume, propagation_slices, name)[
+                "propagation_seconds_per_slice_cached_encodings"]
+        report["whole_volume"].append(measure_whole_volume(folder, name, whole_size, volume, tracker))
+        print(f"loaded model's resident memory, {path.name} path (a fresh process) ...", flush=True)
+        report["resident"].append(measure_resident(folder, name, whole_size))
+    # fractions once every encoder figure is in: a faster encoder raises the ceiling before any is computed
+    for result in report["sizes"]:
+        if result["path"] in ceiling:
+            fraction_of_ceiling(ceiling, result["path"], result["vision_encoder_gflops_per_second"])
+    for result in report["sizes"]:
+        speed = result["vision_encoder_gflops_per_second"]
+        result["encoder_fraction_of_ceiling_this_path"] = (fraction_of_ceiling(ceiling, result["path"], speed)
+                                                           if result["path"] in ceiling else "n/a")
+        result["encoder_fraction_of_bfloat16_ceiling"] = round(speed / ceiling["bfloat16"]["ceiling_gflops"], 3) \
+            if result["path"] != "int8" else "n/a"
+    if not tiny:
+        from ...model.cpu_speed import write_measured
+        from ...model.model_sources import cache_directory
+
+        for entry in report["whole_volume"]:
+            encode = entry["seconds_per_slice"]["vision_encoding"]
+            report["machine"]["cached_figures"] = str(write_measured(
+                cache_directory(), entry["path"], torch.get_num_threads(), entry["whole_volume_seconds"], encode,
+                entry["seconds_per_slice"]))
     if agreement == "auto":
         agreement = "full" if cpu_features().native_bfloat16 else "mid"
     if agreement != "none":
@@ -253,40 +259,44 @@ def run(sizes: list[int], clicks: int, propagation_slices: int, threads: int | N
         report["agreements"] = [measure_agreement_figures(agreement, min(sizes), name)
                                 for name in dict.fromkeys(fast)]
     report["peak_resident_mib"] = round(peak_resident_mib(), 0)
+    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return report
 
 
 def format_table(report: dict) -> str:
-    machine, matmul = report["machine"], report["matmul"]
+    from .ceiling import format_ceiling
+    from .whole_volume import format_whole_volume
+
+    machine = report["machine"]
     lines = [f"machine: {machine['processor']} ({machine['cpu_bfloat16_units']}), {machine['threads']} threads, "
-             f"torch {machine['torch']}", f"path: {machine['precision']}", "",
-             f"{'matmul GFLOP/s':<34}{'float32':>10}  {'bfloat16':>10}"]
-    for index, shape in enumerate(ENCODER_SHAPES):
-        cells = [matmul[name]["encoder_shapes"][index] for name in ("float32", "bfloat16")]
-        label = "x".join(map(str, shape))
-        notes = [f"{c['rows_timed']} rows" for c in cells if c["rows_timed"] != shape[0]]
-        lines.append(f"  {label:<32}{cells[0]['gflops']:>10}  {cells[1]['gflops']:>10}"
-                     + (f"   (timed on {', '.join(notes)})" if notes else ""))
-    lines.append(f"  {'encoder shapes (time-weighted)':<32}{matmul['float32']['encoder_shapes_gflops']:>10}  "
-                 f"{matmul['bfloat16']['encoder_shapes_gflops']:>10}")
-    lines.append(f"  {'2048^2':<32}{matmul['float32']['square_2048']['gflops']:>10}  "
-                 f"{matmul['bfloat16']['square_2048']['gflops']:>10}")
-    lines.append("")
+             f"torch {machine['torch']}; load average {machine['load_average']} at the start, "
+             f"{machine.get('load_average_at_end')} at the end", f"model: {machine['model']}",
+             f"path: {machine['precision']}", "", *format_ceiling(report["ceiling"]), ""]
     rows = [("input size (px)", "image_size", ""), ("path", "path", ""),
             ("vision encoding per slice", "vision_encoding_seconds", "s"),
             ("encoder work", "vision_encoder_gflop", "GFLOP"),
             ("encoder speed", "vision_encoder_gflops_per_second", "GFLOP/s"),
-            ("  fraction of matmul, this path", "encoder_fraction_of_matmul_at_this_precision", ""),
-            ("  fraction of bfloat16 matmul", "encoder_fraction_of_bfloat16_matmul", ""),
+            ("  fraction of ceiling, this path", "encoder_fraction_of_ceiling_this_path", ""),
+            ("  fraction of bfloat16 ceiling", "encoder_fraction_of_bfloat16_ceiling", ""),
             ("click to mask, cached (median)", "click_latency_median_seconds", "s"),
             ("click to mask, cached (p90)", "click_latency_p90_seconds", "s"),
             ("propagation per slice, encoding", "propagation_seconds_per_slice_with_encoding", "s"),
-            ("propagation per slice, cached", "propagation_seconds_per_slice_cached_encodings", "s"),
-            ("loaded tracker resident", "model_resident_mib", "MiB")]
+            ("propagation per slice, cached", "propagation_seconds_per_slice_cached_encodings", "s")]
     for label, key, unit in rows:
         values = "  ".join(f"{size[key]!s:>10}" for size in report["sizes"])
         lines.append(f"{label:<34}{values} {unit}")
-    lines.append(f"{'peak resident memory (process)':<34}{report['peak_resident_mib']:>10} MiB")
+    lines += format_whole_volume(report["whole_volume"])
+    lines += ["", "loaded model, resident growth in a fresh process (detector and tracker; all four classes)"]
+    for entry in report["resident"]:
+        if "error" in entry:
+            lines.append(f"  {entry['precision']:<10} not measured: {entry['error']}")
+            continue
+        split = entry.get("all_classes_own_and_file_mapped_mib", {})
+        lines.append(f"  {entry['path']:<10} {entry['detector_and_tracker_mib']:>7} MiB; all classes "
+                     f"{entry['all_classes_mib']} MiB (own {split.get('RssAnon', '?')} + file-mapped "
+                     f"{split.get('RssFile', '?')}); that process's peak {entry['peak_mib']} MiB "
+                     f"(at {entry['image_size']} px)")
+    lines.append(f"{'peak resident memory (bench process)':<34}{report['peak_resident_mib']:>10} MiB")
     for agreement in report.get("agreements", []):
         if "skipped" in agreement:
             continue
@@ -298,6 +308,8 @@ def format_table(report: dict) -> str:
             lines.append(f"  {label:<36} Dice min {figures['dice_min']}, mean {figures['dice_mean']}; "
                          f"largest logit difference {figures['max_logit_difference']} "
                          f"({100 * figures['max_relative_logit_difference']:.1f} % of the largest logit)")
+    if not report.get("agreements"):
+        lines += ["", "agreement of bfloat16 with float32: not run (--agreement none or --model tiny)"]
     return "\n".join(lines)
 
 
@@ -313,11 +325,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agreement", choices=("auto", "full", "mid", "none"), default="auto",
                         help="bfloat16 vs float32 masks with the full-size tracker (auto: where bfloat16 is native) "
                              "or a mid-size one (auto elsewhere: emulated bfloat16 is slow)")
+    parser.add_argument("--model", choices=("full", "tiny"), default="full",
+                        help="full: the full-size architecture with random weights (default); tiny: the tiny random "
+                             "models (seconds: a check of the bench itself, its figures say nothing of the machine)")
     parser.add_argument("--json", type=Path, default=Path("benchmark.json"), help="where to write the figures")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     report = run(sizes, max(1, args.clicks), max(1, args.propagation_slices), args.threads, args.precision,
-                 args.agreement)
+                 args.agreement, tiny=args.model == "tiny")
     args.json.write_text(json.dumps(report, indent=2))
     print(format_table(report))
     print(f"\nwritten: {args.json}")
