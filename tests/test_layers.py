@@ -66,6 +66,14 @@ NOT_A_TRANSFORMERS_PATCH = {
     ("medsam3/model/meta_checkpoint/config.py", "current.layer_norm_eps"),
     ("medsam3/model/meta_checkpoint/convert.py", "config.architectures"),
     ("medsam3/model/meta_checkpoint/convert.py", "config.dtype"),
+    ("medsam3/apps/bench/full_size.py", "model.config.architectures"),
+    # after loading, each weight tensor's storage is replaced by a copy in the process's own memory so the weights
+    # file's pages can be given back (weight_sharing.release_loading_memory, issue 22): torch tensors, not transformers
+    # code, and the values are bit-identical; the marker keeps a tensor from being copied twice
+    ("medsam3/model/weight_sharing.py", "tensor.data"),
+    ("medsam3/model/weight_sharing.py", "tensor._held_in_own_memory"),
+    # ctypes' prototype of libc's madvise (same function)
+    ("medsam3/model/weight_sharing.py", "libc.madvise.argtypes"),
     # the batch's own progress reporter
     ("medsam3/apps/batch/ray_runner.py", "progress.workers"),
 }
