@@ -78,7 +78,8 @@ def test_remote_mode_in_a_python_without_torch_writes_the_servers_mask_at_the_ri
         run = subprocess.run([sys.executable, "-c", REMOTE_CLICK, url, API_KEY, str(tmp_path),
                               ",".join(local_model_packages()), ",".join(map(str, ijk))], cwd=ROOT,
                              capture_output=True, text=True, timeout=300,
-                             env={"PYTHONPATH": str(ROOT / "MedicalSAM3Slicer"), "PATH": "/usr/bin:/bin"})
+                             env={"PYTHONPATH": str(ROOT / "MedicalSAM3Slicer"), "PATH": "/usr/bin:/bin",
+                                  "PYTHONDONTWRITEBYTECODE": "1"})
     assert run.returncode == 0, run.stderr[-3000:]
     assert "transport=remote" in run.stdout
     remote = np.load(tmp_path / "mask.npy")
@@ -132,7 +133,8 @@ def test_remote_mode_without_torch_against_medsam3_serve_gives_the_servers_model
         run = subprocess.run([sys.executable, "-c", REMOTE_CLICK, url, API_KEY, str(tmp_path),
                               ",".join(local_model_packages()), ",".join(map(str, ijk))], cwd=ROOT,
                              capture_output=True, text=True, timeout=300,
-                             env={"PYTHONPATH": str(ROOT / "MedicalSAM3Slicer"), "PATH": "/usr/bin:/bin"})
+                             env={"PYTHONPATH": str(ROOT / "MedicalSAM3Slicer"), "PATH": "/usr/bin:/bin",
+                                  "PYTHONDONTWRITEBYTECODE": "1"})
     finally:
         server.terminate()
         server.wait(timeout=60)
