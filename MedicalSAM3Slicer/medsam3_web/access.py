@@ -36,7 +36,7 @@ def key_middleware(key: str):
 
 def scene_state(annotation) -> dict:
     """What the scene holds (test endpoint): each segment's name, colour, visibility, voxel count and the voxel
-    (i, j, k) bounds of its mask on the source grid; the model's timing and the process memory."""
+    (i, j, k) bounds of its mask on the source grid; the typed target; the model's timing and the process memory."""
     rows = []
     for row in annotation.segments():
         mask = annotation.segment_mask(row["id"])
@@ -48,6 +48,7 @@ def scene_state(annotation) -> dict:
 
     volume = annotation.volume_node.GetName() if annotation.volume_node is not None else None
     return {"volume": volume, "segments": rows, "busy": annotation.busy, "status": annotation.status,
+            "target": annotation.text,  # the typed target as the server has it (the page syncs it on change)
             "timing": dict(annotation.last_timing), "rss_bytes": psutil.Process(os.getpid()).memory_info().rss}
 
 

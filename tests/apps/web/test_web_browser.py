@@ -147,6 +147,7 @@ def test_type_click_undo_export_in_a_real_browser(tmp_path):
         # 5. New segment: a click with a typed name starts a segment named and coloured from the terminology.
         page.click("#medsam3-new-segment")
         page.fill("#medsam3-target", "left kidney")
+        web.wait_for_state(lambda s: s["target"] == "left kidney")  # the page sends the typed text asynchronously
         coronal.click(position={"x": x, "y": y})
         state = web.wait_for_state(lambda s: len(s["segments"]) == 2)
         kidney = state["segments"][1]
