@@ -19,7 +19,7 @@ from MedicalSAM3SlicerLib.segment_io import segment_mask
 
 from cases import load_case
 from oracle import ground_truth_volume
-from server_harness import API_KEY, running_server
+from server_harness import API_KEY, running_server, served_tiny_model
 from placement import click_in_object, dice
 from slicer_oracle import oracle_logic
 
@@ -99,45 +99,21 @@ def test_remote_mode_without_torch_against_medsam3_serve_gives_the_servers_model
     gets exactly the voxels the same model gives in-process (tiny random weights: the answer means nothing, but it
     must be the same answer)."""
     import os
-    import socket
-    import time
-
-    import httpx
 
     from medsam3.transports.model_loading import load_backend
     from MedicalSAM3SlicerLib import MedicalSAM3SlicerLogic
 
     case = load_case("spleen")
     ijk, _ = click_in_object(case.mask, 2)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     cache = tmp_path / "cache"
     environment = {**os.environ, "MEDSAM3_API_KEY": API_KEY, "MEDSAM3_CACHE": str(cache),
                    "PYTHONPATH": str(ROOT / "MedicalSAM3Slicer"), "OMP_NUM_THREADS": "1"}
-    log = (tmp_path / "serve.log").open("w+")
-    server = subprocess.Popen([str(Path(sys.executable).with_name("medsam3")), "serve", "--model", "tiny-random",
-                               "--device", "cpu", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                              env=environment)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.5)
+    with served_tiny_model(tmp_path, environment) as url:
         run = subprocess.run([sys.executable, "-c", REMOTE_CLICK, url, API_KEY, str(tmp_path),
                               ",".join(local_model_packages()), ",".join(map(str, ijk))], cwd=ROOT,
                              capture_output=True, text=True, timeout=300,
                              env={"PYTHONPATH": str(ROOT / "MedicalSAM3Slicer"), "PATH": "/usr/bin:/bin",
                                   "PYTHONDONTWRITEBYTECODE": "1"})
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
     assert run.returncode == 0, run.stderr[-3000:]
     remote = np.load(tmp_path / "mask.npy")
     scene = new_scene()

@@ -4,12 +4,15 @@ files (NIfTI and a DICOM series), and the real server running on a loopback port
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import httpx
 import numpy as np
 import SimpleITK as sitk
 import uvicorn
@@ -165,3 +168,32 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+@contextmanager
+def served_tiny_model(tmp_path: Path, environment: dict) -> Iterator[str]:
+    """`medsam3 serve --model tiny-random` as a user starts it (the console script, its own process) on a free
+    loopback port; yields its URL once /health answers. Its output goes to ``tmp_path / "serve.log"``."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path / "serve.log").open("w+")
+    process = subprocess.Popen([str(Path(sys.executable).with_name("medsam3")), "serve", "--model", "tiny-random",
+                                "--device", "cpu", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                               env=environment)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(f"{url}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        log.close()

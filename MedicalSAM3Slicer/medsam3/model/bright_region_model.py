@@ -42,6 +42,11 @@ class BrightRegionModel:
     def _components(image: np.ndarray) -> tuple[np.ndarray, int]:
         return ndimage.label(image > 0.5)
 
+    def _kept_part(self, shape: tuple[int, int], x: float, y: float):
+        """The part of a clicked (or boxed) region a prompt at model pixel (x, y) keeps: all of it here; the sided
+        stand-in (sided_region_model.py) keeps one side."""
+        return True
+
     def _mask_from_prompt(self, image: np.ndarray, prompt: ModelPrompt) -> np.ndarray:
         labels, _ = self._components(image)
         chosen = np.zeros(image.shape, dtype=bool)
@@ -50,12 +55,15 @@ class BrightRegionModel:
             col, row = int(round(x)), int(round(y))
             if 0 <= row < size and 0 <= col < size and labels[row, col] > 0:
                 component = labels == labels[row, col]
-                chosen = chosen | component if label == 1 else chosen & ~component
+                if label == 1:
+                    chosen = chosen | (component & self._kept_part(image.shape, x, y))
+                else:
+                    chosen = chosen & ~component
         if prompt.box_xyxy is not None:
             x0, y0, x1, y1 = prompt.box_xyxy
             inside_box = np.zeros(image.shape, dtype=bool)
             inside_box[max(0, int(np.floor(y0))):int(np.ceil(y1)) + 1, max(0, int(np.floor(x0))):int(np.ceil(x1)) + 1] = True
-            chosen |= (labels > 0) & inside_box
+            chosen |= (labels > 0) & inside_box & self._kept_part(image.shape, (x0 + x1) / 2, (y0 + y1) / 2)
         if prompt.mask is not None and not chosen.any():
             factor = image.shape[0] / prompt.mask.shape[0]
             seed = ndimage.zoom(prompt.mask.astype(np.float32), factor, order=1)[:image.shape[0], :image.shape[1]] > 0.5

@@ -20,7 +20,6 @@ from __future__ import annotations
 import numpy as np
 
 from .bright_region_model import BrightRegionModel
-from .segmentation_model import ModelPrompt
 
 # the half-plane kept: DOWN_WEIGHT * (y - y0) + RIGHT_WEIGHT * (x - x0) <= 0
 DOWN_WEIGHT, RIGHT_WEIGHT = 1.0, 1.0 + np.sqrt(2.0)
@@ -37,23 +36,5 @@ class SidedRegionModel(BrightRegionModel):
 
     name = "sided-bright-region"
 
-    def _mask_from_prompt(self, image: np.ndarray, prompt: ModelPrompt) -> np.ndarray:
-        labels, _ = self._components(image)
-        chosen = np.zeros(image.shape, dtype=bool)
-        size = image.shape[0]
-        for (x, y), label in zip(prompt.points_xy, prompt.point_labels):
-            col, row = int(round(x)), int(round(y))
-            if 0 <= row < size and 0 <= col < size and labels[row, col] > 0:
-                component = labels == labels[row, col]
-                if label == 1:
-                    chosen |= component & kept_side(image.shape, x, y)
-                else:
-                    chosen &= ~component
-        if prompt.box_xyxy is not None:
-            x0, y0, x1, y1 = prompt.box_xyxy
-            inside_box = np.zeros(image.shape, dtype=bool)
-            inside_box[max(0, int(np.floor(y0))):int(np.ceil(y1)) + 1, max(0, int(np.floor(x0))):int(np.ceil(x1)) + 1] = True
-            chosen |= (labels > 0) & inside_box & kept_side(image.shape, (x0 + x1) / 2, (y0 + y1) / 2)
-        if prompt.mask is not None and not chosen.any():
-            return super()._mask_from_prompt(image, prompt)
-        return chosen
+    def _kept_part(self, shape: tuple[int, int], x: float, y: float) -> np.ndarray:
+        return kept_side(shape, x, y)

@@ -4,12 +4,7 @@ masks as in-process, concurrent clients get their own masks, and requests withou
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -25,7 +20,8 @@ from medsam3.files.volume_io import read_volume
 
 from cases import load_case
 from oracle import ground_truth_volume
-from server_harness import API_KEY, oracle_backend, oracle_backend_factory, running_server, spleen_ground_truth_nifti
+from server_harness import (API_KEY, oracle_backend, oracle_backend_factory, running_server, served_tiny_model,
+                            spleen_ground_truth_nifti)
 from placement import click_in_object, dice
 
 
@@ -171,28 +167,8 @@ def test_api_keys_never_appear_in_the_server_output(capfd, caplog):
 
 @pytest.mark.slow
 def test_serve_command_serves_the_tiny_model_with_the_key_from_the_environment(tmp_path):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = (tmp_path / "serve.log").open("w+")
-    process = subprocess.Popen([str(Path(sys.executable).with_name("medsam3")), "serve", "--model", "tiny-random",
-                                "--device", "cpu", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, "MEDSAM3_API_KEY": API_KEY})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.5)
+    with served_tiny_model(tmp_path, {**os.environ, "MEDSAM3_API_KEY": API_KEY}) as url:
         assert httpx.get(f"{url}/info").status_code == 401
         assert RemoteBackend(url, API_KEY).info().model == "tiny-random"
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
     output = (tmp_path / "serve.log").read_text()
     assert "GET /info" in output and API_KEY not in output
