@@ -183,9 +183,9 @@ def run_stress(load_seconds: float = 20.0, uploaders: int = 8, prompters: int = 
         # warm up (what the first requests import and start: torch, thread pools), then the baseline, then reset
         # the high-water mark
         from medsam3.interaction.prompts import PointPrompt, SlicePrompt
-        from medsam3.transports.wire_format import slice_prompt_to_message
+        from medsam3.transports.wire_format import prompt_to_message
 
-        click_message = [slice_prompt_to_message(SlicePrompt("axial", points=(PointPrompt(click),)))
+        click_message = [prompt_to_message(SlicePrompt("axial", points=(PointPrompt(click),)))
                          for _, _, click in cases]
         warm = httpx.post(f"{url}/sessions", content=uploads[0], headers=auth, timeout=60).json()["session_id"]
         httpx.post(f"{url}/sessions/{warm}/prompts", headers=auth, timeout=60,

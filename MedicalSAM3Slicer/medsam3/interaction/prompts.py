@@ -6,7 +6,9 @@ model runs, so a bad prompt costs nothing and changes nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import types
+import typing
+from dataclasses import Field, dataclass, field, fields
 
 import numpy as np
 
@@ -16,11 +18,24 @@ from ..geometry.volume import Volume
 from ..terminology import default_table
 
 
+MAX_POINTS = 1000  # clicks in one prompt (a scribble is a few hundred)
+MAX_INDEX = 2**31 - 1  # a slice index (and an object id) is a signed 32-bit integer on the wire
+
+
+def described(doc: str = "", **limits) -> dict:
+    """A prompt field's metadata: a one-line description and the limits a message must keep (``max_items`` of
+    a sequence, ``ge`` / ``le`` of a number, ``max_length`` of a string). The server's JSON schema
+    (apps/server/schemas.message_model) and the wire converters (transports/wire_format) read the fields, their
+    types and these limits from the dataclasses below: a field added here travels without another edit."""
+    return {"doc": doc, "limits": limits}
+
+
 @dataclass(frozen=True)
 class PointPrompt:
     """A click at continuous voxel coordinates (i, j, k); positive adds, negative removes."""
 
-    ijk: tuple[float, float, float]
+    ijk: tuple[float, float, float] = field(metadata=described("voxel coordinates (i, j, k); voxel centres are "
+                                                               "integers"))
     positive: bool = True
 
 
@@ -40,14 +55,40 @@ class SlicePrompt:
     """Points, at most one box and optionally a starting mask for one object on one slice."""
 
     axis: SliceAxis
-    points: tuple[PointPrompt, ...] = ()
+    points: tuple[PointPrompt, ...] = field(default=(), metadata=described(max_items=MAX_POINTS))
     box: BoxPrompt | None = None
-    mask: np.ndarray | None = field(default=None, compare=False)  # slice-grid bool mask to start from
-    slice_index: int | None = None  # derived from the points / box when not given
+    mask: np.ndarray | None = field(default=None, compare=False,
+                                    metadata=described("a bool mask on the slice's grid to start from"))
+    # derived from the points / box when not given
+    slice_index: int | None = field(default=None, metadata=described(ge=0, le=MAX_INDEX))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "axis", SliceAxis.parse(self.axis))
         object.__setattr__(self, "points", tuple(self.points))
+
+
+def prompt_fields(definition: type) -> list[tuple[Field, object]]:
+    """The fields of a prompt dataclass (or a subclass of one) with their resolved types, in order."""
+    hints = typing.get_type_hints(definition)
+    return [(f, hints[f.name]) for f in fields(definition)]
+
+
+def optional_type(kind) -> tuple[object, bool]:
+    """``X | None`` as ``(X, True)``; any other type as ``(kind, False)``."""
+    members = typing.get_args(kind) if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union \
+        else ()
+    others = [m for m in members if m is not type(None)]
+    if len(members) == 2 and len(others) == 1:
+        return others[0], True
+    if members:
+        raise TypeError(f"A prompt field may be one type or one type | None, not {kind}.")
+    return kind, False
+
+
+def tuple_items(kind, count: int) -> tuple:
+    """The item types of ``count`` items of a ``tuple[X, ...]`` or ``tuple[X, Y, Z]`` type."""
+    items = typing.get_args(kind)
+    return (items[0],) * count if len(items) == 2 and items[1] is Ellipsis else items
 
 
 @dataclass(frozen=True)

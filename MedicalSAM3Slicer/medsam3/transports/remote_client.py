@@ -25,7 +25,7 @@ from ..geometry.slicing import SliceAxis
 from .version_compatibility import CLIENT_VERSION_HEADER, is_compatible, mismatch_message
 from ..geometry.volume import Volume
 from .wire_format import (VOLUME_MEDIA_TYPE, encode_mask_bits, encode_volume, mask_update_from_message,
-                          region_of_mask, slice_prompt_to_message)
+                          region_of_mask, prompt_to_message)
 
 DEFAULT_TIMEOUT_SECONDS = 600.0  # whole-volume propagation on a busy server can take minutes
 STOP_POLL_SECONDS = 0.1
@@ -154,7 +154,7 @@ class RemoteSession:
         whole)."""
         return self._update(self._connection.stoppable_request("POST", self._path("/prompts"), should_stop,
                                                                self._path("/cancel"), json={
-            "object_id": int(object_id), "prompt": slice_prompt_to_message(prompt),
+            "object_id": int(object_id), "prompt": prompt_to_message(prompt),
             "whole_volume": bool(whole_volume), "target_text": target_text}))
 
     def segment_text(self, text: str, axis: SliceAxis | str = SliceAxis.AXIAL, slice_index: int | None = None,

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import struct
+import typing
 import zlib
+from enum import Enum
 
 import numpy as np
 
 from ..errors import MedSam3Error, VolumeError
-from ..interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt
+from ..interaction.prompts import SlicePrompt, optional_type, prompt_fields, tuple_items
 from ..interaction.session import MaskUpdate, bounding_box
 from ..geometry.slicing import SliceAxis
 from ..geometry.volume import MODALITIES, Volume, compact_voxels
@@ -232,31 +235,52 @@ def mask_update_from_message(message: dict) -> MaskUpdate:
         raise WireFormatError(f"The server sent a mask update the client cannot read ({error}).") from error
 
 
-def slice_prompt_to_message(prompt: SlicePrompt) -> dict:
-    """A :class:`SlicePrompt` as JSON (a starting slice mask travels as packed bits with its shape)."""
-    message: dict = {"axis": SliceAxis.parse(prompt.axis).value,
-                     "points": [{"ijk": [float(v) for v in p.ijk], "positive": bool(p.positive)}
-                                for p in prompt.points],
-                     "box": None, "mask": None, "slice_index": prompt.slice_index}
-    if prompt.box is not None:
-        message["box"] = {"corner_a": [float(v) for v in prompt.box.corner_a],
-                          "corner_b": [float(v) for v in prompt.box.corner_b]}
-    if prompt.mask is not None:
-        mask = np.asarray(prompt.mask, dtype=bool)
-        message["mask"] = {"shape": list(mask.shape), "bits": encode_mask_bits(mask)}
-    return message
+def prompt_to_message(prompt) -> dict:
+    """A prompt (:class:`SlicePrompt`, or any dataclass of :mod:`..interaction.prompts`' field types) as JSON,
+    field by field from its definition: tuples travel as lists, a view as its name, a starting slice mask as packed
+    bits with its shape."""
+    return {f.name: _to_json(kind, getattr(prompt, f.name)) for f, kind in prompt_fields(type(prompt))}
 
 
-def slice_prompt_from_message(message: dict, max_mask_pixels: int = 16_777_216) -> SlicePrompt:
-    """Inverse of :func:`slice_prompt_to_message`; the prompt is checked against a volume later."""
-    mask = None
-    if message.get("mask") is not None:
-        shape = tuple(int(n) for n in message["mask"]["shape"])
+def prompt_from_message(message: dict, definition: type = SlicePrompt, max_mask_pixels: int = 16_777_216):
+    """Inverse of :func:`prompt_to_message`; the prompt is checked against a volume later. Fields the message
+    leaves out take the definition's defaults."""
+    return definition(**{f.name: _from_json(kind, message[f.name], max_mask_pixels)
+                         for f, kind in prompt_fields(definition) if f.name in message})
+
+
+def _to_json(kind, value):
+    kind = optional_type(kind)[0]
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(kind):
+        return prompt_to_message(value)
+    if kind is np.ndarray:
+        mask = np.asarray(value, dtype=bool)
+        return {"shape": list(mask.shape), "bits": encode_mask_bits(mask)}
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        return kind(value).value
+    if typing.get_origin(kind) is tuple:
+        return [_to_json(item, v) for item, v in zip(tuple_items(kind, len(value)), value)]
+    return kind(value)  # bool, int, float, str
+
+
+def _from_json(kind, value, max_mask_pixels: int):
+    kind = optional_type(kind)[0]
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(kind):
+        return prompt_from_message(value, kind, max_mask_pixels)
+    if kind is np.ndarray:
+        shape = tuple(int(n) for n in value["shape"])
         if len(shape) != 2 or min(shape) < 1 or shape[0] * shape[1] > max_mask_pixels:
             raise WireFormatError(f"A starting slice mask must be a 2D (rows, columns) mask; got shape {list(shape)}.")
-        mask = decode_mask_bits(message["mask"]["bits"], shape)
-    box = None
-    if message.get("box") is not None:
-        box = BoxPrompt(tuple(message["box"]["corner_a"]), tuple(message["box"]["corner_b"]))
-    points = tuple(PointPrompt(tuple(p["ijk"]), bool(p.get("positive", True))) for p in message.get("points", ()))
-    return SlicePrompt(message["axis"], points=points, box=box, mask=mask, slice_index=message.get("slice_index"))
+        return decode_mask_bits(value["bits"], shape)
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        return kind(value)
+    if typing.get_origin(kind) is tuple:
+        items = tuple_items(kind, len(value))
+        if len(items) != len(value):
+            raise WireFormatError(f"A prompt field of {len(items)} numbers has {len(value)}: {list(value)[:8]}.")
+        return tuple(_from_json(item, v, max_mask_pixels) for item, v in zip(items, value))
+    return kind(value)

@@ -33,7 +33,7 @@ from ...interaction.prompts import parse_text_targets
 from ...geometry.slicing import SliceAxis, SliceGeometry
 from ...transports.version_compatibility import matching_versions
 from ...transports.wire_format import (VOLUME_MEDIA_TYPE, WireFormatError, decode_volume, decoded_bytes, full_mask_from_region,
-                           mask_update_to_message, read_volume_header, slice_prompt_from_message, voxel_count)
+                           mask_update_to_message, read_volume_header, prompt_from_message, voxel_count)
 from .access_log import install_access_log_redaction
 from .allocator import limit_malloc_arenas
 from .api_errors import ApiError, error_response
@@ -243,7 +243,7 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
         """Clicks / a box / a starting slice mask for one object, on its slice or through the whole volume.
         A propagation stops when its client disconnects or calls ``/cancel``."""
         user, own = _caller(http), _caller_budget(http)
-        prompt = slice_prompt_from_message(request.prompt.model_dump())
+        prompt = prompt_from_message(request.prompt.model_dump())
         entry = registry.peek(session_id, user.name)
         _check_cost(settings, 1, entry.slice_counts.get(prompt.axis.value if isinstance(prompt.axis, SliceAxis)
                                                         else str(prompt.axis), 1) if request.whole_volume else 1)
