@@ -13,7 +13,7 @@ import os
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -34,22 +34,34 @@ Triple = tuple[float, float, float]
 
 
 @dataclass(frozen=True)
-class SegmentRequest:
-    """What to segment. Points and box corners are RAS millimetres, or voxel (i, j, k) with ``coordinates_ijk``."""
+class PlacedPrompt:
+    """Clicks and a box as a command takes them (``segment``'s options, a row group of ``batch``'s prompts CSV):
+    RAS millimetres, or voxel (i, j, k) with ``coordinates_ijk``. :func:`build_slice_prompt` makes the engine's
+    :class:`SlicePrompt` of them on a volume."""
 
-    text: str = ""
     positive_points: tuple[Triple, ...] = ()
     negative_points: tuple[Triple, ...] = ()
     box: tuple[Triple, Triple] | None = None
     coordinates_ijk: bool = False
-    view: str = "axial"
-    whole_volume: bool = True
-    segment_name: str = ""  # the name of a clicked / boxed object when no text is typed, or of the started one
-    start_from: str = ""  # a .seg.nrrd whose segments the session starts from (see StartingSegments)
 
     @property
     def has_spatial_prompt(self) -> bool:
         return bool(self.positive_points or self.negative_points or self.box)
+
+    def placed(self) -> dict:
+        """The placed fields alone, to hand on to another request (``SegmentRequest(**prompts.placed(), ...)``)."""
+        return {f.name: getattr(self, f.name) for f in fields(PlacedPrompt)}
+
+
+@dataclass(frozen=True)
+class SegmentRequest(PlacedPrompt):
+    """What to segment: typed text and/or placed clicks and a box (:class:`PlacedPrompt`)."""
+
+    text: str = ""
+    view: str = "axial"
+    whole_volume: bool = True
+    segment_name: str = ""  # the name of a clicked / boxed object when no text is typed, or of the started one
+    start_from: str = ""  # a .seg.nrrd whose segments the session starts from (see StartingSegments)
 
     def check(self) -> None:
         """Reject requests that cannot be carried out, before any model is loaded."""

@@ -49,9 +49,7 @@ def add_batch_parser(commands) -> argparse.ArgumentParser:
 
 def _request(text: str, view: str, prompts: CasePrompts | None) -> SegmentRequest:
     prompts = prompts or CasePrompts()
-    return SegmentRequest(text=text, positive_points=prompts.positive_points, negative_points=prompts.negative_points,
-                          box=prompts.box, coordinates_ijk=prompts.coordinates_ijk, view=view, whole_volume=True,
-                          segment_name=prompts.name)
+    return SegmentRequest(text=text, view=view, whole_volume=True, segment_name=prompts.name, **prompts.placed())
 
 
 def _requests(cases: list[Case], text: str, view: str, prompts: dict[str, CasePrompts]) -> dict[str, SegmentRequest]:

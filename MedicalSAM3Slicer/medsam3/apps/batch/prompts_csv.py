@@ -21,18 +21,16 @@ from pathlib import Path
 from typing import Sequence
 
 from ...errors import PromptError
+from ..segment_pipeline import PlacedPrompt, Triple
 from .cases import Case, resolved
 
-Triple = tuple[float, float, float]
 _KINDS = ("point", "negative_point", "box")
 
 
 @dataclass(frozen=True)
-class CasePrompts:
-    positive_points: tuple[Triple, ...] = ()
-    negative_points: tuple[Triple, ...] = ()
-    box: tuple[Triple, Triple] | None = None
-    coordinates_ijk: bool = False
+class CasePrompts(PlacedPrompt):
+    """One case's clicks and box (the CSV's ``space`` is ``coordinates_ijk``) and the clicked object's name."""
+
     name: str = ""
 
 
