@@ -4,6 +4,8 @@ Every error carries a message that says what went wrong and what to do about it.
 the command line, the server) show the message as it is; they never need a traceback to explain the problem.
 """
 
+import importlib.util
+
 
 class MedSam3Error(Exception):
     """Base class of every error the engine raises on purpose."""
@@ -46,3 +48,34 @@ class RemoteAuthError(RemoteServerError, PermissionError):
 
 class VersionMismatchError(RemoteServerError):
     """The client and the server run medsam3 versions that do not work together."""
+
+
+class MissingExtra(MedSam3Error):
+    """A command needs a package of one of medsam3's optional parts (a pip extra) that is not installed."""
+
+
+# The import names of pyproject.toml's extras (tests/extension/test_pip_install.py holds the two equal).
+EXTRAS = {"server": ("fastapi", "starlette", "pydantic", "uvicorn"), "ray": ("ray",),
+          "evaluation": ("matplotlib", "monai"), "dicom": ("pydicom", "highdicom")}
+
+
+def require_extra(extra: str, what: str) -> None:
+    """Raise :class:`MissingExtra` now, before a model loads or a file is written, when a package of ``extra`` is
+    not installed (nothing is imported: the packages are looked up)."""
+    for package in EXTRAS[extra]:
+        try:
+            found = importlib.util.find_spec(package) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise missing_extra(ModuleNotFoundError(f"No module named {package!r}", name=package), what)
+
+
+def missing_extra(error: ImportError, what: str = "This command") -> MissingExtra | None:
+    """The one line for an import that failed because an extra is not installed; None for any other import."""
+    package = (error.name or "").split(".")[0]
+    extra = next((extra for extra, packages in EXTRAS.items() if package in packages), None)
+    if extra is None:
+        return None
+    return MissingExtra(f"{what} needs {package}, which is not installed: pip install \"medsam3[{extra}]\" (in a "
+                        f"checkout: pip install -r requirements/{extra}.txt)")

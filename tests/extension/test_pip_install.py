@@ -23,6 +23,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 import medsam3
+from medsam3.errors import EXTRAS
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -59,6 +60,14 @@ def test_every_declared_dependency_holds_its_pinned_release():
             assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is outside pyproject's {requirement}"
         undeclared = set(_pins(*files)) - {canonicalize_name(r.name) for r in declared} - core
         assert not undeclared, f"pinned in requirements/{files[0]} but not declared in pyproject [{extra}]: {undeclared}"
+
+
+def test_the_extras_a_command_names_are_pyprojects():
+    """medsam3.errors.EXTRAS (what `medsam3 serve` and the others say to install when a package is missing) holds
+    the import names of pyproject's extras, no more and no fewer."""
+    declared = {extra: {canonicalize_name(Requirement(text).name).replace("-", "_") for text in requirements}
+                for extra, requirements in PYPROJECT["project"]["optional-dependencies"].items()}
+    assert {extra: set(packages) for extra, packages in EXTRAS.items()} == declared
 
 
 def test_the_version_is_written_once(tmp_path):

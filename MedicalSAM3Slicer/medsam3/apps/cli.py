@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 from .. import __version__
 from ..transports.backend import SegmentationBackend
 from ..transports.backend_choice import API_KEY_ENVIRONMENT_VARIABLE, open_backend
-from ..errors import MedSam3Error
+from ..errors import MedSam3Error, MissingExtra, missing_extra, require_extra
 from .arguments import (DEVICE_HELP, OneLineArgumentParser, UsageError, _box, add_backend_options,
                         attach_coordinate_values, check_backend_options, parse_point)
 from .arguments import check_readable_file as _check_readable_file, trust_ca_file as _trust_ca_file
@@ -237,6 +237,7 @@ def _bench(arguments: list[str]) -> int:
 
 
 def _serve(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
+    require_extra("server", "medsam3 serve")  # uvicorn is imported only once the model has loaded
     from .server import run_server
 
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
@@ -346,6 +347,9 @@ def main(argv: Sequence[str] | None = None, backend_factory: BackendFactory = op
     except UsageError as error:
         print(error, file=sys.stderr)
         return EXIT_USAGE
+    except MissingExtra as error:  # an optional part (a pip extra) not installed: a usage problem, said up front
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
     except MedSam3Error as error:
         print(f"medsam3: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -356,12 +360,29 @@ def main(argv: Sequence[str] | None = None, backend_factory: BackendFactory = op
     except KeyboardInterrupt:
         print("medsam3: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except ImportError as error:  # an optional part (a pip extra) not installed: what to install, in one line
+        command = " ".join(["medsam3", *_command_words(sys.argv[1:] if argv is None else argv)])
+        missing = missing_extra(error, command)
+        if missing is None:
+            return _internal_error(error)
+        print(missing, file=sys.stderr)
+        return EXIT_USAGE
     except Exception as error:  # a bug, not a user error: still one line, the traceback on request
-        if os.environ.get("MEDSAM3_DEBUG"):
-            raise
-        print(f"medsam3: internal error: {type(error).__name__}: {error} (set MEDSAM3_DEBUG=1 for the traceback)",
-              file=sys.stderr)
-        return EXIT_ERROR
+        return _internal_error(error)
+
+
+def _command_words(argv: Sequence[str]) -> list[str]:
+    """The command named in ``argv`` (and batch's --ray, the option that needs an extra)."""
+    words = [a for a in argv if not a.startswith("-")][:1]
+    return words + ["--ray"] if words == ["batch"] and any(a.split("=")[0] == "--ray" for a in argv) else words
+
+
+def _internal_error(error: Exception) -> int:
+    if os.environ.get("MEDSAM3_DEBUG"):
+        raise error
+    print(f"medsam3: internal error: {type(error).__name__}: {error} (set MEDSAM3_DEBUG=1 for the traceback)",
+          file=sys.stderr)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

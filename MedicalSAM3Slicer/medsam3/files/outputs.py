@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .. import __version__ as ENGINE_VERSION
-from ..errors import VolumeError
+from ..errors import VolumeError, missing_extra
 from ..geometry.volume import Volume
 from ..terminology import EMPTY_CODE, Code, Terminology, default_table, parse_serialized
 from .atomic_files import AtomicOutputs
@@ -262,6 +262,8 @@ def write_result_files(files: ResultFiles, labels: np.ndarray, volume: Volume, s
             seg = dicom_seg(source_files, volume, label_masks(labels, len(segments)), segments)
         except VolumeError as error:
             notes.append(f"no DICOM SEG: {error}")
+        except ImportError as error:  # the other files are still written
+            notes.append(f"no DICOM SEG: {missing_extra(error, 'A DICOM SEG') or error}")
     own = outputs is None
     outputs = outputs or AtomicOutputs()
     try:

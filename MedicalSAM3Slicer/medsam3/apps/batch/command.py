@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ...errors import PromptError, VolumeError
+from ...errors import PromptError, VolumeError, require_extra
 from ..arguments import add_backend_options
 from ..segment_pipeline import SegmentRequest
 from .case_runner import BackendFactory, CaseJob, LazyBackend, base_record
@@ -88,6 +88,8 @@ def run_batch(args: argparse.Namespace, backend_factory: BackendFactory) -> int:
     inputs, ray_address = list(args.inputs), args.ray
     if ray_address and Path(ray_address).exists():  # "--ray case.nii.gz": the path was an input, not an address
         inputs, ray_address = [ray_address, *inputs], "local"
+    if ray_address:
+        require_extra("ray", "medsam3 batch --ray")
     for option in ("workers", "cpus_per_worker"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
             raise VolumeError(f"--{option.replace('_', '-')} must be at least 1.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ...errors import MedSam3Error
+from ...errors import MedSam3Error, require_extra
 from ..arguments import add_backend_options, check_backend_options, trust_ca_file
 
 DESCRIPTION = ("Measure the model on your own labelled data: Dice and NSD per structure from typed text, a "
@@ -83,6 +83,7 @@ def _figure(value, digits: int = 3) -> str:
 
 
 def run_evaluate(args: argparse.Namespace, backend_factory) -> int:
+    require_extra("evaluation", "medsam3 evaluate")  # the NSD and the plots, checked before any case runs
     from .datasets import open_dataset
     from .report import write_report
     from .run import EvaluationSettings, pipeline_check_backend, run_evaluation

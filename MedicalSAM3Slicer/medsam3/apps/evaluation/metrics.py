@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ...errors import MedSam3Error
+from ...errors import missing_extra
 
 DEFAULT_NSD_TOLERANCE_MM = 2.0
 
@@ -58,8 +58,7 @@ def normalised_surface_distance(ground_truth: np.ndarray, prediction: np.ndarray
         import torch
         from monai.metrics import compute_surface_dice
     except ImportError as error:
-        raise MedSam3Error("NSD needs MONAI: install it with pip install -r requirements/evaluation.txt "
-                           "(monai==1.6.1).") from error
+        raise missing_extra(error, "The NSD") or error
 
     crop = _joint_crop(truth, predicted)
 

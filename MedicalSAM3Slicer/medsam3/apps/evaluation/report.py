@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from ...files.atomic_files import AtomicOutputs
-from ...errors import MedSam3Error
+from ...errors import missing_extra
 from .run import CVPR25, CVPR25_CLASS, ROW_FIELDS, EvaluationRun
 from .summary import NOC_TARGETS, click_curves, summarise
 
@@ -51,8 +51,7 @@ def _figure(width: float, height: float):
     try:
         from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
     except ImportError as error:
-        raise MedSam3Error("The report's plots need matplotlib: install it with pip install -r "
-                           "requirements/evaluation.txt (matplotlib==3.11.2).") from error
+        raise missing_extra(error, "The evaluation report's plots") or error
 
     return Figure(figsize=(width, height), dpi=110, layout="constrained")
 
