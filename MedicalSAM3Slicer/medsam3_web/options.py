@@ -8,7 +8,8 @@ import secrets
 from pathlib import Path
 from typing import Sequence
 
-from medsam3.apps.arguments import OneLineArgumentParser, UsageError
+from medsam3.apps.arguments import (OneLineArgumentParser, UsageError, add_backend_options,
+                                   check_backend_options, trust_ca_file)
 from medsam3.apps.server.settings import is_loopback
 from medsam3.transports.backend_choice import API_KEY_ENVIRONMENT_VARIABLE
 
@@ -28,11 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free)")
     parser.add_argument("--api-key", help="the key the page asks for (as ?key=KEY in the address); default "
                                           f"${PAGE_KEY_ENVIRONMENT_VARIABLE}; required off loopback")
-    parser.add_argument("--model", help="Hub id, local model folder, .pt checkpoint, or tiny-random "
-                                        "(default: the engine's default model)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
-    parser.add_argument("--server", metavar="URL", help="run the model on a medsam3 serve server instead of here")
-    parser.add_argument("--server-api-key", help=f"that server's API key (default ${API_KEY_ENVIRONMENT_VARIABLE})")
+    add_backend_options(parser, api_key_option="--server-api-key")
     parser.add_argument("--render-samples", type=int, default=0, metavar="N",
                         help="anti-aliasing samples of the views (default 0: a CPU renderer is ~6x slower at 8)")
     parser.add_argument("--expose-state", action="store_true", help=argparse.SUPPRESS)  # tests: GET /medsam3/state
@@ -56,8 +53,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     for image in args.images:
         if not image.exists():
             raise UsageError(f"medsam3 web: {image} does not exist: give a NIfTI / NRRD file or a DICOM folder")
-    if args.server and (args.model or args.stand_in_model):
-        raise UsageError("medsam3 web: --server runs the server's model; leave out --model")
+    check_backend_options(args, "web")
+    if args.server and args.stand_in_model:
+        raise UsageError("medsam3 web: --server runs the server's model; leave out --stand-in-model")
+    trust_ca_file(args.ca_file, args.server)
     args.server_api_key = args.server_api_key or os.environ.get(API_KEY_ENVIRONMENT_VARIABLE) or None
     return args
 

@@ -33,15 +33,17 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
-def add_backend_options(parser: argparse.ArgumentParser, remote: bool = True, device_help: str = DEVICE_HELP) -> None:
-    """Where the model runs, the same options in every command: ``--model`` and ``--device`` (in this process)
-    and, with ``remote``, ``--server``, ``--api-key`` and ``--ca-file`` (on a medsam3 server instead);
-    :func:`check_backend_options` refuses the two together."""
-    parser.add_argument("--model", help=MODEL_HELP)
+def add_backend_options(parser: argparse.ArgumentParser, remote: bool = True, device_help: str = DEVICE_HELP,
+                        model_help: str = MODEL_HELP, api_key_option: str = "--api-key") -> None:
+    """Where the model runs, the same options in every command (segment, batch, evaluate, serve, demo, web):
+    ``--model`` and ``--device`` (in this process) and, with ``remote``, ``--server``, the server's API key
+    (``api_key_option``: ``medsam3 web``'s own --api-key is its page's) and ``--ca-file`` (on a medsam3 server
+    instead); :func:`check_backend_options` refuses the two together."""
+    parser.add_argument("--model", help=model_help)
     parser.add_argument("--device", help=device_help)
     if remote:
         parser.add_argument("--server", metavar="URL", help="run inference on a medsam3 server instead of here")
-        parser.add_argument("--api-key", help=f"the server's API key (default: ${API_KEY_ENVIRONMENT_VARIABLE})")
+        parser.add_argument(api_key_option, help=f"the server's API key (default: ${API_KEY_ENVIRONMENT_VARIABLE})")
         parser.add_argument("--ca-file", metavar="PEM", help="trust the server's TLS certificate in this PEM file "
                                                              "(e.g. a self-signed one; same as SSL_CERT_FILE=PEM)")
 

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ..transports.backend_choice import open_backend
-from .arguments import OneLineArgumentParser, attach_coordinate_values, parse_point
+from .arguments import OneLineArgumentParser, add_backend_options, attach_coordinate_values, parse_point
 from ..errors import MedSam3Error, ModelAccessError, ModelNotFoundError
 from .segment_pipeline import OutputPaths, SegmentRequest, StepTimer, segment_volume, write_outputs
 from ..files.volume_io import dicom_series_files, read_volume
@@ -43,8 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--text", default=DEMO_TEXT, help="the typed target (default: spleen)")
     parser.add_argument("--point", type=parse_point, metavar="X,Y,Z",
                         help="the click in RAS mm (default: inside the spleen of the demo CT)")
-    parser.add_argument("--model", help="a model instead of the default (no tiny-model fallback then)")
-    parser.add_argument("--device", help="cpu, cuda, …")
+    add_backend_options(parser, remote=False, model_help="a model instead of the default (no tiny-model fallback "
+                                                         "then)")
     return parser
 
 

@@ -11,7 +11,11 @@ import pytest
 
 import medsam3.apps.cli
 import medsam3.apps.server
+from medsam3.apps.arguments import UsageError
 from medsam3.apps.cli import main
+from medsam3.apps.demo import _parser as demo_parser
+from medsam3.errors import MedSam3Error
+from medsam3_web import options
 from medsam3.apps.server.settings import ServerSettings
 
 from server_harness import oracle_backend_factory, small_volume, write_nifti
@@ -31,6 +35,22 @@ def test_every_command_refuses_a_server_with_a_local_model_in_the_same_line(comm
     assert status == 2 and len(error.splitlines()) == 1
     assert error == (f"medsam3 {command[0]}: --model and --device choose an in-process run; a server runs the "
                      "model and device its operator chose. Leave them out, or leave out --server.")
+
+
+@pytest.mark.parametrize("local", [["--model", "tiny-random"], ["--device", "cpu"]])
+def test_the_web_page_refuses_a_server_with_a_local_model_in_the_same_line(local):
+    with pytest.raises(UsageError) as refused:
+        options.parse(["--server", "https://gpu.example:8443", *local])
+    assert str(refused.value) == ("medsam3 web: --model and --device choose an in-process run; a server runs the model "
+                                  "and device its operator chose. Leave them out, or leave out --server.")
+
+
+def test_the_demo_and_the_web_page_take_the_shared_backend_options():
+    assert options.parse(["--server", "https://gpu.example:8443", "--server-api-key", "k"]).server_api_key == "k"
+    with pytest.raises(MedSam3Error, match="--ca-file missing.pem: No such file"):
+        options.parse(["--server", "https://gpu.example:8443", "--ca-file", "missing.pem"])
+    demo = demo_parser().parse_args(["--model", "tiny-random", "--device", "cpu"])
+    assert (demo.model, demo.device) == ("tiny-random", "cpu")
 
 
 def test_evaluate_trusts_a_ca_file_as_segment_does(capsys, tmp_path, monkeypatch):
