@@ -116,3 +116,20 @@ def test_a_kill_between_the_folder_renames_leaves_a_case_the_rerun_redoes(done_c
                                                                  "segmentation.seg.nrrd"]
     for path, sha256 in record["output_sha256"].items():
         assert case_commit.file_sha256(Path(path)) == sha256
+
+
+def test_a_log_line_cut_short_by_a_kill_costs_no_later_record(done_case):
+    """The next run's record starts on a line of its own, so a third run trusts it (before, it was glued to the
+    cut line, unreadable, and the case was segmented again)."""
+    image, prompts, output = done_case
+    with open(output / "batch-log.jsonl", "ab") as log:
+        log.write(b'{"case": "breast", "status": "do')  # a kill in the middle of a line
+    code, text = run_batch(image, "--prompts", prompts, "--output", output, "--model", "another-model")
+    assert code == 0 and last_status_of_whole_lines(output)["status"] == "done", text
+    code, text = run_batch(image, "--prompts", prompts, "--output", output, "--model", "another-model")
+    assert code == 0 and last_status_of_whole_lines(output)["status"] == "skipped", text
+
+
+def last_status_of_whole_lines(output: Path) -> dict:
+    lines = (output / "batch-log.jsonl").read_text().splitlines()
+    return json.loads(lines[-1])

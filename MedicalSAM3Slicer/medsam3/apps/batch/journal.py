@@ -2,20 +2,18 @@
 
 A case is skipped when the log's latest ``done`` line for it has the same key (a hash of the input's bytes and
 every setting that changes the result, the model among them) and its output files still hash to what that line
-recorded. Lines are appended and flushed
-one at a time; a line cut short by a kill is ignored when the log is read back.
+recorded. The log is a :class:`..json_lines.JsonLines` file, as the evaluation's journal.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
 from ... import __version__ as ENGINE_VERSION
-from ...errors import VolumeError
+from ..json_lines import JsonLines
 from ..segment_pipeline import SegmentRequest
 from .case_commit import outputs_match
 
@@ -30,26 +28,9 @@ def case_key(input_sha256: str, request: SegmentRequest, model: str | None) -> s
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
-class Journal:
+class Journal(JsonLines):
     def __init__(self, folder: Path):
-        self.path = Path(folder) / JOURNAL_NAME
-
-    def records(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        records = []
-        if self.path.is_dir():
-            raise VolumeError(f"{self.path} is a folder, where the batch keeps its log: move it away or give "
-                              "another --output.")
-        with open(self.path, encoding="utf-8", errors="replace") as stream:  # a damaged line is skipped below
-            for line in stream:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut short by a kill
-                if isinstance(record, dict):
-                    records.append(record)
-        return records
+        super().__init__(Path(folder) / JOURNAL_NAME, "its log")
 
     def finished_with(self) -> dict[str, dict]:
         """The latest ``done`` record of each case whose files all still hold the bytes it hashed, by case id."""
@@ -58,10 +39,3 @@ class Journal:
             if record.get("status") == "done" and isinstance(record.get("case"), str):
                 done[record["case"]] = record
         return {case: record for case, record in done.items() if outputs_match(record)}
-
-    def append(self, record: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as stream:
-            stream.write(json.dumps(record, sort_keys=False) + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())

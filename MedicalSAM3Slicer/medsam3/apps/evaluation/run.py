@@ -9,7 +9,6 @@ ends with the same CSV as an uninterrupted run (timings aside).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from ...transports.backend import BackendInfo, LocalBackend, SegmentationBackend
+from ..json_lines import JsonLines
 from ...errors import MedSam3Error
 from ...geometry.slicing import SliceAxis
 from ...geometry.volume import Volume
@@ -242,31 +242,15 @@ def _save_mask(folder: Path, step: int, segmentation: np.ndarray, volume: Volume
 
 
 # --- the journal -------------------------------------------------------------------------------------------------
-def _read_journal(path: Path, header: dict) -> dict[tuple[str, int], dict]:
+def _read_journal(journal: JsonLines, header: dict) -> dict[tuple[str, int], dict]:
     """Finished units of an earlier run with the same header; a different header is refused."""
-    if not path.exists():
+    if not journal.path.exists():
         return {}
-    lines = path.read_text(encoding="utf-8").splitlines()
-    entries = []
-    for line in lines:
-        try:
-            entries.append(json.loads(line))
-        except ValueError:
-            continue  # a line cut short when the run was stopped
+    entries = journal.records()
     if not entries or entries[0].get("header") != header:
-        raise JournalMismatch(f"{path.parent} holds an evaluation with other data or settings: give another "
+        raise JournalMismatch(f"{journal.path.parent} holds an evaluation with other data or settings: give another "
                               "--output, or add --restart to start it over.")
     return {(e["case"], int(e["label"])): e for e in entries[1:] if "case" in e}
-
-
-def _write_journal(path: Path, header: dict, done: dict) -> None:
-    """Rewrite the journal with only whole lines (so appends never follow a cut-off line)."""
-    temporary = path.with_name(f".{path.name}.partial")
-    with open(temporary, "w", encoding="utf-8") as stream:
-        stream.write(json.dumps({"header": header}) + "\n")
-        for entry in done.values():
-            stream.write(json.dumps(entry) + "\n")
-    os.replace(temporary, path)
 
 
 # --- the run -----------------------------------------------------------------------------------------------------
@@ -280,11 +264,11 @@ def run_evaluation(dataset: Dataset, backend: SegmentationBackend, settings: Eva
     info = backend.info()
     header = {"data": str(Path(dataset.path).resolve()), "format": dataset.format, "settings": settings.as_dict(),
               "model": info.model, "structures": [[s.value, s.name] for s in dataset.structures]}
-    journal = output / JOURNAL
-    if restart and journal.exists():
-        journal.unlink()
+    journal = JsonLines(output / JOURNAL, "its journal")
+    if restart and journal.path.exists():
+        journal.path.unlink()
     done = _read_journal(journal, header)
-    _write_journal(journal, header, done)
+    journal.rewrite([{"header": header}, *done.values()])
     clock = EncodingClock(backend)
     per_structure = any(p in settings.protocols for p in PROTOCOLS)
     case_wide = CVPR25 in settings.protocols
@@ -298,32 +282,30 @@ def run_evaluation(dataset: Dataset, backend: SegmentationBackend, settings: Eva
     bar = tqdm(total=len(units), unit="structure", desc="evaluate", disable=not show_progress, dynamic_ncols=True,
                initial=sum(key(*u) in done for u in units))
     try:
-        with open(journal, "a", encoding="utf-8") as stream:
-            for source in dataset.cases:
-                pending = [u for u in units if u[0] is source and key(*u) not in done]
-                if not pending:
-                    continue
-                case = source.load()
-                present = set(np.unique(case.labels).tolist())
-                for _, structure in pending:
-                    if structure is None:
-                        bar.set_postfix_str(f"{source.case_id} cvpr25", refresh=False)
-                        rows = evaluate_cvpr25_case(backend, case, dataset.structures, settings, clock, masks,
-                                                    dataset.format == "npz") if present - {0} else []
-                        entry = {"case": source.case_id, "label": CASE_UNIT, "rows": rows}
-                        if not rows:
-                            entry["skipped"] = "no label in this case's ground truth"
-                    elif structure.value in present:
-                        bar.set_postfix_str(f"{source.case_id} {structure.name}", refresh=False)
-                        rows = evaluate_structure(backend, case, structure, settings, clock)
-                        entry = {"case": source.case_id, "label": structure.value, "rows": rows}
-                    else:
-                        entry = {"case": source.case_id, "label": structure.value, "rows": [],
-                                 "skipped": "not in this case's ground truth"}
-                    stream.write(json.dumps(entry) + "\n")
-                    stream.flush()
-                    done[key(source, structure)] = entry
-                    bar.update(1)
+        for source in dataset.cases:
+            pending = [u for u in units if u[0] is source and key(*u) not in done]
+            if not pending:
+                continue
+            case = source.load()
+            present = set(np.unique(case.labels).tolist())
+            for _, structure in pending:
+                if structure is None:
+                    bar.set_postfix_str(f"{source.case_id} cvpr25", refresh=False)
+                    rows = evaluate_cvpr25_case(backend, case, dataset.structures, settings, clock, masks,
+                                                dataset.format == "npz") if present - {0} else []
+                    entry = {"case": source.case_id, "label": CASE_UNIT, "rows": rows}
+                    if not rows:
+                        entry["skipped"] = "no label in this case's ground truth"
+                elif structure.value in present:
+                    bar.set_postfix_str(f"{source.case_id} {structure.name}", refresh=False)
+                    rows = evaluate_structure(backend, case, structure, settings, clock)
+                    entry = {"case": source.case_id, "label": structure.value, "rows": rows}
+                else:
+                    entry = {"case": source.case_id, "label": structure.value, "rows": [],
+                             "skipped": "not in this case's ground truth"}
+                journal.append(entry)
+                done[key(source, structure)] = entry
+                bar.update(1)
     finally:
         bar.close()
         clock.close()
