@@ -1,5 +1,6 @@
-"""Running an evaluation: every case × structure × protocol, with a progress bar (estimated time left) and a
-journal so that a stopped run resumes where it stopped.
+"""Running an evaluation: every case × structure × protocol, with a progress line per case × structure (the
+applications' one reporter, :mod:`..progress`, with the time left) and a journal so that a stopped run
+resumes where it stopped.
 
 The journal (``progress.jsonl`` in the output folder) starts with the run's settings and gets one line per
 finished case × structure holding all its rows; a line cut short by a kill is ignored. A resumed run skips the
@@ -10,6 +11,7 @@ ends with the same CSV as an uninterrupted run (timings aside).
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 import numpy as np
@@ -17,6 +19,7 @@ from scipy import ndimage
 
 from ...transports.backend import BackendInfo, LocalBackend, SegmentationBackend
 from ..json_lines import JsonLines
+from ..progress import Progress
 from ...errors import MedSam3Error
 from ...geometry.slicing import SliceAxis
 from ...geometry.volume import Volume
@@ -257,8 +260,6 @@ def _read_journal(journal: JsonLines, header: dict) -> dict[tuple[str, int], dic
 def run_evaluation(dataset: Dataset, backend: SegmentationBackend, settings: EvaluationSettings, output: Path,
                    restart: bool = False, show_progress: bool = True) -> EvaluationRun:
     """Evaluate every case × structure of ``dataset``; returns all rows in the dataset's order."""
-    from tqdm import tqdm
-
     settings.check()
     output.mkdir(parents=True, exist_ok=True)
     info = backend.info()
@@ -279,8 +280,7 @@ def run_evaluation(dataset: Dataset, backend: SegmentationBackend, settings: Eva
         return source.case_id, CASE_UNIT if structure is None else structure.value
 
     masks = output / MASKS if settings.save_masks else None
-    bar = tqdm(total=len(units), unit="structure", desc="evaluate", disable=not show_progress, dynamic_ncols=True,
-               initial=sum(key(*u) in done for u in units))
+    progress = Progress(sum(key(*u) not in done for u in units), quiet=not show_progress)
     try:
         for source in dataset.cases:
             pending = [u for u in units if u[0] is source and key(*u) not in done]
@@ -289,15 +289,14 @@ def run_evaluation(dataset: Dataset, backend: SegmentationBackend, settings: Eva
             case = source.load()
             present = set(np.unique(case.labels).tolist())
             for _, structure in pending:
+                started = time.perf_counter()
                 if structure is None:
-                    bar.set_postfix_str(f"{source.case_id} cvpr25", refresh=False)
                     rows = evaluate_cvpr25_case(backend, case, dataset.structures, settings, clock, masks,
                                                 dataset.format == "npz") if present - {0} else []
                     entry = {"case": source.case_id, "label": CASE_UNIT, "rows": rows}
                     if not rows:
                         entry["skipped"] = "no label in this case's ground truth"
                 elif structure.value in present:
-                    bar.set_postfix_str(f"{source.case_id} {structure.name}", refresh=False)
                     rows = evaluate_structure(backend, case, structure, settings, clock)
                     entry = {"case": source.case_id, "label": structure.value, "rows": rows}
                 else:
@@ -305,9 +304,11 @@ def run_evaluation(dataset: Dataset, backend: SegmentationBackend, settings: Eva
                              "skipped": "not in this case's ground truth"}
                 journal.append(entry)
                 done[key(source, structure)] = entry
-                bar.update(1)
+                reason = entry.get("skipped")
+                unit = f"{source.case_id} {'cvpr25' if structure is None else structure.name}"
+                progress.case_finished({"case": unit, "status": "skipped" if reason else "done",
+                                        "notes": [reason] if reason else [], "seconds": time.perf_counter() - started})
     finally:
-        bar.close()
         clock.close()
     rows, skipped = [], []
     for source, structure in units:
