@@ -107,3 +107,18 @@ def test_a_dataset_json_entry_outside_the_data_set_is_refused_in_one_line(tmp_pa
     assert code != 0 and len(error.splitlines()) == 1
     assert "outside its folder" in error and "internal error" not in error
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("layout", ["MSD", "nnU-Net"])
+def test_a_labelled_data_set_folder_segments_its_images_not_its_ground_truth(tmp_path, layout):
+    """The folder medsam3 evaluate reads (dataset.json, imagesTr/, labelsTr/) given to batch: the images are the
+    cases; the label files beside them are not segmented as if they were images."""
+    folder = tmp_path / "Task09_Spleen"
+    channel = "_0000" if layout == "nnU-Net" else ""
+    for case in ("spleen_2", "spleen_3"):
+        image(folder / "imagesTr" / f"{case}{channel}.nii.gz")
+        image(folder / "labelsTr" / f"{case}.nii.gz", 1)
+    (folder / "dataset.json").write_text(json.dumps({"labels": {"0": "background", "1": "spleen"}}))
+    code, stdout, stderr = run_batch(folder, "--output", tmp_path / "out")
+    assert code == 0, stdout + stderr
+    assert sorted(r["case"] for r in log(tmp_path / "out")) == [f"spleen_2{channel}", f"spleen_3{channel}"]

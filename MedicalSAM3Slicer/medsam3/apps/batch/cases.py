@@ -19,13 +19,12 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ...errors import VolumeError
+from ...files.image_files import DATA_SET_LABELS, image_stem, is_data_set, is_image_file
 from ...geometry.volume import Volume
 from .journal import JOURNAL_NAME
 
 RESERVED_NAMES = frozenset({JOURNAL_NAME.lower()})  # names the batch writes beside the case folders
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-_NOT_IMAGES = (".seg.nrrd",)  # segmentations, not images
 _SKIPPED_FILE_SUFFIXES = (".json", ".csv", ".txt", ".md", ".jsonl", ".png", ".jpg", ".raw", ".zraw", ".gz", ".py",
                           ".h5", ".npz", ".xml", ".html", ".pdf")
 
@@ -73,18 +72,6 @@ class Case:
         return digest.hexdigest()
 
 
-def image_stem(path: Path) -> str:
-    for suffix in IMAGE_SUFFIXES:
-        if path.name.lower().endswith(suffix):
-            return path.name[:-len(suffix)]
-    return path.stem
-
-
-def _is_image_file(path: Path) -> bool:
-    name = path.name.lower()
-    return name.endswith(IMAGE_SUFFIXES) and not name.endswith(_NOT_IMAGES) and not name.startswith(".")
-
-
 def _dicom_series(folder: Path) -> list[tuple[str, tuple[str, ...]]]:
     """(series UID, files in slice order) of every DICOM series directly in ``folder``."""
     import SimpleITK as sitk
@@ -112,7 +99,7 @@ def _may_hold_dicom(folder: Path) -> bool:
         return False
     return any(_is_file(entry) and not entry.name.startswith(".") and
                (entry.name.lower().endswith(".dcm") or not entry.name.lower().endswith(_SKIPPED_FILE_SUFFIXES))
-               and not _is_image_file(Path(entry.path)) for entry in entries)
+               and not is_image_file(Path(entry.path)) for entry in entries)
 
 
 def _result_folders(folder: Path, files: list[str]) -> set[str]:
@@ -129,10 +116,12 @@ def _from_folder(folder: Path) -> list[tuple[str, str, tuple[str, ...], str]]:
     found = []
     for root, directories, files in os.walk(folder):
         results = _result_folders(Path(root), files)
+        if is_data_set(root):  # an nnU-Net / MSD folder: its images are cases, its labels the ground truth
+            results |= set(DATA_SET_LABELS)
         directories[:] = sorted(d for d in directories if not d.startswith(".") and d not in results)
         root_path = Path(root)
         found += [(image_stem(root_path / f), str(root_path / f), (), "") for f in sorted(files)
-                  if _is_image_file(root_path / f)]
+                  if is_image_file(root_path / f)]
         if _may_hold_dicom(root_path):
             series = _dicom_series(root_path)
             for uid, series_files in series:

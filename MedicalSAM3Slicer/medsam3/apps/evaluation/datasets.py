@@ -27,9 +27,9 @@ import numpy as np
 from ...errors import MedSam3Error
 from ...geometry.volume import Volume
 from ...files.seg_nrrd import SEG_NRRD_SUFFIX, read_seg_nrrd, read_segment_names
+from ...files.image_files import DATA_SET_DESCRIPTION, IMAGE_SUFFIXES, is_data_set
 from ...files.volume_io import ijk_to_ras_from_image, read_image
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 LABEL_FILES = ("labels.json", "labels.txt")
 _MR_CHANNELS = re.compile(r"\b(mr|mri|t1|t1w|t1c|t1gd|t2|t2w|flair|adc|dwi|pd|bold|lge)\b", re.IGNORECASE)
 
@@ -74,6 +74,7 @@ def _stem(path: Path) -> str:
 
 
 def _image_files(folder: Path) -> list[Path]:
+    """Images, and label files (a ``.seg.nrrd`` among them)."""
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
                   and p.name.endswith(IMAGE_SUFFIXES))
 
@@ -249,7 +250,7 @@ def _read_text(path: Path, holds: str) -> str:
 
 def _nnunet(folder: Path, names: list[Structure] | None) -> Dataset:
     try:
-        description = json.loads(_read_text(folder / "dataset.json", "data set's description"))
+        description = json.loads(_read_text(folder / DATA_SET_DESCRIPTION, "data set's description"))
     except ValueError as error:
         raise DatasetError(f"{folder / 'dataset.json'} is not valid JSON ({error}).") from None
     if not isinstance(description, dict):
@@ -426,7 +427,7 @@ def open_dataset(path: str | Path, labels: str | None = None, names_needed: bool
     names = parse_label_names(labels) if labels else None
     if path.is_file() and path.suffix == ".npz" or path.is_dir() and any(path.glob("*.npz")):
         dataset = _npz(path, names, names_needed)
-    elif path.is_dir() and (path / "dataset.json").is_file() and (path / "labelsTr").is_dir():
+    elif is_data_set(path) and (path / "labelsTr").is_dir():
         dataset = _nnunet(path, names)
     elif path.is_dir() and (path / "images").is_dir() and (path / "labels").is_dir():
         dataset = _pairs(path, names)
