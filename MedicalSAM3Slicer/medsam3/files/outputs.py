@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import __version__ as ENGINE_VERSION
 from ..errors import VolumeError, missing_extra
-from ..geometry.volume import Volume
+from ..geometry.volume import LPS_TO_RAS, Volume
 from ..terminology import EMPTY_CODE, Code, Terminology, default_table, parse_serialized
 from .atomic_files import AtomicOutputs
 from .segment_colours import segment_colour
@@ -36,7 +36,6 @@ SEG_NRRD_NAME = "segmentation.seg.nrrd"
 OVERLAY_NAME = "overlay.png"
 DICOM_SEG_NAME = "segmentation.dcm"
 LABELMAP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha")
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 _CSV_COLUMNS = ["LabelValue", "Name", "Color_R", "Color_G", "Color_B", "Color_A"] + [
     f"{part}_{field}" for part in ("Category", "Type", "TypeModifier", "Region", "RegionModifier")
     for field in ("CodingScheme", "CodeValue", "CodeMeaning")]
@@ -159,11 +158,11 @@ def _frame_slices(datasets: list, reference: Volume) -> list[int]:
     """For each source image, the volume slice (k) it is; checks that image rows / columns are volume j / i."""
     ras_to_ijk = reference.ras_to_ijk
     orientation = np.asarray(datasets[0].ImageOrientationPatient, dtype=float)
-    along_row = ras_to_ijk[:3, :3] @ (_LPS_TO_RAS @ orientation[:3])
-    along_column = ras_to_ijk[:3, :3] @ (_LPS_TO_RAS @ orientation[3:])
+    along_row = ras_to_ijk[:3, :3] @ (LPS_TO_RAS[:3, :3] @ orientation[:3])
+    along_column = ras_to_ijk[:3, :3] @ (LPS_TO_RAS[:3, :3] @ orientation[3:])
     slices = []
     for dataset in datasets:
-        ijk = ras_to_ijk @ np.r_[_LPS_TO_RAS @ np.asarray(dataset.ImagePositionPatient, dtype=float), 1.0]
+        ijk = ras_to_ijk @ LPS_TO_RAS @ np.r_[np.asarray(dataset.ImagePositionPatient, dtype=float), 1.0]
         k = int(round(ijk[2]))
         if np.abs(ijk[:3] - [0, 0, k]).max() > 0.01 or along_row[0] <= 0 or along_column[1] <= 0:
             raise VolumeError("the volume's voxel grid differs from its DICOM images (it was resampled or "

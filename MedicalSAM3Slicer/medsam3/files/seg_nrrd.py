@@ -18,13 +18,12 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import VolumeError
-from ..geometry.volume import Volume
+from ..geometry.volume import LPS_TO_RAS, Volume
 from ..interaction.session import bounding_box
 from ..terminology import Terminology
 from .segment_colours import segment_colour
 
 SEG_NRRD_SUFFIX = ".seg.nrrd"
-_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse: also LPS -> RAS
 _WRITE_TIME = re.compile(rb"# on [^\n]*\(GMT\)\.\n")  # pynrrd's header comment with the time of writing
 
 
@@ -82,7 +81,7 @@ def write_seg_nrrd(path: str | Path, labels: np.ndarray, segment_names: Sequence
         raise VolumeError(f"Label array shape {labels.shape} differs from the volume's {reference.array.shape}.")
     segmentation = {
         "voxels": np.ascontiguousarray(labels),  # (K, J, I): written with index_order "C"
-        "ijkToLPS": _RAS_TO_LPS @ np.asarray(reference.ijk_to_ras, dtype=float),
+        "ijkToLPS": LPS_TO_RAS @ np.asarray(reference.ijk_to_ras, dtype=float),
         "containedRepresentationNames": ["Binary labelmap"],
         "masterRepresentation": "Binary labelmap",
         "referenceImageExtentOffset": [0, 0, 0],
@@ -243,7 +242,7 @@ def read_seg_nrrd(path: str | Path, shape_ijk: Sequence[int] | None = None,
     labels = np.zeros(tuple(sizes[-3:])[::-1], dtype=np.uint8 if len(segments) < 256 else np.uint16)
     for number, segment in enumerate(segments, start=1):
         labels[slicerio.segment_mask(segmentation, segment).transpose(2, 1, 0)] = number
-    ijk_to_ras = _RAS_TO_LPS @ np.asarray(segmentation["ijkToLPS"], dtype=float)
+    ijk_to_ras = LPS_TO_RAS @ np.asarray(segmentation["ijkToLPS"], dtype=float)
     names = tuple(str(segment.get("name", segment.get("id", f"Segment_{n}"))) for n, segment in
                   enumerate(segments, start=1))
     colours = tuple(tuple(float(c) for c in segment.get("color", (0.5, 0.5, 0.5))) for segment in segments)

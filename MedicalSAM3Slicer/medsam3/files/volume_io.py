@@ -16,9 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import VolumeError
-from ..geometry.volume import Volume
-
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+from ..geometry.volume import LPS_TO_RAS, Volume
 
 
 def _sitk():
@@ -33,12 +31,12 @@ def ijk_to_ras_from_image(image) -> np.ndarray:
     matrix = np.eye(4)
     matrix[:3, :3] = direction * np.asarray(image.GetSpacing(), dtype=np.float64)
     matrix[:3, 3] = image.GetOrigin()
-    return _LPS_TO_RAS @ matrix
+    return LPS_TO_RAS @ matrix
 
 
 def set_image_geometry(image, ijk_to_ras: np.ndarray) -> None:
     """Give a SimpleITK image the geometry of an IJK-to-RAS matrix."""
-    lps = _LPS_TO_RAS @ np.asarray(ijk_to_ras, dtype=np.float64)
+    lps = LPS_TO_RAS @ np.asarray(ijk_to_ras, dtype=np.float64)
     spacing = np.linalg.norm(lps[:3, :3], axis=0)
     image.SetSpacing(tuple(float(s) for s in spacing))
     image.SetDirection(tuple(float(v) for v in (lps[:3, :3] / spacing).reshape(-1)))

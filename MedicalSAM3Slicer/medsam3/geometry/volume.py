@@ -10,6 +10,8 @@ import numpy as np
 from ..errors import VolumeError
 
 MODALITIES = ("CT", "MR", "OT")
+# RAS (Slicer, the engine) <-> LPS (DICOM, ITK, NRRD's ijkToLPS): a sign flip of x and y, its own inverse
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _EXACT_INTEGER_TYPES = (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32)
 
 

@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from ...errors import MedSam3Error
-from ...geometry.volume import Volume
+from ...geometry.volume import LPS_TO_RAS, Volume
 from ...files.seg_nrrd import SEG_NRRD_SUFFIX, read_seg_nrrd, read_segment_names
 from ...files.image_files import DATA_SET_DESCRIPTION, IMAGE_SUFFIXES, is_data_set
 from ...files.volume_io import ijk_to_ras_from_image, read_image
@@ -309,7 +309,7 @@ def npz_volume(arrays: dict, name: str) -> tuple[Volume, tuple[float, float, flo
     lps = np.eye(4)
     lps[:3, :3] = direction * spacing
     lps[:3, 3] = origin
-    ijk_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+    ijk_to_ras = LPS_TO_RAS @ lps
     images = np.asarray(arrays["imgs"])
     if images.ndim != 3:
         raise DatasetError(f"{name}: 'imgs' must be a 3D array (D, H, W); got shape {images.shape}.")
