@@ -9,6 +9,7 @@ import pytest
 from medsam3.errors import PromptError
 from medsam3.geometry.volume import Volume
 from medsam3.interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt
+from medsam3.transports.model_loading import load_backend
 from medsam3.transports.remote_client import RemoteBackend
 
 from oracle import ground_truth_volume
@@ -111,3 +112,40 @@ def test_a_click_outside_the_volume_is_refused_and_loses_nothing(session):
     np.testing.assert_array_equal(session.mask(object_id), before)
     _click(session, object_id, whole_volume=True)  # still working
     assert dice(session.mask(object_id), TRUTH) >= 0.95
+
+
+def _requests(session) -> list:
+    """A user's session: a click on a slice, a negative click refining it, a box for a second object, a click
+    through the volume for a third, then undo and redo."""
+    first, second, third = session.new_object_id(), session.new_object_id(), session.new_object_id()
+    return [_click(session, first), session.add_prompt(first, SlicePrompt("axial", points=(
+                PointPrompt(CENTRE), PointPrompt((30.0, 20.0, 6.0), positive=False)))),
+            session.add_prompt(second, SlicePrompt("coronal", box=BoxPrompt((11.0, 20.0, 3.0), (33.0, 20.0, 9.0)))),
+            _click(session, third, whole_volume=True), session.undo(third), session.redo(third),
+            *[session.mask(object_id) for object_id in (first, second, third)]]
+
+
+@pytest.mark.parametrize("model", ["ground-truth oracle", "tiny-random"])
+def test_in_process_and_remote_give_the_same_masks_for_the_same_requests(model):
+    """Directly: one backend (the oracle, or the tiny random-weight transformers model, whose masks no truth
+    predicts) answers in this process and behind a real server; every update and mask is the same, to the bit."""
+    matrix = np.diag([-0.8, -0.8, 2.5, 1.0])
+    volume = ground_truth_volume(Volume(np.zeros(TRUTH.shape, np.int16), matrix), TRUTH)
+    backend = oracle_backend() if model == "ground-truth oracle" else load_backend(source="tiny-random",
+                                                                                  device="cpu")
+    answers = {}
+    with running_server(backend=backend) as url:
+        for transport, chosen in (("in-process", backend), ("remote", RemoteBackend(url, API_KEY))):
+            session = chosen.open_session(volume)
+            answers[transport] = _requests(session)
+            session.close()
+    local, remote = answers["in-process"], answers["remote"]
+    assert any(np.any(mask) for mask in local[-3:])  # the requests segmented something
+    for here, there in zip(local, remote):
+        if isinstance(here, np.ndarray):
+            np.testing.assert_array_equal(here, there)
+            continue
+        assert (here.object_id, tuple(here.box), here.axis, here.label, here.note) == \
+               (there.object_id, tuple(there.box), there.axis, there.label, there.note)
+        np.testing.assert_array_equal(here.values, there.values)
+        assert here.slice_scores == pytest.approx(there.slice_scores, abs=0)
