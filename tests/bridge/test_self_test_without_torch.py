@@ -17,21 +17,13 @@ import pytest
 
 from medsam3.geometry.model_frame import resize_bilinear
 
+from not_installed import not_installed
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # The same scenario as the self-test (MedicalSAM3Slicer/Testing/Python/MedicalSAM3SlicerSelfTest.py), in a Python
 # where importing torch fails.
-SELF_TEST_WITHOUT_TORCH = textwrap.dedent("""
-    import importlib.abc, sys
-
-    MISSING = set(sys.argv[1].split(","))
-
-    class NoTorch(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name.split(".")[0] in MISSING:
-                raise ModuleNotFoundError(f"No module named {name!r}")
-
-    sys.meta_path.insert(0, NoTorch())
+SELF_TEST_WITHOUT_TORCH = not_installed('set(sys.argv[1].split(","))') + textwrap.dedent("""
     sys.path.insert(0, "tests/support")
     from slicer_scene import new_scene
     from medsam3.transports.backend import BackendInfo, LocalBackend

@@ -22,21 +22,13 @@ from oracle import ground_truth_volume
 from server_harness import API_KEY, running_server, served_tiny_model
 from placement import click_in_object, dice
 from slicer_oracle import oracle_logic
+from not_installed import not_installed
 
 ROOT = Path(__file__).resolve().parents[2]
 
-REMOTE_CLICK = textwrap.dedent("""
-    import importlib.abc, sys
-
-    url, key, folder, missing = sys.argv[1], sys.argv[2], sys.argv[3], set(sys.argv[4].split(","))
+REMOTE_CLICK = not_installed('set(sys.argv[4].split(","))') + textwrap.dedent("""
+    url, key, folder = sys.argv[1], sys.argv[2], sys.argv[3]
     ijk = tuple(float(value) for value in sys.argv[5].split(","))
-
-    class NotInstalled(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name.split(".")[0] in missing:
-                raise ModuleNotFoundError(f"No module named {name!r}")
-
-    sys.meta_path.insert(0, NotInstalled())
     sys.path.insert(0, "tests/support")
     import numpy as np
     from pathlib import Path
@@ -55,7 +47,7 @@ REMOTE_CLICK = textwrap.dedent("""
     clicks = add_points(scene, world_of_voxel(node, ijk))
     segment = logic.segment(node, segmentation, positive_points=clicks, view="axial", whole_volume=False)
     np.save(Path(folder) / "mask.npy", segment_mask(segmentation, segment.segment_ids[0], node))
-    assert not missing & {name.split(".")[0] for name in sys.modules}, missing & set(sys.modules)
+    assert not MISSING & {name.split(".")[0] for name in sys.modules}, MISSING & set(sys.modules)
     print("transport=" + logic.backend.info().transport)
 """)
 

@@ -15,19 +15,10 @@ import pytest
 
 from cases import data_path
 from evaluation_examples import msd_folder
+from not_installed import not_installed
 
 ROOT = Path(__file__).resolve().parents[3]
-WITHOUT = textwrap.dedent("""
-    import importlib.abc, sys
-
-    missing = set(sys.argv[1].split(","))
-
-    class NotInstalled(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name.split(".")[0] in missing:
-                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-    sys.meta_path.insert(0, NotInstalled())
+WITHOUT = not_installed('set(sys.argv[1].split(","))') + textwrap.dedent("""
     from medsam3.apps.cli import main
     sys.exit(main(sys.argv[2:]))
 """)
