@@ -40,7 +40,8 @@ from .api_errors import ApiError, error_response
 from .gate import BUDGET, UPLOAD, USER, RequestGate
 from .keys import KeyRing, User
 from .cancellable import run_until_disconnected
-from .memory_budget import CACHE_SHARE, MemoryBudget, Reservation, request_bytes, session_bytes, upload_bytes, voxels_of
+from .memory_budget import (CACHE_SHARE, MemoryBudget, RequestKind, Reservation, request_bytes, session_bytes,
+                            upload_bytes, voxels_of)
 from .rate_limit import RateLimiter
 from .schemas import (CancelResponse, ErrorMessage, Health, MaskUpdateMessage, PromptRequest, SessionClosed,
                       SessionCreated, SetMaskRequest, TextRequest, TextResponse)
@@ -227,7 +228,7 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
         return {"session_id": session_id, "shape": list(volume.array.shape),
                 "idle_timeout_seconds": settings.idle_timeout_seconds}
 
-    def run_on_session(user: User, own: MemoryBudget, session_id: str, stop: threading.Event, kind: str,
+    def run_on_session(user: User, own: MemoryBudget, session_id: str, stop: threading.Event, kind: RequestKind,
                        work: Callable[[OpenSession], dict], phrases: int = 1) -> dict:
         """``work(entry)`` on the caller's locked session, its memory reserved, the session's size measured after."""
         with registry.use(session_id, stop, user.name) as entry:
@@ -249,7 +250,7 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
                                                         else str(prompt.axis), 1) if request.whole_volume else 1)
 
         def work(stop: threading.Event) -> dict:
-            return run_on_session(user, own, session_id, stop, "prompt", lambda entry: mask_update_to_message(
+            return run_on_session(user, own, session_id, stop, RequestKind.PROMPT, lambda entry: mask_update_to_message(
                 entry.session.add_prompt(request.object_id, prompt, request.whole_volume, request.target_text,
                                          should_stop=stop.is_set)))
 
@@ -272,7 +273,7 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
                                                      request.score_threshold, should_stop=stop.is_set)
                 return {"updates": [mask_update_to_message(u) for u in updates]}
 
-            return run_on_session(user, own, session_id, stop, "text", segment, phrases)
+            return run_on_session(user, own, session_id, stop, RequestKind.TEXT, segment, phrases)
 
         return await run_until_disconnected(http, work)
 
@@ -282,7 +283,8 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
         answers 409 Cancelled and leaves its object as it was."""
         return {"session_id": session_id, "stopping": registry.cancel(session_id, _caller(http).name)}
 
-    def edit(http: Request, session_id: str, change: Callable[[OpenSession], object], kind: str = "edit") -> dict:
+    def edit(http: Request, session_id: str, change: Callable[[OpenSession], object],
+             kind: RequestKind = RequestKind.EDIT) -> dict:
         return run_on_session(_caller(http), _caller_budget(http), session_id, threading.Event(), kind,
                               lambda entry: mask_update_to_message(change(entry)))
 
@@ -308,7 +310,8 @@ def create_app(backend: SegmentationBackend, settings: ServerSettings,
         """Start an object from an existing mask, sent as its bounding box and the bits inside it (a box with an
         empty side is refused: 422)."""
         return edit(http, session_id, lambda entry: entry.session.set_mask(
-            object_id, full_mask_from_region(request.box, request.bits, entry.volume_shape), request.label), "mask")
+            object_id, full_mask_from_region(request.box, request.bits, entry.volume_shape), request.label),
+            RequestKind.MASK)
 
     @api.delete("/sessions/{session_id}", response_model=SessionClosed, tags=["sessions"])
     def close_session(http: Request, session_id: str = SessionId) -> dict:

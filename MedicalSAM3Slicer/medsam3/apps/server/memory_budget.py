@@ -156,12 +156,26 @@ def _array_bytes(value: object, seen: set[int], depth: int) -> int:
     return 0
 
 
-def request_bytes(voxels: int, kind: str, phrases: int = 1) -> int:
-    """Memory a request needs while it runs, on top of what its session holds: whole-volume masks (one byte a
-    voxel) for the result, the merge with the object's mask and its undo record, and per phrase the instances
-    found (counted as three masks), plus an allowance for the slice being worked on."""
-    masks = {"prompt": 4, "mask": 4, "text": 1 + 3 * max(1, phrases), "edit": 2}[kind]
-    return masks * int(voxels) + 8 * _MIB
+class RequestKind(Enum):
+    """What a request on a session does, as its memory estimate sees it: the whole-volume masks (one byte a voxel)
+    it holds while it runs: the result, the merge with the object's mask and its undo record; text holds one
+    mask and, per phrase, the instances found (counted as three masks)."""
+
+    PROMPT = "prompt"  # clicks, a box or a starting slice mask: 4 masks
+    MASK = "mask"  # a whole mask set (PUT .../mask): 4
+    EDIT = "edit"  # undo, redo, reset: 2
+    TEXT = "text"  # 1 + 3 per phrase
+
+    def masks(self, phrases: int = 1) -> int:
+        if self is RequestKind.TEXT:
+            return 1 + 3 * max(1, phrases)
+        return 2 if self is RequestKind.EDIT else 4
+
+
+def request_bytes(voxels: int, kind: RequestKind, phrases: int = 1) -> int:
+    """Memory a request needs while it runs, on top of what its session holds: its masks
+    (:class:`RequestKind`), plus an allowance for the slice being worked on."""
+    return kind.masks(phrases) * int(voxels) + 8 * _MIB
 
 
 def voxels_of(shape: tuple[int, ...]) -> int:
