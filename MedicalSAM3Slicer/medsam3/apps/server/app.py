@@ -29,7 +29,7 @@ from ...transports.backend import SegmentationBackend
 from ...interaction.embedding_cache import EmbeddingCache
 from ...errors import Cancelled, MedSam3Error
 from ...model.preprocessing import Preprocessing
-from ...interaction.prompts import parse_text_targets
+from ...interaction.prompts import MAX_INDEX, parse_text_targets
 from ...geometry.slicing import SliceAxis, SliceGeometry
 from ...transports.version_compatibility import matching_versions
 from ...transports.wire_format import (VOLUME_MEDIA_TYPE, WireFormatError, decode_volume, decoded_bytes, full_mask_from_region,
@@ -51,7 +51,7 @@ from .settings import ServerSettings
 log = logging.getLogger("medsam3.server")  # the logger name users configure; unchanged by the move to apps/
 
 SessionId = Path(min_length=1, max_length=64, description="the id returned by POST /sessions")
-ObjectIdPath = Path(ge=1, le=2**31 - 1)
+ObjectIdPath = Path(ge=1, le=MAX_INDEX)
 _ERROR_RESPONSES = {status: {"model": ErrorMessage}
                     for status in (400, 401, 403, 404, 409, 413, 422, 426, 429)}
 

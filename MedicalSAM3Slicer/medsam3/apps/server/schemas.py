@@ -95,11 +95,11 @@ class PromptRequest(Message):
 class TextRequest(Message):
     text: Annotated[str, Field(min_length=1, max_length=1000)]
     axis: Axis = "axial"
-    slice_index: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    slice_index: Annotated[int, Field(ge=0, le=MAX_INDEX)] | None = None
     score_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
 
 
-MaskBox = Annotated[list[Annotated[int, Field(ge=0, le=2**31 - 1)]], Field(min_length=6, max_length=6,
+MaskBox = Annotated[list[Annotated[int, Field(ge=0, le=MAX_INDEX)]], Field(min_length=6, max_length=6,
                                                                              description="k0, k1, j0, j1, i0, i1")]
 
 
