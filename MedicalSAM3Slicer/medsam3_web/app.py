@@ -45,8 +45,25 @@ def fit_on_first_size(view) -> None:
     tag = view.interactor().AddObserver("WindowResizeEvent", resized)
 
 
+WEB_PACKAGES = ("trame", "trame_slicer", "trame_vuetify", "slicer")  # requirements/web.txt and slicer-core
+
+
+def check_web_packages() -> None:
+    """Name a missing package of the page now, before a model loads (trame is imported after it)."""
+    import importlib.util
+
+    for package in WEB_PACKAGES:
+        try:
+            found = importlib.util.find_spec(package) is not None
+        except ImportError:
+            found = False
+        if not found:
+            raise ModuleNotFoundError(f"No module named {package!r}", name=package)
+
+
 def serve(args) -> None:
     started = time.perf_counter()
+    check_web_packages()
     try:
         import torch  # noqa: F401  (before any VTK view: see the module docstring)
     except ImportError:
@@ -104,10 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except ImportError as error:
+    except ImportError as error:  # as a command without its extra: what to install, exit 2
         print(f"medsam3 web: {error.name or error} is not installed: install requirements/web.txt "
               "(scripts/setup_env.sh does)", file=sys.stderr)
-        return 1
+        return 2
     except Exception as error:  # a bug: one line, the traceback on request
         if os.environ.get("MEDSAM3_DEBUG"):
             raise

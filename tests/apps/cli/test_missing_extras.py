@@ -24,10 +24,10 @@ WITHOUT = not_installed('set(sys.argv[1].split(","))') + textwrap.dedent("""
 """)
 
 
-def medsam3_without(packages: str, *arguments: str) -> subprocess.CompletedProcess:
+def medsam3_without(packages: str, *arguments: str, script: str = WITHOUT) -> subprocess.CompletedProcess:
     environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
                    "PYTHONPATH": os.pathsep.join([str(ROOT / "MedicalSAM3Slicer"), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-c", WITHOUT, packages, *arguments], cwd=ROOT, env=environment,
+    return subprocess.run([sys.executable, "-c", script, packages, *arguments], cwd=ROOT, env=environment,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -47,6 +47,15 @@ def test_a_command_without_its_extra_says_what_to_install_in_one_line(tmp_path, 
     assert run.stderr.splitlines() == [f'{command} needs {packages.split(",")[0]}, which is not installed: pip install '
                                        f'"medsam3[{extra}]" (in a checkout: pip install -r requirements/{extra}.txt)']
     assert not (tmp_path / "out").exists()
+
+
+def test_the_web_page_without_its_packages_says_what_to_install_before_loading_a_model(tmp_path):
+    """`medsam3 web` replaces its process by `python -m medsam3_web`: its main runs here, in the Python without."""
+    run = medsam3_without("trame_slicer", "--model", str(tmp_path / "no-model"),
+                          script=WITHOUT.replace("from medsam3.apps.cli import main", "from medsam3_web.app import main"))
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.splitlines() == ["medsam3 web: trame_slicer is not installed: install requirements/web.txt "
+                                       "(scripts/setup_env.sh does)"]
 
 
 def test_a_dicom_seg_without_the_dicom_extra_is_a_note_and_the_labelmap_is_written(tmp_path):
