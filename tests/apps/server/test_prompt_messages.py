@@ -37,7 +37,7 @@ class LabelledPrompt(SlicePrompt):
     """A prompt kind someone adds: two new fields, nothing written for the server or the wire."""
 
     label: str = field(default="", metadata=described("what the clicks mark", max_length=20))
-    weights: tuple[float, ...] = field(default=(), metadata=described(max_items=4))
+    weights: tuple[float, ...] = field(default=(), metadata=described(max_items=4, ge=0.0))
 
 
 def test_a_field_added_to_the_prompt_is_in_the_servers_schema_and_crosses_the_wire():
@@ -51,6 +51,8 @@ def test_a_field_added_to_the_prompt_is_in_the_servers_schema_and_crosses_the_wi
         message.model_validate({**prompt_to_message(prompt), "label": "x" * 21})
     with pytest.raises(ValidationError, match="at most 4 items"):
         message.model_validate({**prompt_to_message(prompt), "weights": [1.0] * 5})
+    with pytest.raises(ValidationError, match=r"weights\.1\n.*greater than or equal to 0"):  # each item's limit
+        message.model_validate({**prompt_to_message(prompt), "weights": [1.0, -1.0]})
 
 
 def test_a_prompt_field_the_wire_cannot_bound_is_refused_when_the_schema_is_built():

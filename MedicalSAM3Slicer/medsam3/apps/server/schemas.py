@@ -66,7 +66,8 @@ def _message_type(kind, limits: dict, where: str):
                                                                               "max_length": len(items)}
         if len(set(items)) != 1:
             raise TypeError(f"{where}: a tuple on the wire holds items of one type, not {items}.")
-        message = Annotated[list[_message_type(items[0], {}, where)], Field(**counts)]
+        each = {key: value for key, value in limits.items() if key != "max_items"}  # the items' own limits
+        message = Annotated[list[_message_type(items[0], each, where)], Field(**counts)]
     elif kind is float:
         message = Annotated[Coordinate, Field(**limits)] if limits else Coordinate
     elif kind in (int, str):
