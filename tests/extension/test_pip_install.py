@@ -26,7 +26,8 @@ import medsam3
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-EXTRAS_FILES = {"server": "server.txt", "ray": "ray.txt", "evaluation": "evaluation.txt", "dicom": "dicom.txt"}
+EXTRAS_FILES = {"server": "server.txt", "ray": "ray.txt", "evaluation": "evaluation.txt", "dicom": "dicom.txt",
+                "finetune": "finetune.txt"}
 
 
 def _pins(*files: str) -> dict[str, str]:
