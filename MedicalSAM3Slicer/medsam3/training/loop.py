@@ -97,7 +97,7 @@ class Trainer:
     def _choose_parameters(self) -> torch.nn.Module:
         parts = self.settings.parts
         for name, parameter in self.model.named_parameters():
-            parameter.requires_grad = parts == "all" or name.split(".")[0] in HEAD_MODULES
+            parameter.requires_grad_(parts == "all" or name.split(".")[0] in HEAD_MODULES)
         if parts != "lora":
             return self.model
         from peft import LoraConfig, get_peft_model
@@ -107,7 +107,7 @@ class Trainer:
         network = get_peft_model(self.model, config)
         for name, parameter in network.named_parameters():  # peft freezes everything but its adapters
             if any(f".{module}." in f".{name}" for module in HEAD_MODULES) and "lora_" not in name:
-                parameter.requires_grad = True
+                parameter.requires_grad_(True)
         return network
 
     def _train_mode(self) -> None:
