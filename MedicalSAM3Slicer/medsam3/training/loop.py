@@ -58,10 +58,18 @@ def _load_detector(path: Path, image_size: int | None):
 
     from ..model.transformers_model import resize_config
 
+    from transformers.utils import logging as transformers_logging
+
     config = Sam3Model.config_class.from_pretrained(path)
     if image_size and image_size != config.vision_config.backbone_config.image_size:  # as the engine loads it
         config = Sam3Model.config_class.from_dict(resize_config(config.to_dict(), image_size))
-    model = Sam3Model.from_pretrained(path, config=config, dtype=torch.float32)
+    showing = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # its "Loading weights" bar would break the one-line errors
+    try:
+        model = Sam3Model.from_pretrained(path, config=config, dtype=torch.float32)
+    finally:
+        if showing:
+            transformers_logging.enable_progress_bar()
     return model, Sam3Processor.from_pretrained(path)
 
 
@@ -223,31 +231,36 @@ class Trainer:
 
     @torch.no_grad()
     def held_out_dice(self, held_out: SliceSet, network: torch.nn.Module | None = None,
-                      score_threshold: float = 0.5) -> dict[str, float]:
-        """Dice per structure over held-out slices, text on each slice as the engine segments it (instances scoring
-        at least ``score_threshold``, score = query x presence, merged), on the model square."""
+                      score_threshold: float = 0.5) -> dict[str, dict[str, float]]:
+        """Two Dice figures per structure on held-out slices, text on each slice, on the model square:
+
+        - ``engine``: as the engine segments text on a slice (instances scoring at least ``score_threshold``,
+          score = query x presence, merged), over every slice holding the structure and as many without it;
+        - ``best_instance``: the mask of the best-scoring instance, over the slices holding the structure (the
+          mask quality of the detection, whatever its score)."""
         network = network or self.network
         network.eval()
         trainer_slices, self.slices = self.slices, held_out
+        size = held_out.image_size
         try:
             dice = {}
             for index, structure in enumerate(held_out.structures):
-                overlap = predicted = wanted = 0.0
+                sums = {"engine": np.zeros(3), "best_instance": np.zeros(3)}  # overlap, predicted, wanted
                 for sample in held_out.held_out_samples(index):
                     out = self.forward([sample], network)
                     scores = out.logits[0].float().sigmoid() * out.presence[0].float().sigmoid()
-                    keep = out.masks[0][scores >= score_threshold].float()
-                    size = held_out.image_size
-                    union = torch.zeros(size, size, dtype=torch.bool)
-                    if len(keep):
-                        upsampled = torch.nn.functional.interpolate(keep[:, None], size=(size, size),
-                                                                    mode="bilinear", align_corners=False)
-                        union = (upsampled[:, 0] > 0).any(0).cpu()
+                    masks = torch.nn.functional.interpolate(out.masks[0].float()[:, None], size=(size, size),
+                                                            mode="bilinear", align_corners=False)[:, 0].cpu() > 0
                     target = torch.from_numpy(held_out.target_mask(sample))
-                    overlap += float((union & target).sum())
-                    predicted, wanted = predicted + float(union.sum()), wanted + float(target.sum())
-                if wanted > 0:
-                    dice[structure.name] = 2 * overlap / (predicted + wanted) if predicted + wanted else 1.0
+                    kept = masks[(scores >= score_threshold).cpu()].any(0)
+                    predictions = {"engine": kept}
+                    if target.any():
+                        predictions["best_instance"] = masks[int(scores.argmax())]
+                    for name, predicted in predictions.items():
+                        sums[name] += [float((predicted & target).sum()), float(predicted.sum()),
+                                       float(target.sum())]
+                dice[structure.name] = {name: 2 * o / (p + w) if p + w else 1.0 for name, (o, p, w) in sums.items()
+                                        if w > 0}
             return dice
         finally:
             self.slices = trainer_slices

@@ -161,9 +161,9 @@ def run_finetune(args: argparse.Namespace) -> int:
     for structure in structures:
         if structure.note:
             print(f"{structure.name}: not a trained class name of the base model; it is learnt as typed.")
+    before = trainer.held_out_dice(held_out_slices) if held_out_slices else {}  # the base model's
     if args.resume:
         trainer.load_checkpoint()
-    before = trainer.held_out_dice(held_out_slices) if held_out_slices else {}
     if trainer.device.type == "cpu" and trainer.parameter_count > FULL_SIZE_PARAMETERS and not args.force \
             and trainer.step < settings.steps:
         _refuse_on_cpu(trainer)

@@ -29,16 +29,25 @@ def _dice_table(title: str, before: dict, after: dict, note: str) -> list[str]:
     return lines + [""]
 
 
+def _figures(dice: dict, key: str) -> dict:
+    return {name: figures.get(key) for name, figures in dice.items()}
+
+
 def _report(record: dict) -> str:
     lines = [f"# Fine-tuning report: {record['name']}", "",
              f"Base **{record['base']}**, {record['steps']} steps ({record['trained_parts']}), held-out cases: "
              f"{', '.join(record['held_out_cases']) or 'none'}.", "",
              f"Loss: first step {_figure(record['losses'][0] if record['losses'] else None)}, mean of the last 10 "
              f"steps {_figure(statistics.fmean(record['losses'][-10:]) if record['losses'] else None)}.", ""]
-    lines += _dice_table("Held-out slices, text on each slice", record["held_out_dice_before"],
-                         record["held_out_dice_after"],
-                         "Dice over every held-out slice holding the structure and as many without it; instances "
-                         "scoring at least 0.5 merged, on the model square.")
+    for key, title, note in (
+            ("engine", "Held-out slices, text on each slice as the engine segments it",
+             "Dice over every held-out slice holding the structure and as many without it; instances scoring at "
+             "least 0.5 (query x presence) merged, on the model square."),
+            ("best_instance", "Held-out slices, the best-scoring instance",
+             "Dice of the best-scoring instance's mask over the held-out slices holding the structure, whatever "
+             "its score: the mask quality of the detection.")):
+        lines += _dice_table(title, _figures(record["held_out_dice_before"], key),
+                             _figures(record["held_out_dice_after"], key), note)
     if "evaluation_text_dice_before" in record:
         lines += _dice_table("Held-out cases, `medsam3 evaluate --protocols text`",
                              record["evaluation_text_dice_before"], record["evaluation_text_dice_after"],
@@ -66,7 +75,9 @@ def finish(trainer, base, dataset, training, held_out, structures, output: Path,
         files[REPORT_NAME] = _report(record)
     write_model_folder(base.path, output, trained, files, image_size)
     for name in dict.fromkeys([*before, *after]):
-        print(f"{name}: held-out slice Dice {_figure(before.get(name))} -> {_figure(after.get(name))}")
+        old, new = before.get(name, {}), after.get(name, {})
+        print(f"{name}: held-out slice Dice {_figure(old.get('engine'))} -> {_figure(new.get('engine'))}, best "
+              f"instance {_figure(old.get('best_instance'))} -> {_figure(new.get('best_instance'))}")
     print(f"wrote {output}")
     return record
 
