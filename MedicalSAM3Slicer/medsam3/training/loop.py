@@ -97,6 +97,7 @@ class Trainer:
         self.step = 0
         self.losses: list[float] = []
         self.seconds_per_step: float | None = None
+        self.steps_timed, self.seconds_timed = 0, 0.0  # the steps of this process, for the mean step time
 
     @property
     def parameter_count(self) -> int:
@@ -182,6 +183,7 @@ class Trainer:
             started = time.perf_counter()
             self.train_step()
             self.seconds_per_step = time.perf_counter() - started
+            self.steps_timed, self.seconds_timed = self.steps_timed + 1, self.seconds_timed + self.seconds_per_step
             if on_step is not None:
                 on_step(self)
             stopping = should_stop is not None and should_stop()

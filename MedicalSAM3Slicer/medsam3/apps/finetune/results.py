@@ -37,6 +37,8 @@ def _report(record: dict) -> str:
     lines = [f"# Fine-tuning report: {record['name']}", "",
              f"Base **{record['base']}**, {record['steps']} steps ({record['trained_parts']}), held-out cases: "
              f"{', '.join(record['held_out_cases']) or 'none'}.", "",
+             f"{record['seconds_per_step']} s per step on {record['device']}, peak resident memory "
+             f"{record['peak_resident_mb']} MB.", "",
              f"Loss: first step {_figure(record['losses'][0] if record['losses'] else None)}, mean of the last 10 "
              f"steps {_figure(statistics.fmean(record['losses'][-10:]) if record['losses'] else None)}.", ""]
     for key, title, note in (
@@ -68,7 +70,9 @@ def finish(trainer, base, dataset, training, held_out, structures, output: Path,
               "steps": trainer.step, "accumulate": trainer.settings.accumulate, "seed": trainer.settings.seed,
               "trained_parts": _parts(trainer), "image_size": image_size, "licence": licence,
               "losses": [round(x, 6) for x in trainer.losses], "held_out_dice_before": before,
-              "held_out_dice_after": after, "report": bool(held_out)}
+              "held_out_dice_after": after, "report": bool(held_out), "device": str(trainer.device),
+              "seconds_per_step": round(trainer.seconds_timed / max(1, trainer.steps_timed), 4),
+              "peak_resident_mb": _peak_resident_mb()}
     trained = {name: value for name, value in trainer.model.state_dict().items()}
     files = {"README.md": model_card(record), RECORD_NAME: json.dumps(record, indent=2) + "\n"}
     if held_out:
@@ -80,6 +84,18 @@ def finish(trainer, base, dataset, training, held_out, structures, output: Path,
               f"instance {_figure(old.get('best_instance'))} -> {_figure(new.get('best_instance'))}")
     print(f"wrote {output}")
     return record
+
+
+def _peak_resident_mb() -> float | None:
+    """The process's peak resident memory so far (None where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
 def _parts(trainer) -> str:
