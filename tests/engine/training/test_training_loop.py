@@ -119,3 +119,24 @@ def test_the_saved_folder_keeps_every_tracker_weight_and_holds_the_trained_detec
     changed = {key.split(".")[0] for key in saved if not torch.equal(saved[key], base_detector[key])}
     assert changed == {"detr_decoder", "mask_decoder", "dot_product_scoring"}  # the default parts, nothing else
     assert (output / "README.md").read_text() == "card"
+
+
+def test_a_one_folder_model_gets_its_detector_replaced_and_every_tracker_tensor_back(one_folder_model, slices,
+                                                                                    tmp_path, one_torch_thread):
+    """facebook/sam3 and converted Medical SAM3 checkpoints hold every class in one folder and one weights file."""
+    settings = TrainingSettings(steps=2, learning_rate=1e-2, seed=1)
+    trainer = Trainer(one_folder_model, slices, settings, "cpu")
+    trainer.run()
+    trained = trainer.trained_detector().state_dict()
+    output = write_model_folder(one_folder_model, tmp_path / "model", trained, {"README.md": "card"})
+
+    files = sorted(p.relative_to(one_folder_model) for p in one_folder_model.rglob("*.safetensors"))
+    assert files == sorted(p.relative_to(output) for p in output.rglob("*.safetensors"))
+    for name in files:
+        before, after = load_file(str(one_folder_model / name)), load_file(str(output / name))
+        assert before.keys() == after.keys()
+        others = [key for key in before if not key.startswith("detector_model.")]
+        assert others and all(torch.equal(before[key], after[key]) for key in others)
+    loaded = TransformersSegmentationModel(output, "fine-tuned").component("sam3")[0].state_dict()
+    heads = [key for key in trained if key.split(".")[0] == "mask_decoder"]
+    assert all(torch.equal(loaded[key], trained[key]) for key in heads)
