@@ -102,7 +102,7 @@ def model_card(record: dict) -> str:
              f"| structures (label: prompt) | {structures} |",
              f"| steps | {record['steps']} (x {record['accumulate']} samples, seed {record['seed']}) |",
              f"| trained parts | {record['trained_parts']} |",
-             f"| tracker (clicks, propagation) | carried over unchanged from the base model |",
+             f"| tracker (clicks, propagation) | {record['tracker']} |",
              f"| licence | {record['licence']} |", "",
              "Load it by path: `medsam3 segment IMAGE --model THIS_FOLDER --text NAME`, `medsam3 serve --model "
              "THIS_FOLDER`, `medsam3 evaluate DATA --model THIS_FOLDER`, or in Slicer under Settings -> Model "

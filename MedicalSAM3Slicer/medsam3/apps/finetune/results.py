@@ -72,7 +72,7 @@ def finish(trainer, base, dataset, training, held_out, structures, output: Path,
               "losses": [round(x, 6) for x in trainer.losses], "held_out_dice_before": before,
               "held_out_dice_after": after, "report": bool(held_out), "device": str(trainer.device),
               "seconds_per_step": round(trainer.seconds_timed / max(1, trainer.steps_timed), 4),
-              "peak_resident_mb": _peak_resident_mb()}
+              "peak_resident_mb": _peak_resident_mb(), "tracker": _tracker_note(trainer, base.path)}
     trained = {name: value for name, value in trainer.model.state_dict().items()}
     files = {"README.md": model_card(record), RECORD_NAME: json.dumps(record, indent=2) + "\n"}
     if held_out:
@@ -84,6 +84,18 @@ def finish(trainer, base, dataset, training, held_out, structures, output: Path,
               f"instance {_figure(old.get('best_instance'))} -> {_figure(new.get('best_instance'))}")
     print(f"wrote {output}")
     return record
+
+
+def _tracker_note(trainer, base_path: Path) -> str:
+    """What the trackers keep. In a one-folder model the trackers read the detector's ViT, so a ViT trained with
+    --train lora or all reaches clicks and propagation although every tracker tensor is unchanged."""
+    from ...model.transformers_model import location_of
+
+    shared = location_of(base_path, "sam3") == location_of(base_path, "sam3_tracker")
+    if shared and trainer.settings.parts in ("merged", "all"):
+        return ("every tracker tensor carried over unchanged, but the trackers share the detector's ViT, which was "
+                "trained: clicks and propagation run on the adapted image features")
+    return "carried over unchanged from the base model"
 
 
 def _peak_resident_mb() -> float | None:
