@@ -109,7 +109,11 @@ class Trainer:
             parameter.requires_grad_(parts == "all" or name.split(".")[0] in HEAD_MODULES)
         if parts != "lora":
             return self.model
-        from peft import LoraConfig, get_peft_model
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError as error:
+            raise MedSam3Error(f"--train lora needs the peft package ({error}): pip install 'medsam3[finetune]' "
+                               "(or requirements/finetune.txt), or train the heads only.") from None
 
         config = LoraConfig(r=self.settings.lora_rank, lora_alpha=self.settings.lora_alpha, lora_dropout=0.0,
                             target_modules=LORA_TARGETS)

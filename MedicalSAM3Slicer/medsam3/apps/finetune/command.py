@@ -123,7 +123,11 @@ class _StopOnInterrupt:
         self.requested = False
 
     def __enter__(self):
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        import threading
+
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():  # only the main thread may set a handler
+            self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
     def _handle(self, *_):
@@ -134,7 +138,8 @@ class _StopOnInterrupt:
         print("\nmedsam3 finetune: stopping after this step's checkpoint (Ctrl+C again to stop at once)")
 
     def __exit__(self, *_):
-        signal.signal(signal.SIGINT, self._previous)
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def run_finetune(args: argparse.Namespace) -> int:
