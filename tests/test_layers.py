@@ -22,7 +22,8 @@ WEB = MODULE_DIR / "medsam3_web"
 
 # Which engine package may import which. "shared" is medsam3/__init__.py (the version) and medsam3/errors.py.
 # Applications -> transports -> interaction -> model -> geometry; files (volume and segmentation files on disk) sit
-# beside the transports: both may use interaction and below, neither uses the other.
+# beside the transports: both may use interaction and below, neither uses the other. "training" (medsam3 finetune's
+# engine: slices made as the engine makes them, SAM 3's losses, the loop) sits beside them too.
 # "terminology" (the one table of names, codes, colours and synonyms) needs nothing but "shared"; every layer above
 # it may use it.
 ALLOWED = {
@@ -33,7 +34,8 @@ ALLOWED = {
     "interaction": {"shared", "terminology", "geometry", "model", "interaction"},
     "files": {"shared", "terminology", "geometry", "model", "interaction", "files"},
     "transports": {"shared", "terminology", "geometry", "model", "interaction", "transports"},
-    "apps": {"shared", "terminology", "geometry", "model", "interaction", "files", "transports", "apps"},
+    "training": {"shared", "terminology", "geometry", "model", "interaction", "training"},
+    "apps": {"shared", "terminology", "geometry", "model", "interaction", "files", "transports", "training", "apps"},
 }
 
 GUI_AND_SLICER = ("slicer", "qt", "ctk", "vtk", "MedicalSAM3SlicerLib", "MedicalSAM3SlicerWidgets", "medsam3_web",

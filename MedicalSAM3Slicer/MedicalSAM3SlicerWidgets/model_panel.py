@@ -15,7 +15,8 @@ import slicer
 from MedicalSAM3SlicerLib import dependencies, exports, pip_commands
 
 EXPORT_FORMATS = (("Labelmap (NIfTI)", ".nii.gz"), ("Labelmap (NRRD)", ".nrrd"),
-                  ("Slicer segmentation (.seg.nrrd)", ".seg.nrrd"), ("DICOM SEG", ".dcm"))
+                  ("Slicer segmentation (.seg.nrrd)", ".seg.nrrd"), ("DICOM SEG", ".dcm"),
+                  ("Add to training set (medsam3 finetune)", "training folder"))
 
 
 class ModelPanel:
@@ -170,6 +171,9 @@ class ModelPanel:
         with self._reporting_errors():
             volume, segmentation = self._inputs()
             label, suffix = EXPORT_FORMATS[self.ui.exportFormatComboBox.currentIndex]
+            if suffix == "training folder":
+                self._add_to_training_set(volume, segmentation)
+                return
             path = qt.QFileDialog.getSaveFileName(None, f"Export {label}", segmentation.GetName() + suffix)
             if not path:
                 return
@@ -185,3 +189,14 @@ class ModelPanel:
             if report.skipped:
                 message += "\nLeft out: " + "; ".join(f"{name} ({reason})" for name, reason in report.skipped)
             slicer.util.infoDisplay(message)
+
+    def _add_to_training_set(self, volume, segmentation):
+        """The volume and its named segments as a new case of a training folder (docs/finetune.md)."""
+        from MedicalSAM3SlicerLib.training_set import add_to_training_set
+
+        folder = qt.QFileDialog.getExistingDirectory(None, "Training folder for medsam3 finetune")
+        if not folder:
+            return
+        case = add_to_training_set(volume, segmentation, folder)
+        slicer.util.infoDisplay(f"Added case {case.case_id} to {folder} with: {', '.join(case.segments)}.\n"
+                                f"Fine-tune on it with: medsam3 finetune {folder} --output MODEL_DIR --device cuda")

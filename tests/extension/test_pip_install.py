@@ -27,7 +27,8 @@ from medsam3.errors import EXTRAS
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-EXTRAS_FILES = {"server": "server.txt", "ray": "ray.txt", "evaluation": "evaluation.txt", "dicom": "dicom.txt"}
+EXTRAS_FILES = {"server": "server.txt", "ray": "ray.txt", "evaluation": "evaluation.txt", "dicom": "dicom.txt",
+                "finetune": "finetune.txt"}
 
 
 def _pins(*files: str) -> dict[str, str]:

@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("web", help="the annotation page in a browser (medsam3 web --help; docs/web.md)")
     add_evaluate_parser(commands)
     importlib.import_module("medsam3.apps.batch.command").add_batch_parser(commands)
+    importlib.import_module("medsam3.apps.finetune.command").add_finetune_parser(commands)
     return parser
 
 
@@ -308,6 +309,8 @@ def run(argv: Sequence[str], backend_factory: BackendFactory = open_backend) -> 
         return run_evaluate(args, backend_factory)
     if args.command == "batch":
         return importlib.import_module("medsam3.apps.batch.command").run_batch(args, backend_factory)
+    if args.command == "finetune":
+        return importlib.import_module("medsam3.apps.finetune.command").run_finetune(args)
     return _serve(args, backend_factory)
 
 

@@ -1,0 +1,1 @@
+"""``medsam3 finetune`` (see command.py)."""
