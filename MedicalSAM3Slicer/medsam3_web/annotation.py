@@ -23,6 +23,12 @@ import slicer
 from medsam3.errors import Cancelled, MedSam3Error
 from MedicalSAM3SlicerLib import exports, prompt_nodes, segment_io
 from MedicalSAM3SlicerLib.logic import MedicalSAM3SlicerLogic
+from MedicalSAM3SlicerLib.slice_view_interaction import Tool, display_to_world, keep_box
+
+# The page's mouse tools: "off" (the views pan / zoom / scroll), + / - point (Slicer's markups placement), and the
+# gestures drawn on a slice view (:mod:`.gestures`): (bridge tool, positive)
+GESTURE_TOOLS = {"box": (Tool.BOX, True), "scribble+": (Tool.SCRIBBLE, True), "scribble-": (Tool.SCRIBBLE, False),
+                 "lasso+": (Tool.LASSO, True), "lasso-": (Tool.LASSO, False)}
 
 
 class Busy(MedSam3Error):
@@ -56,7 +62,7 @@ class Annotation:
         self.selected_segment: str | None = None
         self.text = ""
         self.whole_volume = True
-        self.point_mode: str | None = None  # "positive", "negative" or None (the views pan / zoom / scroll)
+        self.tool = "off"  # "off", "positive" / "negative" (points), a GESTURE_TOOLS key, "paint" or "erase"
         self.busy = False
         self.status = "Type what to segment, or choose + Point and click inside it."
         self.progress: tuple[int, int] | None = None
@@ -68,6 +74,12 @@ class Annotation:
         for node in self.points.values():
             node.SetLocked(False)  # the placement widget adds to it; the list is emptied after each run
             node.AddObserver(node.PointPositionDefinedEvent, self._on_point_placed)
+        self.box = prompt_nodes.prompt_node(self.scene, "box")
+        from .gestures import PromptGestureEffect
+
+        self.editor = slicer_app.segmentation_editor
+        self.gestures = self.editor.get_effect(PromptGestureEffect)
+        self.gestures.on_gesture = self._on_gesture
 
     # --- files -------------------------------------------------------------------------------------------------
     def load(self, paths: list[Path]) -> None:
@@ -99,6 +111,8 @@ class Annotation:
         self.segmentation_node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "MedicalSAM3 segmentation")
         self.segmentation_node.CreateDefaultDisplayNodes()
         self.segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+        self.editor.set_active_segmentation(self.segmentation_node, volume_node)  # the gesture and paint effects'
+        self.set_tool(self.tool)
         self.selected_segment = None
         self.status = f"Loaded '{volume_node.GetName()}'. Type what to segment, or choose + Point and click inside it."
         self.on_change()
@@ -121,13 +135,57 @@ class Annotation:
         return {view.get_view_node().GetLayoutName(): view.get_view_node()
                 for view in self.app.view_manager.get_slice_views()}
 
-    def set_point_mode(self, mode: str | None) -> None:
-        """+ Point / - Point: the next clicks in a slice view are placed into that list (Slicer's Place mode)."""
-        self.point_mode = mode
-        if mode is None:
-            self.app.markups_logic.disable_place_mode()
+    def set_tool(self, tool: str | None) -> None:
+        """What a left click or drag in a slice view does: + / - Point places into that list (Slicer's Place mode),
+        a gesture tool draws a box / scribble / lasso, paint / erase are the segment editor's brushes."""
+        tool = tool or "off"
+        if tool not in ("off", "positive", "negative", "paint", "erase", *GESTURE_TOOLS):
+            raise MedSam3Error(f"Unknown tool {tool!r}.")
+        self.tool = tool
+        if tool in ("positive", "negative"):
+            self.app.markups_logic.place_node(self.points[tool], persistent=True)
         else:
-            self.app.markups_logic.place_node(self.points[mode], persistent=True)
+            self.app.markups_logic.disable_place_mode()
+        if self.editor.active_segmentation is None:
+            return
+        if tool in GESTURE_TOOLS:
+            self.gestures.recorder.set_tool(*GESTURE_TOOLS[tool])
+            self.editor.set_active_effect(self.gestures)
+        elif tool in ("paint", "erase"):
+            self._activate_brush(tool)
+        else:
+            self.editor.deactivate_effect()
+
+    def _activate_brush(self, tool: str) -> None:  # filled in with the paint / erase tools
+        self.editor.deactivate_effect()
+
+    def _on_gesture(self, slice_node, gesture) -> None:
+        """A box, scribble or lasso drawn on a slice view (:mod:`.gestures`): the bridge's request, then the model."""
+        try:
+            self._check_ready()
+            segment_id = self.selected_segment
+            text = self.text if segment_id is None else None
+            if gesture.tool == Tool.BOX:
+                keep_box(self.box, slice_node, gesture.display_points)
+                try:
+                    request = self.logic.prepare(self.volume_node, self.segmentation_node, text=text, roi=self.box,
+                                                 view=slice_node, whole_volume=self.whole_volume,
+                                                 segment_id=segment_id)
+                finally:
+                    self.box.RemoveAllControlPoints()
+            else:
+                request = self.logic.prepare_stroke(
+                    self.volume_node, self.segmentation_node, gesture.tool.value,
+                    display_to_world(slice_node, gesture.display_points), slice_node, positive=gesture.positive,
+                    whole_volume=self.whole_volume, segment_id=segment_id, text=text)
+        except MedSam3Error as error:
+            self.status = str(error)
+            self.on_change()
+            return
+        self._placed_at = time.perf_counter()
+        task = asyncio.get_event_loop().create_task(self._guarded(self._run(request, gesture.tool.value)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _on_point_placed(self, node, _event) -> None:
         self._placed_at = time.perf_counter()
@@ -220,7 +278,7 @@ class Annotation:
                                                      f"Nothing changed ({what}).")
         finally:
             self.busy, self.progress = False, None
-            if what == "point":
+            if what in ("point", "box", "scribble", "lasso"):
                 self.last_timing["placed_to_written_s"] = time.perf_counter() - self._placed_at
         self.on_change()
         if any(node.GetNumberOfControlPoints() for node in self.points.values()):

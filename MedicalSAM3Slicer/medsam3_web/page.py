@@ -24,6 +24,11 @@ WINDOWS = [{"title": "Window: automatic (MR, any)", "value": "auto"},
                ("CT abdomen", "CT_ABDOMEN"), ("CT lung", "CT_LUNG"), ("CT bone", "CT_BONE"),
                ("CT brain", "CT_BRAIN"), ("CT air", "CT_AIR")))]
 
+TOOLS = [("View", "off", "point-off"), ("+ Point", "positive", "point-positive"),
+         ("− Point", "negative", "point-negative"), ("Box", "box", "box"), ("+ Scribble", "scribble+", "scribble-positive"),
+         ("− Scribble", "scribble-", "scribble-negative"), ("+ Lasso", "lasso+", "lasso-positive"),
+         ("− Lasso", "lasso-", "lasso-negative"), ("Paint", "paint", "paint"), ("Erase", "erase", "erase")]
+
 
 def marked_view_ui(populate):
     """trame-slicer's gutter of a view (slice slider, buttons) plus a hidden mark naming the view
@@ -44,11 +49,12 @@ class Page:
         self.downloads: dict[str, Path] = {}  # token -> exported file (served by access.py under /medsam3/download/)
         self.export_folder = Path(tempfile.mkdtemp(prefix="medsam3-web-export-"))
         annotation.on_change = self.refresh
-        self.state.update({"target": "", "whole_volume": True, "point_mode": "off", "segments": [], "busy": False, "window": "auto",
+        self.state.update({"target": "", "whole_volume": True, "tool": "off", "segments": [], "busy": False,
+                           "window": "auto",
                            "status": annotation.status, "progress": -1, "download_url": "", "download_name": ""})
         self.state.change("target")(self._on_target)
         self.state.change("whole_volume")(self._on_whole_volume)
-        self.state.change("point_mode")(self._on_point_mode)
+        self.state.change("tool")(self._on_tool)
         self.state.change("window")(self._on_window)
         self._build(layout_manager)
 
@@ -81,8 +87,11 @@ class Page:
             self._report(error)
         self.refresh()
 
-    def _on_point_mode(self, point_mode, **_):
-        self.annotation.set_point_mode(None if point_mode in (None, "off") else point_mode)
+    def _on_tool(self, tool, **_):
+        try:
+            self.annotation.set_tool(tool)
+        except MedSam3Error as error:
+            self._report(error)
 
     async def segment_text(self):
         try:
@@ -161,10 +170,10 @@ class Page:
                 v.VBtn("Stop", id="medsam3-stop", click=self.annotation.stop, disabled=("!busy",), color="error")
             v.VSwitch(v_model=("whole_volume",), label=("whole_volume ? 'Whole volume' : 'This slice'",),
                       id="medsam3-whole-volume", density="compact", hide_details=True)
-            with v.VBtnToggle(v_model=("point_mode",), mandatory=True, density="compact", divided=True):
-                v.VBtn("View", value="off", id="medsam3-point-off")
-                v.VBtn("+ Point", value="positive", id="medsam3-point-positive")
-                v.VBtn("− Point", value="negative", id="medsam3-point-negative")
+            with v.VBtnToggle(v_model=("tool",), mandatory=True, density="compact", divided=True,
+                              classes="flex-wrap", style="height: auto;"):
+                for label, value, element in TOOLS:
+                    v.VBtn(label, value=value, id=f"medsam3-{element}", size="small")
             v.VSelect(v_model=("window",), items=("windows", WINDOWS), id="medsam3-window", density="compact",
                       hide_details=True)
             v.VProgressLinear(v_if="busy", model_value=("progress",), indeterminate=("progress < 0",))

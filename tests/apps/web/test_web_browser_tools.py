@@ -1,0 +1,99 @@
+"""The page's drawing tools in a real browser (headless Debian chromium through Playwright): a box dragged on a slice
+view segments what it encloses, and the file tools around it.
+
+The phantom's blocks are found in the view's own pixels, as a user finds them; every result is checked in the scene
+(the test-only state endpoint, loopback only) or in the downloaded file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from web_harness import running_web, sha, unsegmented_blocks, view_pixels, write_phantom
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="web browser test skipped: Playwright is not installed (requirements/web.txt; "
+                                  "scripts/setup_env.sh installs it)")
+if not CHROMIUM.exists():
+    pytest.skip("web browser test skipped: Debian chromium is missing at /usr/bin/chromium (scripts/setup_env.sh "
+                "installs it with apt-get when run as root)", allow_module_level=True)
+
+pytestmark = pytest.mark.slow
+
+
+def open_page(playwright, web):
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": 1400, "height": 850}, accept_downloads=True)
+    page.goto(web.url)
+    page.wait_for_selector("#medsam3-target")
+    return browser, page
+
+
+def view(page, name: str):
+    """The streamed image of a view: Red (axial), Green (coronal), Yellow (sagittal)."""
+    locator = page.locator(f"div:has(> .medsam3-view-{name}) img.image-display-area")
+    locator.wait_for()
+    return locator
+
+
+def drag(page, locator, start_xy, end_xy, steps: int = 8) -> None:
+    """Press the left button at ``start_xy`` of the element, move to ``end_xy`` and release (element pixels)."""
+    box = locator.bounding_box()
+    page.mouse.move(box["x"] + float(start_xy[0]), box["y"] + float(start_xy[1]))
+    page.mouse.down()
+    page.mouse.move(box["x"] + float(end_xy[0]), box["y"] + float(end_xy[1]), steps=steps)
+    page.mouse.up()
+
+
+def block_extent(rgb: np.ndarray, centre) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) on screen of the white block whose centre is ``centre``."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(rgb.min(axis=2) > 200)
+    ys, xs = np.nonzero(labels == labels[int(centre[0]), int(centre[1])])
+    return int(ys.min()), int(ys.max()), int(xs.min()), int(xs.max())
+
+
+def test_a_box_dragged_on_a_slice_view_segments_what_it_encloses(tmp_path):
+    phantom = write_phantom(tmp_path)
+    with running_web(tmp_path, str(phantom.path), "--stand-in-model", "--expose-state") as web, \
+            playwright_api.sync_playwright() as playwright:
+        browser, page = open_page(playwright, web)
+        axial = view(page, "Red")
+        page.click("#medsam3-whole-volume")  # Whole volume -> This slice
+        page.click("#medsam3-box")
+        rgb = view_pixels(axial)
+        blocks = unsegmented_blocks(rgb)
+        assert len(blocks) == 1, blocks  # the middle axial slice crosses the upper block only
+        y0, y1, x0, x1 = block_extent(rgb, blocks[0])
+
+        # 1. A box around the whole block on screen: exactly the block's voxels on that slice.
+        drag(page, axial, (x0 - 8, y0 - 8), (x1 + 8, y1 + 8))
+        state = web.wait_for_state(lambda s: len(s["segments"]) == 1)
+        boxed = state["segments"][0]
+        (_, _), (_, _), (k0, k1) = boxed["ijk_bounds"]
+        assert k0 == k1
+        expected = np.zeros_like(phantom.upper)
+        expected[k0] = phantom.upper[k0]
+        assert phantom.upper[k0].any() and boxed["mask_sha256"] == sha(expected), boxed
+
+        # 2. A box over the left part of the block only, as a new segment: only voxels of the block, fewer of them,
+        # all on the side the box covered.
+        page.click("#medsam3-new-segment")
+        web.wait_for_state(lambda s: not any(row["selected"] for row in s["segments"]))
+        middle = (x0 + x1) // 2
+        drag(page, axial, (x0 - 8, y0 - 8), (middle, y1 + 8))
+        state = web.wait_for_state(lambda s: len(s["segments"]) == 2)
+        part = state["segments"][1]
+        assert 0 < part["voxels"] < boxed["voxels"], part
+        (pi0, pi1), (pj0, pj1), (pk0, pk1) = part["ijk_bounds"]
+        (bi0, bi1), (bj0, bj1), _ = boxed["ijk_bounds"]
+        assert (pk0, pk1) == (k0, k1) and (pj0, pj1) == (bj0, bj1)  # the full height of the block, on that slice
+        assert (pi0 == bi0) != (pi1 == bi1)  # one side of the block, not its middle, not all of it
+        assert state["segments"][0]["mask_sha256"] == boxed["mask_sha256"]  # the first segment is untouched
+        browser.close()
