@@ -21,7 +21,7 @@ import numpy as np
 import slicer
 
 from medsam3.errors import Cancelled, MedSam3Error
-from MedicalSAM3SlicerLib import exports, prompt_nodes, segment_io
+from MedicalSAM3SlicerLib import dicom_seg_export, exports, prompt_nodes, segment_io
 from MedicalSAM3SlicerLib.logic import MedicalSAM3SlicerLogic
 from MedicalSAM3SlicerLib.slice_view_interaction import Tool, display_to_world, keep_box
 
@@ -59,6 +59,7 @@ class Annotation:
         self.on_change = on_change
         self.volume_node = None
         self.segmentation_node = None
+        self.dicom_files: dict[str, list[str]] = {}  # volume node id -> the DICOM series it was read from
         self.selected_segment: str | None = None
         self.text = ""
         self.whole_volume = True
@@ -84,11 +85,16 @@ class Annotation:
     # --- files -------------------------------------------------------------------------------------------------
     def load(self, paths: list[Path]) -> None:
         """Load images (the first is shown and segmented) and start an empty segmentation on it."""
+        from trame_slicer.core.volumes_reader import VolumesReader
+
         nodes = []
         for path in paths:
-            loaded = self.app.io_manager.load_volumes(volume_files(path))
+            files = volume_files(path)
+            loaded = self.app.io_manager.load_volumes(files)
             if not loaded:
                 raise MedSam3Error(f"{path} could not be read as a volume: give a NIfTI / NRRD file or a DICOM folder.")
+            if len(loaded) == 1 and VolumesReader.contains_dcm_volume(files):  # one series: what a DICOM SEG references
+                self.dicom_files[loaded[0].GetID()] = files
             nodes.extend(loaded)
         self.show(nodes[0])
 
@@ -317,18 +323,24 @@ class Annotation:
         self.on_change()
 
     def export(self, kind: str, folder: Path) -> Path:
-        """Write the segmentation through the bridge's writers: "seg.nrrd" or "labelmap" (NIfTI + colour table)."""
+        """Write the segmentation through the bridge's writers: "seg.nrrd", "labelmap" (NIfTI + colour table) or
+        "dicom-seg" (referencing the DICOM series the image was read from)."""
         if self.segmentation_node is None or self.segmentation_node.GetSegmentation().GetNumberOfSegments() == 0:
             raise MedSam3Error("There is no segment to export yet: segment something first.")
         folder.mkdir(parents=True, exist_ok=True)
         name = self.volume_node.GetName()
-        stem = re.sub(r"(\.nii\.gz|\.nii|\.nrrd|\.nhdr|\.mha|\.mhd)$", "", name) or "segmentation"
+        stem = re.sub(r"(\.nii\.gz|\.nii|\.nrrd|\.nhdr|\.mha|\.mhd)$", "", name)
+        stem = re.sub(r"[^\w.-]+", "_", stem).strip("._") or "segmentation"  # a DICOM series is named "3: CT ..."
         if kind == "seg.nrrd":
             report = exports.export_seg_nrrd(self.segmentation_node, folder / f"{stem}.seg.nrrd")
         elif kind == "labelmap":
             report = exports.export_labelmap(self.segmentation_node, self.volume_node, folder / f"{stem}.nii.gz")
+        elif kind == "dicom-seg":
+            report = dicom_seg_export.export_dicom_seg(self.segmentation_node, self.volume_node,
+                                                       folder / f"{stem}.seg.dcm", exporter_class=None,
+                                                       source_files=self.dicom_files.get(self.volume_node.GetID()))
         else:
-            raise MedSam3Error(f"Unknown export {kind!r}: use seg.nrrd or labelmap.")
+            raise MedSam3Error(f"Unknown export {kind!r}: use seg.nrrd, labelmap or dicom-seg.")
         self.status = f"Exported {', '.join(report.exported) or 'nothing'} to {report.path.name}."
         self.on_change()
         return report.path

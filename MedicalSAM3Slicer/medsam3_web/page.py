@@ -200,6 +200,8 @@ class Page:
                 v.VBtn(".seg.nrrd", id="medsam3-export-seg", click=(self.export, "['seg.nrrd']"), density="compact")
                 v.VBtn("Labelmap", id="medsam3-export-labelmap", click=(self.export, "['labelmap']"),
                        density="compact")
+                v.VBtn("DICOM SEG", id="medsam3-export-dicom-seg", click=(self.export, "['dicom-seg']"),
+                       density="compact")
             v.VFileInput(label="Open an image (NIfTI, NRRD, DICOM files)", id="medsam3-upload", multiple=True,
                          density="compact", hide_details=True, disabled=("busy",), prepend_icon="mdi-folder-open",
                          change=f"trigger('{self.ctrl.trigger_name(self.upload)}', [$event.target.files])")

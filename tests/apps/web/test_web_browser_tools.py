@@ -97,3 +97,65 @@ def test_a_box_dragged_on_a_slice_view_segments_what_it_encloses(tmp_path):
         assert (pi0 == bi0) != (pi1 == bi1)  # one side of the block, not its middle, not all of it
         assert state["segments"][0]["mask_sha256"] == boxed["mask_sha256"]  # the first segment is untouched
         browser.close()
+
+
+def download(page, button: str, suffix: str, folder: Path) -> Path:
+    """Press an export button, then the page's download link once it offers the file ending with ``suffix``."""
+    page.click(button)
+    link = page.locator("#medsam3-download")
+    try:
+        playwright_api.expect(link).to_contain_text(suffix)
+    except AssertionError:
+        raise AssertionError(f"no {suffix} to download; the page says: {page.inner_text('#medsam3-status')}") from None
+    with page.expect_download() as info:
+        link.click()
+    path = folder / info.value.suggested_filename
+    info.value.save_as(path)
+    return path
+
+
+def seg_on_labelmap_grid(seg_path: Path, series: Path, labelmap) -> dict[str, np.ndarray]:
+    """Each segment of a DICOM SEG as a (K, J, I) mask on the labelmap's grid, placed by the referenced source
+    instances' positions (not by file order)."""
+    import highdicom as hd
+    import pydicom
+
+    seg = hd.seg.segread(seg_path)
+    sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in sorted(series.iterdir())]
+    uids = [s.SOPInstanceUID for s in sources]
+    lps = np.array([[float(v) for v in s.ImagePositionPatient] for s in sources])
+    ijk = labelmap.ras_to_ijk_points(lps * [-1, -1, 1])
+    assert np.allclose(ijk[:, :2], 0, atol=1e-3) and np.allclose(ijk[:, 2], np.round(ijk[:, 2]), atol=1e-3)
+    masks = {}
+    for description in seg.SegmentSequence:
+        number = description.SegmentNumber
+        frames = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[number])
+        mask = np.zeros(labelmap.array.shape, dtype=bool)
+        for k, frame in zip(np.round(ijk[:, 2]).astype(int), frames[..., 0]):
+            mask[k] = frame > 0
+        masks[description.SegmentLabel] = mask
+    return masks
+
+
+def test_dicom_seg_export_reads_back_equal_to_the_labelmap_export(tmp_path):
+    from medsam3.files.volume_io import read_volume
+    from web_harness import write_dicom_phantom
+
+    phantom = write_dicom_phantom(tmp_path / "series")
+    with running_web(tmp_path, str(phantom.path), "--stand-in-model", "--expose-state") as web, \
+            playwright_api.sync_playwright() as playwright:
+        browser, page = open_page(playwright, web)
+        page.fill("#medsam3-target", "liver")
+        page.click("#medsam3-segment")
+        state = web.wait_for_state(lambda s: len(s["segments"]) == 1)
+        assert state["segments"][0]["mask_sha256"] == sha(phantom.upper | phantom.lower)  # both bright blocks
+        labelmap_path = download(page, "#medsam3-export-labelmap", ".nii.gz", tmp_path)
+        seg_path = download(page, "#medsam3-export-dicom-seg", ".seg.dcm", tmp_path)
+        browser.close()
+
+    assert seg_path.name.endswith(".seg.dcm") and labelmap_path.name.endswith(".nii.gz")
+    labelmap = read_volume(labelmap_path)
+    masks = seg_on_labelmap_grid(seg_path, phantom.path, labelmap)
+    assert list(masks) == ["Liver"]
+    np.testing.assert_array_equal(masks["Liver"], labelmap.array == 1)  # the same voxels as the labelmap export
+    assert masks["Liver"].sum() == (phantom.upper | phantom.lower).sum()

@@ -58,6 +58,40 @@ def write_phantom(folder: Path) -> Phantom:
     return Phantom(path, upper, lower)
 
 
+def write_dicom_phantom(folder: Path, frame_of_reference: bool = True) -> Phantom:
+    """The phantom as a CT DICOM series (one file per axial slice, SimpleITK's GDCM writer), as a scanner folder;
+    ``frame_of_reference=False`` leaves out the Frame of Reference UID, as some anonymisers do."""
+    voxels = np.full(SHAPE_KJI, -1000, dtype=np.int16)
+    voxels[UPPER_BLOCK] = 1000
+    voxels[LOWER_BLOCK] = 1000
+    image = sitk.GetImageFromArray(voxels)
+    image.SetSpacing((2.0, 2.0, 3.0))
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    study, series = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"
+    for k in range(SHAPE_KJI[0]):
+        plane = image[:, :, k]
+        position = image.TransformIndexToPhysicalPoint((0, 0, k))
+        for tag, value in (("0008|0060", "CT"), ("0008|0016", "1.2.840.10008.5.1.4.1.1.2"),
+                           ("0008|0018", f"{series}.{k + 1}"), ("0020|000d", study), ("0020|000e", series),
+                           ("0010|0010", "Phantom^Web"), ("0010|0020", "WEB-PHANTOM"), ("0020|0010", "1"),
+                           ("0008|0020", "20260101"), ("0008|0030", "120000"), ("0008|0050", "1"),
+                           ("0020|0011", "3"), ("0008|103e", "phantom CT"), ("0020|0013", str(k + 1)),
+                           ("0020|0032", "\\".join(f"{v:g}" for v in position)),
+                           ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0018|0050", "3"), ("0028|0030", "2\\2"),
+                           ("0028|1052", "0"), ("0028|1053", "1")):
+            plane.SetMetaData(tag, value)
+        if frame_of_reference:
+            plane.SetMetaData("0020|0052", "1.2.826.0.1.3680043.8.498.3")
+        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
+        writer.Execute(plane)
+    upper, lower = np.zeros(SHAPE_KJI, bool), np.zeros(SHAPE_KJI, bool)
+    upper[UPPER_BLOCK] = True
+    lower[LOWER_BLOCK] = True
+    return Phantom(folder, upper, lower)
+
+
 @dataclass
 class RunningWeb:
     url: str
