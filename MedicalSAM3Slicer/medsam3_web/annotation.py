@@ -123,6 +123,32 @@ class Annotation:
         self.status = f"Loaded '{volume_node.GetName()}'. Type what to segment, or choose + Point and click inside it."
         self.on_change()
 
+    def load_segments(self, path: Path) -> None:
+        """Add the segments of a Slicer segmentation file (.seg.nrrd) to the current segmentation (names, colours
+        and terminology kept); the last one is selected, for *Start from segment* and clicks to refine it."""
+        self._check_ready()
+        path = Path(path)
+        if not path.name.endswith((".seg.nrrd", ".seg.nhdr")):
+            raise MedSam3Error(f"{path.name} is not a Slicer segmentation: open a .seg.nrrd file.")
+        loaded = self.app.io_manager.load_segmentation(path)
+        try:
+            source = loaded.GetSegmentation() if loaded is not None else None
+            if source is None or source.GetNumberOfSegments() == 0:
+                raise MedSam3Error(f"{path.name} could not be read as a segmentation, or holds no segment.")
+            target = self.segmentation_node.GetSegmentation()
+            before = {target.GetNthSegmentID(n) for n in range(target.GetNumberOfSegments())}
+            for n in range(source.GetNumberOfSegments()):
+                target.CopySegmentFromSegmentation(source, source.GetNthSegmentID(n), False)
+        finally:
+            if loaded is not None:
+                self.scene.RemoveNode(loaded)
+        added = [target.GetNthSegmentID(n) for n in range(target.GetNumberOfSegments())
+                 if target.GetNthSegmentID(n) not in before]
+        self.selected_segment = added[-1]
+        self.status = (f"Added {len(added)} segment(s) from {path.name}. Press Start from segment, then click to "
+                       "refine the selected one.")
+        self.on_change()
+
     def set_display_preset(self, preset: str) -> None:
         """Window / level: "auto" (Slicer's automatic window, what MR wants) or one of Slicer's own CT presets
         (the Volumes module's CT_ABDOMEN, CT_LUNG, ...)."""

@@ -105,8 +105,8 @@ class Page:
         except MedSam3Error as error:
             self._report(error)
 
-    def upload(self, files):
-        """Files from the page's file input (one image file, or every file of a DICOM series) replace the image."""
+    def _received(self, files) -> list[Path]:
+        """The files a file input sent, written under this page's folder (never at a path the browser chose)."""
         from trame.app.file_upload import ClientFile
 
         folder = Path(tempfile.mkdtemp(prefix="medsam3-web-upload-", dir=self.export_folder))
@@ -118,6 +118,12 @@ class Page:
                 continue
             (folder / name).write_bytes(upload.content)
             written.append(folder / name)
+        return written
+
+    def upload(self, files):
+        """Files from the page's file input (one image file, or every file of a DICOM series) replace the image."""
+        written = self._received(files)
+        folder = written[0].parent if written else None
         try:
             if not written:
                 raise MedSam3Error("Nothing was uploaded: choose a NIfTI / NRRD file or the files of a DICOM series.")
@@ -127,6 +133,16 @@ class Page:
             return
         with self.state:
             self.state.window = "auto"  # the new image starts with Slicer's automatic window
+
+    def upload_segments(self, files):
+        """A .seg.nrrd from the page: its segments join the list (to refine with Start from segment and clicks)."""
+        try:
+            written = self._received(files)
+            if len(written) != 1:
+                raise MedSam3Error("Choose one .seg.nrrd file.")
+            self.annotation.load_segments(written[0])
+        except MedSam3Error as error:
+            self._report(error)
 
     def select(self, segment_id):
         self.annotation.select(segment_id or None)
@@ -185,6 +201,8 @@ class Page:
                 v.VBtn("Redo", id="medsam3-redo", click=(self.action, "['redo']"), disabled=("busy",),
                        density="compact")
                 v.VBtn("New segment", id="medsam3-new-segment", click=(self.select, "['']"), density="compact")
+            v.VBtn("Start from segment", id="medsam3-start-from-segment", click=(self.action, "['seed']"),
+                   disabled=("busy",), density="compact")
             with v.VList(density="compact", id="medsam3-segments"):
                 with v.VListItem(v_for="s in segments", key="s.id", active=("s.selected",),
                                  click=(self.select, "[s.id]"), classes="medsam3-segment"):
@@ -205,5 +223,8 @@ class Page:
             v.VFileInput(label="Open an image (NIfTI, NRRD, DICOM files)", id="medsam3-upload", multiple=True,
                          density="compact", hide_details=True, disabled=("busy",), prepend_icon="mdi-folder-open",
                          change=f"trigger('{self.ctrl.trigger_name(self.upload)}', [$event.target.files])")
+            v.VFileInput(label="Open segments (.seg.nrrd)", id="medsam3-upload-segments", density="compact",
+                         hide_details=True, disabled=("busy",), prepend_icon="mdi-shape-plus", accept=".nrrd,.nhdr",
+                         change=f"trigger('{self.ctrl.trigger_name(self.upload_segments)}', [$event.target.files])")
             html.A("Download {{ download_name }}", v_if="download_url", href=("download_url",),
                    download=("download_name",), id="medsam3-download")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from web_harness import running_web, sha, unsegmented_blocks, view_pixels, write_phantom
+from web_harness import mask_from_seg_nrrd, running_web, sha, unsegmented_blocks, view_pixels, write_phantom
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -159,3 +159,47 @@ def test_dicom_seg_export_reads_back_equal_to_the_labelmap_export(tmp_path):
     assert list(masks) == ["Liver"]
     np.testing.assert_array_equal(masks["Liver"], labelmap.array == 1)  # the same voxels as the labelmap export
     assert masks["Liver"].sum() == (phantom.upper | phantom.lower).sum()
+
+
+def test_segments_opened_from_a_seg_nrrd_are_refined_with_clicks_and_undo_returns_to_them(tmp_path):
+    from medsam3.files.seg_nrrd import write_seg_nrrd
+    from medsam3.files.volume_io import read_volume
+
+    phantom = write_phantom(tmp_path)
+    saved = tmp_path / "saved" / "earlier.seg.nrrd"
+    saved.parent.mkdir()
+    write_seg_nrrd(saved, phantom.upper.astype(np.uint8), ["Earlier work"], read_volume(phantom.path))
+    with running_web(tmp_path, str(phantom.path), "--stand-in-model", "--expose-state") as web, \
+            playwright_api.sync_playwright() as playwright:
+        browser, page = open_page(playwright, web)
+        coronal = view(page, "Green")
+        page.set_input_files("#medsam3-upload-segments", str(saved))
+        state = web.wait_for_state(lambda s: len(s["segments"]) == 1)
+        opened = state["segments"][0]
+        assert opened["name"] == "Earlier work" and opened["selected"]
+        assert opened["mask_sha256"] == sha(phantom.upper)  # the file's voxels, on the image's grid
+        page.get_by_text("Earlier work", exact=True).wait_for()
+
+        page.click("#medsam3-start-from-segment")  # as Slicer's "Start from segment"
+        web.wait_for_state(lambda s: s["status"].startswith("Done"))
+        page.click("#medsam3-point-positive")
+        blocks = unsegmented_blocks(view_pixels(coronal))
+        assert len(blocks) == 1, blocks  # only the lower block is still white: the upper one shows as the segment
+        coronal.click(position={"x": blocks[0][1], "y": blocks[0][0]})
+        state = web.wait_for_state(lambda s: s["segments"][0]["mask_sha256"] != opened["mask_sha256"])
+        refined = mask_from_seg_nrrd(download(page, "#medsam3-export-seg", ".seg.nrrd", tmp_path), phantom.path)
+        assert sha(refined) == state["segments"][0]["mask_sha256"]
+        assert (refined >= phantom.lower).all()  # the clicked block joined the segment, whole volume
+        # where the tracker did not go, the file's voxels are kept (the stand-in model ignores the previous mask on
+        # the slices it revisits, so only those the click's propagation never reached stay exactly as opened)
+        assert (refined & phantom.upper).any() and not (refined & ~(phantom.upper | phantom.lower)).any()
+
+        page.click("#medsam3-undo")  # back to exactly what the file held
+        web.wait_for_state(lambda s: s["segments"][0]["mask_sha256"] == opened["mask_sha256"])
+
+        bad = tmp_path / "saved" / "notes.seg.nrrd"
+        bad.write_text("not a segmentation")
+        page.set_input_files("#medsam3-upload-segments", str(bad))
+        state = web.wait_for_state(lambda s: "could not be read" in s["status"])
+        assert [row["mask_sha256"] for row in state["segments"]] == [opened["mask_sha256"]]  # nothing lost
+        browser.close()
