@@ -78,7 +78,15 @@ class Annotation:
         self.box = prompt_nodes.prompt_node(self.scene, "box")
         from .gestures import PromptGestureEffect
 
+        from undo_stack import UndoStack
+
         self.editor = slicer_app.segmentation_editor
+        self.brush_undo = UndoStack()  # the segment editor's paint / erase strokes (trame-slicer's undo commands)
+        self.editor.set_undo_stack(self.brush_undo)
+        self.brush_undo.index_changed.connect(self._on_brush_undo_index)
+        self._history: list[str] = []  # "brush" or "model", newest last: which history Undo goes back in
+        self._redo: list[str] = []
+        self._replaying = False  # the page's own undo / redo (or a new image) moves the brush history, not a stroke
         self.gestures = self.editor.get_effect(PromptGestureEffect)
         self.gestures.on_gesture = self._on_gesture
 
@@ -117,7 +125,13 @@ class Annotation:
         self.segmentation_node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "MedicalSAM3 segmentation")
         self.segmentation_node.CreateDefaultDisplayNodes()
         self.segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
-        self.editor.set_active_segmentation(self.segmentation_node, volume_node)  # the gesture and paint effects'
+        self._replaying = True
+        try:
+            self.editor.set_active_segmentation(self.segmentation_node, volume_node)  # the gesture and paint effects'
+        finally:
+            self._replaying = False
+        self._history.clear()
+        self._redo.clear()
         self.set_tool(self.tool)
         self.selected_segment = None
         self.status = f"Loaded '{volume_node.GetName()}'. Type what to segment, or choose + Point and click inside it."
@@ -188,8 +202,23 @@ class Annotation:
         else:
             self.editor.deactivate_effect()
 
-    def _activate_brush(self, tool: str) -> None:  # filled in with the paint / erase tools
-        self.editor.deactivate_effect()
+    def _activate_brush(self, tool: str) -> None:
+        """The segment editor's Paint / Erase (trame-slicer's effects) on the selected segment."""
+        from trame_slicer.segmentation import SegmentationEffectErase, SegmentationEffectPaint
+
+        if not self.selected_segment:
+            self.editor.deactivate_effect()
+            self.status = "Select a segment in the list to paint or erase in (or segment something first)."
+            self.on_change()
+            return
+        self.editor.set_active_segment_id(self.selected_segment)
+        self.editor.set_active_effect_type(SegmentationEffectPaint if tool == "paint" else SegmentationEffectErase)
+
+    def _on_brush_undo_index(self, *_):
+        """A paint or erase stroke was pushed on the segment editor's undo stack: Undo goes back in it first."""
+        if not self._replaying:
+            self._history.append("brush")
+            self._redo.clear()
 
     def _on_gesture(self, slice_node, gesture) -> None:
         """A box, scribble or lasso drawn on a slice view (:mod:`.gestures`): the bridge's request, then the model."""
@@ -263,6 +292,25 @@ class Annotation:
                 node.RemoveAllControlPoints()
         await self._run(request, "point")
 
+    async def undo_or_redo(self, action: str) -> None:
+        """Undo / redo the newest change: a paint or erase stroke (the segment editor's undo stack), or else the
+        model's last change of the selected segment (the bridge's history of it)."""
+        self._check_ready()
+        done, pending = (self._history, self._redo) if action == "undo" else (self._redo, self._history)
+        if done and done[-1] == "brush":
+            self._replaying = True
+            try:
+                self.brush_undo.undo() if action == "undo" else self.brush_undo.redo()
+            finally:
+                self._replaying = False
+            pending.append(done.pop())
+            self.status = f"{action.capitalize()}: paint / erase stroke."
+            self.on_change()
+            return
+        await self.segment_action(action)
+        if done:
+            pending.append(done.pop())
+
     async def segment_action(self, action: str) -> None:
         """Undo, redo or reset the selected segment (the model's own history of it, exact voxels)."""
         self._check_ready()
@@ -303,6 +351,9 @@ class Annotation:
             self.status = message if isinstance(error, (Cancelled, MedSam3Error)) else f"Failed: {message}"
         else:
             result = self.logic.apply(request, updates)
+            if result.changed and what not in ("undo", "redo"):
+                self._history.append("model")
+                self._redo.clear()
             if result.segment_ids:
                 self.selected_segment = result.segment_ids[-1]
             done = f"Done ({what}, {time.perf_counter() - started:.1f} s)."
@@ -342,6 +393,8 @@ class Annotation:
         if segment_id is not None and self.segmentation_node.GetSegmentation().GetSegment(segment_id) is None:
             raise MedSam3Error(f"There is no segment {segment_id!r}.")
         self.selected_segment = segment_id
+        if self.tool in ("paint", "erase"):
+            self._activate_brush(self.tool)
         self.on_change()
 
     def set_visible(self, segment_id: str, visible: bool) -> None:

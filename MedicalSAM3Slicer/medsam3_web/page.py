@@ -101,7 +101,10 @@ class Page:
 
     async def action(self, name: str):
         try:
-            await self.annotation.segment_action(name)
+            if name in ("undo", "redo"):
+                await self.annotation.undo_or_redo(name)
+            else:
+                await self.annotation.segment_action(name)
         except MedSam3Error as error:
             self._report(error)
 

@@ -203,3 +203,46 @@ def test_segments_opened_from_a_seg_nrrd_are_refined_with_clicks_and_undo_return
         state = web.wait_for_state(lambda s: "could not be read" in s["status"])
         assert [row["mask_sha256"] for row in state["segments"]] == [opened["mask_sha256"]]  # nothing lost
         browser.close()
+
+
+def test_paint_and_erase_with_the_segment_editor_and_one_undo_for_strokes_and_model(tmp_path):
+    phantom = write_phantom(tmp_path)
+    with running_web(tmp_path, str(phantom.path), "--stand-in-model", "--expose-state") as web, \
+            playwright_api.sync_playwright() as playwright:
+        browser, page = open_page(playwright, web)
+        axial = view(page, "Red")
+        page.click("#medsam3-whole-volume")  # This slice
+        rgb = view_pixels(axial)
+        (centre,) = unsegmented_blocks(rgb)
+        y0, y1, x0, x1 = block_extent(rgb, centre)
+        page.fill("#medsam3-target", "liver")
+        page.click("#medsam3-segment")
+        typed = web.wait_for_state(lambda s: len(s["segments"]) == 1)["segments"][0]
+        k = typed["ijk_bounds"][2][0]
+
+        # Paint a stroke beside the block (on the axial slice): the segment gains voxels there, on that slice only.
+        page.click("#medsam3-paint")
+        beside = x1 + 30
+        drag(page, axial, (beside, y0), (beside, y1), steps=12)
+        painted = web.wait_for_state(lambda s: s["segments"][0]["voxels"] > typed["voxels"])["segments"][0]
+        assert painted["ijk_bounds"][2] == [k, k]  # the brush paints the slice on screen
+        assert painted["ijk_bounds"][0] != typed["ijk_bounds"][0]  # beside the block, not in it
+
+        # Erase across the block: voxels of the block go.
+        page.click("#medsam3-erase")
+        drag(page, axial, ((x0 + x1) // 2, y0 - 5), ((x0 + x1) // 2, y1 + 5), steps=12)
+        erased = web.wait_for_state(lambda s: s["segments"][0]["voxels"] < painted["voxels"])["segments"][0]
+
+        # Undo goes back stroke by stroke, then into the model's history; Redo comes forward again.
+        page.click("#medsam3-point-off")
+        for expected in (painted, typed):
+            page.click("#medsam3-undo")
+            web.wait_for_state(lambda s: s["segments"][0]["mask_sha256"] == expected["mask_sha256"])
+        page.click("#medsam3-redo")
+        web.wait_for_state(lambda s: s["segments"][0]["mask_sha256"] == painted["mask_sha256"])
+        page.click("#medsam3-undo")
+        web.wait_for_state(lambda s: s["segments"][0]["mask_sha256"] == typed["mask_sha256"])
+        page.click("#medsam3-undo")  # the typed target's result itself
+        web.wait_for_state(lambda s: s["segments"][0]["voxels"] == 0)
+        assert erased["voxels"] < painted["voxels"]
+        browser.close()
