@@ -60,6 +60,7 @@ class Annotation:
         self.volume_node = None
         self.segmentation_node = None
         self.dicom_files: dict[str, list[str]] = {}  # volume node id -> the DICOM series it was read from
+        self.images: dict[str, object] = {}  # volume node id -> its own segmentation node (None until first shown)
         self.selected_segment: str | None = None
         self.text = ""
         self.whole_volume = True
@@ -92,7 +93,7 @@ class Annotation:
 
     # --- files -------------------------------------------------------------------------------------------------
     def load(self, paths: list[Path]) -> None:
-        """Load images (the first is shown and segmented) and start an empty segmentation on it."""
+        """Load images: each joins the list of images with a segmentation of its own; the first is shown."""
         from trame_slicer.core.volumes_reader import VolumesReader
 
         nodes = []
@@ -104,7 +105,30 @@ class Annotation:
             if len(loaded) == 1 and VolumesReader.contains_dcm_volume(files):  # one series: what a DICOM SEG references
                 self.dicom_files[loaded[0].GetID()] = files
             nodes.extend(loaded)
+        for node in nodes:
+            self.images[node.GetID()] = None
         self.show(nodes[0])
+
+    def open_images(self, paths: list[Path]) -> None:
+        """Images opened from the page: they join the list and the first is shown (a file that cannot be read
+        changes nothing)."""
+        self._check_ready(needs_image=False)
+        self.load(paths)
+
+    def image_list(self) -> list[dict]:
+        """The loaded images as the page lists them (the current one marked)."""
+        current = self.volume_node.GetID() if self.volume_node is not None else None
+        return [{"id": volume_id, "name": self.scene.GetNodeByID(volume_id).GetName(), "current": volume_id == current}
+                for volume_id in self.images if self.scene.GetNodeByID(volume_id) is not None]
+
+    def switch_image(self, volume_id: str) -> None:
+        """Show another loaded image with its own segments (the current one keeps its segments, hidden)."""
+        self._check_ready(needs_image=False)
+        node = self.scene.GetNodeByID(volume_id) if volume_id in self.images else None
+        if node is None:
+            raise MedSam3Error(f"There is no loaded image {volume_id!r}: open it first.")
+        if node is not self.volume_node:
+            self.show(node)
 
     def replace_image(self, paths: list[Path]) -> None:
         """Open another image in place of the current one; its segmentation leaves the scene with it (export first).
@@ -113,6 +137,7 @@ class Annotation:
         previous = [node for node in (self.volume_node, self.segmentation_node) if node is not None]
         self.load(paths)
         for node in previous:
+            self.images.pop(node.GetID(), None)
             self.scene.RemoveNode(node)
         self.logic.close()  # forget the old volume's session and objects
 
@@ -122,9 +147,17 @@ class Annotation:
         self.app.display_manager.reset_views()
         for slice_node in self.slice_nodes().values():
             slice_node.SetSliceVisible(True)  # the 3D view shows the three planes
-        self.segmentation_node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "MedicalSAM3 segmentation")
-        self.segmentation_node.CreateDefaultDisplayNodes()
-        self.segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+        if self.segmentation_node is not None and self.segmentation_node.GetScene() is self.scene:
+            self.segmentation_node.SetDisplayVisibility(False)  # the other image's segments stay with it, hidden
+        segmentation_node = self.images.get(volume_node.GetID())
+        if segmentation_node is None:
+            segmentation_node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
+                                                             f"MedicalSAM3 segmentation of {volume_node.GetName()}")
+            segmentation_node.CreateDefaultDisplayNodes()
+            segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+            self.images[volume_node.GetID()] = segmentation_node
+        self.segmentation_node = segmentation_node
+        segmentation_node.SetDisplayVisibility(True)
         self._replaying = True
         try:
             self.editor.set_active_segmentation(self.segmentation_node, volume_node)  # the gesture and paint effects'

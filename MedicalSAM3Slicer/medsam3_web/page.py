@@ -50,11 +50,13 @@ class Page:
         self.export_folder = Path(tempfile.mkdtemp(prefix="medsam3-web-export-"))
         annotation.on_change = self.refresh
         self.state.update({"target": "", "whole_volume": True, "tool": "off", "segments": [], "busy": False,
+                           "images": [], "image": None,
                            "window": "auto",
                            "status": annotation.status, "progress": -1, "download_url": "", "download_name": ""})
         self.state.change("target")(self._on_target)
         self.state.change("whole_volume")(self._on_whole_volume)
         self.state.change("tool")(self._on_tool)
+        self.state.change("image")(self._on_image)
         self.state.change("window")(self._on_window)
         self._build(layout_manager)
 
@@ -63,6 +65,8 @@ class Page:
         a = self.annotation
         with self.state:
             self.state.segments = a.segments()
+            self.state.images = a.image_list()
+            self.state.image = a.volume_node.GetID() if a.volume_node is not None else None
             self.state.busy = a.busy
             self.state.status = a.status
             self.state.progress = round(100 * a.progress[0] / a.progress[1]) if a.progress and a.progress[1] else -1
@@ -86,6 +90,16 @@ class Page:
         except MedSam3Error as error:
             self._report(error)
         self.refresh()
+
+    def _on_image(self, image, **_):
+        if not image or (self.annotation.volume_node is not None and image == self.annotation.volume_node.GetID()):
+            return
+        try:
+            self.annotation.switch_image(image)
+        except MedSam3Error as error:
+            self._report(error)  # refresh() puts the list back on the image still shown
+        with self.state:
+            self.state.window = "auto"
 
     def _on_tool(self, tool, **_):
         try:
@@ -130,7 +144,7 @@ class Page:
         try:
             if not written:
                 raise MedSam3Error("Nothing was uploaded: choose a NIfTI / NRRD file or the files of a DICOM series.")
-            self.annotation.replace_image([folder] if len(written) > 1 else written)
+            self.annotation.open_images([folder] if len(written) > 1 else written)
         except MedSam3Error as error:
             self._report(error)
             return
@@ -181,6 +195,8 @@ class Page:
 
     def _tools(self) -> None:
         with html.Div(classes="pa-3 d-flex flex-column ga-2"):
+            v.VSelect(v_model=("image",), items=("images",), item_title="name", item_value="id", id="medsam3-image",
+                      label="Image", density="compact", hide_details=True, disabled=("busy",))
             v.VTextField(v_model=("target",), label="What to segment (e.g. liver, left kidney)", id="medsam3-target",
                          density="compact", hide_details=True, disabled=("busy",),
                          __events=["keyup"], keyup_enter=self.segment_text)

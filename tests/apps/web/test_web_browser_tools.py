@@ -246,3 +246,42 @@ def test_paint_and_erase_with_the_segment_editor_and_one_undo_for_strokes_and_mo
         web.wait_for_state(lambda s: s["segments"][0]["voxels"] == 0)
         assert erased["voxels"] < painted["voxels"]
         browser.close()
+
+
+def test_several_images_in_one_session_keep_their_own_segments(tmp_path):
+    import SimpleITK as sitk
+
+    phantom = write_phantom(tmp_path)
+    b_blocks = (phantom.upper | phantom.lower)[:, :, ::-1]  # the blocks on the other side
+    image = sitk.GetImageFromArray(np.where(b_blocks, 1000, -1000).astype(np.int16))
+    image.SetSpacing((2.0, 2.0, 3.0))
+    patient_b = tmp_path / "patient_b.nii.gz"
+    sitk.WriteImage(image, str(patient_b))
+    with running_web(tmp_path, str(phantom.path), str(patient_b), "--stand-in-model", "--expose-state") as web, \
+            playwright_api.sync_playwright() as playwright:
+        browser, page = open_page(playwright, web)
+        state = web.wait_for_state(lambda s: len(s["images"]) == 2)
+        assert state["volume"].startswith("phantom")
+        page.fill("#medsam3-target", "liver")
+        page.click("#medsam3-segment")
+        liver = web.wait_for_state(lambda s: len(s["segments"]) == 1)["segments"][0]
+        assert liver["mask_sha256"] == sha(phantom.upper | phantom.lower)
+
+        def choose_image(name: str):
+            page.locator(".v-select:has(#medsam3-image)").click()
+            page.get_by_role("option").filter(has_text=name).click()
+            return web.wait_for_state(lambda s: s["volume"].startswith(name))
+
+        # The next patient, without restarting: no segment of the first one; what is segmented lands on B only.
+        state = choose_image("patient_b")
+        assert state["segments"] == []
+        page.fill("#medsam3-target", "spleen")
+        page.click("#medsam3-segment")
+        spleen = web.wait_for_state(lambda s: len(s["segments"]) == 1)["segments"][0]
+        assert spleen["name"] == "Spleen" and spleen["mask_sha256"] == sha(b_blocks)
+
+        # Back to the first patient: its segment, exactly as it was, and only it.
+        state = choose_image("phantom")
+        assert [(s["name"], s["mask_sha256"]) for s in state["segments"]] == [("Liver", liver["mask_sha256"])]
+        assert len(state["images"]) == 2
+        browser.close()
