@@ -66,6 +66,7 @@ class Annotation:
         self.whole_volume = True
         self.tool = "off"  # "off", "positive" / "negative" (points), a GESTURE_TOOLS key, "paint" or "erase"
         self.busy = False
+        self.loading_model = False
         self.status = "Type what to segment, or choose + Point and click inside it."
         self.progress: tuple[int, int] | None = None
         self.last_timing: dict[str, float] = {}
@@ -90,6 +91,21 @@ class Annotation:
         self._replaying = False  # the page's own undo / redo (or a new image) moves the brush history, not a stroke
         self.gestures = self.editor.get_effect(PromptGestureEffect)
         self.gestures.on_gesture = self._on_gesture
+
+    # --- the model ---------------------------------------------------------------------------------------------
+    def begin_model_load(self) -> None:
+        """The page is open while the model loads (the first load can take minutes): busy, with a progress bar."""
+        self.busy, self.progress, self.loading_model = True, None, True
+        self.status = "Loading the model… (the first time it may be downloaded)"
+        self.on_change()
+
+    def model_loaded(self, backend) -> None:
+        self.logic.set_backend(backend)
+        self.busy, self.loading_model = False, False
+        self.status = f"Model {backend.info().model} loaded. " + (
+            "Type what to segment, or choose + Point and click inside it." if self.volume_node is not None else
+            "Open an image.")
+        self.on_change()
 
     # --- files -------------------------------------------------------------------------------------------------
     def load(self, paths: list[Path]) -> None:
@@ -357,6 +373,8 @@ class Annotation:
         self._stop.set()
 
     def _check_ready(self, needs_image: bool = True) -> None:
+        if self.loading_model:
+            raise Busy("The model is still loading: wait for it (the bar shows it is working).")
         if self.busy:
             raise Busy("Medical SAM3 is busy: wait for it, or press Stop.")
         if needs_image and self.volume_node is None:

@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="anti-aliasing samples of the views (default 0: a CPU renderer is ~6x slower at 8)")
     parser.add_argument("--expose-state", action="store_true", help=argparse.SUPPRESS)  # tests: GET /medsam3/state
     parser.add_argument("--stand-in-model", action="store_true", help=argparse.SUPPRESS)  # tests: bright region
+    parser.add_argument("--stand-in-load-gate", type=Path, help=argparse.SUPPRESS)  # tests: loads once this exists
     return parser
 
 
@@ -56,6 +57,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     for image in args.images:
         if not image.exists():
             raise UsageError(f"medsam3 web: {image} does not exist: give a NIfTI / NRRD file or a DICOM folder")
+    if args.stand_in_load_gate and not args.stand_in_model:
+        raise UsageError("medsam3 web: --stand-in-load-gate goes with --stand-in-model")
     if args.server and (args.model or args.stand_in_model):
         raise UsageError("medsam3 web: --server runs the server's model; leave out --model")
     args.server_api_key = args.server_api_key or os.environ.get(API_KEY_ENVIRONMENT_VARIABLE) or None

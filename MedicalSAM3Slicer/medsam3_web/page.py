@@ -211,7 +211,8 @@ class Page:
                     v.VBtn(label, value=value, id=f"medsam3-{element}", size="small")
             v.VSelect(v_model=("window",), items=("windows", WINDOWS), id="medsam3-window", density="compact",
                       hide_details=True)
-            v.VProgressLinear(v_if="busy", model_value=("progress",), indeterminate=("progress < 0",))
+            v.VProgressLinear(v_if="busy", model_value=("progress",), indeterminate=("progress < 0",),
+                              id="medsam3-progress")
             html.Div("{{ status }}", id="medsam3-status", classes="text-body-2")
             v.VDivider()
             with html.Div(classes="d-flex ga-2"):

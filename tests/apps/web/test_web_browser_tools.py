@@ -50,6 +50,13 @@ def drag(page, locator, start_xy, end_xy, steps: int = 8) -> None:
     page.mouse.up()
 
 
+def choose_tool(page, web, element: str, tool: str) -> None:
+    """Press a tool button and wait until the server has it: the page sends it asynchronously, and the mouse
+    events in a view travel on another channel."""
+    page.click(f"#medsam3-{element}")
+    web.wait_for_state(lambda s: s["tool"] == tool)
+
+
 def block_extent(rgb: np.ndarray, centre) -> tuple[int, int, int, int]:
     """(y0, y1, x0, x1) on screen of the white block whose centre is ``centre``."""
     from scipy import ndimage
@@ -66,7 +73,7 @@ def test_a_box_dragged_on_a_slice_view_segments_what_it_encloses(tmp_path):
         browser, page = open_page(playwright, web)
         axial = view(page, "Red")
         page.click("#medsam3-whole-volume")  # Whole volume -> This slice
-        page.click("#medsam3-box")
+        choose_tool(page, web, "box", "box")
         rgb = view_pixels(axial)
         blocks = unsegmented_blocks(rgb)
         assert len(blocks) == 1, blocks  # the middle axial slice crosses the upper block only
@@ -182,7 +189,7 @@ def test_segments_opened_from_a_seg_nrrd_are_refined_with_clicks_and_undo_return
 
         page.click("#medsam3-start-from-segment")  # as Slicer's "Start from segment"
         web.wait_for_state(lambda s: s["status"].startswith("Done"))
-        page.click("#medsam3-point-positive")
+        choose_tool(page, web, "point-positive", "positive")
         blocks = unsegmented_blocks(view_pixels(coronal))
         assert len(blocks) == 1, blocks  # only the lower block is still white: the upper one shows as the segment
         coronal.click(position={"x": blocks[0][1], "y": blocks[0][0]})
@@ -221,7 +228,7 @@ def test_paint_and_erase_with_the_segment_editor_and_one_undo_for_strokes_and_mo
         k = typed["ijk_bounds"][2][0]
 
         # Paint a stroke beside the block (on the axial slice): the segment gains voxels there, on that slice only.
-        page.click("#medsam3-paint")
+        choose_tool(page, web, "paint", "paint")
         beside = x1 + 30
         drag(page, axial, (beside, y0), (beside, y1), steps=12)
         painted = web.wait_for_state(lambda s: s["segments"][0]["voxels"] > typed["voxels"])["segments"][0]
@@ -229,12 +236,12 @@ def test_paint_and_erase_with_the_segment_editor_and_one_undo_for_strokes_and_mo
         assert painted["ijk_bounds"][0] != typed["ijk_bounds"][0]  # beside the block, not in it
 
         # Erase across the block: voxels of the block go.
-        page.click("#medsam3-erase")
+        choose_tool(page, web, "erase", "erase")
         drag(page, axial, ((x0 + x1) // 2, y0 - 5), ((x0 + x1) // 2, y1 + 5), steps=12)
         erased = web.wait_for_state(lambda s: s["segments"][0]["voxels"] < painted["voxels"])["segments"][0]
 
         # Undo goes back stroke by stroke, then into the model's history; Redo comes forward again.
-        page.click("#medsam3-point-off")
+        choose_tool(page, web, "point-off", "off")
         for expected in (painted, typed):
             page.click("#medsam3-undo")
             web.wait_for_state(lambda s: s["segments"][0]["mask_sha256"] == expected["mask_sha256"])
@@ -284,4 +291,25 @@ def test_several_images_in_one_session_keep_their_own_segments(tmp_path):
         state = choose_image("phantom")
         assert [(s["name"], s["mask_sha256"]) for s in state["segments"]] == [("Liver", liver["mask_sha256"])]
         assert len(state["images"]) == 2
+        browser.close()
+
+
+def test_the_page_opens_while_the_model_loads_and_shows_it(tmp_path):
+    """The first model load can take minutes (a download); the page is there meanwhile, with a progress bar, and
+    its buttons wait. The stand-in's load lasts until the test has seen the page (a file it creates)."""
+    phantom = write_phantom(tmp_path)
+    gate = tmp_path / "let-the-model-load"
+    with running_web(tmp_path, str(phantom.path), "--stand-in-model", "--stand-in-load-gate", str(gate),
+                     "--expose-state") as web, playwright_api.sync_playwright() as playwright:
+        browser, page = open_page(playwright, web)
+        playwright_api.expect(page.locator("#medsam3-status")).to_contain_text("Loading the model")
+        playwright_api.expect(page.locator("#medsam3-progress")).to_be_visible()
+        playwright_api.expect(page.locator("#medsam3-segment")).to_be_disabled()
+        gate.touch()
+        playwright_api.expect(page.locator("#medsam3-status")).to_contain_text("loaded", timeout=60_000)
+        playwright_api.expect(page.locator("#medsam3-progress")).to_be_hidden()
+        page.fill("#medsam3-target", "liver")
+        page.click("#medsam3-segment")
+        state = web.wait_for_state(lambda s: len(s["segments"]) == 1)
+        assert state["segments"][0]["mask_sha256"] == sha(phantom.upper | phantom.lower)
         browser.close()

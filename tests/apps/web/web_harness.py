@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import locale
 import os
 import re
 import signal
@@ -67,6 +68,18 @@ def write_dicom_phantom(folder: Path, frame_of_reference: bool = True) -> Phanto
     image = sitk.GetImageFromArray(voxels)
     image.SetSpacing((2.0, 2.0, 3.0))
     folder.mkdir(parents=True, exist_ok=True)
+    text_locale = locale.setlocale(locale.LC_CTYPE)
+    try:
+        _write_series(image, folder, frame_of_reference)
+    finally:  # GDCM's writer sets the C locale: later text files in this process would default to ASCII
+        locale.setlocale(locale.LC_CTYPE, text_locale)
+    upper, lower = np.zeros(SHAPE_KJI, bool), np.zeros(SHAPE_KJI, bool)
+    upper[UPPER_BLOCK] = True
+    lower[LOWER_BLOCK] = True
+    return Phantom(folder, upper, lower)
+
+
+def _write_series(image, folder: Path, frame_of_reference: bool) -> None:
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     study, series = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"
@@ -86,10 +99,6 @@ def write_dicom_phantom(folder: Path, frame_of_reference: bool = True) -> Phanto
             plane.SetMetaData("0020|0052", "1.2.826.0.1.3680043.8.498.3")
         writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
         writer.Execute(plane)
-    upper, lower = np.zeros(SHAPE_KJI, bool), np.zeros(SHAPE_KJI, bool)
-    upper[UPPER_BLOCK] = True
-    lower[LOWER_BLOCK] = True
-    return Phantom(folder, upper, lower)
 
 
 @dataclass
