@@ -313,3 +313,41 @@ def test_the_page_opens_while_the_model_loads_and_shows_it(tmp_path):
         state = web.wait_for_state(lambda s: len(s["segments"]) == 1)
         assert state["segments"][0]["mask_sha256"] == sha(phantom.upper | phantom.lower)
         browser.close()
+
+
+def test_scribble_and_lasso_on_a_slice_view(tmp_path):
+    phantom = write_phantom(tmp_path)
+    with running_web(tmp_path, str(phantom.path), "--stand-in-model", "--expose-state") as web, \
+            playwright_api.sync_playwright() as playwright:
+        browser, page = open_page(playwright, web)
+        axial = view(page, "Red")
+        page.click("#medsam3-whole-volume")  # This slice
+        rgb = view_pixels(axial)
+        (centre,) = unsegmented_blocks(rgb)
+        y0, y1, x0, x1 = block_extent(rgb, centre)
+
+        # + Scribble across the block: the block on that slice (the scribble's points are inside it).
+        choose_tool(page, web, "scribble-positive", "scribble+")
+        drag(page, axial, (x0 + 3, (y0 + y1) // 2), (x1 - 3, (y0 + y1) // 2 + 2), steps=10)
+        scribbled = web.wait_for_state(lambda s: len(s["segments"]) == 1)["segments"][0]
+        k = scribbled["ijk_bounds"][2][0]
+        expected = np.zeros_like(phantom.upper)
+        expected[k] = phantom.upper[k]
+        assert scribbled["mask_sha256"] == sha(expected), scribbled
+
+        # + Lasso around the whole block, as a new segment: what it encloses on that slice.
+        page.click("#medsam3-new-segment")
+        web.wait_for_state(lambda s: not any(row["selected"] for row in s["segments"]))
+        choose_tool(page, web, "lasso-positive", "lasso+")
+        box = axial.bounding_box()
+        corners = [(x0 - 6, y0 - 6), (x1 + 6, y0 - 6), (x1 + 6, y1 + 6), (x0 - 6, y1 + 6), (x0 - 6, y0 - 4)]
+        page.mouse.move(box["x"] + corners[0][0], box["y"] + corners[0][1])
+        page.mouse.down()
+        for x, y in corners[1:]:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=6)
+        page.mouse.up()
+        state = web.wait_for_state(lambda s: len(s["segments"]) == 2)
+        lassoed = state["segments"][1]
+        assert lassoed["ijk_bounds"][2] == [k, k] and lassoed["voxels"] >= scribbled["voxels"], lassoed
+        assert state["segments"][0]["mask_sha256"] == scribbled["mask_sha256"]  # the scribbled one is untouched
+        browser.close()
