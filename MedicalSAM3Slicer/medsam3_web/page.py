@@ -234,7 +234,7 @@ class Page:
                         v.VCheckboxBtn(model_value=("s.visible",), density="compact",
                                        update_modelValue=(self.set_visible, "[s.id, $event]"), click_stop=True)
             v.VDivider()
-            with html.Div(classes="d-flex ga-2"):
+            with html.Div(classes="d-flex flex-wrap ga-2"):
                 v.VBtn(".seg.nrrd", id="medsam3-export-seg", click=(self.export, "['seg.nrrd']"), density="compact")
                 v.VBtn("Labelmap", id="medsam3-export-labelmap", click=(self.export, "['labelmap']"),
                        density="compact")
