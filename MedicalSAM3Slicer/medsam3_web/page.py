@@ -25,7 +25,8 @@ WINDOWS = [{"title": "Window: automatic (MR, any)", "value": "auto"},
                ("CT brain", "CT_BRAIN"), ("CT air", "CT_AIR")))]
 
 TOOLS = [("View", "off", "point-off"), ("+ Point", "positive", "point-positive"),
-         ("− Point", "negative", "point-negative"), ("Box", "box", "box"), ("+ Scribble", "scribble+", "scribble-positive"),
+         ("− Point", "negative", "point-negative"), ("Box", "box", "box"),
+         ("+ Scribble", "scribble+", "scribble-positive"),
          ("− Scribble", "scribble-", "scribble-negative"), ("+ Lasso", "lasso+", "lasso-positive"),
          ("− Lasso", "lasso-", "lasso-negative"), ("Paint", "paint", "paint"), ("Erase", "erase", "erase")]
 
