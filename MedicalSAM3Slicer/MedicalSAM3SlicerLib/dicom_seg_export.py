@@ -46,13 +46,16 @@ def dicom_seg_route(version_of=None, exporter_class=None) -> tuple[str, str]:
 
 
 def export_dicom_seg(segmentation_node, volume_node, path, segment_ids=None, version_of=None,
-                     exporter_class="find") -> exports.ExportReport:
-    """Write a DICOM SEG of the segments (empty ones are left out and listed) referencing the volume's series."""
+                     exporter_class="find", source_files=None) -> exports.ExportReport:
+    """Write a DICOM SEG of the segments (empty ones are left out and listed) referencing the volume's series.
+    ``source_files``: that series' files where no DICOM database knows them (``medsam3 web`` read the folder
+    itself); by default Slicer's DICOM database is asked (:func:`.exports.dicom_source_files`)."""
     if exporter_class == "find":
         exporter_class = quantitative_reporting_exporter()
     route, message = dicom_seg_route(version_of, exporter_class)
     if route == HIGHDICOM:
-        return exports.export_dicom_seg(segmentation_node, volume_node, path, segment_ids=segment_ids)
+        return exports.export_dicom_seg(segmentation_node, volume_node, path, source_files=source_files,
+                                        segment_ids=segment_ids)
     if route == NONE:
         raise VolumeError(message)
     path = Path(path)

@@ -47,8 +47,10 @@ def scene_state(annotation) -> dict:
     import psutil
 
     volume = annotation.volume_node.GetName() if annotation.volume_node is not None else None
-    return {"volume": volume, "segments": rows, "busy": annotation.busy, "status": annotation.status,
+    return {"volume": volume, "images": [row["name"] for row in annotation.image_list()],
+            "segments": rows, "busy": annotation.busy, "status": annotation.status,
             "target": annotation.text,  # the typed target as the server has it (the page syncs it on change)
+            "tool": annotation.tool,  # likewise the mouse tool: clicks in a view travel on another channel
             "timing": dict(annotation.last_timing), "rss_bytes": psutil.Process(os.getpid()).memory_info().rss}
 
 

@@ -3,13 +3,17 @@
 1. Options first (a bad option costs nothing).
 2. torch before any VTK view: torch's triton and VTK's software renderer each bring an LLVM, and loading torch after
    the first render crashes the process.
-3. The model backend (in-process, the stand-in, or a ``medsam3 serve`` server), then slicer-core, the views and the
-   page; the views' anti-aliasing is off by default (8 samples cost about 6x on a CPU renderer).
+3. slicer-core, the views and the page (the views' anti-aliasing is off by default: 8 samples cost about 6x on a
+   CPU renderer); the page opens at once, and the model backend (in-process, the stand-in, or a ``medsam3 serve``
+   server) loads on the model thread meanwhile, with a progress bar on the page; a model that cannot load stops
+   the server with its one-line error.
 4. The server never stops on its own (trame stops 5 minutes after the last tab closes unless told not to).
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import os
 import sys
 import time
@@ -21,6 +25,8 @@ from medsam3.errors import MedSam3Error
 
 def make_backend(args):
     if args.stand_in_model:  # tests: the bright-region stand-in (no download, no torch model)
+        while args.stand_in_load_gate and not args.stand_in_load_gate.exists():  # tests: a load as long as wanted
+            time.sleep(0.05)
         from medsam3.interaction.engine import SegmentationEngine
         from medsam3.transports.backend import BackendInfo, LocalBackend
         from MedicalSAM3SlicerLib.self_test_model import SELF_TEST_IMAGE_SIZE, self_test_model
@@ -64,11 +70,11 @@ def check_web_packages() -> None:
 def serve(args) -> None:
     started = time.perf_counter()
     check_web_packages()
-    try:
-        import torch  # noqa: F401  (before any VTK view: see the module docstring)
-    except ImportError:
-        pass
-    backend = make_backend(args)
+    for llvm_user in ("torch", "triton"):  # before any VTK view (see the module docstring): triton, which loads
+        try:                                # an LLVM, is otherwise imported lazily by torch._dynamo while the model
+            importlib.import_module(llvm_user)  # loads on the model thread, after the views rendered
+        except ImportError:
+            pass
     sys.argv = sys.argv[:1]  # trame parses the process's arguments again; ours are already read
     from trame.app import get_server
     from trame_slicer.core import LayoutManager, SlicerApp
@@ -86,25 +92,49 @@ def serve(args) -> None:
                            three_d_view_ui_f=marked_view_ui(create_vertical_view_gutter_ui))
     layout_manager = LayoutManager(slicer_app.scene, slicer_app.view_manager, server)
     layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
-    annotation = Annotation(slicer_app, backend)
+    annotation = Annotation(slicer_app, None)
     page = Page(server, slicer_app, layout_manager, annotation)
     for view in slicer_app.view_manager.get_views():
         view.render_window().SetMultiSamples(args.render_samples)
     if args.images:
         annotation.load(args.images)
+    annotation.begin_model_load()
     access.install(server, page, args.api_key, args.expose_state)
     for view in slicer_app.view_manager.get_views():
         fit_on_first_size(view)
+
+    failed: list[str] = []
+
+    async def load_model():
+        loading = time.perf_counter()
+        try:
+            backend = await asyncio.get_running_loop().run_in_executor(annotation.model_thread, make_backend, args)
+        except Exception as error:  # noqa: BLE001  (one line, and the server stops: nothing was done yet)
+            failed.append(str(error) if isinstance(error, MedSam3Error) else f"{type(error).__name__}: {error}")
+            asyncio.get_running_loop().stop()  # main() prints the line
+            return
+        annotation.model_loaded(backend)
+        print(f"medsam3 web: model {backend.info().model} loaded in {time.perf_counter() - loading:.1f} s",
+              flush=True)
 
     def ready(**_):
         host = f"[{args.host}]" if ":" in args.host else args.host
         query = "?key=KEY" if args.api_key else ""
         print(f"medsam3 web: ready in {time.perf_counter() - started:.1f} s at http://{host}:{server.port}/{query} "
-              f"(model: {backend.info().model}; Ctrl+C stops)", flush=True)
+              "(the model loads meanwhile; Ctrl+C stops)", flush=True)
+        task = asyncio.ensure_future(load_model())
+        annotation._tasks.add(task)
+        task.add_done_callback(annotation._tasks.discard)
 
     server.controller.on_server_ready.add(ready)
-    server.start(host=args.host, port=args.port, timeout=0, open_browser=False, show_connection_info=False)
+    try:
+        server.start(host=args.host, port=args.port, timeout=0, open_browser=False, show_connection_info=False)
+    except RuntimeError:  # the loop stopped by load_model: "Event loop stopped before Future completed"
+        if not failed:
+            raise
     annotation.close()
+    if failed:
+        raise MedSam3Error(f"the model did not load: {failed[0]}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="anti-aliasing samples of the views (default 0: a CPU renderer is ~6x slower at 8)")
     parser.add_argument("--expose-state", action="store_true", help=argparse.SUPPRESS)  # tests: GET /medsam3/state
     parser.add_argument("--stand-in-model", action="store_true", help=argparse.SUPPRESS)  # tests: bright region
+    parser.add_argument("--stand-in-load-gate", type=Path, help=argparse.SUPPRESS)  # tests: loads once this exists
     return parser
 
 
@@ -54,6 +55,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         if not image.exists():
             raise UsageError(f"medsam3 web: {image} does not exist: give a NIfTI / NRRD file or a DICOM folder")
     check_backend_options(args, "web")
+    if args.stand_in_load_gate and not args.stand_in_model:
+        raise UsageError("medsam3 web: --stand-in-load-gate goes with --stand-in-model")
     if args.server and args.stand_in_model:
         raise UsageError("medsam3 web: --server runs the server's model; leave out --stand-in-model")
     trust_ca_file(args.ca_file, args.server)

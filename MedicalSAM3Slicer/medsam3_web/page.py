@@ -24,6 +24,12 @@ WINDOWS = [{"title": "Window: automatic (MR, any)", "value": "auto"},
                ("CT abdomen", "CT_ABDOMEN"), ("CT lung", "CT_LUNG"), ("CT bone", "CT_BONE"),
                ("CT brain", "CT_BRAIN"), ("CT air", "CT_AIR")))]
 
+TOOLS = [("View", "off", "point-off"), ("+ Point", "positive", "point-positive"),
+         ("− Point", "negative", "point-negative"), ("Box", "box", "box"),
+         ("+ Scribble", "scribble+", "scribble-positive"),
+         ("− Scribble", "scribble-", "scribble-negative"), ("+ Lasso", "lasso+", "lasso-positive"),
+         ("− Lasso", "lasso-", "lasso-negative"), ("Paint", "paint", "paint"), ("Erase", "erase", "erase")]
+
 
 def marked_view_ui(populate):
     """trame-slicer's gutter of a view (slice slider, buttons) plus a hidden mark naming the view
@@ -44,11 +50,14 @@ class Page:
         self.downloads: dict[str, Path] = {}  # token -> exported file (served by access.py under /medsam3/download/)
         self.export_folder = Path(tempfile.mkdtemp(prefix="medsam3-web-export-"))
         annotation.on_change = self.refresh
-        self.state.update({"target": "", "whole_volume": True, "point_mode": "off", "segments": [], "busy": False, "window": "auto",
+        self.state.update({"target": "", "whole_volume": True, "tool": "off", "segments": [], "busy": False,
+                           "images": [], "image": None,
+                           "window": "auto",
                            "status": annotation.status, "progress": -1, "download_url": "", "download_name": ""})
         self.state.change("target")(self._on_target)
         self.state.change("whole_volume")(self._on_whole_volume)
-        self.state.change("point_mode")(self._on_point_mode)
+        self.state.change("tool")(self._on_tool)
+        self.state.change("image")(self._on_image)
         self.state.change("window")(self._on_window)
         self._build(layout_manager)
 
@@ -57,6 +66,8 @@ class Page:
         a = self.annotation
         with self.state:
             self.state.segments = a.segments()
+            self.state.images = a.image_list()
+            self.state.image = a.volume_node.GetID() if a.volume_node is not None else None
             self.state.busy = a.busy
             self.state.status = a.status
             self.state.progress = round(100 * a.progress[0] / a.progress[1]) if a.progress and a.progress[1] else -1
@@ -81,8 +92,21 @@ class Page:
             self._report(error)
         self.refresh()
 
-    def _on_point_mode(self, point_mode, **_):
-        self.annotation.set_point_mode(None if point_mode in (None, "off") else point_mode)
+    def _on_image(self, image, **_):
+        if not image or (self.annotation.volume_node is not None and image == self.annotation.volume_node.GetID()):
+            return
+        try:
+            self.annotation.switch_image(image)
+        except MedSam3Error as error:
+            self._report(error)  # refresh() puts the list back on the image still shown
+        with self.state:
+            self.state.window = "auto"
+
+    def _on_tool(self, tool, **_):
+        try:
+            self.annotation.set_tool(tool)
+        except MedSam3Error as error:
+            self._report(error)
 
     async def segment_text(self):
         try:
@@ -92,12 +116,15 @@ class Page:
 
     async def action(self, name: str):
         try:
-            await self.annotation.segment_action(name)
+            if name in ("undo", "redo"):
+                await self.annotation.undo_or_redo(name)
+            else:
+                await self.annotation.segment_action(name)
         except MedSam3Error as error:
             self._report(error)
 
-    def upload(self, files):
-        """Files from the page's file input (one image file, or every file of a DICOM series) replace the image."""
+    def _received(self, files) -> list[Path]:
+        """The files a file input sent, written under this page's folder (never at a path the browser chose)."""
         from trame.app.file_upload import ClientFile
 
         folder = Path(tempfile.mkdtemp(prefix="medsam3-web-upload-", dir=self.export_folder))
@@ -109,15 +136,31 @@ class Page:
                 continue
             (folder / name).write_bytes(upload.content)
             written.append(folder / name)
+        return written
+
+    def upload(self, files):
+        """Files from the page's file input (one image file, or every file of a DICOM series) replace the image."""
+        written = self._received(files)
+        folder = written[0].parent if written else None
         try:
             if not written:
                 raise MedSam3Error("Nothing was uploaded: choose a NIfTI / NRRD file or the files of a DICOM series.")
-            self.annotation.replace_image([folder] if len(written) > 1 else written)
+            self.annotation.open_images([folder] if len(written) > 1 else written)
         except MedSam3Error as error:
             self._report(error)
             return
         with self.state:
             self.state.window = "auto"  # the new image starts with Slicer's automatic window
+
+    def upload_segments(self, files):
+        """A .seg.nrrd from the page: its segments join the list (to refine with Start from segment and clicks)."""
+        try:
+            written = self._received(files)
+            if len(written) != 1:
+                raise MedSam3Error("Choose one .seg.nrrd file.")
+            self.annotation.load_segments(written[0])
+        except MedSam3Error as error:
+            self._report(error)
 
     def select(self, segment_id):
         self.annotation.select(segment_id or None)
@@ -153,6 +196,8 @@ class Page:
 
     def _tools(self) -> None:
         with html.Div(classes="pa-3 d-flex flex-column ga-2"):
+            v.VSelect(v_model=("image",), items=("images",), item_title="name", item_value="id", id="medsam3-image",
+                      label="Image", density="compact", hide_details=True, disabled=("busy",))
             v.VTextField(v_model=("target",), label="What to segment (e.g. liver, left kidney)", id="medsam3-target",
                          density="compact", hide_details=True, disabled=("busy",),
                          __events=["keyup"], keyup_enter=self.segment_text)
@@ -161,13 +206,14 @@ class Page:
                 v.VBtn("Stop", id="medsam3-stop", click=self.annotation.stop, disabled=("!busy",), color="error")
             v.VSwitch(v_model=("whole_volume",), label=("whole_volume ? 'Whole volume' : 'This slice'",),
                       id="medsam3-whole-volume", density="compact", hide_details=True)
-            with v.VBtnToggle(v_model=("point_mode",), mandatory=True, density="compact", divided=True):
-                v.VBtn("View", value="off", id="medsam3-point-off")
-                v.VBtn("+ Point", value="positive", id="medsam3-point-positive")
-                v.VBtn("− Point", value="negative", id="medsam3-point-negative")
+            with v.VBtnToggle(v_model=("tool",), mandatory=True, density="compact", divided=True,
+                              classes="flex-wrap", style="height: auto;"):
+                for label, value, element in TOOLS:
+                    v.VBtn(label, value=value, id=f"medsam3-{element}", size="small")
             v.VSelect(v_model=("window",), items=("windows", WINDOWS), id="medsam3-window", density="compact",
                       hide_details=True)
-            v.VProgressLinear(v_if="busy", model_value=("progress",), indeterminate=("progress < 0",))
+            v.VProgressLinear(v_if="busy", model_value=("progress",), indeterminate=("progress < 0",),
+                              id="medsam3-progress")
             html.Div("{{ status }}", id="medsam3-status", classes="text-body-2")
             v.VDivider()
             with html.Div(classes="d-flex ga-2"):
@@ -176,6 +222,8 @@ class Page:
                 v.VBtn("Redo", id="medsam3-redo", click=(self.action, "['redo']"), disabled=("busy",),
                        density="compact")
                 v.VBtn("New segment", id="medsam3-new-segment", click=(self.select, "['']"), density="compact")
+            v.VBtn("Start from segment", id="medsam3-start-from-segment", click=(self.action, "['seed']"),
+                   disabled=("busy",), density="compact")
             with v.VList(density="compact", id="medsam3-segments"):
                 with v.VListItem(v_for="s in segments", key="s.id", active=("s.selected",),
                                  click=(self.select, "[s.id]"), classes="medsam3-segment"):
@@ -187,12 +235,17 @@ class Page:
                         v.VCheckboxBtn(model_value=("s.visible",), density="compact",
                                        update_modelValue=(self.set_visible, "[s.id, $event]"), click_stop=True)
             v.VDivider()
-            with html.Div(classes="d-flex ga-2"):
+            with html.Div(classes="d-flex flex-wrap ga-2"):
                 v.VBtn(".seg.nrrd", id="medsam3-export-seg", click=(self.export, "['seg.nrrd']"), density="compact")
                 v.VBtn("Labelmap", id="medsam3-export-labelmap", click=(self.export, "['labelmap']"),
+                       density="compact")
+                v.VBtn("DICOM SEG", id="medsam3-export-dicom-seg", click=(self.export, "['dicom-seg']"),
                        density="compact")
             v.VFileInput(label="Open an image (NIfTI, NRRD, DICOM files)", id="medsam3-upload", multiple=True,
                          density="compact", hide_details=True, disabled=("busy",), prepend_icon="mdi-folder-open",
                          change=f"trigger('{self.ctrl.trigger_name(self.upload)}', [$event.target.files])")
+            v.VFileInput(label="Open segments (.seg.nrrd)", id="medsam3-upload-segments", density="compact",
+                         hide_details=True, disabled=("busy",), prepend_icon="mdi-shape-plus", accept=".nrrd,.nhdr",
+                         change=f"trigger('{self.ctrl.trigger_name(self.upload_segments)}', [$event.target.files])")
             html.A("Download {{ download_name }}", v_if="download_url", href=("download_url",),
                    download=("download_name",), id="medsam3-download")

@@ -144,7 +144,7 @@ def _source_datasets(source_files: Sequence[str | Path]) -> list:
     import pydicom
 
     datasets = [pydicom.dcmread(str(f)) for f in source_files]
-    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "FrameOfReferenceUID"):
         if not all(str(d.get(keyword, "") or "").strip() for d in datasets):
             raise VolumeError(f"the source DICOM images have no {keyword} (they were anonymised without it), so a "
                               "DICOM SEG cannot reference them; a labelmap or .seg.nrrd holds the segments instead.")

@@ -156,3 +156,30 @@ def test_opening_another_image_replaces_the_scene_and_a_bad_file_changes_nothing
     assert annotation.scene.GetNodesByClass("vtkMRMLScalarVolumeNode").GetNumberOfItems() == 1
     asyncio.run(annotation.segment_text("spleen"))
     assert [row["name"] for row in annotation.segments()] == ["Spleen"]
+
+
+def test_dicom_seg_of_an_image_that_cannot_be_referenced_is_refused_in_one_line(tmp_path):
+    """A NIfTI has no series to reference; a series anonymised without its Frame of Reference UID cannot be
+    referenced either (highdicom's own ValueError used to reach the page as an internal error)."""
+    from trame_slicer.core import SlicerApp
+
+    from medsam3.errors import MedSam3Error
+    from medsam3_web.annotation import Annotation
+    from web_harness import write_dicom_phantom
+
+    backend = LocalBackend(SegmentationEngine(BrightRegionModel(image_size=256, mask_grid=64)),
+                           BackendInfo(model="stand-in", device="cpu", image_size=256))
+    annotation = Annotation(SlicerApp(), backend)
+    try:
+        annotation.load([write_phantom(tmp_path).path])
+        asyncio.run(annotation.segment_text("liver"))
+        with pytest.raises(MedSam3Error, match="was not loaded from DICOM"):
+            annotation.export("dicom-seg", tmp_path / "nifti")
+        annotation.replace_image([write_dicom_phantom(tmp_path / "series", frame_of_reference=False).path])
+        asyncio.run(annotation.segment_text("liver"))
+        with pytest.raises(MedSam3Error, match="no FrameOfReferenceUID") as refused:
+            annotation.export("dicom-seg", tmp_path / "anonymised")
+        assert "\n" not in str(refused.value) and not list((tmp_path / "anonymised").glob("*.dcm"))
+        assert [row["name"] for row in annotation.segments()] == ["Liver"]  # nothing the user had is lost
+    finally:
+        annotation.close()

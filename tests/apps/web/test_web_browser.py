@@ -12,8 +12,6 @@ Timings (click to mask on screen, start time) and the process memory are printed
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 import shutil
 import time
@@ -22,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from web_harness import running_web, write_phantom
+from web_harness import mask_from_seg_nrrd, running_web, sha, unsegmented_blocks, view_pixels, write_phantom
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -35,42 +33,6 @@ if not CHROMIUM.exists():
 
 pytestmark = pytest.mark.slow
 KEY = "browser-test-key-0123456789"
-
-
-def view_pixels(view) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(view.screenshot())).convert("RGB")).astype(int)
-
-
-def unsegmented_blocks(rgb: np.ndarray) -> list[tuple[float, float]]:
-    """Centres (y, x) of the white, not yet coloured, blocks a view shows, top to bottom."""
-    from scipy import ndimage
-
-    white = rgb.min(axis=2) > 200
-    labels, count = ndimage.label(white)
-    sizes = ndimage.sum(white, labels, range(1, count + 1))
-    centres = ndimage.center_of_mass(white, labels, range(1, count + 1))
-    return sorted(centre for centre, size in zip(centres, sizes) if size > 200)  # not the view's lettering
-
-
-def mask_from_seg_nrrd(path: Path, source: Path) -> np.ndarray:
-    """The file's first segment on the source image's grid (Slicer may store a cropped extent with its own origin)."""
-    from medsam3.files.seg_nrrd import read_seg_nrrd
-    from medsam3.files.volume_io import read_volume
-
-    labels, grid = read_seg_nrrd(path).labels, read_volume(source)
-    assert np.allclose(labels.ijk_to_ras[:3, :3], grid.ijk_to_ras[:3, :3])  # same axes and spacing
-    offset = np.linalg.solve(grid.ijk_to_ras, labels.ijk_to_ras @ np.array([0, 0, 0, 1.0]))[:3]
-    i0, j0, k0 = (int(round(v)) for v in offset)
-    full = np.zeros(grid.array.shape, dtype=bool)
-    k, j, i = labels.array.shape
-    full[k0:k0 + k, j0:j0 + j, i0:i0 + i] = labels.array == 1
-    return full
-
-
-def sha(mask: np.ndarray) -> str:
-    return hashlib.sha256(np.packbits(mask.astype(bool)).tobytes()).hexdigest()
 
 
 def test_type_click_undo_export_in_a_real_browser(tmp_path):

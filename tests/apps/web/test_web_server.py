@@ -62,3 +62,14 @@ def test_without_the_web_package_beside_the_engine_medsam3_web_says_so_in_one_li
     assert cli.main(["web"]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "run it from a clone of the repository" in error
+
+
+def test_a_model_that_cannot_load_stops_the_server_with_one_line(tmp_path):
+    """The page opens while the model loads; a model that cannot load ends the process with its one-line error
+    (nothing was done yet), as before the load moved behind the page."""
+    phantom = write_phantom(tmp_path)
+    result = run_web(str(phantom.path), "--model", str(tmp_path / "no-such-model"), "--port", "0")
+    assert result.returncode == 1, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("medsam3 web:")]
+    assert lines and "the model did not load" in lines[-1] and "no-such-model" in lines[-1], lines
+    assert "Traceback" not in result.stderr

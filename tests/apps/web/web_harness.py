@@ -8,7 +8,10 @@ shows up as a mask in the wrong place.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import locale
 import os
 import re
 import signal
@@ -54,6 +57,48 @@ def write_phantom(folder: Path) -> Phantom:
     upper[UPPER_BLOCK] = True
     lower[LOWER_BLOCK] = True
     return Phantom(path, upper, lower)
+
+
+def write_dicom_phantom(folder: Path, frame_of_reference: bool = True) -> Phantom:
+    """The phantom as a CT DICOM series (one file per axial slice, SimpleITK's GDCM writer), as a scanner folder;
+    ``frame_of_reference=False`` leaves out the Frame of Reference UID, as some anonymisers do."""
+    voxels = np.full(SHAPE_KJI, -1000, dtype=np.int16)
+    voxels[UPPER_BLOCK] = 1000
+    voxels[LOWER_BLOCK] = 1000
+    image = sitk.GetImageFromArray(voxels)
+    image.SetSpacing((2.0, 2.0, 3.0))
+    folder.mkdir(parents=True, exist_ok=True)
+    text_locale = locale.setlocale(locale.LC_CTYPE)
+    try:
+        _write_series(image, folder, frame_of_reference)
+    finally:  # GDCM's writer sets the C locale: later text files in this process would default to ASCII
+        locale.setlocale(locale.LC_CTYPE, text_locale)
+    upper, lower = np.zeros(SHAPE_KJI, bool), np.zeros(SHAPE_KJI, bool)
+    upper[UPPER_BLOCK] = True
+    lower[LOWER_BLOCK] = True
+    return Phantom(folder, upper, lower)
+
+
+def _write_series(image, folder: Path, frame_of_reference: bool) -> None:
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    study, series = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"
+    for k in range(SHAPE_KJI[0]):
+        plane = image[:, :, k]
+        position = image.TransformIndexToPhysicalPoint((0, 0, k))
+        for tag, value in (("0008|0060", "CT"), ("0008|0016", "1.2.840.10008.5.1.4.1.1.2"),
+                           ("0008|0018", f"{series}.{k + 1}"), ("0020|000d", study), ("0020|000e", series),
+                           ("0010|0010", "Phantom^Web"), ("0010|0020", "WEB-PHANTOM"), ("0020|0010", "1"),
+                           ("0008|0020", "20260101"), ("0008|0030", "120000"), ("0008|0050", "1"),
+                           ("0020|0011", "3"), ("0008|103e", "phantom CT"), ("0020|0013", str(k + 1)),
+                           ("0020|0032", "\\".join(f"{v:g}" for v in position)),
+                           ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0018|0050", "3"), ("0028|0030", "2\\2"),
+                           ("0028|1052", "0"), ("0028|1053", "1")):
+            plane.SetMetaData(tag, value)
+        if frame_of_reference:
+            plane.SetMetaData("0020|0052", "1.2.826.0.1.3680043.8.498.3")
+        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
+        writer.Execute(plane)
 
 
 @dataclass
@@ -128,3 +173,40 @@ def running_web(tmp_path: Path, *arguments: str, key: str | None = None):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+# --- what the browser shows, and the files it downloads ------------------------------------------------------
+def view_pixels(view) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(view.screenshot())).convert("RGB")).astype(int)
+
+
+def unsegmented_blocks(rgb: np.ndarray) -> list[tuple[float, float]]:
+    """Centres (y, x) of the white, not yet coloured, blocks a view shows, top to bottom."""
+    from scipy import ndimage
+
+    white = rgb.min(axis=2) > 200
+    labels, count = ndimage.label(white)
+    sizes = ndimage.sum(white, labels, range(1, count + 1))
+    centres = ndimage.center_of_mass(white, labels, range(1, count + 1))
+    return sorted(centre for centre, size in zip(centres, sizes) if size > 200)  # not the view's lettering
+
+
+def mask_from_seg_nrrd(path: Path, source: Path) -> np.ndarray:
+    """The file's first segment on the source image's grid (Slicer may store a cropped extent with its own origin)."""
+    from medsam3.files.seg_nrrd import read_seg_nrrd
+    from medsam3.files.volume_io import read_volume
+
+    labels, grid = read_seg_nrrd(path).labels, read_volume(source)
+    assert np.allclose(labels.ijk_to_ras[:3, :3], grid.ijk_to_ras[:3, :3])  # same axes and spacing
+    offset = np.linalg.solve(grid.ijk_to_ras, labels.ijk_to_ras @ np.array([0, 0, 0, 1.0]))[:3]
+    i0, j0, k0 = (int(round(v)) for v in offset)
+    full = np.zeros(grid.array.shape, dtype=bool)
+    k, j, i = labels.array.shape
+    full[k0:k0 + k, j0:j0 + j, i0:i0 + i] = labels.array == 1
+    return full
+
+
+def sha(mask: np.ndarray) -> str:
+    return hashlib.sha256(np.packbits(mask.astype(bool)).tobytes()).hexdigest()
