@@ -140,3 +140,44 @@ def test_a_one_folder_model_gets_its_detector_replaced_and_every_tracker_tensor_
     loaded = TransformersSegmentationModel(output, "fine-tuned").component("sam3")[0].state_dict()
     heads = [key for key in trained if key.split(".")[0] == "mask_decoder"]
     assert all(torch.equal(loaded[key], trained[key]) for key in heads)
+
+
+@pytest.mark.parametrize("layout", ["one folder per class", "one folder"])
+def test_train_all_moves_the_vit_and_keeps_every_tracker_tensor(layout, tiny_dirs, one_folder_model, slices,
+                                                                tmp_path, one_torch_thread):
+    """--train all: every detector parameter learns (the ViT too); the trackers' own tensors are written back
+    unchanged, and the folder loads with the trained detector in it."""
+    base = tiny_dirs["sam3"].parent if layout == "one folder per class" else one_folder_model
+    detector_folder = tiny_dirs["sam3"] if layout == "one folder per class" else one_folder_model
+    trainer = Trainer(detector_folder, slices, TrainingSettings(steps=2, parts="all", learning_rate=1e-3, seed=2),
+                      "cpu")
+    before = {key: value.detach().clone() for key, value in trainer.model.state_dict().items()}
+    trainer.run()
+    trained = trainer.trained_detector().state_dict()
+    output = write_model_folder(base, tmp_path / "model", trained, {"README.md": "card"})
+
+    vit = [key for key in trained if key.startswith("vision_encoder.backbone.")]
+    moved = [key for key in vit if not torch.equal(trained[key], before[key])]
+    print(f"{layout}: {len(moved)} of {len(vit)} ViT tensors changed; parts changed: "
+          f"{sorted({key.split('.')[0] for key in trained if not torch.equal(trained[key], before[key])})}")
+    assert vit and moved == vit  # every ViT tensor learns
+    assert any(not torch.equal(trained[k], before[k]) for k in trained if k.startswith("text_encoder."))
+
+    files = sorted(p.relative_to(base) for p in base.rglob("*.safetensors"))
+    assert files == sorted(p.relative_to(output) for p in output.rglob("*.safetensors"))
+    for name in files:
+        if name.parts[0] in ("sam3_tracker", "sam3_tracker_video"):  # the trackers' own folders: the same bytes
+            assert filecmp.cmp(base / name, output / name, shallow=False), name
+            continue
+        original, saved = load_file(str(base / name)), load_file(str(output / name))
+        assert original.keys() == saved.keys()
+        prefix = "" if name.parts[0] == "sam3" else "detector_model."
+        trackers = [key for key in original if not key.startswith(prefix)] if prefix else []
+        assert all(torch.equal(original[key], saved[key]) for key in trackers), name
+        assert all(torch.equal(saved[key], trained[key.removeprefix(prefix)]) for key in saved
+                   if key.startswith(prefix)), name
+    loaded = TransformersSegmentationModel(output, "fine-tuned", image_size=TINY_IMAGE_SIZE).component("sam3")[0]
+    # the engine's precision plan may hold the ViT in bfloat16 on the CPU: compare in the dtype it holds
+    differ = [key for key, value in loaded.state_dict().items()
+              if not torch.equal(value, trained[key].to(value.dtype))]
+    assert not differ, differ[:5]
