@@ -13,9 +13,11 @@ import pytest
 
 import medsam3.apps.finetune.command as finetune_command
 from finetune_data import write_ct_cases
+from server_harness import API_KEY, served_tiny_model
 from medsam3.apps.cli import main
 from medsam3.files.volume_io import read_volume
 from medsam3.training.loop import Trainer
+from medsam3.transports.remote_client import RemoteBackend
 
 STEPS = 200
 ACCUMULATE = 2
@@ -31,6 +33,22 @@ def data(tmp_path_factory):
     return write_ct_cases(tmp_path_factory.mktemp("data"), count=5)
 
 
+@pytest.fixture(scope="module")
+def fine_tuned(data, tmp_path_factory):
+    """The folder of STEPS steps of fine-tuning on the tiny random model, shared by the tests that use it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as one_torch_thread (a function fixture) does
+    try:
+        output = tmp_path_factory.mktemp("fine_tuned") / "liver-model"
+        assert run("finetune", data, "--output", output, "--base", "tiny-random", "--steps", STEPS, "--accumulate",
+                   ACCUMULATE, "--learning-rate", LEARNING_RATE, "--device", "cpu", "--quiet") == 0
+    finally:
+        torch.set_num_threads(threads)
+    return output
+
+
 def _one_line_error(capsys) -> str:
     error = capsys.readouterr().err
     lines = [line for line in error.splitlines() if line.strip() and "Warning" not in line and "%|" not in line
@@ -39,10 +57,8 @@ def _one_line_error(capsys) -> str:
     return lines[0]
 
 
-def test_held_out_dice_rises_and_the_folder_segments(data, tmp_path, capsys, one_torch_thread):
-    output = tmp_path / "liver-model"
-    assert run("finetune", data, "--output", output, "--base", "tiny-random", "--steps", STEPS, "--accumulate", ACCUMULATE, "--learning-rate",
-               LEARNING_RATE, "--device", "cpu", "--quiet") == 0, capsys.readouterr().err
+def test_held_out_dice_rises_and_the_folder_segments(data, fine_tuned, tmp_path, capsys, one_torch_thread):
+    output = fine_tuned
     record = json.loads((output / "finetune.json").read_text())
     before, after = record["held_out_dice_before"], record["held_out_dice_after"]
     print(f"held-out slice Dice before {before}, after {after}; text protocol before "
@@ -139,3 +155,29 @@ def test_a_full_size_model_on_a_cpu_is_refused_with_the_measured_step_time(data,
     error = _one_line_error(capsys)
     assert "One training step of this full-size model took" in error and "--force" in error
     assert not output.exists() and not (tmp_path / "model.training").exists()
+
+
+@pytest.mark.slow
+def test_serve_loads_the_fine_tuned_folder_and_segments_as_segment_does(data, fine_tuned, tmp_path, capsys,
+                                                                        one_torch_thread):
+    """`medsam3 serve --model FOLDER` on the fine-tuned folder: text through the server gives, voxel for voxel, the
+    mask `medsam3 segment --model FOLDER` gives in-process."""
+    held_out = json.loads((fine_tuned / "finetune.json").read_text())["held_out_cases"][0]
+    image = data / "images" / f"{held_out}.nii.gz"
+    here = tmp_path / "in-process.nii.gz"
+    assert run("segment", image, "--model", fine_tuned, "--text", "liver", "--output", here, "--device", "cpu") == 0, \
+        capsys.readouterr().err
+    environment = {**os.environ, "MEDSAM3_API_KEY": API_KEY, "PYTHONDONTWRITEBYTECODE": "1",
+                   "OMP_NUM_THREADS": "1"}  # one thread, as here: the same arithmetic
+    served = tmp_path / "served.nii.gz"
+    with served_tiny_model(tmp_path, environment, model=fine_tuned) as url:
+        assert RemoteBackend(url, API_KEY).info().model == fine_tuned.name  # the folder, not the base model
+        assert run("segment", image, "--server", url, "--api-key", API_KEY, "--text", "liver", "--output",
+                   served) == 0, capsys.readouterr().err
+    local, remote = read_volume(here), read_volume(served)
+    truth = read_volume(data / "labels" / f"{held_out}.nii.gz").array == 1
+    print(f"liver voxels: in-process {int((local.array > 0).sum())}, served {int((remote.array > 0).sum())}, "
+          f"overlap with the truth {int(((remote.array > 0) & truth).sum())}")
+    assert ((local.array > 0) & truth).sum() > 0  # the fine-tuned model's liver (the base model finds none)
+    np.testing.assert_array_equal(remote.array, local.array)
+    np.testing.assert_array_equal(remote.ijk_to_ras, local.ijk_to_ras)
