@@ -315,16 +315,37 @@ def test_the_page_opens_while_the_model_loads_and_shows_it(tmp_path):
         browser.close()
 
 
+def draw_outline(page, locator, corners, steps: int = 6) -> None:
+    """Press the left button at the first corner (element pixels), move through the others and release."""
+    box = locator.bounding_box()
+    page.mouse.move(box["x"] + corners[0][0], box["y"] + corners[0][1])
+    page.mouse.down()
+    for x, y in corners[1:]:
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=steps)
+    page.mouse.up()
+
+
+def around(extent, margin: int = 6) -> list[tuple[int, int]]:
+    """A closed outline ``margin`` screen pixels outside a block's (y0, y1, x0, x1) extent."""
+    y0, y1, x0, x1 = extent
+    return [(x0 - margin, y0 - margin), (x1 + margin, y0 - margin), (x1 + margin, y1 + margin),
+            (x0 - margin, y1 + margin), (x0 - margin, y0 - margin + 2)]
+
+
 def test_scribble_and_lasso_on_a_slice_view(tmp_path):
+    """The stand-in answers a scribble (points) or a lasso (a mask prompt) with the bright blocks they touch, on
+    the slice drawn on: so each result is known voxel for voxel from the phantom's blocks."""
     phantom = write_phantom(tmp_path)
     with running_web(tmp_path, str(phantom.path), "--stand-in-model", "--expose-state") as web, \
             playwright_api.sync_playwright() as playwright:
         browser, page = open_page(playwright, web)
-        axial = view(page, "Red")
+        axial, coronal = view(page, "Red"), view(page, "Green")
+        axial_rgb, coronal_rgb = view_pixels(axial), view_pixels(coronal)
+        (centre,) = unsegmented_blocks(axial_rgb)
+        y0, y1, x0, x1 = axial_block = block_extent(axial_rgb, centre)
+        coronal_blocks = unsegmented_blocks(coronal_rgb)
+        assert len(coronal_blocks) == 2, coronal_blocks  # the middle coronal slice crosses both blocks
         page.click("#medsam3-whole-volume")  # This slice
-        rgb = view_pixels(axial)
-        (centre,) = unsegmented_blocks(rgb)
-        y0, y1, x0, x1 = block_extent(rgb, centre)
 
         # + Scribble across the block: the block on that slice (the scribble's points are inside it).
         choose_tool(page, web, "scribble-positive", "scribble+")
@@ -335,19 +356,38 @@ def test_scribble_and_lasso_on_a_slice_view(tmp_path):
         expected[k] = phantom.upper[k]
         assert scribbled["mask_sha256"] == sha(expected), scribbled
 
-        # + Lasso around the whole block, as a new segment: what it encloses on that slice.
+        # + Lasso around the upper block in the coronal view, which shows both blocks, as a new segment: exactly
+        # that block's voxels on that coronal slice, nothing of the other block (also on that slice).
         page.click("#medsam3-new-segment")
         web.wait_for_state(lambda s: not any(row["selected"] for row in s["segments"]))
         choose_tool(page, web, "lasso-positive", "lasso+")
-        box = axial.bounding_box()
-        corners = [(x0 - 6, y0 - 6), (x1 + 6, y0 - 6), (x1 + 6, y1 + 6), (x0 - 6, y1 + 6), (x0 - 6, y0 - 4)]
-        page.mouse.move(box["x"] + corners[0][0], box["y"] + corners[0][1])
-        page.mouse.down()
-        for x, y in corners[1:]:
-            page.mouse.move(box["x"] + x, box["y"] + y, steps=6)
-        page.mouse.up()
+        draw_outline(page, coronal, around(block_extent(coronal_rgb, coronal_blocks[0])))  # the top one
         state = web.wait_for_state(lambda s: len(s["segments"]) == 2)
         lassoed = state["segments"][1]
-        assert lassoed["ijk_bounds"][2] == [k, k] and lassoed["voxels"] >= scribbled["voxels"], lassoed
+        j = lassoed["ijk_bounds"][1][0]
+        expected = np.zeros_like(phantom.upper)
+        expected[:, j] = phantom.upper[:, j]
+        assert phantom.lower[:, j].any() and lassoed["mask_sha256"] == sha(expected), lassoed
         assert state["segments"][0]["mask_sha256"] == scribbled["mask_sha256"]  # the scribbled one is untouched
+
+        # A typed target through the whole volume (both blocks), then − Lasso around the block on the axial slice
+        # (This slice): exactly that block's voxels on that slice go; the rest of it, and the other segments, stay.
+        page.click("#medsam3-whole-volume")  # Whole volume
+        page.fill("#medsam3-target", "liver")
+        page.click("#medsam3-segment")
+        state = web.wait_for_state(lambda s: len(s["segments"]) == 3)
+        (typed,) = [row for row in state["segments"] if row["name"] == "Liver"]
+        assert typed["selected"] and typed["mask_sha256"] == sha(phantom.upper | phantom.lower), typed
+        page.click("#medsam3-whole-volume")  # This slice
+        choose_tool(page, web, "lasso-negative", "lasso-")
+        draw_outline(page, axial, around(axial_block))
+        state = web.wait_for_state(
+            lambda s: [r["mask_sha256"] for r in s["segments"] if r["name"] == "Liver"] != [typed["mask_sha256"]])
+        expected = phantom.upper | phantom.lower
+        expected[k] &= ~phantom.upper[k]
+        (trimmed,) = [row for row in state["segments"] if row["name"] == "Liver"]
+        assert trimmed["mask_sha256"] == sha(expected), (trimmed, state["status"])
+        assert trimmed["voxels"] == typed["voxels"] - int(phantom.upper[k].sum())
+        assert [r["mask_sha256"] for r in state["segments"] if r["name"] != "Liver"] == \
+               [scribbled["mask_sha256"], lassoed["mask_sha256"]]  # the scribbled and lassoed ones are untouched
         browser.close()
