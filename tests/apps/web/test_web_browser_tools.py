@@ -315,39 +315,86 @@ def test_the_page_opens_while_the_model_loads_and_shows_it(tmp_path):
         browser.close()
 
 
+def draw_outline(page, locator, corners, steps: int = 6) -> None:
+    """Press the left button at the first corner (element pixels), move through the others and release."""
+    box = locator.bounding_box()
+    page.mouse.move(box["x"] + corners[0][0], box["y"] + corners[0][1])
+    page.mouse.down()
+    for x, y in corners[1:]:
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=steps)
+    page.mouse.up()
+
+
+def around(extent, margin: float = 10, corners: int = 24) -> list[tuple[float, float]]:
+    """A closed outline around a block's (y0, y1, x0, x1) screen extent: an ellipse through many points, well
+    outside the block, so that a mouse move the remote view drops (it cuts a chord) leaves the block inside."""
+    y0, y1, x0, x1 = extent
+    angles = np.linspace(0, 2 * np.pi, corners + 1)
+    ry, rx = (y1 - y0) / 2 * np.sqrt(2) + margin, (x1 - x0) / 2 * np.sqrt(2) + margin
+    return [((x0 + x1) / 2 + rx * np.cos(a), (y0 + y1) / 2 + ry * np.sin(a)) for a in angles]
+
+
 def test_scribble_and_lasso_on_a_slice_view(tmp_path):
+    """The stand-in answers a scribble (points) or a lasso (a mask prompt) with the bright blocks they touch, on
+    the slice drawn on: so each result is known voxel for voxel from the phantom's blocks."""
     phantom = write_phantom(tmp_path)
     with running_web(tmp_path, str(phantom.path), "--stand-in-model", "--expose-state") as web, \
             playwright_api.sync_playwright() as playwright:
         browser, page = open_page(playwright, web)
-        axial = view(page, "Red")
+        axial, coronal = view(page, "Red"), view(page, "Green")
+        axial_rgb, coronal_rgb = view_pixels(axial), view_pixels(coronal)
+        (centre,) = unsegmented_blocks(axial_rgb)
+        y0, y1, x0, x1 = axial_block = block_extent(axial_rgb, centre)
+        coronal_blocks = unsegmented_blocks(coronal_rgb)
+        assert len(coronal_blocks) == 2, coronal_blocks  # the middle coronal slice crosses both blocks
+
+        # A typed target through the whole volume: both blocks (refined with a − lasso at the end).
+        page.fill("#medsam3-target", "liver")
+        page.click("#medsam3-segment")
+        typed = web.wait_for_state(lambda s: len(s["segments"]) == 1)["segments"][0]
+        assert typed["name"] == "Liver" and typed["mask_sha256"] == sha(phantom.upper | phantom.lower), typed
+        page.fill("#medsam3-target", "")  # the strokes below make segments of their own
+        web.wait_for_state(lambda s: s["target"] == "")
         page.click("#medsam3-whole-volume")  # This slice
-        rgb = view_pixels(axial)
-        (centre,) = unsegmented_blocks(rgb)
-        y0, y1, x0, x1 = block_extent(rgb, centre)
+        page.click("#medsam3-new-segment")
+        web.wait_for_state(lambda s: not any(row["selected"] for row in s["segments"]))
 
         # + Scribble across the block: the block on that slice (the scribble's points are inside it).
         choose_tool(page, web, "scribble-positive", "scribble+")
         drag(page, axial, (x0 + 3, (y0 + y1) // 2), (x1 - 3, (y0 + y1) // 2 + 2), steps=10)
-        scribbled = web.wait_for_state(lambda s: len(s["segments"]) == 1)["segments"][0]
+        scribbled = web.wait_for_state(lambda s: len(s["segments"]) == 2)["segments"][1]
         k = scribbled["ijk_bounds"][2][0]
         expected = np.zeros_like(phantom.upper)
         expected[k] = phantom.upper[k]
         assert scribbled["mask_sha256"] == sha(expected), scribbled
 
-        # + Lasso around the whole block, as a new segment: what it encloses on that slice.
+        # + Lasso around the upper block in the coronal view, which shows both blocks, as a new segment: exactly
+        # that block's voxels on that coronal slice, nothing of the other block (also on that slice).
         page.click("#medsam3-new-segment")
         web.wait_for_state(lambda s: not any(row["selected"] for row in s["segments"]))
         choose_tool(page, web, "lasso-positive", "lasso+")
-        box = axial.bounding_box()
-        corners = [(x0 - 6, y0 - 6), (x1 + 6, y0 - 6), (x1 + 6, y1 + 6), (x0 - 6, y1 + 6), (x0 - 6, y0 - 4)]
-        page.mouse.move(box["x"] + corners[0][0], box["y"] + corners[0][1])
-        page.mouse.down()
-        for x, y in corners[1:]:
-            page.mouse.move(box["x"] + x, box["y"] + y, steps=6)
-        page.mouse.up()
-        state = web.wait_for_state(lambda s: len(s["segments"]) == 2)
-        lassoed = state["segments"][1]
-        assert lassoed["ijk_bounds"][2] == [k, k] and lassoed["voxels"] >= scribbled["voxels"], lassoed
-        assert state["segments"][0]["mask_sha256"] == scribbled["mask_sha256"]  # the scribbled one is untouched
+        draw_outline(page, coronal, around(block_extent(coronal_rgb, coronal_blocks[0])))  # the top one
+        state = web.wait_for_state(lambda s: len(s["segments"]) == 3)
+        lassoed = state["segments"][2]
+        j = lassoed["ijk_bounds"][1][0]
+        expected = np.zeros_like(phantom.upper)
+        expected[:, j] = phantom.upper[:, j]
+        assert phantom.lower[:, j].any() and lassoed["mask_sha256"] == sha(expected), lassoed
+        assert [row["mask_sha256"] for row in state["segments"][:2]] == [typed["mask_sha256"],
+                                                                         scribbled["mask_sha256"]]  # untouched
+
+        # − Lasso around the block on the axial slice (This slice) on the typed segment: exactly that block's voxels
+        # on that slice go; the rest of the segment, and the other segments, stay.
+        page.get_by_text("Liver", exact=True).click()
+        web.wait_for_state(lambda s: s["segments"][0]["selected"])
+        choose_tool(page, web, "lasso-negative", "lasso-")
+        draw_outline(page, axial, around(axial_block))
+        state = web.wait_for_state(lambda s: s["segments"][0]["mask_sha256"] != typed["mask_sha256"])
+        expected = phantom.upper | phantom.lower
+        expected[k] &= ~phantom.upper[k]
+        trimmed = state["segments"][0]
+        assert trimmed["mask_sha256"] == sha(expected), (trimmed, state["status"])
+        assert trimmed["voxels"] == typed["voxels"] - int(phantom.upper[k].sum())
+        assert [row["mask_sha256"] for row in state["segments"][1:]] == [scribbled["mask_sha256"],
+                                                                        lassoed["mask_sha256"]]  # untouched
         browser.close()
