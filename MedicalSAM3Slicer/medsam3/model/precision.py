@@ -167,7 +167,8 @@ def apply_precision(model: torch.nn.Module, plan: PrecisionPlan, quantized: dict
     On the bfloat16 path the ViT backbone (nearly all the arithmetic of a slice) and the text encoder store the
     weights of their matrix products (linear layers, the patch convolution) in bfloat16 once, and run under
     bfloat16 autocast, their outputs handed on in float32; layer norms and embeddings keep float32 weights
-    (autocast computes norms in float32). The full model's weights take 1.8 GiB instead of 3.2 GiB. The rest
+    (autocast computes norms in float32; a block's first norm hands its output on in bfloat16, see
+    :func:`in_autocast_dtype`). The full model's weights take 1.8 GiB instead of 3.2 GiB. The rest
     (neck, prompt encoder, mask decoder, detector heads, memory attention: cheap) stays float32: with the whole
     tracker in bfloat16 the agreement measure (:mod:`medsam3.apps.bench.precision_agreement`) drifted far more (Dice down
     to 0.60 against 0.71, both including one discrete switch of SAM's stability fallback). On CUDA the rest
