@@ -79,7 +79,8 @@ def rotary_as_complex_product(original):
     product, then a sum or difference), where transformers makes about ten passes (upcast, two products, a
     negation, a stack, a sum, per tensor) over 2.4M-element tensors in every ViT block: about a fifth of a
     bfloat16 ViT's time on the AVX-512 BF16 EPYC (docs/benchmark.md). The result is bit for bit transformers';
-    tables whose pairs are not equal (not transformers' axial rotary) go to ``original``. Works for the ViT's
+    tables whose pairs are not equal (not transformers' axial rotary), and devices other than CPU and CUDA, go to
+    ``original``. Works for the ViT's
     signature and the memory attention's (``num_k_exclude_rope``, ``repeat_freqs_k``)."""
     tables: dict[int, tuple] = {}
 
@@ -103,8 +104,10 @@ def rotary_as_complex_product(original):
 
     @functools.wraps(original)
     def apply(q, k, cos, sin, num_k_exclude_rope: int = 0, repeat_freqs_k: bool = False):
-        _, _, table, repeated = complex_table(cos, sin)
-        if table is None or not q.is_floating_point():
+        # MPS and other devices: complex arithmetic is not everywhere there
+        usable = q.is_floating_point() and q.device.type in ("cpu", "cuda")
+        _, _, table, repeated = complex_table(cos, sin) if usable else (None, None, None, None)
+        if table is None:
             extra = {} if (num_k_exclude_rope, repeat_freqs_k) == (0, False) else {
                 "num_k_exclude_rope": num_k_exclude_rope, "repeat_freqs_k": repeat_freqs_k}
             return original(q, k, cos, sin, **extra)
