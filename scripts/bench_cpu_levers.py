@@ -1,5 +1,7 @@
 """CPU levers of issue 9 measured on this machine, on the SAM 3 ViT (full width, fewer layers), random weights.
 
+``--levers bf16_rotary_norm``: the bfloat16 levers of issue 22 (see docs/benchmark.md).
+
 The full ViT has 32 layers, 4 of them global (7, 15, 23, 31); ``--layers 8`` (global at 7) is exactly a quarter
 of its work and of its compile time, so figures scale by 4. Each lever is timed against float32 eager in the
 same run (ratios within one run: the machine is shared); outputs are compared with float32 eager.
@@ -62,8 +64,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=504)
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--levers", default="all", help="comma list of: compile,int8,mkldnn,threads")
+    parser.add_argument("--levers", default="all", help="comma list of: compile,int8,mkldnn,threads,bf16_rotary_norm")
     args = parser.parse_args()
+    if args.levers == "bf16_rotary_norm":
+        return bfloat16_levers(args)
     levers = {"compile", "int8", "mkldnn", "threads"} if args.levers == "all" else set(args.levers.split(","))
     vit = build_vit(args.size, args.layers)
     from medsam3.model.rotary_tables import cache_rotary_tables
@@ -126,6 +130,47 @@ def main() -> None:
                    f"; first call {first:.0f} s (compile; Inductor's cache "
                    f"{os.environ.get('TORCHINDUCTOR_CACHE_DIR', 'in the temp folder')} may have held kernels)",
                    baseline)
+
+
+def bfloat16_levers(args) -> None:
+    """Issue 22: the bfloat16 ViT as the engine runs it (complex rotary product, first norm cast once) against
+    the same ViT with both levers removed, alternating; outputs compared bit for bit and with float32."""
+    from transformers.models.sam3 import modeling_sam3
+
+    from medsam3.model.precision import PrecisionPlan, apply_precision
+    from medsam3.model.rotary_tables import cache_rotary_tables
+    from medsam3.model.transformers_patches import ROTARY_ORIGINALS
+
+    vit = build_vit(args.size, args.layers)
+    cache_rotary_tables(vit)
+    fast, original = modeling_sam3.apply_rotary_pos_emb_2d, ROTARY_ORIGINALS[modeling_sam3.__name__]
+    pixels = torch.randn(1, 3, args.size, args.size)
+    with torch.inference_mode():
+        modeling_sam3.apply_rotary_pos_emb_2d = original
+        reference = vit(pixels).last_hidden_state
+        apply_precision(vit, PrecisionPlan("bfloat16", "asked for"))
+        norms = [vars(layer.layer_norm1)["forward"] for layer in vit.layers]
+
+        def levers(on: bool):
+            modeling_sam3.apply_rotary_pos_emb_2d = fast if on else original
+            for layer, forward in zip(vit.layers, norms):
+                if on:
+                    vars(layer.layer_norm1)["forward"] = forward
+                else:
+                    vars(layer.layer_norm1).pop("forward", None)
+
+        def run(on: bool):
+            levers(on)
+            return vit(pixels).last_hidden_state
+
+        without, with_levers = run(False), run(True)
+        seconds, baseline, _ = interleaved(lambda: run(True), lambda: run(False), args.repeats)
+        levers(True)
+    difference = float((with_levers - reference).abs().max())
+    print(f"bfloat16 ViT, complex rotary + norm cast: {seconds:.2f} s against {baseline:.2f} s without, "
+          f"{baseline / seconds:.2f}x; bit for bit the same: {torch.equal(with_levers, without)}; against float32 "
+          f"{difference:.3g} ({100 * difference / float(reference.abs().max()):.2f} % of the largest output) "
+          f"(load {load()})", flush=True)
 
 
 if __name__ == "__main__":

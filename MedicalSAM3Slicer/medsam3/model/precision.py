@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .transformers_patches import keep_in_float32, replace_linear_layer, run_in_bfloat16
+from .transformers_patches import cast_norm_output, keep_in_float32, replace_linear_layer, run_in_bfloat16
 
 PRECISION_CHOICES = ("auto", "float32", "bfloat16", "int8")
 NATIVE_BF16_SPEEDUP = 1.5  # bfloat16 matmul must beat float32 by this much to be worth its rounding
@@ -167,7 +167,8 @@ def apply_precision(model: torch.nn.Module, plan: PrecisionPlan, quantized: dict
     On the bfloat16 path the ViT backbone (nearly all the arithmetic of a slice) and the text encoder store the
     weights of their matrix products (linear layers, the patch convolution) in bfloat16 once, and run under
     bfloat16 autocast, their outputs handed on in float32; layer norms and embeddings keep float32 weights
-    (autocast computes norms in float32). The full model's weights take 1.8 GiB instead of 3.2 GiB. The rest
+    (autocast computes norms in float32; a block's first norm hands its output on in bfloat16, see
+    :func:`in_autocast_dtype`). The full model's weights take 1.8 GiB instead of 3.2 GiB. The rest
     (neck, prompt encoder, mask decoder, detector heads, memory attention: cheap) stays float32: with the whole
     tracker in bfloat16 the agreement measure (:mod:`medsam3.apps.bench.precision_agreement`) drifted far more (Dice down
     to 0.60 against 0.71, both including one discrete switch of SAM's stability fallback). On CUDA the rest
@@ -187,6 +188,9 @@ def apply_precision(model: torch.nn.Module, plan: PrecisionPlan, quantized: dict
             if isinstance(module, _MATMUL_TYPES):
                 module.to(torch.bfloat16)
         run_in_bfloat16(encoder, in_bfloat16)
+        for layer in encoder.modules():
+            if type(layer).__name__ == "Sam3ViTLayer":  # its first norm feeds only the attention's projections
+                cast_norm_output(layer.layer_norm1, in_autocast_dtype)
     for module in model.modules():
         if type(module).__name__.endswith(("PositionalEmbedding", "PositionEmbedding")):
             keep_in_float32(module, in_float32)
@@ -258,6 +262,22 @@ def in_bfloat16(forward):
         for key, value in output.items():
             if isinstance(value, torch.Tensor) and value.is_floating_point():
                 output[key] = value.float()
+        return output
+
+    return run
+
+
+def in_autocast_dtype(forward):
+    """A norm whose output only matrix products read (a ViT block's first norm: windowing, then the attention's
+    q / k / v projections): its output cast once to the autocast dtype, as each product would cast it under
+    autocast (three casts of the same tensor otherwise, and the windowing copies twice the bytes). Bit for bit
+    the same products; outside autocast the output is unchanged."""
+    @functools.wraps(forward)
+    def run(hidden_states):
+        output = forward(hidden_states)
+        device_type = output.device.type if output.device.type in ("cuda", "cpu") else "cpu"
+        if torch.is_autocast_enabled(device_type) and output.is_floating_point():
+            return output.to(torch.get_autocast_dtype(device_type))
         return output
 
     return run

@@ -11,6 +11,10 @@ rotary tables of the video tracker's memory attention (``Sam3TrackerVideoVisionR
 position grid per input size) and the mask decoder's image-wide positional embedding
 (``get_image_wide_positional_embeddings``: sin / cos of a fixed grid of the prompt encoder's embedding size,
 about 4 ms of a click at 504 px on the shared AVX2 machine). Their callers only read them (``repeat`` copies).
+
+The rotation itself (transformers' ``apply_rotary_pos_emb_2d`` of the ViT and of the memory attention) is computed
+as one complex product per tensor (:func:`rotary_as_complex_product`): the same arithmetic in fewer passes over
+memory, bit for bit the same result (issue 22).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import functools
 
 import torch
 
-from .transformers_patches import cache_fixed_tables
+from .transformers_patches import cache_fixed_tables, rotate_by_complex_products
 
 
 
@@ -27,6 +31,7 @@ def cache_rotary_tables(model: torch.nn.Module) -> int:
     """Wrap every ViT rotary embedding of ``model`` (in place); returns how many were wrapped. Idempotent.
     (The wrapping itself is the ``rotary_tables`` / ``image_wide_positions`` patch of
     :mod:`.transformers_patches`.)"""
+    rotate_by_complex_products(rotary_as_complex_product)
     return cache_fixed_tables(model, memoised_rotary, memoised_image_positions)
 
 
@@ -60,3 +65,64 @@ def memoised_rotary(module: torch.nn.Module, forward):
         return tables[key]
 
     return run
+
+
+_COMPLEX_TABLES_KEPT = 64  # one per rotary module (32 ViT layers, a few memory-attention layers)
+
+
+def rotary_as_complex_product(original):
+    """transformers' ``apply_rotary_pos_emb_2d(q, k, cos, sin, ...)`` as one complex product per tensor.
+
+    transformers rotates each pair (x0, x1) of a head's channels by an angle: ``x * cos + rotate_pairwise(x) *
+    sin`` in float32, with cos / sin repeated per pair, i.e. (x0 c - x1 s, x1 c + x0 s). That is the product of
+    the complex number x0 + i x1 with c + i s, which torch computes in one pass with the same roundings (a
+    product, then a sum or difference), where transformers makes about ten passes (upcast, two products, a
+    negation, a stack, a sum, per tensor) over 2.4M-element tensors in every ViT block: about a fifth of a
+    bfloat16 ViT's time on the AVX-512 BF16 EPYC (docs/benchmark.md). The result is bit for bit transformers';
+    tables whose pairs are not equal (not transformers' axial rotary), and devices other than CPU and CUDA, go to
+    ``original``. Works for the ViT's
+    signature and the memory attention's (``num_k_exclude_rope``, ``repeat_freqs_k``)."""
+    tables: dict[int, tuple] = {}
+
+    def complex_table(cos: torch.Tensor, sin: torch.Tensor):
+        held = tables.get(id(cos))
+        if held is None or held[0] is not cos or held[1] is not sin:
+            pairs_equal = (cos.shape[-1] % 2 == 0 and torch.equal(cos[..., 0::2], cos[..., 1::2])
+                           and torch.equal(sin[..., 0::2], sin[..., 1::2]))
+            table = torch.complex(cos[..., 0::2].float(), sin[..., 0::2].float()) if pairs_equal else None
+            if len(tables) >= _COMPLEX_TABLES_KEPT:
+                tables.clear()
+            held = tables[id(cos)] = (cos, sin, table, {})  # holding cos / sin keeps their ids unique
+        return held
+
+    def rotated(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        if x32.stride(-1) != 1 or x32.storage_offset() % 2 or any(step % 2 for step in x32.stride()[:-1]):
+            x32 = x32.contiguous()  # a complex view needs whole pairs
+        pairs = torch.view_as_complex(x32.unflatten(-1, (-1, 2)))
+        return torch.view_as_real(pairs * table).flatten(-2).type_as(x)
+
+    @functools.wraps(original)
+    def apply(q, k, cos, sin, num_k_exclude_rope: int = 0, repeat_freqs_k: bool = False):
+        # MPS and other devices: complex arithmetic is not everywhere there
+        usable = q.is_floating_point() and q.device.type in ("cpu", "cuda")
+        _, _, table, repeated = complex_table(cos, sin) if usable else (None, None, None, None)
+        if table is None:
+            extra = {} if (num_k_exclude_rope, repeat_freqs_k) == (0, False) else {
+                "num_k_exclude_rope": num_k_exclude_rope, "repeat_freqs_k": repeat_freqs_k}
+            return original(q, k, cos, sin, **extra)
+        q_embed = rotated(q, table)
+        if num_k_exclude_rope == 0 and not repeat_freqs_k:
+            return q_embed, rotated(k, table)
+        k_rot, k_pass = k[..., : k.shape[-2] - num_k_exclude_rope, :], k[..., k.shape[-2] - num_k_exclude_rope:, :]
+        if k_rot.shape[-2] == 0:
+            return q_embed, torch.cat([k_rot, k_pass], dim=-2)
+        table_k = table
+        if repeat_freqs_k and k_rot.shape[-2] != q.shape[-2]:
+            factor = k_rot.shape[-2] // q.shape[-2]  # transformers: cos.repeat(1, 1, factor, 1), made once here
+            if factor not in repeated:
+                repeated[factor] = table.repeat(1, 1, factor, 1)
+            table_k = repeated[factor]
+        return q_embed, torch.cat([rotated(k_rot, table_k), k_pass], dim=-2)
+
+    return apply

@@ -71,4 +71,6 @@ def test_each_listed_patch_is_applied_where_it_is_needed(one_folder_model):
     _answers(model, {"spleen": (volume, mask)}, (True, False))
     applied = {name for name in APPLIED if APPLIED[name] > before[name]}
     expected = {patch.name for patch in PATCHES} - (set() if int8_engine() else {"int8_linear_layers"})
-    assert expected - applied == set()
+    once_per_process = {"rotary_complex_product"}  # a module-level swap, made when the first model loads
+    assert all(APPLIED[name] for name in once_per_process)
+    assert expected - once_per_process - applied == set()
