@@ -105,8 +105,8 @@ def convert_checkpoint(pt_path: str | Path, out_dir: str | Path | None = None, d
     """Convert a Meta-format checkpoint into a transformers-format directory (weights and processor files) once;
     later calls reuse it. ``tokenizer`` defaults to SAM 3's CLIP tokenizer from ``tokenizer_dir`` (a folder of
     CLIP tokenizer files), else from the Hugging Face cache or the Hub; without one nothing is converted."""
-    from .meta_checkpoint import convert_meta_checkpoint
-    from .processors import load_clip_tokenizer, write_processor_files
+    from .sam3.meta_checkpoint import convert_meta_checkpoint
+    from .sam3.processors import load_clip_tokenizer, write_processor_files
 
     pt_path = Path(pt_path)
     if not pt_path.is_file():
@@ -239,7 +239,7 @@ def resolve_model(source: str | None = None, cache_dir: str | Path | None = None
         if source.endswith(name):
             raise CheckpointError(message)
     if source == TINY_RANDOM:
-        from .tiny_models import TINY_IMAGE_SIZE, save_tiny_models
+        from .sam3.tiny_models import TINY_IMAGE_SIZE, save_tiny_models
 
         directory = cache_directory(cache_dir) / TINY_RANDOM
         save_tiny_models(directory)

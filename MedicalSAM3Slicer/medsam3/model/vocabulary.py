@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..terminology import TerminologyTable, default_table
 
-VOCABULARY_PATH = Path(__file__).with_name("model_vocabulary.json")
+VOCABULARY_PATH = Path(__file__).parent / "sam3" / "model_vocabulary.json"
 _FILLER_WORDS = {"the", "of", "and", "a", "an", "s"}
 
 

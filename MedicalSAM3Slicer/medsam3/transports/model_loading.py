@@ -16,7 +16,7 @@ from ..model.capabilities import ALL_KINDS, TRACKER_PROMPTS, UNSUPPORTED_CHECKPO
 from ..model.model_sources import DEFAULT_MODEL_SOURCE, catalogue_entry, resolve_model
 from ..model.vocabulary import medical_sam3_vocabulary
 from ..model.segmentation_model import ModelPrompt
-from ..model.transformers_model import TransformersSegmentationModel
+from ..model.sam3.transformers_model import TransformersSegmentationModel
 
 
 
@@ -125,7 +125,7 @@ def verify_model(source: str | None = None, device: str | None = None, cache_dir
                      f"serve {describe(model.capabilities)}.")
     if uses_training_vocabulary(model.name):
         lines.append(f"typed names: mapped to the {len(medical_sam3_vocabulary().names)} class names Medical SAM3 "
-                     f"was trained on (medsam3/model/model_vocabulary.json); other names run as typed, with a note.")
+                     f"was trained on (medsam3/model/sam3/model_vocabulary.json); other names run as typed, with a note.")
     else:
         lines.append("typed names: sent to the model as typed.")
     lines += list(UNSUPPORTED_CHECKPOINTS.values())
