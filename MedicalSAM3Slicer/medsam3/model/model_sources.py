@@ -30,7 +30,8 @@ META_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 class CatalogueEntry:
     name: str
     description: str
-    format: str  # "meta-checkpoint" | "transformers" | "tiny-random"
+    family: str  # a name in medsam3.model.families (the plug that loads it)
+    format: str  # how its family finds the weights: "meta-checkpoint" | "transformers" | "tiny-random" | "built-in"
     image_size: int
     repository: str = ""
     filename: str = ""
@@ -67,7 +68,8 @@ def _catalogue() -> dict:
 
 
 def list_models() -> list[CatalogueEntry]:
-    """The models the extension knows by name."""
+    """The models the extension knows by name (each entry's family is checked when it is loaded:
+    :func:`medsam3.model.families.family_of_source`)."""
     return [CatalogueEntry(**{**entry, "serves": tuple(entry.get("serves", ()))}) for entry in _catalogue()["models"]]
 
 
@@ -246,6 +248,9 @@ def resolve_model(source: str | None = None, cache_dir: str | Path | None = None
         return ResolvedModel(TINY_RANDOM, directory, TINY_IMAGE_SIZE, "tiny-random")
 
     entry = catalogue_entry(source)
+    if entry is not None and entry.family != "sam3":
+        raise ModelNotFoundError(f"{entry.name} is a {entry.family} model, not a SAM 3 folder: load it with "
+                                 "medsam3.model.families.family_of_source.")
     if entry is not None:
         if entry.format == "meta-checkpoint":
             checkpoint = download_model(source, cache_dir, progress)
