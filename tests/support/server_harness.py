@@ -170,15 +170,20 @@ class FakeClock:
         self.now += seconds
 
 
+def served_tiny_model(tmp_path: Path, environment: dict):
+    """`medsam3 serve --model tiny-random` in its own process (see :func:`served_model`)."""
+    return served_model(tmp_path, environment, "tiny-random")
+
+
 @contextmanager
-def served_tiny_model(tmp_path: Path, environment: dict) -> Iterator[str]:
-    """`medsam3 serve --model tiny-random` as a user starts it (the console script, its own process) on a free
+def served_model(tmp_path: Path, environment: dict, model: str) -> Iterator[str]:
+    """`medsam3 serve --model MODEL` as a user starts it (the console script, its own process) on a free
     loopback port; yields its URL once /health answers. Its output goes to ``tmp_path / "serve.log"``."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log = (tmp_path / "serve.log").open("w+")
-    process = subprocess.Popen([str(Path(sys.executable).with_name("medsam3")), "serve", "--model", "tiny-random",
+    process = subprocess.Popen([str(Path(sys.executable).with_name("medsam3")), "serve", "--model", model,
                                 "--device", "cpu", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
                                env=environment)
     url = f"http://127.0.0.1:{port}"

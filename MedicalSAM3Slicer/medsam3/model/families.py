@@ -42,7 +42,13 @@ def _sam3() -> ModelFamily:
     return FAMILY
 
 
-_PLUGS: dict[str, Callable[[], ModelFamily]] = {"sam3": _sam3}
+def _bright_region() -> ModelFamily:
+    from .bright_region.plug import FAMILY
+
+    return FAMILY
+
+
+_PLUGS: dict[str, Callable[[], ModelFamily]] = {"sam3": _sam3, "bright-region": _bright_region}
 
 
 def known_families() -> tuple[str, ...]:
