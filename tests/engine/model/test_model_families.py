@@ -71,3 +71,12 @@ def test_the_family_owns_the_preprocessing():
     assert np.array_equal(frames.preprocessing.apply(values) > 0.5, values > 40)
     sam3 = SegmentationEngine(bright.model)
     assert sam3.frames(volume, "axial", target_text="lung").preprocessing.description == "ct-lung"
+
+
+def test_models_verify_runs_the_familys_trial():
+    from medsam3.transports.model_loading import verify_model
+
+    report = verify_model("bright-region")
+    assert "a test click in a bright square returned 25% of the grid" in report  # the mask is the square
+    assert "serves: text on a slice, clicks and boxes (tracker), propagation through the volume" in report
+    assert "checkpoint_3D_LoRA2D" not in report  # SAM 3's unsupported checkpoints are the SAM 3 family's notes

@@ -61,6 +61,18 @@ def _vocabulary(entry=None):
     return Vocabulary.load(VOCABULARY_PATH, label="the bright-region stand-in")
 
 
+def _trial(model) -> str:
+    """One click in the middle of a bright square on a dark image: the mask is the square."""
+    from ..segmentation_model import ModelPrompt
+
+    size, quarter = model.image_size, model.image_size // 4
+    image = np.zeros((size, size), dtype=np.float32)
+    image[quarter:size - quarter, quarter:size - quarter] = 1.0
+    found = model.segment_with_prompt(image, ModelPrompt(np.array([[size / 2, size / 2]]), np.array([1])))
+    inside = int((found.logits > 0).sum())
+    return f"a test click in a bright square returned {inside / found.logits.size:.0%} of the grid (the square: 25%)"
+
+
 FAMILY = ModelFamily(
     name="bright-region",
     description="stand-in without weights: the bright connected region under a prompt, slice by slice",
@@ -73,5 +85,5 @@ FAMILY = ModelFamily(
     packages=("scipy",),
     notes=lambda model, cache_dir: (f"{model.name} is a stand-in without weights: it keeps the bright region under "
                                     "a prompt (above 40 HU on CT), it does not recognise anatomy.",),
-    trial=lambda model: "no weights to try: it answers from the image alone",
+    trial=_trial,
 )
