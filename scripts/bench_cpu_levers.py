@@ -24,7 +24,7 @@ import torch
 def build_vit(image_size: int, layers: int):
     from transformers import Sam3TrackerConfig, Sam3ViTConfig, Sam3ViTModel
 
-    from medsam3.model.transformers_model import resize_config
+    from medsam3.model.sam3.transformers_model import resize_config
 
     full = resize_config(Sam3TrackerConfig().to_dict(), image_size)["vision_config"]["backbone_config"]
     full.update(num_hidden_layers=layers, global_attn_indexes=[i for i in (7, 15, 23, 31) if i < layers] or
@@ -70,7 +70,7 @@ def main() -> None:
         return bfloat16_levers(args)
     levers = {"compile", "int8", "mkldnn", "threads"} if args.levers == "all" else set(args.levers.split(","))
     vit = build_vit(args.size, args.layers)
-    from medsam3.model.rotary_tables import cache_rotary_tables
+    from medsam3.model.sam3.rotary_tables import cache_rotary_tables
 
     cache_rotary_tables(vit)
     pixels = torch.randn(1, 3, args.size, args.size)
@@ -102,7 +102,7 @@ def main() -> None:
                 seconds, output = timed(lambda: run(vit), args.repeats)
             report("oneDNN (mkldnn) off", seconds, output, baseline=timed(lambda: run(vit), args.repeats)[0])
         if "int8" in levers:
-            from medsam3.model.precision import quantize_linear_layers
+            from medsam3.model.sam3.precision import quantize_linear_layers
 
             quantized = copy.deepcopy(vit)
             start = time.perf_counter()
@@ -137,9 +137,9 @@ def bfloat16_levers(args) -> None:
     the same ViT with both levers removed, alternating; outputs compared bit for bit and with float32."""
     from transformers.models.sam3 import modeling_sam3
 
-    from medsam3.model.precision import PrecisionPlan, apply_precision
-    from medsam3.model.rotary_tables import cache_rotary_tables
-    from medsam3.model.transformers_patches import ROTARY_ORIGINALS
+    from medsam3.model.sam3.precision import PrecisionPlan, apply_precision
+    from medsam3.model.sam3.rotary_tables import cache_rotary_tables
+    from medsam3.model.sam3.transformers_patches import ROTARY_ORIGINALS
 
     vit = build_vit(args.size, args.layers)
     cache_rotary_tables(vit)

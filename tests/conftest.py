@@ -30,7 +30,7 @@ def one_torch_thread():
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory):
     """The four tiny random-weight models saved with save_pretrained, one folder each."""
-    from medsam3.model.tiny_models import save_tiny_models
+    from medsam3.model.sam3.tiny_models import save_tiny_models
 
     return save_tiny_models(tmp_path_factory.mktemp("tiny_models"))
 

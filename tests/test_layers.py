@@ -53,29 +53,29 @@ WEB_FORBIDDEN = ("qt", "ctk", "slicer.util", "slicer.ScriptedLoadableModule", "s
 # Slicer module (apps/batch/segment_codes.py through importlib) is the engine's own now (medsam3/terminology).
 ENGINE_GUI_EXCEPTIONS: set[tuple[str, str]] = set()
 
-# Only medsam3/model/transformers_patches.py sets attributes on transformers' objects (it lists each patch and its
+# Only medsam3/model/sam3/transformers_patches.py sets attributes on transformers' objects (it lists each patch and its
 # reason). In every other module that imports torch or transformers, an attribute set or deleted on anything but
 # ``self`` / ``cls`` (assignment, del, setattr, delattr, a write into ``_parameters`` / ``_modules`` / ``__dict__``)
 # must be one of these, each (file, target as written) with why it is not a patch of transformers:
-PATCH_MODULE = "medsam3/model/transformers_patches.py"
+PATCH_MODULE = "medsam3/model/sam3/transformers_patches.py"
 NOT_A_TRANSFORMERS_PATCH = {
     # torch's own switch for its int8 kernels (not a transformers object)
-    ("medsam3/model/precision.py", "torch.backends.quantized.engine"),
+    ("medsam3/model/sam3/precision.py", "torch.backends.quantized.engine"),
     # the engine's own TransformersSegmentationModel, built by its classmethod
-    ("medsam3/model/transformers_model.py", "model.shares_backbone"),
-    ("medsam3/model/transformers_model.py", "model._capabilities"),
+    ("medsam3/model/sam3/transformers_model.py", "model.shares_backbone"),
+    ("medsam3/model/sam3/transformers_model.py", "model._capabilities"),
     # configuration values, set on a config object as transformers documents, before it is saved
-    ("medsam3/model/meta_checkpoint/config.py", "current.layer_norm_eps"),
-    ("medsam3/model/meta_checkpoint/convert.py", "config.architectures"),
-    ("medsam3/model/meta_checkpoint/convert.py", "config.dtype"),
+    ("medsam3/model/sam3/meta_checkpoint/config.py", "current.layer_norm_eps"),
+    ("medsam3/model/sam3/meta_checkpoint/convert.py", "config.architectures"),
+    ("medsam3/model/sam3/meta_checkpoint/convert.py", "config.dtype"),
     ("medsam3/apps/bench/full_size.py", "model.config.architectures"),
     # after loading, each weight tensor's storage is replaced by a copy in the process's own memory so the weights
     # file's pages can be given back (weight_sharing.release_loading_memory, issue 22): torch tensors, not transformers
     # code, and the values are bit-identical; the marker keeps a tensor from being copied twice
-    ("medsam3/model/weight_sharing.py", "tensor.data"),
-    ("medsam3/model/weight_sharing.py", "tensor._held_in_own_memory"),
+    ("medsam3/model/sam3/weight_sharing.py", "tensor.data"),
+    ("medsam3/model/sam3/weight_sharing.py", "tensor._held_in_own_memory"),
     # ctypes' prototype of libc's madvise (same function)
-    ("medsam3/model/weight_sharing.py", "libc.madvise.argtypes"),
+    ("medsam3/model/sam3/weight_sharing.py", "libc.madvise.argtypes"),
     # the batch's own progress reporter
     ("medsam3/apps/batch/ray_runner.py", "progress.workers"),
 }

@@ -170,11 +170,15 @@ class FakeClock:
         self.now += seconds
 
 
+def served_tiny_model(tmp_path: Path, environment: dict):
+    """`medsam3 serve --model tiny-random` in its own process (see :func:`served_model`)."""
+    return served_model(tmp_path, environment, "tiny-random")
+
+
 @contextmanager
-def served_tiny_model(tmp_path: Path, environment: dict, model: str | Path = "tiny-random") -> Iterator[str]:
-    """`medsam3 serve --model tiny-random` (or another small ``model``: a name or a folder) as a user starts it (the
-    console script, its own process) on a free loopback port; yields its URL once /health answers. Its output goes
-    to ``tmp_path / "serve.log"``."""
+def served_model(tmp_path: Path, environment: dict, model: "str | Path") -> Iterator[str]:
+    """`medsam3 serve --model MODEL` as a user starts it (the console script, its own process) on a free
+    loopback port; yields its URL once /health answers. Its output goes to ``tmp_path / "serve.log"``."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

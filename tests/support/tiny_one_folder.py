@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from transformers import Sam3VideoModel
 
-from medsam3.model.meta_checkpoint import convert_meta_checkpoint, export_meta_state_dict
-from medsam3.model.processors import write_processor_files
-from medsam3.model.tiny_models import TINY_IMAGE_SIZE, build_tiny_configs, build_tiny_tokenizer, save_tiny_models
+from medsam3.model.sam3.meta_checkpoint import convert_meta_checkpoint, export_meta_state_dict
+from medsam3.model.sam3.processors import write_processor_files
+from medsam3.model.sam3.tiny_models import TINY_IMAGE_SIZE, build_tiny_configs, build_tiny_tokenizer, save_tiny_models
 
 
 def save_one_folder_tiny_model(root: Path) -> Path:

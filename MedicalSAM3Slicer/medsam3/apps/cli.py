@@ -222,7 +222,7 @@ def _models(args: argparse.Namespace) -> int:
 
     if args.models_command == "list":
         for entry in model_sources.list_models():
-            print(f"{entry.source}\t{entry.description}")
+            print(f"{entry.source}\t{entry.family}\t{entry.description}")
     elif args.models_command == "download":
         print(model_sources.download_model(args.source, cache_dir=args.cache_dir, progress=True))
     elif args.models_command == "convert":

@@ -18,12 +18,13 @@ from ..model.capabilities import PROPAGATION, TEXT_ON_SLICE, TEXT_THROUGH_VOLUME
 from .embedding_cache import EmbeddingCache, EmbeddingKey
 from ..errors import Cancelled, PromptError
 from ..geometry.model_frame import ModelFrame
-from ..model.preprocessing import Preprocessing, choose_preprocessing, window_for_target
+from ..model.families import ModelFamily, default_family
+from ..model.preprocessing import Preprocessing
 from .prompts import ResolvedSlicePrompt, SlicePrompt, parse_text_targets, resolve_slice_prompt
 from ..model.segmentation_model import FrameMasks, MaskLogits, ModelPrompt, SegmentationModel
 from ..geometry.slicing import SliceAxis, SliceGeometry
 from ..model.text_protocol import DEFAULT_PROTOCOL, LabelFusion, sigmoid
-from ..model.vocabulary import Vocabulary, VocabularyMatch, medical_sam3_vocabulary
+from ..model.vocabulary import Vocabulary, VocabularyMatch
 from ..terminology import default_table
 from ..geometry.volume import Volume
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SCORE_THRESHOLD = 0.5
 DEFAULT_STOP_AFTER_EMPTY_SLICES = 2
-DEFAULT_VOCABULARY = object()  # SegmentationEngine's default: Medical SAM3's training names
+DEFAULT_VOCABULARY = object()  # SegmentationEngine's default: the family's vocabulary
 
 Progress = Callable[[int, int], None]  # (slices done, slices in the view)
 StopRequested = Callable[[], bool]
@@ -163,11 +164,14 @@ class SegmentationEngine:
     """Slice prediction, text detection and propagation through a volume with one model and one cache."""
 
     def __init__(self, model: SegmentationModel, cache: EmbeddingCache | None = None,
-                 vocabulary: Vocabulary | None = DEFAULT_VOCABULARY):
-        """``vocabulary`` maps typed phrases to the class names the model was trained on (None: sent as typed)."""
+                 vocabulary: Vocabulary | None = DEFAULT_VOCABULARY, family: ModelFamily | None = None):
+        """``family`` (:mod:`medsam3.model.families`, default SAM 3) owns the preprocessing and the vocabulary;
+        ``vocabulary`` maps typed phrases to the class names the model was trained on (default: the family's for an
+        uncatalogued model; None: sent as typed)."""
         self.model = model
         self.cache = cache if cache is not None else EmbeddingCache()
-        self.vocabulary = medical_sam3_vocabulary() if vocabulary is DEFAULT_VOCABULARY else vocabulary
+        self.family = family or default_family()
+        self.vocabulary = self.family.vocabulary(None) if vocabulary is DEFAULT_VOCABULARY else vocabulary
         self._automatic_preprocessing: dict[tuple, Preprocessing] = {}
 
     def frames(self, volume: Volume, axis: SliceAxis | str, preprocessing: Preprocessing | None = None,
@@ -179,9 +183,9 @@ class SegmentationEngine:
     def _preprocessing_for(self, volume: Volume, target_text: str) -> Preprocessing:
         """The automatic preprocessing, chosen once per volume and target (an MRI's percentiles read the whole
         volume, which must not happen on every click)."""
-        key = (volume.fingerprint, volume.modality, window_for_target(target_text) if volume.modality == "CT" else "")
+        key = (volume.fingerprint, self.family.preprocessing_key(volume, target_text))
         if key not in self._automatic_preprocessing:
-            self._automatic_preprocessing[key] = choose_preprocessing(volume, target_text)
+            self._automatic_preprocessing[key] = self.family.choose_preprocessing(volume, target_text)
         return self._automatic_preprocessing[key]
 
     def require(self, kind: str) -> None:

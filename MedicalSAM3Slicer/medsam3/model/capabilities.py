@@ -90,9 +90,8 @@ def require(kinds, kind: str, model_name: str) -> None:
     if kinds is None or kind in kinds:
         return
     choice = model_serving(kind)
-    raise CapabilityError(f"{model_name} cannot do {kind}: its checkpoint holds no weights for it (it serves "
-                          f"{describe(kinds)}). Choose the model {choice} (command line: --model {choice}; "
-                          "Slicer: the Model setting).")
+    raise CapabilityError(f"{model_name} cannot do {kind}: it serves {describe(kinds)} only. Choose the model "
+                          f"{choice} (command line: --model {choice}; Slicer: the Model setting).")
 
 
 def kinds_for_request(text: bool, clicks: bool, whole_volume: bool) -> list[str]:

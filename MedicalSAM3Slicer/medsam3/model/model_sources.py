@@ -30,7 +30,8 @@ META_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 class CatalogueEntry:
     name: str
     description: str
-    format: str  # "meta-checkpoint" | "transformers" | "tiny-random"
+    family: str  # a name in medsam3.model.families (the plug that loads it)
+    format: str  # how its family finds the weights: "meta-checkpoint" | "transformers" | "tiny-random" | "built-in"
     image_size: int
     repository: str = ""
     filename: str = ""
@@ -67,7 +68,8 @@ def _catalogue() -> dict:
 
 
 def list_models() -> list[CatalogueEntry]:
-    """The models the extension knows by name."""
+    """The models the extension knows by name (each entry's family is checked when it is loaded:
+    :func:`medsam3.model.families.family_of_source`)."""
     return [CatalogueEntry(**{**entry, "serves": tuple(entry.get("serves", ()))}) for entry in _catalogue()["models"]]
 
 
@@ -105,8 +107,8 @@ def convert_checkpoint(pt_path: str | Path, out_dir: str | Path | None = None, d
     """Convert a Meta-format checkpoint into a transformers-format directory (weights and processor files) once;
     later calls reuse it. ``tokenizer`` defaults to SAM 3's CLIP tokenizer from ``tokenizer_dir`` (a folder of
     CLIP tokenizer files), else from the Hugging Face cache or the Hub; without one nothing is converted."""
-    from .meta_checkpoint import convert_meta_checkpoint
-    from .processors import load_clip_tokenizer, write_processor_files
+    from .sam3.meta_checkpoint import convert_meta_checkpoint
+    from .sam3.processors import load_clip_tokenizer, write_processor_files
 
     pt_path = Path(pt_path)
     if not pt_path.is_file():
@@ -239,13 +241,16 @@ def resolve_model(source: str | None = None, cache_dir: str | Path | None = None
         if source.endswith(name):
             raise CheckpointError(message)
     if source == TINY_RANDOM:
-        from .tiny_models import TINY_IMAGE_SIZE, save_tiny_models
+        from .sam3.tiny_models import TINY_IMAGE_SIZE, save_tiny_models
 
         directory = cache_directory(cache_dir) / TINY_RANDOM
         save_tiny_models(directory)
         return ResolvedModel(TINY_RANDOM, directory, TINY_IMAGE_SIZE, "tiny-random")
 
     entry = catalogue_entry(source)
+    if entry is not None and entry.family != "sam3":
+        raise ModelNotFoundError(f"{entry.name} is a {entry.family} model, not a SAM 3 folder: load it with "
+                                 "medsam3.model.families.family_of_source.")
     if entry is not None:
         if entry.format == "meta-checkpoint":
             checkpoint = download_model(source, cache_dir, progress)

@@ -57,7 +57,7 @@ class FrameSource(Protocol):
 
 
 class SegmentationModel(Protocol):
-    """What the engine needs from a network. Implemented by :class:`medsam3.model.transformers_model.
+    """What the engine needs from a network. Implemented by :class:`medsam3.model.sam3.transformers_model.
     TransformersSegmentationModel` and by the ground-truth oracle of the tests."""
 
     name: str

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..terminology import TerminologyTable, default_table
 
-VOCABULARY_PATH = Path(__file__).with_name("model_vocabulary.json")
+VOCABULARY_PATH = Path(__file__).parent / "sam3" / "model_vocabulary.json"
 _FILLER_WORDS = {"the", "of", "and", "a", "an", "s"}
 
 
@@ -58,8 +58,12 @@ class Vocabulary:
     """Matches typed phrases against the training names: exactly after normalisation, then ignoring words
     such as "gland" or "cavity" when that leaves one candidate."""
 
-    def __init__(self, table: dict, terminology: TerminologyTable | None = None):
+    def __init__(self, table: dict, terminology: TerminologyTable | None = None, label: str = "Medical SAM3",
+                 source: str = VOCABULARY_PATH.name):
+        """``label`` names the model in notes ("... not one of the class names <label> was trained on"); ``source``
+        names the file in errors."""
         self.names: list[str] = list(table["names"])
+        self.label, self.source = label, source
         self.terminology = terminology or default_table()
         self._sides = dict(self.terminology.sides)  # spelling -> "left" / "right"
         self._words = dict(table["word_synonyms"])
@@ -70,7 +74,7 @@ class Vocabulary:
         spellings += [(spelling, name) for name, alternatives in table["synonyms"].items() for spelling in alternatives]
         for spelling, name in spellings:
             if name not in self.names:
-                raise ValueError(f"{VOCABULARY_PATH.name}: synonym target {name!r} is not a training name")
+                raise ValueError(f"{self.source}: synonym target {name!r} is not a training name")
             self._check_coded_alike(spelling, name)
             key = self.key(spelling)
             self._exact.setdefault(key, name)  # the first spelling of a key wins ("Left Atrium" / "Left atrium")
@@ -84,12 +88,12 @@ class Vocabulary:
         concept = self.terminology.lookup(name)
         found = self.terminology.lookup(spelling)
         if concept is not None and (found is None or (found.type, found.modifier) != (concept.type, concept.modifier)):
-            raise ValueError(f"{VOCABULARY_PATH.name}: synonym {spelling!r} of {name!r} belongs in the terminology's "
+            raise ValueError(f"{self.source}: synonym {spelling!r} of {name!r} belongs in the terminology's "
                              f"spellings of {concept.name!r} (medsam3/terminology/terminology.json)")
 
     @classmethod
-    def load(cls, path: Path = VOCABULARY_PATH) -> "Vocabulary":
-        return cls(json.loads(Path(path).read_text(encoding="utf-8")))
+    def load(cls, path: Path = VOCABULARY_PATH, label: str = "Medical SAM3") -> "Vocabulary":
+        return cls(json.loads(Path(path).read_text(encoding="utf-8")), label=label, source=Path(path).name)
 
     def key(self, text: str) -> tuple[str, ...]:
         """Lower case, punctuation and filler words out, British spellings and adjectives to one word, plurals
@@ -127,7 +131,7 @@ class Vocabulary:
         if len(candidates) == 1:
             return VocabularyMatch(typed, next(iter(candidates)))
         nearest = sorted(candidates) if candidates else self.nearest(typed)
-        return VocabularyMatch(typed, typed, f"'{typed}' is not one of the class names Medical SAM3 was trained "
+        return VocabularyMatch(typed, typed, f"'{typed}' is not one of the class names {self.label} was trained "
                                              f"on, so the model may find nothing; it was sent as typed. Nearest "
                                              f"trained names: {', '.join(nearest)}.")
 

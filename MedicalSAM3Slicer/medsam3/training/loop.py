@@ -8,7 +8,7 @@ What is trained (``parts``):
 - ``all``: every parameter of the detector (for GPUs with the memory for it).
 
 A step: for each of ``accumulate`` micro-steps, one sample from the seeded sampler, the model's text-prompt forward
-pass as inference calls it (the class-token box prompt of :mod:`medsam3.model.meta_parity`), SAM 3's losses
+pass as inference calls it (the class-token box prompt of :mod:`medsam3.model.sam3.meta_parity`), SAM 3's losses
 (:mod:`.losses`), backward; then gradient clipping and AdamW. Dropout draws from ``torch.manual_seed(seed, step)``
 and the sampler from (seed, step), so a run resumed from a checkpoint computes the same losses as one that never
 stopped. bfloat16 autocast on CUDA only.
@@ -56,7 +56,7 @@ class TrainingStopped(MedSam3Error):
 def _load_detector(path: Path, image_size: int | None):
     from transformers import Sam3Model, Sam3Processor
 
-    from ..model.transformers_model import resize_config
+    from ..model.sam3.transformers_model import resize_config
 
     from transformers.utils import logging as transformers_logging
 
@@ -141,7 +141,7 @@ class Trainer:
     def forward(self, samples: list[Sample], network: torch.nn.Module | None = None) -> Predictions:
         """The text-prompt forward pass of ``network`` (default: the model being trained) on some samples that share
         a structure."""
-        from ..model.meta_parity import class_token_box_prompt
+        from ..model.sam3.meta_parity import class_token_box_prompt
 
         network = network or self.network
         prompt = self.slices.structures[samples[0].structure].prompt

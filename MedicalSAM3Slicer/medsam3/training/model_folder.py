@@ -57,7 +57,7 @@ def _rewrite(path: Path, trained: dict[str, torch.Tensor]) -> int:
 def _set_image_size(folder: Path, image_size: int) -> None:
     """The configs at the size the model was trained at (a catalogue model such as the 3D checkpoint runs at 504 px
     while its converted config says 1008), so that loading the folder by path runs it at that size."""
-    from ..model.transformers_model import read_image_size, resize_config
+    from ..model.sam3.transformers_model import read_image_size, resize_config
 
     if read_image_size(folder) == image_size:
         return

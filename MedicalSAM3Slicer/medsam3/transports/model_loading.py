@@ -10,25 +10,12 @@ import numpy as np
 from .. import __version__
 from .backend import BackendInfo, LocalBackend
 from ..interaction.embedding_cache import EmbeddingCache
-from ..interaction.engine import DEFAULT_VOCABULARY, SegmentationEngine
+from ..interaction.engine import SegmentationEngine
 from ..errors import MedSam3Error
-from ..model.capabilities import ALL_KINDS, TRACKER_PROMPTS, UNSUPPORTED_CHECKPOINTS, describe
-from ..model.model_sources import DEFAULT_MODEL_SOURCE, catalogue_entry, resolve_model
-from ..model.vocabulary import medical_sam3_vocabulary
-from ..model.segmentation_model import ModelPrompt
-from ..model.transformers_model import TransformersSegmentationModel
-
-
-
-def cpu_warning(model: TransformersSegmentationModel, cache_dir: str | Path | None = None) -> str:
-    """The CPU warning, quoting this machine's whole-volume time (``medsam3 bench``'s cached figure, else an
-    estimate from the matrix-multiply speed: see :mod:`medsam3.model.cpu_speed`)."""
-    import torch
-
-    from ..model.cpu_speed import cpu_warning as warning
-    from ..model.model_sources import cache_directory
-
-    return warning(cache_directory(cache_dir), model.precision_plan.name, torch.get_num_threads(), model.image_size)
+from ..model.capabilities import ALL_KINDS, describe
+from ..model.families import LoadRequest, family_of_source
+from ..model.model_sources import DEFAULT_MODEL_SOURCE, catalogue_entry
+from ..model.segmentation_model import SegmentationModel
 
 
 def choose_device(requested: str | None = None) -> str:
@@ -60,73 +47,74 @@ def describe_device(device: str) -> str:
 
 def load_model(source: str | None = None, device: str | None = None, image_size: int | None = None,
                cache_dir: str | Path | None = None, progress: bool = True,
-               bf16_autocast: bool | None = None) -> TransformersSegmentationModel:
-    """``bf16_autocast`` None: on CUDA and on CPUs with native bfloat16 (about twice as fast there)."""
-    from ..model.text_protocol import protocol_named
+               bf16_autocast: bool | None = None) -> SegmentationModel:
+    """The model of any source, loaded by its family's plug (:mod:`medsam3.model.families`). ``bf16_autocast``
+    None: on CUDA and on CPUs with native bfloat16 (about twice as fast there)."""
+    source = (source or DEFAULT_MODEL_SOURCE).strip()
+    family, entry = family_of_source(source)
+    return family.load(LoadRequest(source, entry, choose_device(device) if family.runs_on_device else "cpu",
+                                   image_size, cache_dir, progress, bf16_autocast))
 
-    resolved = resolve_model(source or DEFAULT_MODEL_SOURCE, cache_dir, progress)
-    entry = catalogue_entry(resolved.name)
-    return TransformersSegmentationModel(resolved.path, resolved.name, choose_device(device),
-                                         image_size=image_size or resolved.image_size, bf16_autocast=bf16_autocast,
-                                         text_protocol=protocol_named(entry.volume_text_protocol if entry else ""))
+
+def _versions(packages) -> dict[str, str]:
+    import importlib
+
+    return {**{name: getattr(importlib.import_module(name), "__version__", "?") for name in packages},
+            "numpy": np.__version__}
 
 
 def load_backend(source: str | None = None, device: str | None = None, image_size: int | None = None,
                  cache_dir: str | Path | None = None, progress: bool = True,
                  cache_bytes: int = 4 * 1024**3, bf16_autocast: bool | None = None) -> LocalBackend:
-    """The in-process backend for a model source (see :func:`medsam3.model.model_sources.resolve_model`)."""
-    import torch
-    import transformers
-
+    """The in-process backend for a model source (catalogue name, Hub id, folder, checkpoint file): its family's
+    plug loads the model and gives the engine the family's preprocessing and vocabulary."""
+    family, _ = family_of_source((source or DEFAULT_MODEL_SOURCE).strip())
     model = load_model(source, device, image_size, cache_dir, progress, bf16_autocast)
-    notes = (cpu_warning(model, cache_dir),) if model.device.type == "cpu" else ()
-    if model.name == "tiny-random":
-        notes += ("tiny-random is a plumbing check with random weights: its masks mean nothing.",)
-    missing = [kind for kind in ALL_KINDS if kind not in model.capabilities]
+    notes = family.notes(model, cache_dir)
+    capabilities = getattr(model, "capabilities", None)
+    missing = [kind for kind in ALL_KINDS if capabilities is not None and kind not in capabilities]
     if missing:
-        notes += (f"{model.name} serves {describe(model.capabilities)} only; for {describe(missing)} choose "
+        notes += (f"{model.name} serves {describe(capabilities)} only; for {describe(missing)} choose "
                   f"{DEFAULT_MODEL_SOURCE}.",)
-    info = BackendInfo(model=model.name, device=f"{describe_device(str(model.device))}, {model.precision}",
-                       image_size=model.image_size,
-                       engine_version=__version__,
-                       versions={"torch": torch.__version__, "transformers": transformers.__version__,
-                                 "numpy": np.__version__},
-                       notes=notes)
-    vocabulary = DEFAULT_VOCABULARY if uses_training_vocabulary(model.name) else None
-    return LocalBackend(SegmentationEngine(model, EmbeddingCache(cache_bytes), vocabulary), info)
+    device_text = describe_device(str(model.device)) if family.runs_on_device else "cpu (no weights)"
+    precision = getattr(model, "precision", "")
+    info = BackendInfo(model=model.name, device=device_text + (f", {precision}" if precision else ""),
+                       image_size=model.image_size, engine_version=__version__,
+                       versions=_versions(family.packages), notes=notes)
+    engine = SegmentationEngine(model, EmbeddingCache(cache_bytes), family.vocabulary(catalogue_entry(model.name)),
+                                family)
+    return LocalBackend(engine, info)
 
 
 def uses_training_vocabulary(model_name: str) -> bool:
-    """Whether typed names are mapped to Medical SAM3's training class names for this model (vocabulary.py):
-    yes unless its catalogue entry says otherwise (vanilla SAM 3 was not trained on them)."""
-    entry = catalogue_entry(model_name)
-    return entry is None or entry.training_vocabulary
+    """Whether typed names are mapped to the class names the model's family was trained on (its vocabulary): yes
+    unless its catalogue entry says otherwise (vanilla SAM 3 was not trained on Medical SAM3's names)."""
+    family, entry = family_of_source(model_name)
+    return family.vocabulary(entry) is not None
 
 
 def verify_model(source: str | None = None, device: str | None = None, cache_dir: str | Path | None = None) -> str:
-    """Load a model, say which prompt kinds its weights serve (against what the catalogue declares) and run one
-    of them on a blank image: a short report, or a clear error."""
+    """Load a model, say which prompt kinds it serves (against what the catalogue declares) and run one of them
+    on a blank image (the family's trial): a short report, or a clear error."""
+    family, _ = family_of_source((source or DEFAULT_MODEL_SOURCE).strip())
     model = load_model(source, device, cache_dir=cache_dir)
-    blank = np.zeros((model.image_size, model.image_size), dtype=np.float32)
-    centre = np.array([[model.image_size / 2, model.image_size / 2]])
-    if TRACKER_PROMPTS in model.capabilities:
-        prediction = model.segment_with_prompt(model.encode_for_prompts(blank),
-                                               ModelPrompt(centre, np.array([1], dtype=np.int64)))
-        trial = f"a test click returned a {prediction.logits.shape[0]}-pixel mask grid"
-    else:
-        found = model.segment_with_text(model.encode_for_text(blank), "liver")
-        trial = f"a test text prompt returned {len(found)} candidate masks"
-    lines = [f"{model.name}: loaded from {model.root} on {describe_device(str(model.device))}, input "
-             f"{model.image_size} px; {trial}.",
-             f"serves: {describe(model.capabilities)}; text through the volume: {model.text_protocol.name} protocol."]
+    trial = family.trial(model) if family.trial else "no trial"
+    where = f"loaded from {model.root} on {describe_device(str(model.device))}" if family.runs_on_device else \
+        f"a {family.name} model"
+    capabilities = getattr(model, "capabilities", frozenset(family.prompt_kinds))
+    protocol = getattr(model, "text_protocol", None)
+    lines = [f"{model.name}: {where}, input {model.image_size} px; {trial}.",
+             f"serves: {describe(capabilities)}" + (f"; text through the volume: {protocol.name} protocol."
+                                                    if protocol is not None else ".")]
     entry = catalogue_entry(model.name)
-    if entry is not None and entry.capabilities != model.capabilities:
+    if entry is not None and entry.capabilities != capabilities:
         lines.append(f"warning: the catalogue says {model.name} serves {describe(entry.capabilities)}; its weights "
-                     f"serve {describe(model.capabilities)}.")
-    if uses_training_vocabulary(model.name):
-        lines.append(f"typed names: mapped to the {len(medical_sam3_vocabulary().names)} class names Medical SAM3 "
-                     f"was trained on (medsam3/model/model_vocabulary.json); other names run as typed, with a note.")
+                     f"serve {describe(capabilities)}.")
+    vocabulary = family.vocabulary(entry)
+    if vocabulary is not None:
+        lines.append(f"typed names: mapped to the {len(vocabulary.names)} class names {vocabulary.label} was trained "
+                     f"on ({vocabulary.source}); other names run as typed, with a note.")
     else:
         lines.append("typed names: sent to the model as typed.")
-    lines += list(UNSUPPORTED_CHECKPOINTS.values())
+    lines += list(family.verify_notes)
     return "\n".join(lines)

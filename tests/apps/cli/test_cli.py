@@ -135,7 +135,7 @@ def test_models_commands_go_through_the_model_resolver(monkeypatch, tmp_path, ca
     calls = []
 
     class Entry:
-        source, description = "org/medsam3-example", "an example model"
+        source, family, description = "org/medsam3-example", "sam3", "an example model"
 
     class Resolver:
         def list_models(self):
@@ -156,7 +156,7 @@ def test_models_commands_go_through_the_model_resolver(monkeypatch, tmp_path, ca
     assert run_cli("models", "convert", "sam3.pt", "--dtype", "float16", "--tokenizer", "clip") == 0
     assert run_cli("models", "verify", "tiny-random", "--device", "cpu") == 0
     out = capsys.readouterr().out
-    assert "org/medsam3-example\tan example model" in out and "tiny-random on cpu: ok" in out
+    assert "org/medsam3-example\tsam3\tan example model" in out and "tiny-random on cpu: ok" in out
     assert str(tmp_path / "converted") in out
     assert calls == [("download", "org/x", str(tmp_path), True), ("convert", "sam3.pt", None, "float16", "clip")]
 

@@ -12,11 +12,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-import medsam3.model.meta_checkpoint
-import medsam3.model.processors
+import medsam3.model.sam3.meta_checkpoint
+import medsam3.model.sam3.processors
 from medsam3.apps.cli import main
-from medsam3.model.meta_checkpoint import TARGET_MODEL_CLASSES, export_meta_state_dict
-from medsam3.model.tiny_models import build_tiny_configs, build_tiny_tokenizer
+from medsam3.model.sam3.meta_checkpoint import TARGET_MODEL_CLASSES, export_meta_state_dict
+from medsam3.model.sam3.tiny_models import build_tiny_configs, build_tiny_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -27,8 +27,8 @@ def test_models_convert_to_float16(tiny_dirs, tmp_path, monkeypatch, capsys):
     torch.save({"model": export_meta_state_dict(original)}, checkpoint)
     # the tiny architecture stands in for the full-size one, and its tokenizer for CLIP's (no downloads)
     tiny_config = build_tiny_configs()["sam3"]
-    monkeypatch.setitem(medsam3.model.meta_checkpoint.FULL_SIZE_CONFIG_CLASSES, "sam3", lambda: tiny_config)
-    monkeypatch.setattr(medsam3.model.processors, "load_clip_tokenizer", lambda folder=None: build_tiny_tokenizer())
+    monkeypatch.setitem(medsam3.model.sam3.meta_checkpoint.FULL_SIZE_CONFIG_CLASSES, "sam3", lambda: tiny_config)
+    monkeypatch.setattr(medsam3.model.sam3.processors, "load_clip_tokenizer", lambda folder=None: build_tiny_tokenizer())
 
     assert main(["models", "convert", str(checkpoint), "--dtype", "float16", "--output", str(tmp_path / "f16")]) == 0
     assert str(tmp_path / "f16") in capsys.readouterr().out

@@ -13,7 +13,7 @@ import pytest
 
 import medsam3.apps.finetune.command as finetune_command
 from finetune_data import write_ct_cases
-from server_harness import API_KEY, served_tiny_model
+from server_harness import API_KEY, served_model
 from medsam3.apps.cli import main
 from medsam3.files.volume_io import read_volume
 from medsam3.training.loop import Trainer
@@ -170,7 +170,7 @@ def test_serve_loads_the_fine_tuned_folder_and_segments_as_segment_does(data, fi
     environment = {**os.environ, "MEDSAM3_API_KEY": API_KEY, "PYTHONDONTWRITEBYTECODE": "1",
                    "OMP_NUM_THREADS": "1"}  # one thread, as here: the same arithmetic
     served = tmp_path / "served.nii.gz"
-    with served_tiny_model(tmp_path, environment, model=fine_tuned) as url:
+    with served_model(tmp_path, environment, fine_tuned) as url:
         assert RemoteBackend(url, API_KEY).info().model == fine_tuned.name  # the folder, not the base model
         assert run("segment", image, "--server", url, "--api-key", API_KEY, "--text", "liver", "--output",
                    served) == 0, capsys.readouterr().err

@@ -13,15 +13,15 @@ from medsam3.model.capabilities import (ALL_KINDS, BOX_EXEMPLARS, PROPAGATION, T
 from medsam3.apps.cli import main
 from medsam3.interaction.engine import SegmentationEngine
 from medsam3.errors import CheckpointError, MedSam3Error
-from medsam3.model.meta_checkpoint import convert_meta_checkpoint, export_meta_state_dict
+from medsam3.model.sam3.meta_checkpoint import convert_meta_checkpoint, export_meta_state_dict
 from medsam3.transports.model_loading import verify_model
 from medsam3.model.model_sources import DEFAULT_MODEL_SOURCE, catalogue_entry, resolve_model
-from medsam3.model.processors import write_processor_files
+from medsam3.model.sam3.processors import write_processor_files
 from medsam3.interaction.prompts import PointPrompt, SlicePrompt
 from medsam3 import __version__
 from medsam3.transports.remote_client import CLIENT_VERSION_HEADER, RemoteBackend
-from medsam3.model.tiny_models import TINY_IMAGE_SIZE, build_tiny_configs, build_tiny_tokenizer
-from medsam3.model.transformers_model import TransformersSegmentationModel
+from medsam3.model.sam3.tiny_models import TINY_IMAGE_SIZE, build_tiny_configs, build_tiny_tokenizer
+from medsam3.model.sam3.transformers_model import TransformersSegmentationModel
 from transformers import Sam3Model
 
 from cases import load_case

@@ -12,7 +12,7 @@ from transformers import CLIPTokenizer
 
 from clip_vocabulary import write_clip_vocabulary
 from medsam3.errors import ModelAccessError
-from medsam3.model.processors import load_clip_tokenizer
+from medsam3.model.sam3.processors import load_clip_tokenizer
 
 PROJECT = Path(__file__).resolve().parents[3]
 

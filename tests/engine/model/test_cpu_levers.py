@@ -9,12 +9,12 @@ from transformers import Sam3TrackerConfig, Sam3TrackerModel
 from transformers.models.sam3 import modeling_sam3
 from transformers.models.sam3_tracker_video import modeling_sam3_tracker_video
 
-from medsam3.model.precision import PrecisionPlan, apply_precision
-from medsam3.model.processors import build_processor
-from medsam3.model.rotary_tables import cache_rotary_tables, rotary_as_complex_product
-from medsam3.model.tiny_models import TINY_IMAGE_SIZE, build_tiny_configs
-from medsam3.model.transformers_model import TransformersSegmentationModel
-from medsam3.model.transformers_patches import ROTARY_ORIGINALS
+from medsam3.model.sam3.precision import PrecisionPlan, apply_precision
+from medsam3.model.sam3.processors import build_processor
+from medsam3.model.sam3.rotary_tables import cache_rotary_tables, rotary_as_complex_product
+from medsam3.model.sam3.tiny_models import TINY_IMAGE_SIZE, build_tiny_configs
+from medsam3.model.sam3.transformers_model import TransformersSegmentationModel
+from medsam3.model.sam3.transformers_patches import ROTARY_ORIGINALS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

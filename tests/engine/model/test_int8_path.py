@@ -6,9 +6,9 @@ past the agreement tolerance on the full-size tracker: docs/benchmark.md.)"""
 import pytest
 import torch
 
-from medsam3.model import precision
-from medsam3.model.precision import choose_precision, int8_engine
-from medsam3.model.transformers_model import TransformersSegmentationModel
+from medsam3.model.sam3 import precision
+from medsam3.model.sam3.precision import choose_precision, int8_engine
+from medsam3.model.sam3.transformers_model import TransformersSegmentationModel
 
 
 pytestmark = pytest.mark.skipif(int8_engine() is None, reason="this torch build has no x86 / fbgemm int8 kernels")

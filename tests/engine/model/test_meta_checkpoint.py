@@ -17,7 +17,7 @@ from torch.overrides import TorchFunctionMode
 from transformers import AutoProcessor
 
 from medsam3.errors import CheckpointError, ModelNotFoundError
-from medsam3.model.meta_checkpoint import (
+from medsam3.model.sam3.meta_checkpoint import (
     TARGET_MODEL_CLASSES,
     convert_meta_checkpoint,
     export_meta_state_dict,

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from medsam3.model.segmentation_model import ModelPrompt
-from medsam3.model.tiny_models import TINY_IMAGE_SIZE
-from medsam3.model.transformers_model import TransformersSegmentationModel
+from medsam3.model.sam3.tiny_models import TINY_IMAGE_SIZE
+from medsam3.model.sam3.transformers_model import TransformersSegmentationModel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

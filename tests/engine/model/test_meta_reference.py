@@ -33,8 +33,8 @@ from cases import load_case
 from clip_vocabulary import write_clip_vocabulary
 from medsam3.apps.cli import run as run_cli
 from medsam3.model.segmentation_model import ModelPrompt
-from medsam3.model.meta_parity import class_token_box_prompt
-from medsam3.model.transformers_model import TransformersSegmentationModel
+from medsam3.model.sam3.meta_parity import class_token_box_prompt
+from medsam3.model.sam3.transformers_model import TransformersSegmentationModel
 
 pytestmark = pytest.mark.slow
 

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import torch
 
-from medsam3.model.meta_checkpoint import full_size_config
-from medsam3.model.processors import build_processor
-from medsam3.model.transformers_model import TransformersSegmentationModel, resize_config
+from medsam3.model.sam3.meta_checkpoint import full_size_config
+from medsam3.model.sam3.processors import build_processor
+from medsam3.model.sam3.transformers_model import TransformersSegmentationModel, resize_config
 from transformers import Sam3TrackerVideoModel, Sam3VideoConfig, Sam3VideoModel
 
 SIZE = 504

@@ -4,10 +4,10 @@ bfloat16 path draws the same masks as float32 on real CT and MRI slices."""
 import pytest
 import torch
 
-from medsam3.model.precision import CpuFeatures, choose_precision, cpu_features
+from medsam3.model.sam3.precision import CpuFeatures, choose_precision, cpu_features
 from medsam3.apps.bench.precision_agreement import load_agreement_volumes, measure_agreement, mid_size_tracker, summarise
-from medsam3.model.tiny_models import TINY_IMAGE_SIZE, build_tiny_configs
-from medsam3.model.transformers_model import TransformersSegmentationModel
+from medsam3.model.sam3.tiny_models import TINY_IMAGE_SIZE, build_tiny_configs
+from medsam3.model.sam3.transformers_model import TransformersSegmentationModel
 
 AVX2_ONLY = CpuFeatures(avx512_bf16=False, amx_bf16=False, operating_system="linux")
 AMX = CpuFeatures(avx512_bf16=True, amx_bf16=True, operating_system="linux")
@@ -57,7 +57,7 @@ def test_this_machine_gets_the_path_its_cpu_supports():
 def test_bfloat16_path_stores_the_vit_weights_once_and_keeps_the_rest_in_float32(one_torch_thread):
     from transformers import Sam3TrackerModel
 
-    from medsam3.model.processors import build_processor
+    from medsam3.model.sam3.processors import build_processor
 
     torch.manual_seed(0)
     tracker = Sam3TrackerModel(build_tiny_configs()["sam3_tracker"]).eval()
@@ -101,7 +101,7 @@ def test_the_full_size_model_holds_its_weights_in_2_gib_on_the_bfloat16_path():
     without memory on the meta device."""
     from transformers import Sam3VideoConfig, Sam3VideoModel
 
-    from medsam3.model.precision import apply_precision
+    from medsam3.model.sam3.precision import apply_precision
 
     with torch.device("meta"):
         model = Sam3VideoModel(Sam3VideoConfig()).eval()
@@ -117,8 +117,8 @@ def test_bfloat16_text_encoder_drifts_little_from_float32(one_torch_thread):
     float32 ones (tiny random-weight model: numerical drift only)."""
     from transformers import Sam3Model
 
-    from medsam3.model.processors import build_processor
-    from medsam3.model.tiny_models import build_tiny_tokenizer
+    from medsam3.model.sam3.processors import build_processor
+    from medsam3.model.sam3.tiny_models import build_tiny_tokenizer
 
     torch.manual_seed(0)
     detector = Sam3Model(build_tiny_configs()["sam3"]).eval()

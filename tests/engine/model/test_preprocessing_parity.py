@@ -78,8 +78,8 @@ def test_default_model_input_matches_the_training_intensities(relative, target, 
 
 def test_authors_pixel_normalisation_is_what_our_processor_files_say():
     """mean/std 0.5 on grey copied to RGB: our processors are configured so (the processor files we write)."""
-    from medsam3.model.processors import build_processor
-    from medsam3.model.tiny_models import build_tiny_tokenizer
+    from medsam3.model.sam3.processors import build_processor
+    from medsam3.model.sam3.tiny_models import build_tiny_tokenizer
 
     processor = build_processor("sam3", MODEL_SIZE, build_tiny_tokenizer())
     assert list(processor.image_processor.image_mean) == [0.5, 0.5, 0.5]

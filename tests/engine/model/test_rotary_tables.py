@@ -4,10 +4,10 @@ import torch
 from transformers import Sam3TrackerModel
 from transformers.models.sam3 import modeling_sam3
 
-from medsam3.model.processors import build_processor
-from medsam3.model.rotary_tables import cache_rotary_tables
-from medsam3.model.tiny_models import TINY_IMAGE_SIZE, build_tiny_configs
-from medsam3.model.transformers_model import TransformersSegmentationModel
+from medsam3.model.sam3.processors import build_processor
+from medsam3.model.sam3.rotary_tables import cache_rotary_tables
+from medsam3.model.sam3.tiny_models import TINY_IMAGE_SIZE, build_tiny_configs
+from medsam3.model.sam3.transformers_model import TransformersSegmentationModel
 
 
 def test_rotary_tables_are_made_once_and_the_encoding_does_not_change(one_torch_thread, monkeypatch):

@@ -8,7 +8,7 @@ import torch
 from medsam3.interaction.engine import SegmentationEngine
 from medsam3.interaction.prompts import PointPrompt, SlicePrompt
 from medsam3.model.segmentation_model import ModelPrompt
-from medsam3.model.transformers_model import TransformersSegmentationModel
+from medsam3.model.sam3.transformers_model import TransformersSegmentationModel
 
 from cases import load_case
 

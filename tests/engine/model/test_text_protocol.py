@@ -8,7 +8,7 @@ from transformers import Sam3VideoModel, Sam3VideoProcessor
 
 from medsam3.interaction.engine import SegmentationEngine
 from medsam3.model.text_protocol import LONG_TRACK, MEDICAL_SAM3_CLIPS, LabelFusion, VolumeTextProtocol
-from medsam3.model.transformers_model import TransformersSegmentationModel
+from medsam3.model.sam3.transformers_model import TransformersSegmentationModel
 
 from cases import load_case
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoProcessor, Sam3Model, Sam3TrackerModel, Sam3TrackerVideoModel, Sam3VideoModel
 
-from medsam3.model.tiny_models import TINY_IMAGE_SIZE, TINY_LOW_RES_MASK_SIZE, build_tiny_configs, save_tiny_models
+from medsam3.model.sam3.tiny_models import TINY_IMAGE_SIZE, TINY_LOW_RES_MASK_SIZE, build_tiny_configs, save_tiny_models
 
 FRAME_HEIGHT, FRAME_WIDTH = 100, 150  # not square and not the model size: outputs must come back at this size
 NUM_FRAMES = 8

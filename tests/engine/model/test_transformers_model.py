@@ -77,7 +77,7 @@ def test_unknown_model_names_say_what_to_use(tmp_path):
 
 
 def test_input_size_is_selectable_and_masks_stay_in_the_volume_grid(tmp_path):
-    from medsam3.model.transformers_model import TransformersSegmentationModel
+    from medsam3.model.sam3.transformers_model import TransformersSegmentationModel
     from medsam3.interaction.engine import SegmentationEngine
 
     directory = resolve_model("tiny-random", cache_dir=tmp_path).path

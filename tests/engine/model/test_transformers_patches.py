@@ -13,11 +13,11 @@ import pytest
 from medsam3.apps.bench.precision_agreement import _answers
 from medsam3.geometry.volume import Volume
 from medsam3.interaction.engine import SegmentationEngine
-from medsam3.model import transformers_patches
-from medsam3.model.precision import int8_engine
+from medsam3.model.sam3 import transformers_patches
+from medsam3.model.sam3.precision import int8_engine
 from medsam3.model.segmentation_model import ModelPrompt
-from medsam3.model.transformers_model import TransformersSegmentationModel
-from medsam3.model.transformers_patches import APPLIED, PATCHES, TESTED_TRANSFORMERS, check_transformers_version
+from medsam3.model.sam3.transformers_model import TransformersSegmentationModel
+from medsam3.model.sam3.transformers_patches import APPLIED, PATCHES, TESTED_TRANSFORMERS, check_transformers_version
 
 from cases import load_case
 

@@ -1,8 +1,8 @@
 """Classes loaded from one folder hold their common weights once (memory), with unchanged answers (see
 test_shared_backbone for the answers with and without sharing)."""
 
-from medsam3.model.transformers_model import TransformersSegmentationModel
-from medsam3.model.weight_sharing import distinct_weight_bytes
+from medsam3.model.sam3.transformers_model import TransformersSegmentationModel
+from medsam3.model.sam3.weight_sharing import distinct_weight_bytes
 
 
 ROLES = ("sam3", "sam3_tracker", "sam3_tracker_video", "sam3_video")

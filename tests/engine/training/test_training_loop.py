@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 
 from finetune_data import write_ct_cases
 from medsam3.apps.evaluation.datasets import open_dataset
-from medsam3.model.transformers_model import TransformersSegmentationModel
+from medsam3.model.sam3.transformers_model import TransformersSegmentationModel
 from medsam3.interaction.engine import SegmentationEngine
-from medsam3.model.tiny_models import TINY_IMAGE_SIZE
+from medsam3.model.sam3.tiny_models import TINY_IMAGE_SIZE
 from medsam3.training.loop import Trainer, TrainingSettings, TrainingStopped
 from medsam3.training.model_folder import write_model_folder
 from medsam3.training.slices import LabelledVolume, build_slice_set, training_structures

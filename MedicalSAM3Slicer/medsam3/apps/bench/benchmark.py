@@ -29,7 +29,7 @@ import torch
 from ...interaction.engine import SegmentationEngine
 from ...interaction.prompts import PointPrompt, SlicePrompt
 from ...model.cpu_speed import cpu_name
-from ...model.transformers_model import TransformersSegmentationModel
+from ...model.sam3.transformers_model import TransformersSegmentationModel
 from ...geometry.volume import Volume
 
 SPLEEN_CT = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "ct" / "spleen_msd_crop" / "image.nii.gz"
@@ -50,17 +50,17 @@ def _full_size(role: str, image_size: int):
     """A full-size model of one class with random weights, and its processor, at an input size (``--model tiny``:
     the tiny random model of that class, at its own size)."""
     if TINY[0]:
-        from ...model.model_classes import MODEL_CLASSES
-        from ...model.processors import build_processor
-        from ...model.tiny_models import TINY_IMAGE_SIZE
+        from ...model.sam3.model_classes import MODEL_CLASSES
+        from ...model.sam3.processors import build_processor
+        from ...model.sam3.tiny_models import TINY_IMAGE_SIZE
         from .full_size import tiny_folder
 
         model = MODEL_CLASSES[role].from_pretrained(tiny_folder() / role).eval()
         return model, build_processor(role, TINY_IMAGE_SIZE)
     from transformers import Sam3TrackerConfig, Sam3TrackerModel, Sam3TrackerVideoConfig, Sam3TrackerVideoModel
 
-    from ...model.processors import build_processor
-    from ...model.transformers_model import resize_config
+    from ...model.sam3.processors import build_processor
+    from ...model.sam3.transformers_model import resize_config
 
     config_class, model_class = {"sam3_tracker": (Sam3TrackerConfig, Sam3TrackerModel),
                                  "sam3_tracker_video": (Sam3TrackerVideoConfig, Sam3TrackerVideoModel)}[role]
@@ -187,7 +187,7 @@ def run(sizes: list[int], clicks: int, propagation_slices: int, threads: int | N
         agreement: str = "auto", tiny: bool = False) -> dict:
     """``precision``: one path or several, comma-separated ("float32,int8"): each is measured at every size.
     ``tiny``: the tiny random models at their own size (seconds; the bench's own test), else full size."""
-    from ...model.precision import choose_precision, cpu_features, int8_engine
+    from ...model.sam3.precision import choose_precision, cpu_features, int8_engine
     from .ceiling import fraction_of_ceiling, matmul_ceiling, vit_shapes
     from .full_size import full_size_folder, tiny_folder
     from .resident import measure_resident
@@ -197,7 +197,7 @@ def run(sizes: list[int], clicks: int, propagation_slices: int, threads: int | N
     if threads:
         torch.set_num_threads(threads)
     if tiny:
-        from ...model.tiny_models import TINY_IMAGE_SIZE
+        from ...model.sam3.tiny_models import TINY_IMAGE_SIZE
 
         sizes = [TINY_IMAGE_SIZE]
         agreement = "none"

@@ -23,9 +23,9 @@ def full_size_folder(cache_dir: str | Path | None = None, seed: int = 0) -> Path
     """The saved full-size random model (built on first use)."""
     import torch
 
-    from ...model.meta_checkpoint.config import full_size_config
-    from ...model.model_classes import MODEL_CLASSES
-    from ...model.processors import build_processor
+    from ...model.sam3.meta_checkpoint.config import full_size_config
+    from ...model.sam3.model_classes import MODEL_CLASSES
+    from ...model.sam3.processors import build_processor
     from ...model.model_sources import cache_directory
 
     folder = cache_directory(cache_dir) / FOLDER_NAME
@@ -68,7 +68,7 @@ def _save_like_the_converter(model, folder: Path) -> None:
 def _tokenizer():
     """The tiny byte-level tokenizer (built here, no download): the full-size text encoder's work is the same
     with it (32 tokens either way), only the token ids differ from CLIP's."""
-    from ...model.tiny_models import build_tiny_tokenizer
+    from ...model.sam3.tiny_models import build_tiny_tokenizer
 
     return build_tiny_tokenizer()
 
@@ -76,7 +76,7 @@ def _tokenizer():
 def tiny_folder(cache_dir: str | Path | None = None) -> Path:
     """The tiny random set (one sub-folder per class), for ``--model tiny``."""
     from ...model.model_sources import cache_directory
-    from ...model.tiny_models import save_tiny_models
+    from ...model.sam3.tiny_models import save_tiny_models
 
     root = cache_directory(cache_dir) / "bench-tiny-random"
     save_tiny_models(root)

@@ -22,7 +22,7 @@ import torch
 from ...interaction.engine import SegmentationEngine
 from ...interaction.prompts import BoxPrompt, PointPrompt, SlicePrompt, resolve_slice_prompt
 from ...geometry.volume import Volume
-from ...model.transformers_patches import attributes_set
+from ...model.sam3.transformers_patches import attributes_set
 
 SHARED_DATA = Path(__file__).resolve().parents[4].parent / "shared" / "data"
 AGREEMENT_SLICES = {  # name: (image, reference mask, modality)
@@ -118,7 +118,7 @@ def measure_agreements(tracker: torch.nn.Module, processor, image_size: int,
                        fast_precision: str = "bfloat16") -> dict[bool, list[PromptAgreement]]:
     """:func:`measure_agreement` with and / or without the stability fallback, each slice encoded once per
     precision."""
-    from ...model.transformers_model import TransformersSegmentationModel
+    from ...model.sam3.transformers_model import TransformersSegmentationModel
 
     volumes = volumes if volumes is not None else load_agreement_volumes()
     components = {"sam3_tracker": (tracker, processor)}
@@ -167,8 +167,8 @@ def mid_size_tracker(image_size: int = 336, vit_width: int = 256, vit_layers: in
     CPUs without native bfloat16)."""
     from transformers import Sam3TrackerConfig, Sam3ViTConfig
 
-    from ...model.processors import build_processor
-    from ...model.transformers_model import resize_config
+    from ...model.sam3.processors import build_processor
+    from ...model.sam3.transformers_model import resize_config
 
     full = Sam3TrackerConfig().to_dict()
     backbone = Sam3ViTConfig(hidden_size=vit_width, intermediate_size=4 * vit_width, num_hidden_layers=vit_layers,

@@ -67,7 +67,7 @@ def load_and_measure(folder: Path, precision: str, image_size: int, roles=ROLES)
 
     import torch  # noqa: F401  (imported before the baseline: the library is not the model)
 
-    from ...model.transformers_model import TransformersSegmentationModel
+    from ...model.sam3.transformers_model import TransformersSegmentationModel
 
     gc.collect()
     baseline, baseline_split = _resident_mib(), _resident_split_mib()

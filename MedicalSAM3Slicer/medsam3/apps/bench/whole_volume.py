@@ -25,7 +25,7 @@ import numpy as np
 from ...geometry.volume import Volume
 from ...interaction.engine import SegmentationEngine
 from ...model.text_protocol import LabelFusion, sigmoid
-from ...model.transformers_model import TransformersSegmentationModel
+from ...model.sam3.transformers_model import TransformersSegmentationModel
 
 SLICES = 100
 PHRASE = "spleen"

@@ -144,7 +144,7 @@ class _StopOnInterrupt:
 
 def run_finetune(args: argparse.Namespace) -> int:
     from ...model.model_sources import DEFAULT_MODEL_SOURCE, resolve_model
-    from ...model.transformers_model import location_of, read_image_size
+    from ...model.sam3.transformers_model import location_of, read_image_size
     from ...transports.model_loading import choose_device
     from ...training.loop import Trainer, TrainingSettings
     from ...training.slices import build_slice_set

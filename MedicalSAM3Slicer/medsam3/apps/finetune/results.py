@@ -89,7 +89,7 @@ def finish(trainer, base, dataset, training, held_out, structures, output: Path,
 def _tracker_note(trainer, base_path: Path) -> str:
     """What the trackers keep. In a one-folder model the trackers read the detector's ViT, so a ViT trained with
     --train lora or all reaches clicks and propagation although every tracker tensor is unchanged."""
-    from ...model.transformers_model import location_of
+    from ...model.sam3.transformers_model import location_of
 
     shared = location_of(base_path, "sam3") == location_of(base_path, "sam3_tracker")
     if shared and trainer.settings.parts in ("merged", "all"):

@@ -19,7 +19,7 @@ from transformers import (
 )
 from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
 
-from ..errors import ModelAccessError
+from ...errors import ModelAccessError
 from .model_classes import PROCESSOR_CLASSES
 
 SAM3_PATCH_SIZE = 14  # the ViT patch of every SAM 3 model

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import PretrainedConfig, ProcessorMixin
 
-from ...errors import CheckpointError
+from ....errors import CheckpointError
 from .config import TARGET_MODEL_CLASSES, Target, full_size_config
 from .checkpoint_file import _read_checkpoint, normalize_meta_keys
 from .mapping import map_meta_state_dict

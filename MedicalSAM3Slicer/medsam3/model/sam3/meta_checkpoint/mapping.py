@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PreTrainedModel
 
-from ...errors import CheckpointError
+from ....errors import CheckpointError
 from .config import TARGET_MODEL_CLASSES
 from .rule_table import _Piece, _Rule
 from .detector_names import _detector_rules

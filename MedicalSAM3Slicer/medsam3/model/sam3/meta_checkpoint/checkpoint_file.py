@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ...errors import CheckpointError, ModelNotFoundError
+from ....errors import CheckpointError, ModelNotFoundError
 
 
 _IMAGE_TRACKER_PREFIX = "inst_interactive_predictor.model."

@@ -26,15 +26,15 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, ModelNotFoundError
+from ...errors import CheckpointError, ModelNotFoundError
 from .meta_parity import add_class_token_to_text_prompts, class_token_box_prompt, tracker_image_embeddings
 from .model_classes import MODEL_CLASSES, PROCESSOR_CLASSES
 from .precision import apply_precision, autocast_context, choose_precision
 from .rotary_tables import cache_rotary_tables
-from .segmentation_model import FrameMasks, MaskLogits, ModelPrompt
-from .capabilities import (BOX_EXEMPLARS, PROPAGATION, TEXT_ON_SLICE, TEXT_THROUGH_VOLUME, TRACKER_PROMPTS,
+from ..segmentation_model import FrameMasks, MaskLogits, ModelPrompt
+from ..capabilities import (BOX_EXEMPLARS, PROPAGATION, TEXT_ON_SLICE, TEXT_THROUGH_VOLUME, TRACKER_PROMPTS,
                            capabilities_from_weights)
-from .text_protocol import DEFAULT_PROTOCOL, VolumeTextProtocol
+from ..text_protocol import DEFAULT_PROTOCOL, VolumeTextProtocol
 from .transformers_patches import (attributes_set, backbone_replaced, check_transformers_version,
                                    detector_features_from, drop_unused_outputs, feed_video_session,
                                    set_processor_target_size)
@@ -73,7 +73,7 @@ def read_image_size(root: Path) -> int:
 
 
 def cpu_has_fast_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively and faster than float32 (see :mod:`medsam3.model.precision`)."""
+    """Whether this CPU multiplies bfloat16 natively and faster than float32 (see :mod:`medsam3.model.sam3.precision`)."""
     return choose_precision("cpu", "auto").name == "bfloat16"
 
 
@@ -166,7 +166,7 @@ class TransformersSegmentationModel:
                  dtype: torch.dtype = torch.float32, bf16_autocast: bool | None = None,
                  text_protocol: VolumeTextProtocol | None = None, precision: str | None = None):
         """``precision``: "auto" (bfloat16 on CUDA and on CPUs with native bfloat16, else float32), "float32" or
-        "bfloat16" (see :mod:`medsam3.model.precision`). ``bf16_autocast`` True / False is the older spelling of
+        "bfloat16" (see :mod:`medsam3.model.sam3.precision`). ``bf16_autocast`` True / False is the older spelling of
         "bfloat16" / "float32". ``text_protocol``: how text runs through the volume (:mod:`.text_protocol`)."""
         self.root = Path(root)
         self.name = name

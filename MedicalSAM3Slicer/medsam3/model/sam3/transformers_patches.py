@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 TESTED_TRANSFORMERS = ">=5.23,<5.24"  # the release the patches are proven on (pyproject.toml's range too)
-log = logging.getLogger("medsam3.model.transformers_patches")
+log = logging.getLogger("medsam3.model.sam3.transformers_patches")
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def check_transformers_version(version: str | None = None) -> str:
     if SpecifierSet(TESTED_TRANSFORMERS).contains(version, prereleases=True):
         return ""
     line = (f"transformers {version} is outside the range medsam3 is tested with ({TESTED_TRANSFORMERS}): "
-            f"its run-time patches (medsam3/model/transformers_patches.py) may fail; pip install "
+            f"its run-time patches (medsam3/model/sam3/transformers_patches.py) may fail; pip install "
             f"'transformers{TESTED_TRANSFORMERS}' if they do.")
     if line not in _warned:
         _warned.append(line)
