@@ -11,6 +11,8 @@
 # $MUTATION_OUT/<module>.survivors.txt (default /tmp/medsam3-mutation). docs/testing.md keeps the scores and
 # says, for each survivor, which test kills it now or why it is equivalent.
 # Not in CI: a module takes minutes to an hour. MUTATION_CHILDREN (default 2) sets the parallel test processes.
+# MUTATION_MUTANTS (mutmut's fnmatch patterns, e.g. '*x_instance_f1__mutmut_*') re-runs only those mutants, e.g.
+# a module's survivors against new tests; the other mutants then count as not checked, not as killed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${MUTATION_PYTHON:-$root/.venv/bin/python}"  # MUTATION_PYTHON: another environment with requirements/dev.txt
@@ -40,6 +42,7 @@ modules=(
 )
 
 wanted=("$@")
+read -r -a only <<<"${MUTATION_MUTANTS:-}"  # word-split, never globbed
 selected() { [ ${#wanted[@]} -eq 0 ] && return 0; local w; for w in "${wanted[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
 work_root="${MUTATION_WORK:-$(mktemp -d /tmp/medsam3-mutation-work.XXXXXX)}"
@@ -66,7 +69,7 @@ for entry in "${modules[@]}"; do
     printf ']\nuse_git_change_detection = false\nprocess_isolation = "forkserver"\nforkserver_warmup = "collect"\n'
   } >>"$copy/pyproject.toml"
   log="$out/$name.log"
-  (cd "$copy" && env -u PYTHONPATH PYTHONDONTWRITEBYTECODE=1 "$mutmut" run --max-children "$children" >"$log" 2>&1) || true
+  (cd "$copy" && env -u PYTHONPATH PYTHONDONTWRITEBYTECODE=1 "$mutmut" run --max-children "$children" ${only[@]+"${only[@]}"} >"$log" 2>&1) || true
   (cd "$copy" && "$mutmut" export-cicd-stats >>"$log" 2>&1) || true
   stats="$copy/mutants/mutmut-cicd-stats.json"
   if [ ! -f "$stats" ]; then
@@ -79,8 +82,12 @@ for entry in "${modules[@]}"; do
 import json, sys
 s = json.load(open(sys.argv[1]))
 tested = s["total"] - s["skipped"]
+checked = sum(s[key] for key in ("killed", "timeout", "survived", "no_tests", "suspicious", "segfault"))
+if checked < tested:  # MUTATION_MUTANTS: the score among the mutants re-run
+    tested = checked
 score = (s["killed"] + s["timeout"]) / tested if tested else float("nan")
-print(f"{sys.argv[2]:<16} {s['killed']:>8} {s['timeout']:>8} {s['survived']:>8} {s['no_tests']:>8} {s['total']:>8} {score:>7.1%}")
+print(f"{sys.argv[2]:<16} {s['killed']:>8} {s['timeout']:>8} {s['survived']:>8} {s['no_tests']:>8} {s['total']:>8} {score:>7.1%}"
+      + (f" of the {checked} re-run" if checked < s["total"] - s["skipped"] else ""))
 PY
 done
 echo "survivors and logs: $out"
