@@ -28,7 +28,7 @@ mkdir -p "$out"
 # cosines, every view)
 modules=(
   "slicing|medsam3/geometry/slicing.py|tests/engine/geometry/test_slicing.py tests/engine/interaction/test_orientation_placement.py tests/engine/interaction/test_engine_placement.py|slicing or brats_tumour or propagation"
-  "model_frame|medsam3/geometry/model_frame.py|tests/engine/geometry/test_slicing.py tests/engine/model/test_preprocessing_parity.py"
+  "model_frame|medsam3/geometry/model_frame.py|tests/engine/geometry/test_model_frame.py tests/engine/geometry/test_slicing.py tests/engine/model/test_preprocessing_parity.py"
   "volume|medsam3/geometry/volume.py|tests/engine/geometry tests/apps/test_bad_volumes.py"
   "session|medsam3/interaction/session.py|tests/engine/interaction/test_session.py"
   "server_auth|medsam3/apps/server/app.py|tests/apps/server/test_server.py tests/apps/server/test_server_hardening.py"
