@@ -33,7 +33,7 @@ modules=(
   "session|medsam3/interaction/session.py|tests/engine/interaction/test_session.py"
   "server_auth|medsam3/apps/server/app.py|tests/apps/server/test_server.py tests/apps/server/test_server_hardening.py"
   "server_limits|medsam3/apps/server/rate_limit.py medsam3/apps/server/memory_budget.py|tests/apps/server/test_server_limits.py tests/apps/server/test_server_hardening.py"
-  "wire_format|medsam3/transports/wire_format.py|tests/apps/server/test_server_hardening.py tests/apps/server/test_server_limits.py tests/apps/test_bad_volumes.py"
+  "wire_format|medsam3/transports/wire_format.py|tests/apps/server/test_wire_format.py tests/apps/server/test_prompt_messages.py tests/apps/server/test_server_hardening.py tests/apps/server/test_server_limits.py tests/apps/test_bad_volumes.py"
   "metrics|medsam3/apps/evaluation/metrics.py|tests/apps/evaluation/test_evaluate_metrics.py"
   "click_simulator|medsam3/apps/evaluation/click_simulator.py|tests/apps/evaluation/test_evaluate_metrics.py tests/apps/evaluation/test_evaluate_command.py"
   "batch_journal|medsam3/apps/batch/journal.py|tests/apps/batch/test_batch.py"
