@@ -35,7 +35,7 @@ modules=(
   "server_limits|medsam3/apps/server/rate_limit.py medsam3/apps/server/memory_budget.py|tests/apps/server/test_server_limits.py tests/apps/server/test_server_hardening.py"
   "wire_format|medsam3/transports/wire_format.py|tests/apps/server/test_wire_format.py tests/apps/server/test_prompt_messages.py tests/apps/server/test_server_hardening.py tests/apps/server/test_server_limits.py tests/apps/test_bad_volumes.py"
   "metrics|medsam3/apps/evaluation/metrics.py|tests/apps/evaluation/test_evaluate_metrics.py"
-  "click_simulator|medsam3/apps/evaluation/click_simulator.py|tests/apps/evaluation/test_evaluate_metrics.py tests/apps/evaluation/test_evaluate_command.py"
+  "click_simulator|medsam3/apps/evaluation/click_simulator.py|tests/apps/evaluation/test_click_simulator.py tests/apps/evaluation/test_evaluate_metrics.py tests/apps/evaluation/test_evaluate_command.py"
   "batch_journal|medsam3/apps/batch/journal.py|tests/apps/batch/test_batch.py"
   "segment_io|MedicalSAM3SlicerLib/segment_io.py|tests/bridge/test_slicer_segments.py tests/bridge/test_slicer_exports.py"
   "outputs|medsam3/apps/batch/outputs.py medsam3/files/seg_nrrd.py|tests/engine/files tests/apps/cli/test_cli_outputs.py"
