@@ -13,6 +13,7 @@
 # Not in CI: a module takes minutes to an hour. MUTATION_CHILDREN (default 2) sets the parallel test processes.
 # MUTATION_MUTANTS (mutmut's fnmatch patterns, e.g. '*x_instance_f1__mutmut_*') re-runs only those mutants, e.g.
 # a module's survivors against new tests; the other mutants then count as not checked, not as killed.
+# MUTATION_KEYWORD replaces the module's pytest -k expression (e.g. only the new tests for such a re-run).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${MUTATION_PYTHON:-$root/.venv/bin/python}"  # MUTATION_PYTHON: another environment with requirements/dev.txt
@@ -50,6 +51,7 @@ shared="$(cd "$root/.." && pwd)/shared"
 printf '%-16s %8s %8s %8s %8s %8s %7s\n' module killed timeout survived no_tests total score
 for entry in "${modules[@]}"; do
   IFS='|' read -r name files tests keyword <<<"$entry"
+  keyword="${MUTATION_KEYWORD:-$keyword}"
   selected "$name" || continue
   copy="$work_root/$name/project"
   rm -rf "$work_root/$name" && mkdir -p "$copy"
