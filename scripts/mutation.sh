@@ -61,6 +61,15 @@ for entry in "${modules[@]}"; do
   mv "$copy/MedicalSAM3Slicer" "$copy/src"
   ln -s "$shared" "$work_root/$name/shared"  # the tests' ../shared/data, from the copy
   ln -s "$shared" "$copy/shared"             # and from mutmut's mutants/ folder inside it
+  # torch and MONAI imported once in the fork server (it collects the tests, so it loads conftest.py), not in every
+  # mutant's process: the engine and the metrics import them on first use, which takes a minute on a busy machine
+  printf '
+try:  # added by scripts/mutation.sh in its copy
+    import torch, monai.metrics  # noqa: F401,E401
+except ImportError:
+    pass
+' \
+    >>"$copy/tests/conftest.py"
   {
     printf '\n[tool.mutmut]\nsource_paths = ["src"]\nonly_mutate = ['
     first=1; for f in $files; do [ $first -eq 1 ] || printf ', '; printf '"src/%s"' "$f"; first=0; done
