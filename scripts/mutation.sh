@@ -63,13 +63,15 @@ for entry in "${modules[@]}"; do
   ln -s "$shared" "$copy/shared"             # and from mutmut's mutants/ folder inside it
   # torch and MONAI imported once in the fork server (it collects the tests, so it loads conftest.py), not in every
   # mutant's process: the engine and the metrics import them on first use, which takes a minute on a busy machine
-  printf '
+  # (one thread each: a thread pool started in the fork server hangs the processes forked from it)
+  cat >>"$copy/tests/conftest.py" <<'PRELOAD'
+
 try:  # added by scripts/mutation.sh in its copy
     import torch, monai.metrics  # noqa: F401,E401
+    torch.set_num_threads(1)
 except ImportError:
     pass
-' \
-    >>"$copy/tests/conftest.py"
+PRELOAD
   {
     printf '\n[tool.mutmut]\nsource_paths = ["src"]\nonly_mutate = ['
     first=1; for f in $files; do [ $first -eq 1 ] || printf ', '; printf '"src/%s"' "$f"; first=0; done
@@ -80,7 +82,7 @@ except ImportError:
     printf ']\nuse_git_change_detection = false\nprocess_isolation = "forkserver"\nforkserver_warmup = "collect"\n'
   } >>"$copy/pyproject.toml"
   log="$out/$name.log"
-  (cd "$copy" && env -u PYTHONPATH PYTHONDONTWRITEBYTECODE=1 "$mutmut" run --max-children "$children" ${only[@]+"${only[@]}"} >"$log" 2>&1) || true
+  (cd "$copy" && env -u PYTHONPATH PYTHONDONTWRITEBYTECODE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$mutmut" run --max-children "$children" ${only[@]+"${only[@]}"} >"$log" 2>&1) || true
   (cd "$copy" && "$mutmut" export-cicd-stats >>"$log" 2>&1) || true
   stats="$copy/mutants/mutmut-cicd-stats.json"
   if [ ! -f "$stats" ]; then
