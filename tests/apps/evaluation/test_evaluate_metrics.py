@@ -95,12 +95,14 @@ def test_nsd_counts_a_one_voxel_shift_within_tolerance_and_not_beyond():
     assert normalised_surface_distance(truth, shifted, (1, 1, 3.0), tolerance_mm=1.0) < 1.0
 
 
-def test_a_label_mask_of_0_and_255_scores_as_the_same_mask_of_booleans():
-    """Masks read from files are often uint8 0 / 255 (or label values): Dice counts voxels, not values."""
+def test_a_label_mask_of_numbers_scores_as_the_same_mask_of_booleans():
+    """Masks read from files are uint8 0 / 1, 0 / 255 or label values: Dice and NSD count voxels, not values."""
     truth, prediction = _hand_made_pairs()["inside"]
     as_bytes = dice(truth.astype(np.uint8) * 255, prediction.astype(np.uint8) * 255)
     assert as_bytes == dice(truth, prediction) == pytest.approx(_dice_by_counting(truth, prediction))
     assert dice(truth.astype(np.uint8) * 7, truth) == 1.0 and dice(truth, truth.astype(np.int16) * 3) == 1.0
+    as_numbers = normalised_surface_distance(truth.astype(np.uint8), prediction.astype(np.int16) * 3, (2.0, 0.8, 0.8))
+    assert as_numbers == normalised_surface_distance(truth, prediction, (2.0, 0.8, 0.8)) < 1.0
 
 
 def test_clicks_to_reach_and_area_under_the_dice_curve():
