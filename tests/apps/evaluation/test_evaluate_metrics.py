@@ -101,7 +101,8 @@ def test_a_label_mask_of_numbers_scores_as_the_same_mask_of_booleans():
     as_bytes = dice(truth.astype(np.uint8) * 255, prediction.astype(np.uint8) * 255)
     assert as_bytes == dice(truth, prediction) == pytest.approx(_dice_by_counting(truth, prediction))
     assert dice(truth.astype(np.uint8) * 7, truth) == 1.0 and dice(truth, truth.astype(np.int16) * 3) == 1.0
-    as_numbers = normalised_surface_distance(truth.astype(np.uint8), prediction.astype(np.int16) * 3, (2.0, 0.8, 0.8))
+    as_numbers = normalised_surface_distance(truth.astype(np.uint8), prediction.astype(np.int16) * 3,
+                                             (2.0, 0.8, 0.8))
     assert as_numbers == normalised_surface_distance(truth, prediction, (2.0, 0.8, 0.8)) < 1.0
 
 
