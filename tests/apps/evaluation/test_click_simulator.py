@@ -124,7 +124,8 @@ def test_in_the_coronal_view_the_click_and_box_are_on_coronal_slices():
     row, column = _deepest_by_brute_force(simulator.geometry.as_slice_stack(truth)[6], (1.0, 1.0))
     assert tuple(simulator.geometry.ijk_to_slice([click.ijk])[0].round().astype(int)) == (6, row, column)
     assert truth[click.ijk[::-1]] and click.ijk[2] == 5
-    assert sorted([box.corner_a[0], box.corner_b[0]]) == [3, 11] and sorted([box.corner_a[2], box.corner_b[2]]) == [2, 8]
+    assert sorted([box.corner_a[0], box.corner_b[0]]) == [3, 11]
+    assert sorted([box.corner_a[2], box.corner_b[2]]) == [2, 8]
 
 
 def test_clicks_and_boxes_become_the_prompts_and_the_words_of_the_log():

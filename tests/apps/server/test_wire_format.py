@@ -177,7 +177,8 @@ def test_a_mask_region_lands_on_its_voxels_and_a_box_outside_or_empty_is_refused
     bits = encode_mask_bits(np.ones((1, 1, 1), bool))
     with pytest.raises(WireFormatError, match=r"^A mask box has six integers \(k0, k1, j0, j1, i0, i1\)\.$"):
         full_mask_from_region((0, 1, 0, 1, 0), bits, (5, 6, 7))
-    for outside in [(4, 6, 0, 1, 0, 1), (0, 1, 5, 7, 0, 1), (0, 1, 0, 1, 6, 8), (-1, 0, 0, 1, 0, 1), (2, 1, 0, 1, 0, 1)]:
+    for outside in [(4, 6, 0, 1, 0, 1), (0, 1, 5, 7, 0, 1), (0, 1, 0, 1, 6, 8), (-1, 0, 0, 1, 0, 1),
+                    (2, 1, 0, 1, 0, 1)]:
         with pytest.raises(VolumeError, match=r"^The mask box \[.*\] does not fit in the volume of shape \[5, 6, 7\]"):
             full_mask_from_region(outside, bits, (5, 6, 7))
     with pytest.raises(VolumeError, match=r"^The mask box \[0, 1, 0, 0, 0, 1\] is empty \(a side of zero voxels\)"):
