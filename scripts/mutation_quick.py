@@ -76,6 +76,9 @@ def main(argv: list[str]) -> int:
     if only:
         from fnmatch import fnmatch
         names = [n for n in names if any(fnmatch(n, pattern) for pattern in only)]
+    if os.environ.get("MUTATION_SHUFFLE"):  # a run stopped early then samples every function alike
+        import random
+        random.Random(0).shuffle(names)
     runner = _Runner(names, seconds)
     pytest.main(["-p", "no:cacheprovider", "-q", "-p", "no:randomly", *pytest_args], plugins=[runner])
     survivors = [n for n, killed in runner.killed.items() if not killed]
