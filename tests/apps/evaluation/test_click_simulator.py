@@ -143,3 +143,13 @@ def test_clicks_and_boxes_become_the_prompts_and_the_words_of_the_log():
     assert (prompt.box.corner_a, prompt.box.corner_b) == ((1.0, 2.0, 6.0), (9.0, 8.0, 6.0))
     assert all(isinstance(v, float) for v in prompt.box.corner_a + prompt.box.corner_b)
     assert box.describe() == "box ijk=(1,2,6)-(9,8,6)"
+
+
+def test_a_structure_one_pixel_thin_along_the_far_edge_gets_its_click_on_it():
+    simulator, volume = _simulator(spacing=(1.0, 1.0, 1.0))  # 20 rows, 40 columns
+    for edge in ((slice(None), -1), (-1, slice(None))):  # the last column, the last row
+        truth = np.zeros(volume.array.shape, bool)
+        stack = simulator.geometry.as_slice_stack(truth)
+        stack[(3, *edge)] = True
+        click = simulator.first_click(truth)
+        assert truth[click.ijk[::-1]] and click.slice_index == 3

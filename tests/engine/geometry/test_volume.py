@@ -59,6 +59,11 @@ def test_nan_and_infinite_voxels_are_refused_with_where_they_are_and_integer_vol
     with pytest.raises(VolumeError, match=r"has 1,600 NaN or infinite voxels \(in 1 of its 3 slices, k 0 to 0\)"):
         Volume(big, np.eye(4))
     assert Volume(np.full((2, 2, 2), 7, np.int32), np.eye(4)).array.dtype == np.int32
+    for bad in (np.inf, -np.inf):  # one infinite voxel alone, no NaN beside it
+        only = np.zeros((2, 2, 2), np.float32)
+        only[1, 1, 1] = bad
+        with pytest.raises(VolumeError, match=r"has 1 NaN or infinite voxels \(in 1 of its 2 slices, k 1 to 1\)"):
+            Volume(only, np.eye(4))
 
 
 def test_geometry_is_read_off_the_matrix():
