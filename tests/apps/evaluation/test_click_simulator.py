@@ -111,6 +111,10 @@ def test_a_box_of_a_thin_structure_grows_inside_the_image_only():
     line[2, 3:11, 5] = True  # 8 rows, one column: only the columns grow
     corners = np.array([simulator.box(line).corner_a, simulator.box(line).corner_b])
     assert sorted(corners[:, 1]) == [3, 10] and sorted(corners[:, 0]) == [4, 6]
+    two_wide = line.copy()
+    two_wide[2, 3:11, 6] = True  # two columns already span two voxels: the box is the structure's own
+    corners = np.array([simulator.box(two_wide).corner_a, simulator.box(two_wide).corner_b])
+    assert sorted(corners[:, 1]) == [3, 10] and sorted(corners[:, 0]) == [5, 6]
 
 
 def test_in_the_coronal_view_the_click_and_box_are_on_coronal_slices():
