@@ -157,3 +157,18 @@ def test_a_structure_one_pixel_thin_along_the_far_edge_gets_its_click_on_it():
         stack[(3, *edge)] = True
         click = simulator.first_click(truth)
         assert truth[click.ijk[::-1]] and click.slice_index == 3
+
+
+def test_masks_stored_as_numbers_give_the_clicks_of_the_same_masks_as_booleans():
+    """Ground truth and predictions read from files are label values (0 / 255, 0 / 2), not booleans."""
+    simulator, volume = _simulator(spacing=(1.0, 1.0, 1.0))
+    truth = np.zeros(volume.array.shape, bool)
+    truth[2:5, 3:12, 5:20] = True
+    prediction = np.zeros_like(truth)
+    prediction[2:5, 3:12, 5:11] = True  # the rest missed
+    prediction[1, 14:18, 25:35] = True  # and something extra
+    first = simulator.first_click(truth)
+    assert simulator.first_click(truth.astype(np.uint8) * 255) == first and first.region_voxels == truth.sum()
+    correction = simulator.next_click(truth, prediction)
+    assert simulator.next_click(truth.astype(np.uint8) * 255, prediction.astype(np.uint8) * 2) == correction
+    assert simulator.box(truth.astype(np.int16) * 3) == simulator.box(truth)
