@@ -172,3 +172,13 @@ def test_masks_stored_as_numbers_give_the_clicks_of_the_same_masks_as_booleans()
     correction = simulator.next_click(truth, prediction)
     assert simulator.next_click(truth.astype(np.uint8) * 255, prediction.astype(np.uint8) * 2) == correction
     assert simulator.box(truth.astype(np.int16) * 3) == simulator.box(truth)
+
+
+def test_a_single_missed_voxel_gets_the_click():
+    simulator, volume = _simulator(spacing=(1.0, 1.0, 1.0))
+    truth = np.zeros(volume.array.shape, bool)
+    truth[2, 5:9, 5:9] = True
+    prediction = truth.copy()
+    prediction[2, 6, 6] = False  # one voxel missed: the only error
+    click = simulator.next_click(truth, prediction)
+    assert click.positive and click.region_voxels == 1 and not prediction[click.ijk[::-1]] and truth[click.ijk[::-1]]

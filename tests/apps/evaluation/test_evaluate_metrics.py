@@ -272,5 +272,6 @@ def test_instance_f1_of_nothing_predicted_counts_every_lesion_missed():
     truth = INSTANCE_CASES["more lesions"][0]
     assert instance_f1(truth, np.zeros_like(truth)) == {"f1": 0.0, "tp": 0, "fp": 0, "fn": 4, "dice_tp": 0.0}
     assert instance_f1(truth, truth, threshold=1.0)["tp"] == 4  # a perfect prediction matches at IoU 1
+    assert instance_f1(truth, truth)["f1"] == 1.0  # precision equal to recall
     half = INSTANCE_CASES["at the threshold"]
     assert instance_f1(*half, threshold=0.75)["tp"] == 1  # only the IoU-0.75 pair is left

@@ -167,7 +167,9 @@ def test_a_mask_region_lands_on_its_voxels_and_a_box_outside_or_empty_is_refused
     mask[2, 4, 6] = True
     box, inside = region_of_mask(mask)
     assert box == (1, 3, 2, 5, 3, 7) and inside.shape == (2, 3, 4)
-    np.testing.assert_array_equal(full_mask_from_region(box, encode_mask_bits(inside), mask.shape), mask)
+    rebuilt = full_mask_from_region(box, encode_mask_bits(inside), mask.shape)
+    assert rebuilt.dtype == bool
+    np.testing.assert_array_equal(rebuilt, mask)
     assert region_of_mask(np.zeros((5, 6, 7), bool))[0] == (0,) * 6
     assert region_of_mask(np.zeros((5, 6, 7), bool))[1].shape == (0, 0, 0)
     edge = np.zeros((5, 6, 7), bool)
@@ -216,8 +218,12 @@ def test_a_starting_slice_mask_of_the_wrong_shape_or_size_is_refused():
         with pytest.raises(WireFormatError, match=r"^A starting slice mask must be a 2D \(rows, columns\) mask; got "
                                                   rf"shape \[{', '.join(map(str, shape))}\]\.$"):
             slice_prompt_from_message({"axis": "axial", "mask": {"shape": shape, "bits": bits}})
-    with pytest.raises(WireFormatError, match=r"got shape \[5000, 5000\]"):
-        slice_prompt_from_message({"axis": "axial", "mask": {"shape": [5000, 5000], "bits": bits}})
+    one_row = encode_mask_bits(np.ones((1, 7), bool))  # a starting mask one pixel high is still a mask
+    assert slice_prompt_from_message({"axis": "axial", "mask": {"shape": [1, 7], "bits": one_row}}).mask.all()
+    with pytest.raises(WireFormatError, match=r"got shape \[4097, 4096\]"):  # the default limit: 4096 x 4096
+        slice_prompt_from_message({"axis": "axial", "mask": {"shape": [4097, 4096], "bits": bits}})
+    with pytest.raises(WireFormatError, match=r"^The mask data has 1 bytes where its header declares 2097152\.$"):
+        slice_prompt_from_message({"axis": "axial", "mask": {"shape": [4096, 4096], "bits": bits}})  # accepted size
     assert slice_prompt_from_message({"axis": "axial", "mask": {"shape": [2, 2], "bits": bits}},
                                      max_mask_pixels=4).mask.all()
     with pytest.raises(WireFormatError, match=r"got shape \[2, 2\]"):
