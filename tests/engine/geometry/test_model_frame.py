@@ -18,6 +18,7 @@ from medsam3.geometry.model_frame import ModelFrame, resize_bilinear
     ((26, 164), (5.0, 0.5), 164, (164, 103), (0, 30)),  # 130 mm x 82 mm: 82 / 130 * 164 = 103.4 columns
     ((1000, 1), (1.0, 1.0), 100, (100, 1), (0, 49)),  # a one-pixel-wide strip keeps one column
     ((7, 7), (1.0, 1.0), 7, (7, 7), (0, 0)),  # the model's own size: nothing moves
+    ((1, 1000), (1.0, 1.0), 100, (1, 100), (49, 0)),  # a one-pixel-high strip keeps one row
 ])
 def test_a_slice_fills_the_square_along_its_longer_side_in_millimetres(image_shape, spacing, size, content, offset):
     frame = ModelFrame.fit(image_shape, spacing, size)
@@ -54,10 +55,13 @@ def test_the_model_image_is_the_slice_resized_into_the_letterbox_and_the_rest_is
     expected = F.interpolate(torch.from_numpy(image)[None, None], size=(20, 10), mode="bilinear",
                              align_corners=False, antialias=True)[0, 0].numpy()
     np.testing.assert_allclose(small.image_to_model(image)[:, 5:15], expected, atol=1e-6)
-    wide = ModelFrame.fit((20, 40), (1.0, 1.0), 20)  # shrunk along the columns only: antialiased too
-    expected = F.interpolate(torch.from_numpy(image.T.copy())[None, None], size=(10, 20), mode="bilinear",
+    wide = ModelFrame.fit((20, 40), (2.0, 1.0), 20)  # rows enlarged 20 -> 20 x 2 mm, columns shrunk: antialiased
+    expected = F.interpolate(torch.from_numpy(image.T.copy())[None, None], size=(20, 20), mode="bilinear",
                              align_corners=False, antialias=True)[0, 0].numpy()
-    np.testing.assert_allclose(wide.image_to_model(image.T)[5:15], expected, atol=1e-6)
+    assert wide.content_shape == (20, 20)
+    np.testing.assert_allclose(wide.image_to_model(image.T), expected, atol=1e-6)
+    ct = (image * 100).astype(np.int16)  # a CT slice as stored: integers
+    np.testing.assert_allclose(small.image_to_model(ct), small.image_to_model(ct.astype(np.float32)), atol=1e-6)
 
 
 def test_a_mask_becomes_its_foreground_fraction_on_the_model_grid():
@@ -73,6 +77,9 @@ def test_a_mask_becomes_its_foreground_fraction_on_the_model_grid():
     np.testing.assert_allclose(grid, expected, atol=1e-6)
     coarse = frame.mask_to_model_grid(np.ones((8, 4), bool), 4)  # 4 x 4 grid: centres at model 2, 6, 10, 14
     np.testing.assert_allclose(coarse, [[0, 1, 1, 0]] * 4, atol=1e-6)  # outside the content: nothing
+    wide = ModelFrame.fit((4, 8), (1.0, 1.0), 16)  # content 8 x 16 from row 4
+    np.testing.assert_allclose(wide.mask_to_model_grid(np.ones((4, 8), bool), 4), np.array([[0, 1, 1, 0]] * 4).T,
+                               atol=1e-6)
 
 
 def test_model_grid_values_come_back_at_each_slice_pixel():
