@@ -273,5 +273,7 @@ def test_instance_f1_of_nothing_predicted_counts_every_lesion_missed():
     assert instance_f1(truth, np.zeros_like(truth)) == {"f1": 0.0, "tp": 0, "fp": 0, "fn": 4, "dice_tp": 0.0}
     assert instance_f1(truth, truth, threshold=1.0)["tp"] == 4  # a perfect prediction matches at IoU 1
     assert instance_f1(truth, truth)["f1"] == 1.0  # precision equal to recall
+    one, over_two = INSTANCE_CASES["one over two"]  # at IoU 0.2 both lesions qualify: the better match is kept
+    assert instance_f1(one, over_two, threshold=0.2) == pytest.approx(_instance_f1_by_brute_force(one, over_two, 0.2))
     half = INSTANCE_CASES["at the threshold"]
     assert instance_f1(*half, threshold=0.75)["tp"] == 1  # only the IoU-0.75 pair is left
