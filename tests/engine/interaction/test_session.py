@@ -200,6 +200,7 @@ def test_nothing_to_undo_or_redo_gives_an_empty_update_for_that_object_and_an_un
     for update in (session.undo(3), session.redo(3), session.redo(3)):
         assert update.object_id == 3 and update.label == "liver" and update.is_empty
         assert update.box == (0, 0, 0, 0, 0, 0) and update.slice_scores == {} and update.values.dtype == bool
+        assert update.values.shape == (0, 0, 0) and update.axis == ""  # no view: nothing was done in one
         untouched = on_slice.copy()
         update.apply_to(untouched)
         np.testing.assert_array_equal(untouched, on_slice)
