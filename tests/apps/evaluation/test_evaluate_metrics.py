@@ -277,3 +277,16 @@ def test_instance_f1_of_nothing_predicted_counts_every_lesion_missed():
     assert instance_f1(one, over_two, threshold=0.2) == pytest.approx(_instance_f1_by_brute_force(one, over_two, 0.2))
     half = INSTANCE_CASES["at the threshold"]
     assert instance_f1(*half, threshold=0.75)["tp"] == 1  # only the IoU-0.75 pair is left
+
+
+def test_nsd_without_monai_says_what_to_install(monkeypatch):
+    import sys
+
+    from medsam3.errors import MedSam3Error
+
+    truth, prediction = _hand_made_pairs()["inside"]
+    monkeypatch.setitem(sys.modules, "monai.metrics", None)  # an import of it now fails
+    with pytest.raises(MedSam3Error, match=r"^NSD needs MONAI: install it with pip install -r "
+                                           r"requirements/evaluation\.txt \(monai==1\.6\.1\)\.$"):
+        normalised_surface_distance(truth, prediction, (1.0, 1.0, 1.0))
+    assert normalised_surface_distance(truth, np.zeros_like(truth), (1.0, 1.0, 1.0)) == 0.0  # no MONAI needed
