@@ -60,6 +60,10 @@ def test_the_model_image_is_the_slice_resized_into_the_letterbox_and_the_rest_is
                              align_corners=False, antialias=True)[0, 0].numpy()
     assert wide.content_shape == (20, 20)
     np.testing.assert_allclose(wide.image_to_model(image.T), expected, atol=1e-6)
+    tall = ModelFrame.fit((40, 10), (1.0, 8.0), 30)  # 40 x 80 mm: rows shrunk 40 -> 15, columns enlarged 10 -> 30
+    expected = F.interpolate(torch.from_numpy(image[:, :10].copy())[None, None], size=(15, 30), mode="bilinear",
+                             align_corners=False, antialias=True)[0, 0].numpy()
+    np.testing.assert_allclose(tall.image_to_model(image[:, :10])[7:22], expected, atol=1e-6)
     ct = (image * 100).astype(np.int16)  # a CT slice as stored: integers
     np.testing.assert_allclose(small.image_to_model(ct), small.image_to_model(ct.astype(np.float32)), atol=1e-6)
 
@@ -92,6 +96,8 @@ def test_model_grid_values_come_back_at_each_slice_pixel():
     np.testing.assert_allclose(frame.model_grid_to_slice(fine), np.arange(32).reshape(8, 4), atol=1e-5)
     edge = np.full((8, 8), 5.0, np.float32)  # values beyond the grid's edge are the edge's (no dark border)
     np.testing.assert_allclose(frame.model_grid_to_slice(edge), 5.0)
+    coarse = np.full((4, 4), 5.0, np.float32)  # the first pixel centre falls a quarter cell before the grid's
+    np.testing.assert_allclose(frame.model_grid_to_slice(coarse), 5.0)
 
 
 @pytest.mark.parametrize("shape_in, shape_out", [((12, 10), (24, 25)), ((12, 10), (5, 3)), ((9, 30), (20, 7)),
