@@ -11,6 +11,9 @@
 # $MUTATION_OUT/<module>.survivors.txt (default /tmp/medsam3-mutation). docs/testing.md keeps the scores and
 # says, for each survivor, which test kills it now or why it is equivalent.
 # Not in CI: a module takes minutes to an hour. MUTATION_CHILDREN (default 2) sets the parallel test processes.
+# MUTATION_MUTANTS (mutmut's fnmatch patterns, e.g. '*x_instance_f1__mutmut_*') re-runs only those mutants, e.g.
+# a module's survivors against new tests; the other mutants then count as not checked, not as killed.
+# MUTATION_KEYWORD replaces the module's pytest -k expression (e.g. only the new tests for such a re-run).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${MUTATION_PYTHON:-$root/.venv/bin/python}"  # MUTATION_PYTHON: another environment with requirements/dev.txt
@@ -26,20 +29,21 @@ mkdir -p "$out"
 # cosines, every view)
 modules=(
   "slicing|medsam3/geometry/slicing.py|tests/engine/geometry/test_slicing.py tests/engine/interaction/test_orientation_placement.py tests/engine/interaction/test_engine_placement.py|slicing or brats_tumour or propagation"
-  "model_frame|medsam3/geometry/model_frame.py|tests/engine/geometry/test_slicing.py tests/engine/model/test_preprocessing_parity.py"
+  "model_frame|medsam3/geometry/model_frame.py|tests/engine/geometry/test_model_frame.py tests/engine/geometry/test_slicing.py tests/engine/model/test_preprocessing_parity.py"
   "volume|medsam3/geometry/volume.py|tests/engine/geometry tests/apps/test_bad_volumes.py"
   "session|medsam3/interaction/session.py|tests/engine/interaction/test_session.py"
   "server_auth|medsam3/apps/server/app.py|tests/apps/server/test_server.py tests/apps/server/test_server_hardening.py"
   "server_limits|medsam3/apps/server/rate_limit.py medsam3/apps/server/memory_budget.py|tests/apps/server/test_server_limits.py tests/apps/server/test_server_hardening.py"
-  "wire_format|medsam3/transports/wire_format.py|tests/apps/server/test_server_hardening.py tests/apps/server/test_server_limits.py tests/apps/test_bad_volumes.py"
+  "wire_format|medsam3/transports/wire_format.py|tests/apps/server/test_wire_format.py tests/apps/server/test_prompt_messages.py tests/apps/server/test_server_hardening.py tests/apps/server/test_server_limits.py tests/apps/test_bad_volumes.py"
   "metrics|medsam3/apps/evaluation/metrics.py|tests/apps/evaluation/test_evaluate_metrics.py"
-  "click_simulator|medsam3/apps/evaluation/click_simulator.py|tests/apps/evaluation/test_evaluate_metrics.py tests/apps/evaluation/test_evaluate_command.py"
+  "click_simulator|medsam3/apps/evaluation/click_simulator.py|tests/apps/evaluation/test_click_simulator.py tests/apps/evaluation/test_evaluate_metrics.py tests/apps/evaluation/test_evaluate_command.py"
   "batch_journal|medsam3/apps/batch/journal.py|tests/apps/batch/test_batch.py"
   "segment_io|MedicalSAM3SlicerLib/segment_io.py|tests/bridge/test_slicer_segments.py tests/bridge/test_slicer_exports.py"
   "outputs|medsam3/apps/batch/outputs.py medsam3/files/seg_nrrd.py|tests/engine/files tests/apps/cli/test_cli_outputs.py"
 )
 
 wanted=("$@")
+read -r -a only <<<"${MUTATION_MUTANTS:-}"  # word-split, never globbed
 selected() { [ ${#wanted[@]} -eq 0 ] && return 0; local w; for w in "${wanted[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
 work_root="${MUTATION_WORK:-$(mktemp -d /tmp/medsam3-mutation-work.XXXXXX)}"
@@ -47,6 +51,7 @@ shared="$(cd "$root/.." && pwd)/shared"
 printf '%-16s %8s %8s %8s %8s %8s %7s\n' module killed timeout survived no_tests total score
 for entry in "${modules[@]}"; do
   IFS='|' read -r name files tests keyword <<<"$entry"
+  keyword="${MUTATION_KEYWORD:-$keyword}"
   selected "$name" || continue
   copy="$work_root/$name/project"
   rm -rf "$work_root/$name" && mkdir -p "$copy"
@@ -56,6 +61,17 @@ for entry in "${modules[@]}"; do
   mv "$copy/MedicalSAM3Slicer" "$copy/src"
   ln -s "$shared" "$work_root/$name/shared"  # the tests' ../shared/data, from the copy
   ln -s "$shared" "$copy/shared"             # and from mutmut's mutants/ folder inside it
+  # torch and MONAI imported once in the fork server (it collects the tests, so it loads conftest.py), not in every
+  # mutant's process: the engine and the metrics import them on first use, which takes a minute on a busy machine
+  # (one thread each: a thread pool started in the fork server hangs the processes forked from it)
+  cat >>"$copy/tests/conftest.py" <<'PRELOAD'
+
+try:  # added by scripts/mutation.sh in its copy
+    import torch, monai.metrics  # noqa: F401,E401
+    torch.set_num_threads(1)
+except ImportError:
+    pass
+PRELOAD
   {
     printf '\n[tool.mutmut]\nsource_paths = ["src"]\nonly_mutate = ['
     first=1; for f in $files; do [ $first -eq 1 ] || printf ', '; printf '"src/%s"' "$f"; first=0; done
@@ -66,7 +82,7 @@ for entry in "${modules[@]}"; do
     printf ']\nuse_git_change_detection = false\nprocess_isolation = "forkserver"\nforkserver_warmup = "collect"\n'
   } >>"$copy/pyproject.toml"
   log="$out/$name.log"
-  (cd "$copy" && env -u PYTHONPATH PYTHONDONTWRITEBYTECODE=1 "$mutmut" run --max-children "$children" >"$log" 2>&1) || true
+  (cd "$copy" && env -u PYTHONPATH PYTHONDONTWRITEBYTECODE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$mutmut" run --max-children "$children" ${only[@]+"${only[@]}"} >"$log" 2>&1) || true
   (cd "$copy" && "$mutmut" export-cicd-stats >>"$log" 2>&1) || true
   stats="$copy/mutants/mutmut-cicd-stats.json"
   if [ ! -f "$stats" ]; then
@@ -79,8 +95,12 @@ for entry in "${modules[@]}"; do
 import json, sys
 s = json.load(open(sys.argv[1]))
 tested = s["total"] - s["skipped"]
+checked = sum(s[key] for key in ("killed", "timeout", "survived", "no_tests", "suspicious", "segfault"))
+if checked < tested:  # MUTATION_MUTANTS: the score among the mutants re-run
+    tested = checked
 score = (s["killed"] + s["timeout"]) / tested if tested else float("nan")
-print(f"{sys.argv[2]:<16} {s['killed']:>8} {s['timeout']:>8} {s['survived']:>8} {s['no_tests']:>8} {s['total']:>8} {score:>7.1%}")
+print(f"{sys.argv[2]:<16} {s['killed']:>8} {s['timeout']:>8} {s['survived']:>8} {s['no_tests']:>8} {s['total']:>8} {score:>7.1%}"
+      + (f" of the {checked} re-run" if checked < s["total"] - s["skipped"] else ""))
 PY
 done
 echo "survivors and logs: $out"

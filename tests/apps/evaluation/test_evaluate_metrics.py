@@ -95,9 +95,21 @@ def test_nsd_counts_a_one_voxel_shift_within_tolerance_and_not_beyond():
     assert normalised_surface_distance(truth, shifted, (1, 1, 3.0), tolerance_mm=1.0) < 1.0
 
 
+def test_a_label_mask_of_numbers_scores_as_the_same_mask_of_booleans():
+    """Masks read from files are uint8 0 / 1, 0 / 255 or label values: Dice and NSD count voxels, not values."""
+    truth, prediction = _hand_made_pairs()["inside"]
+    as_bytes = dice(truth.astype(np.uint8) * 255, prediction.astype(np.uint8) * 255)
+    assert as_bytes == dice(truth, prediction) == pytest.approx(_dice_by_counting(truth, prediction))
+    assert dice(truth.astype(np.uint8) * 7, truth) == 1.0 and dice(truth, truth.astype(np.int16) * 3) == 1.0
+    as_numbers = normalised_surface_distance(truth.astype(np.uint8), prediction.astype(np.int16) * 3,
+                                             (2.0, 0.8, 0.8))
+    assert as_numbers == normalised_surface_distance(truth, prediction, (2.0, 0.8, 0.8)) < 1.0
+
+
 def test_clicks_to_reach_and_area_under_the_dice_curve():
     curve = [0.5, 0.8, 0.86, 0.91, 0.95]
     assert clicks_to_reach(curve, 0.85, 5) == 3 and clicks_to_reach(curve, 0.90, 5) == 4
+    assert clicks_to_reach([0.5, 0.9, 0.95], 0.9, 5) == 2  # reaching the target exactly counts
     assert clicks_to_reach([0.2, None, 0.4], 0.85, 10) == 10  # never reached: the whole budget
     assert area_under_curve(curve) == pytest.approx((0.5 + 0.8) / 2 + (0.8 + 0.86) / 2 + (0.86 + 0.91) / 2
                                                     + (0.91 + 0.95) / 2)
@@ -172,3 +184,109 @@ def test_box_is_the_ground_truth_box_on_its_largest_slice():
     thin[2, 7, 3:9] = True  # one voxel thin: the box grows by a voxel each way so it is a box
     rows = sorted(np.array([simulator.box(thin).corner_a, simulator.box(thin).corner_b])[:, 1])
     assert rows == [6, 8]
+
+
+# --- the text track's instance F1 against a brute-force matching --------------------------------------------------
+def _pieces(mask: np.ndarray) -> list[set]:
+    """6-connected pieces of a mask as sets of voxels, by flood fill (independent of scipy's labelling)."""
+    left, pieces = _voxels(mask), []
+    while left:
+        piece, todo = set(), [left.pop()]
+        while todo:
+            voxel = todo.pop()
+            piece.add(voxel)
+            for axis in range(3):
+                for step in (-1, 1):
+                    near = tuple(v + step * (a == axis) for a, v in enumerate(voxel))
+                    if near in left:
+                        left.remove(near)
+                        todo.append(near)
+        pieces.append(piece)
+    return pieces
+
+
+def _instance_f1_by_brute_force(truth: np.ndarray, prediction: np.ndarray, threshold: float = 0.5) -> dict:
+    """Every one-to-one matching tried: the most pairs at IoU >= threshold, then the highest total IoU."""
+    from itertools import permutations
+
+    truths, predictions = _pieces(truth), _pieces(prediction)
+    best: tuple = (-1, -1.0, [])
+    small, large = (truths, predictions) if len(truths) <= len(predictions) else (predictions, truths)
+    for chosen in permutations(range(len(large)), len(small)):
+        pairs = [(a, b) if small is truths else (b, a) for a, b in zip(small, (large[c] for c in chosen))]
+        ious = [len(a & b) / len(a | b) for a, b in pairs]
+        kept = [(p, v) for p, v in zip(pairs, ious) if v >= threshold]
+        if (len(kept), sum(v for _, v in kept)) > best[:2]:
+            best = (len(kept), sum(v for _, v in kept), [p for p, _ in kept])
+    tp = max(best[0], 0)
+    fp, fn = len(predictions) - tp, len(truths) - tp
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    dice_tp = float(np.mean([2 * len(a & b) / (len(a) + len(b)) for a, b in best[2]])) if best[2] else 0.0
+    return {"f1": f1, "tp": tp, "fp": fp, "fn": fn, "dice_tp": dice_tp}
+
+
+def _lesions(centres_and_sizes, shape=(8, 40, 40)) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    for (k, j, i), (dk, dj, di) in centres_and_sizes:
+        mask[k:k + dk, j:j + dj, i:i + di] = True
+    return mask
+
+
+INSTANCE_CASES = {
+    # 3 lesions; predictions: one exact, one shifted (IoU 0.6), one a quarter (IoU 0.25), one where nothing is
+    "mixed": (_lesions([((1, 2, 2), (3, 6, 6)), ((1, 12, 2), (3, 6, 6)), ((1, 2, 20), (3, 6, 8))]),
+              _lesions([((1, 2, 2), (3, 6, 6)), ((1, 12, 3), (3, 6, 6)), ((1, 2, 20), (3, 3, 4)),
+                        ((5, 30, 30), (2, 4, 4))])),
+    # more predictions than lesions, and the reverse, each lesion matched by a slightly smaller piece
+    "more predicted": (_lesions([((1, 2, 2), (4, 8, 8))]),
+                       _lesions([((1, 2, 2), (4, 8, 7)), ((1, 20, 20), (2, 2, 2)), ((5, 30, 2), (1, 3, 3))])),
+    "more lesions": (_lesions([((1, 2, 2), (4, 8, 8)), ((1, 20, 20), (3, 6, 6)), ((5, 30, 2), (2, 5, 5)),
+                               ((0, 30, 30), (2, 2, 2))]),
+                     _lesions([((1, 2, 3), (4, 8, 7)), ((2, 20, 20), (2, 6, 6))])),
+    # IoU exactly 0.5 counts as a match; just below does not
+    "at the threshold": (_lesions([((1, 2, 2), (2, 4, 4)), ((1, 20, 2), (2, 4, 4))]),
+                         _lesions([((1, 2, 2), (1, 4, 4)), ((1, 20, 2), (2, 4, 3)), ((1, 22, 30), (1, 1, 1))])),
+    # one prediction over two lesions: the one-to-one rule gives it to the one with the larger IoU
+    "one over two": (_lesions([((1, 2, 2), (3, 6, 6)), ((1, 9, 2), (3, 2, 6))]),
+                     _lesions([((1, 2, 2), (3, 9, 6))])),
+    "no lesion": (np.zeros((8, 40, 40), bool), _lesions([((1, 2, 2), (3, 6, 6)), ((1, 20, 20), (1, 1, 1))])),
+}
+
+
+@pytest.mark.parametrize("name", list(INSTANCE_CASES))
+def test_instance_f1_equals_a_brute_force_one_to_one_matching(name):
+    from medsam3.apps.evaluation.metrics import instance_f1
+
+    truth, prediction = INSTANCE_CASES[name]
+    expected = _instance_f1_by_brute_force(truth, prediction)
+    measured = instance_f1(truth, prediction)
+    assert set(measured) == set(expected)
+    assert (measured["tp"], measured["fp"], measured["fn"]) == (expected["tp"], expected["fp"], expected["fn"])
+    assert measured["f1"] == pytest.approx(expected["f1"], abs=1e-12)
+    assert measured["dice_tp"] == pytest.approx(expected["dice_tp"], abs=1e-12)
+
+
+def test_instance_f1_of_nothing_predicted_counts_every_lesion_missed():
+    from medsam3.apps.evaluation.metrics import instance_f1
+
+    truth = INSTANCE_CASES["more lesions"][0]
+    assert instance_f1(truth, np.zeros_like(truth)) == {"f1": 0.0, "tp": 0, "fp": 0, "fn": 4, "dice_tp": 0.0}
+    assert instance_f1(truth, truth, threshold=1.0)["tp"] == 4  # a perfect prediction matches at IoU 1
+    assert instance_f1(truth, truth)["f1"] == 1.0  # precision equal to recall
+    one, over_two = INSTANCE_CASES["one over two"]  # at IoU 0.2 both lesions qualify: the better match is kept
+    assert instance_f1(one, over_two, threshold=0.2) == pytest.approx(_instance_f1_by_brute_force(one, over_two, 0.2))
+    half = INSTANCE_CASES["at the threshold"]
+    assert instance_f1(*half, threshold=0.75)["tp"] == 1  # only the IoU-0.75 pair is left
+
+
+def test_nsd_without_monai_says_what_to_install(monkeypatch):
+    import sys
+
+    from medsam3.errors import MedSam3Error
+
+    truth, prediction = _hand_made_pairs()["inside"]
+    monkeypatch.setitem(sys.modules, "monai.metrics", None)  # an import of it now fails
+    with pytest.raises(MedSam3Error, match=r"^NSD needs MONAI: install it with pip install -r "
+                                           r"requirements/evaluation\.txt \(monai==1\.6\.1\)\.$"):
+        normalised_surface_distance(truth, prediction, (1.0, 1.0, 1.0))
+    assert normalised_surface_distance(truth, np.zeros_like(truth), (1.0, 1.0, 1.0)) == 0.0  # no MONAI needed

@@ -200,6 +200,7 @@ def test_nothing_to_undo_or_redo_gives_an_empty_update_for_that_object_and_an_un
     for update in (session.undo(3), session.redo(3), session.redo(3)):
         assert update.object_id == 3 and update.label == "liver" and update.is_empty
         assert update.box == (0, 0, 0, 0, 0, 0) and update.slice_scores == {} and update.values.dtype == bool
+        assert update.values.shape == (0, 0, 0) and update.axis == ""  # no view: nothing was done in one
         untouched = on_slice.copy()
         update.apply_to(untouched)
         np.testing.assert_array_equal(untouched, on_slice)
@@ -230,3 +231,134 @@ def test_a_prompt_that_changes_nothing_gives_an_empty_update_that_still_names_th
     restored = session.undo(1)  # the first click: its slice box back to empty
     assert restored.box[:2] == (k, k + 1) and not restored.values.any()
     assert not session.mask(1).any()
+
+
+class _RecordingEngine:
+    """The real engine, recording what the session asks of it (wiring: the stand-in model ignores the window,
+    the target text and the threshold, so only the request shows whether the user's choices reach the model)."""
+
+    def __init__(self, engine: SegmentationEngine):
+        self._engine, self.calls = engine, []
+
+    def __getattr__(self, name):
+        method = getattr(self._engine, name)
+
+        def recorded(*args, **kwargs):
+            self.calls.append((name, args, kwargs))
+            return method(*args, **kwargs)
+        return recorded
+
+
+def _recording_session(preprocessing):
+    case = load_case("spleen")
+    engine = _RecordingEngine(SegmentationEngine(GroundTruthOracle()))
+    return case, engine, SegmentationSession(engine, ground_truth_volume(case.volume, case.mask), preprocessing)
+
+
+def test_the_window_the_user_chose_is_the_one_the_model_sees():
+    """A window far above every voxel shows the model a black slice: nothing is found; without it, the object."""
+    from medsam3.model.preprocessing import Preprocessing
+
+    case, _, session = _recording_session(Preprocessing.custom_window(5000.0, 10.0))
+    ijk, on_slice = click_in_object(case.mask, 2)
+    session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk),)))
+    assert not session.mask(1).any()
+    session.add_prompt(2, SlicePrompt("axial", points=(PointPrompt(ijk),)), whole_volume=True)
+    assert not session.mask(2).any()
+    assert not any(u.values.any() for u in session.segment_text("spleen", "axial", slice_index=int(ijk[2])))
+    session.preprocessing = None
+    session.add_prompt(3, SlicePrompt("axial", points=(PointPrompt(ijk),)))
+    np.testing.assert_array_equal(session.mask(3), on_slice)
+
+
+def test_the_session_hands_the_engine_the_typed_target_the_threshold_and_the_callbacks():
+    """Wiring: what reaches the engine for a click, a propagation and typed text (the defaults included)."""
+    from medsam3.interaction.prompts import BoxPrompt
+    from medsam3.model.preprocessing import Preprocessing
+
+    window = Preprocessing.ct_window("soft_tissue")
+    case, engine, session = _recording_session(window)
+    ijk, _ = click_in_object(case.mask, 2)
+    k = int(ijk[2])
+    session.set_mask(1, np.zeros(case.mask.shape, dtype=bool), label="spleen")
+    first = session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk),)))
+    assert engine.calls[-1][0] == "predict_slice" and engine.calls[-1][1][2:] == (window, "spleen")
+    assert first.axis == "axial" and first.label == "spleen" and first.slice_scores == {k: 1.0}
+    session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk),)), target_text="left kidney")
+    assert engine.calls[-1][1][3] == "left kidney"  # a typed target wins over the object's name
+
+    # several prompts on one slice travel as one: every click, the latest box, the latest starting mask
+    box_a, box_b = BoxPrompt((10, 10, k), (60, 60, k)), BoxPrompt((20, 20, k), (90, 90, k))
+    start_a, start_b = np.zeros(case.mask.shape[1:], bool), case.mask[k].copy()
+    session.add_prompt(1, SlicePrompt("axial", box=box_a, mask=start_a, slice_index=k))
+    session.add_prompt(1, SlicePrompt("axial", box=box_b, mask=start_b, slice_index=k))
+    session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk, positive=False),)))
+    merged = engine.calls[-1][1][1]
+    assert [p.positive for p in merged.points] == [True, True, False] and merged.slice_index == k
+    assert merged.box == box_b and merged.mask is start_b
+
+    progress, stop = (lambda done, total: None), (lambda: False)
+    update = session.add_prompt(1, SlicePrompt("axial", points=(PointPrompt(ijk),)), whole_volume=True,
+                                progress=progress, should_stop=stop)
+    name, args, kwargs = engine.calls[-1]
+    assert name == "propagate" and args[2:] == (window, "spleen") and len(args[1]) == 6
+    assert kwargs == {"on_slice": progress, "should_stop": stop}
+    assert update.axis == "axial" and len(update.slice_scores) > 1
+
+    session.segment_text("spleen", "axial", slice_index=k)
+    assert engine.calls[-1][0] == "segment_text_on_slice" and engine.calls[-1][1][1:] == ("spleen", "axial", k,
+                                                                                         window, 0.5)
+    session.segment_text("spleen", "coronal", slice_index=40, score_threshold=0.8)
+    assert engine.calls[-1][1][1:] == ("spleen", "coronal", 40, window, 0.8)
+    session.segment_text("spleen")
+    assert engine.calls[-1][0] == "propagate_text" and engine.calls[-1][1][1:] == ("spleen", "axial", window, 0.5)
+    session.segment_text("liver", "sagittal", score_threshold=0.3, progress=progress, should_stop=stop)
+    assert engine.calls[-1][1][1:] == ("liver", "sagittal", window, 0.3)
+    assert engine.calls[-1][2] == {"on_slice": progress, "should_stop": stop}
+
+
+def test_a_phrase_the_model_was_not_trained_on_keeps_its_note_and_a_stopped_text_run_adds_no_object():
+    import pytest
+
+    from medsam3.errors import Cancelled
+
+    case, engine, session = _recording_session(None)
+    real = engine._engine.propagate_text
+
+    def noted(*args, **kwargs):
+        results = real(*args, **kwargs)
+        results[0].note = "'spleen' is not a name the model was trained on."
+        return results
+    engine._engine.propagate_text = noted
+    (update,) = session.segment_text("spleen")
+    assert update.note == "'spleen' is not a name the model was trained on." and update.label == "spleen"
+    del engine._engine.propagate_text
+    (plain,) = session.segment_text("spleen")
+    assert plain.note == "" and plain.object_id == 2
+    with pytest.raises(Cancelled):
+        session.segment_text("spleen", should_stop=lambda: True)
+    assert session.object_ids() == [1, 2]
+
+
+def test_undo_and_redo_updates_name_the_object_and_its_view_and_the_history_keeps_20_steps():
+    case, session = _session()
+    assert session.new_object_id() == 1  # an empty session starts at 1
+    ijk, on_slice = click_in_object(case.mask, 2)
+    session.set_mask(1, np.zeros(case.mask.shape, dtype=bool), label="spleen")
+    done = session.add_prompt(1, SlicePrompt("coronal", points=(PointPrompt(ijk),)))
+    undone = session.undo(1)
+    assert (undone.object_id, undone.axis, undone.label, undone.box) == (1, "coronal", "spleen", done.box)
+    assert not undone.values.any()
+    redone = session.redo(1)
+    assert (redone.object_id, redone.axis, redone.label, redone.box) == (1, "coronal", "spleen", done.box)
+    np.testing.assert_array_equal(redone.values, done.values)
+
+    steps = [np.zeros(case.mask.shape, dtype=bool) for _ in range(22)]
+    for n, step in enumerate(steps):
+        step[n, :n + 1, 0] = True  # 22 different masks
+        session.set_mask(2, step)
+    for _ in range(20):
+        assert session.can_undo(2)
+        session.undo(2)
+    assert not session.can_undo(2)  # 20 steps back, and no further
+    np.testing.assert_array_equal(session.mask(2), steps[1])

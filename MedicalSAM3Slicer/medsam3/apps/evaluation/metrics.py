@@ -95,14 +95,13 @@ def instance_f1(ground_truth: np.ndarray, prediction: np.ndarray, threshold: flo
     """The CVPR 2025 text track's instance F1 for one label holding several lesions: ground truth and prediction
     are split into instances (6-connected pieces), matched one-to-one (Hungarian assignment preferring pairs with
     IoU >= ``threshold``, then higher IoU), and a match counts when its IoU reaches ``threshold``. F1 is 0 when
-    nothing is predicted. Also returns tp, fp, fn and the mean Dice of the matched pairs (``dice_tp``)."""
+    nothing is predicted (every lesion then counts as missed). Also returns tp, fp, fn and the mean Dice of the
+    matched pairs (``dice_tp``)."""
     from scipy import ndimage
     from scipy.optimize import linear_sum_assignment
 
     truth_pieces, n_truth = ndimage.label(np.asarray(ground_truth, dtype=bool))
     predicted_pieces, n_predicted = ndimage.label(np.asarray(prediction, dtype=bool))
-    if n_predicted == 0:
-        return {"f1": 0.0, "tp": 0, "fp": 0, "fn": 0, "dice_tp": 0.0}
     overlap = np.bincount(truth_pieces.reshape(-1).astype(np.int64) * (n_predicted + 1)
                           + predicted_pieces.reshape(-1), minlength=(n_truth + 1) * (n_predicted + 1))
     overlap = overlap.reshape(n_truth + 1, n_predicted + 1).astype(np.float64)
