@@ -112,3 +112,24 @@ def test_leftovers_of_a_killed_run_never_stop_the_case_from_being_written_again(
     assert hashes == {str(folder / "labelmap.nii.gz"): hashlib.sha256(b"new").hexdigest()}
     assert (folder / "labelmap.nii.gz").read_bytes() == b"new" and not staging.exists()
     # the stray file named like a leftover folder (rmtree refuses it) was passed over, not fatal
+
+
+@pytest.mark.parametrize("earlier", ["folder", "file", "link to a folder"])
+def test_a_committed_case_replaces_the_earlier_result_and_leaves_nothing_beside_it(tmp_path, earlier):
+    out = tmp_path / "out"
+    folder = out / "breast"
+    elsewhere = result_file(tmp_path / "user data", "keep.txt", b"the user's")
+    if earlier == "folder":
+        result_file(folder, "labelmap.nii.gz", b"old")
+    elif earlier == "file":
+        result_file(out, "breast", b"a file where the case folder goes")
+    else:
+        out.mkdir()
+        folder.symlink_to(elsewhere.parent, target_is_directory=True)
+    staging = case_commit.staging_folder(folder)
+    written = result_file(staging, "labelmap.nii.gz", b"new")
+    case_commit.commit_case_folder(staging, folder, [written])
+    assert sorted(p.name for p in out.iterdir()) == ["breast"] and not folder.is_symlink()
+    assert [p.name for p in folder.iterdir()] == ["labelmap.nii.gz"]
+    assert (folder / "labelmap.nii.gz").read_bytes() == b"new"
+    assert elsewhere.read_bytes() == b"the user's"  # a link is replaced, never followed into the user's folder
