@@ -36,14 +36,16 @@ def test_the_latest_done_line_of_each_case_counts_and_damaged_lines_are_passed_o
     journal.append({"case": "a", "status": "failed", "error": "boom"})  # a failure later: the done line stands
     journal.append(done("a", first, key="new"))
     journal.append({"case": "b", "status": "skipped"})
-    journal.append({"case": 7, "status": "done", "outputs": [str(first)], "output_sha256": {}})
+    journal.append(done(7, first))  # not a case name
+    journal.append(done("e", first, key="e"))
+    journal.append({"case": "e", "status": "failed", "outputs": [], "output_sha256": {}})  # a later --redo failed
     with open(journal.path, "ab") as stream:
         stream.write(b'[1, 2]\n"text"\n{"case": "c", "status": "done", "outp\xff\xfe')  # damaged, cut short by a kill
     with open(journal.path, "a", encoding="utf-8") as stream:
         stream.write("\n" + json.dumps(done("d", first, key="d")) + "\n")  # a line after the damage still counts
     finished = journal.finished_with()
-    assert sorted(finished) == ["a", "d"] and finished["a"]["key"] == "new"
-    assert [r.get("case") for r in journal.records()] == ["a", "a", "a", "b", 7, "d"]
+    assert sorted(finished) == ["a", "d", "e"] and finished["a"]["key"] == "new" and finished["e"]["key"] == "e"
+    assert [r.get("case") for r in journal.records()] == ["a", "a", "a", "b", 7, "e", "e", "d"]
     assert Journal(tmp_path / "nothing here").records() == [] == list(Journal(tmp_path / "none").finished_with())
 
 

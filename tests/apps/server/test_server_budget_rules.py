@@ -89,6 +89,8 @@ def test_a_reservation_grows_or_is_refused_keeping_what_it_held_and_measured_siz
         assert refusal(lambda: growing.grow(7 * MIB)).status == 429
         growing.resize(12 * MIB)  # measured after the request: recorded even over the budget
         assert busy.used == 17 * MIB
+        busy.reserve(0, "An empty body").release()  # nothing asked, nothing refused, even over the budget
+        assert busy.refusals == 1
         growing.resize(-5)
         other.release()
         assert busy.used == 0
