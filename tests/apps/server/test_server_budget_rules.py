@@ -38,6 +38,8 @@ def test_what_does_not_fit_now_is_429_with_retry_after_and_what_never_fits_is_41
     assert never.message == ("This upload needs about 101 MiB; this server's memory budget for all sessions is "
                              "100 MiB. Crop or downsample the volume, or ask the operator to raise --memory-budget-gb.")
     assert budget.used == 60 * MIB and budget.refusals == 2  # a refusal takes nothing
+    whole = refusal(lambda: budget.reserve(100 * MIB, "This upload"))  # the whole budget: fits once the rest is freed
+    assert whole.status == 429
     assert budget.reserve(40 * MIB, "Exactly what is left").bytes == 40 * MIB  # the last byte fits
     held.release()
     assert budget.used == 40 * MIB
@@ -70,7 +72,8 @@ def test_memory_pinned_for_the_cache_is_never_counted_on():
     never = refusal(lambda: user.refuse_if_never_fits(75 * MIB + 1, "This upload"))
     assert never.status == 413 and "this server's memory budget for all sessions is 100 MiB" in never.message
     over_own = refusal(lambda: MemoryBudget(10 * MIB, parent=server).refuse_if_never_fits(11 * MIB, "This upload"))
-    assert over_own.status == 413 and "is 10 MiB" in over_own.message
+    assert over_own.status == 413 and over_own.message.startswith("This upload needs about 11 MiB; ")
+    assert "is 10 MiB" in over_own.message
     pinned_413 = refusal(lambda: server.reserve(80 * MIB, "This upload"))  # free now, but the cache holds 25
     assert pinned_413.status == 413
 
@@ -125,6 +128,10 @@ def test_a_session_counts_its_volume_and_every_array_it_holds_once():
     for _ in range(5):
         shallow = [shallow]
     assert session_bytes(_Session(volume, {1: shallow})) == 1800
+    in_dicts: object = deep
+    for level in range(6):
+        in_dicts = {"level": in_dicts}
+        assert session_bytes(_Session(volume, {1: in_dicts})) == (1800 if level < 5 else 800), level
 
 
 def test_what_a_request_and_an_upload_are_counted_as():
@@ -165,8 +172,8 @@ def test_the_rate_limiter_forgets_the_client_seen_the_longest_ago():
     assert limiter.allow("b") == 0  # b starts again with a full one
 
 
-@pytest.mark.parametrize("upload, says", [(True, "upload limit of 512 MiB: crop the volume"),
-                                          (False, "limit of 64 MiB for a JSON request: send a smaller mask")])
+@pytest.mark.parametrize("upload, says", [(True, "upload limit of 1000 MiB: crop the volume"),
+                                          (False, "limit of 1000 MiB for a JSON request: send a smaller mask")])
 def test_a_body_over_the_limit_says_which_limit_and_what_to_do(upload, says):
-    message = too_large_message((512 if upload else 64) * MIB, upload)
+    message = too_large_message(1000 * MIB, upload)
     assert says in message and ("--max-upload-mb" if upload else "--max-json-mb") in message
