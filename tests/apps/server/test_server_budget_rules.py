@@ -115,7 +115,8 @@ class _Session:
 def test_a_session_counts_its_volume_and_every_array_it_holds_once():
     volume = type("V", (), {"array": np.zeros((4, 10, 10), np.int16)})()  # 800 bytes
     mask = np.zeros((4, 10, 10), bool)  # 400 bytes
-    history = [np.zeros(100, np.uint8), {"before": np.zeros(50, np.uint8), "label": "spleen", "n": 3}]
+    history = [np.zeros(100, np.uint8), {"before": np.zeros(50, np.uint8), "label": "spleen", "n": 3,
+                                         "lock": object()}]  # nothing but arrays counts
     session = _Session(volume, {1: _Object(mask, history), 2: _Object(mask, [(mask, None)])})  # shared mask: once
     assert session_bytes(session) == 800 + 400 + 100 + 50
     assert session_bytes(_Session(None, {})) == 0
@@ -132,6 +133,10 @@ def test_a_session_counts_its_volume_and_every_array_it_holds_once():
     for level in range(6):
         in_dicts = {"level": in_dicts}
         assert session_bytes(_Session(volume, {1: in_dicts})) == (1800 if level < 5 else 800), level
+    in_objects: object = deep
+    for level in range(6):
+        in_objects = _Object(in_objects)
+        assert session_bytes(_Session(volume, {1: in_objects})) == (1800 if level < 5 else 800), level
 
 
 def test_what_a_request_and_an_upload_are_counted_as():
