@@ -119,7 +119,7 @@ def test_a_session_counts_its_volume_and_every_array_it_holds_once():
                                          "lock": object()}]  # nothing but arrays counts
     session = _Session(volume, {1: _Object(mask, history), 2: _Object(mask, [(mask, None)])})  # shared mask: once
     assert session_bytes(session) == 800 + 400 + 100 + 50
-    assert session_bytes(_Session(None, {})) == 0
+    assert session_bytes(_Session(None, {})) == 0 == session_bytes(object())  # nothing held yet
     deep = np.zeros(1000, np.uint8)
     nested: object = deep
     for _ in range(6):  # deeper than anything a session holds: not followed
