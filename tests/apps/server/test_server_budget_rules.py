@@ -154,16 +154,16 @@ def test_what_a_request_and_an_upload_are_counted_as():
 
 def test_the_rate_limit_lets_a_burst_through_then_one_request_per_refill():
     clock = FakeClock()
-    limiter = RateLimiter(60, clock)  # one a second, bursts of 60
-    assert all(limiter.allow("a") == 0 for _ in range(60))
-    assert limiter.allow("a") == pytest.approx(1.0)  # the 61st waits a whole second
+    limiter = RateLimiter(120, clock)  # two a second, bursts of 120
+    assert all(limiter.allow("a") == 0 for _ in range(120))
+    assert limiter.allow("a") == pytest.approx(0.5)  # the 121st waits for half a token's second
     assert limiter.allow("b") == 0  # another client has its own bucket
-    clock.advance(0.25)
-    assert limiter.allow("a") == pytest.approx(0.75)  # a refused request costs nothing
-    clock.advance(0.75)
-    assert limiter.allow("a") == 0 and limiter.allow("a") == pytest.approx(1.0)
-    clock.advance(3600)  # a long quiet spell refills the bucket to 60, not more
-    assert sum(limiter.allow("a") == 0 for _ in range(70)) == 60
+    clock.advance(0.125)
+    assert limiter.allow("a") == pytest.approx(0.375)  # a refused request costs nothing
+    clock.advance(0.375)
+    assert limiter.allow("a") == 0 and limiter.allow("a") == pytest.approx(0.5)
+    clock.advance(3600)  # a long quiet spell refills the bucket to 120, not more
+    assert sum(limiter.allow("a") == 0 for _ in range(130)) == 120
 
 
 def test_the_rate_limiter_forgets_the_client_seen_the_longest_ago():
