@@ -55,12 +55,28 @@ def test_a_users_share_charges_the_server_and_a_refusal_upstairs_takes_nothing_f
     own = refusal(lambda: alice.reserve(30 * MIB, "This upload"))  # over alice's 70, not the server's 100
     assert own.status == 429 and "of the memory budget of your key (alice) (70 MiB)" in own.message
     full = refusal(lambda: bob.reserve(60 * MIB, "This upload"))  # fits bob's 70, not what the server has left
-    assert full.status == 429 and "this server's memory budget for all sessions (100 MiB)" in full.message
+    assert full.status == 429 and full.message.startswith("This upload needs about 60 MiB, but 50 MiB of this "
+                                                          "server's memory budget for all sessions (100 MiB)")
     assert (bob.used, server.used) == (0, 50 * MIB)
     never = refusal(lambda: alice.reserve(80 * MIB, "This upload"))
     assert never.status == 413 and never.message.endswith("raise memory_gb for your key in the key file.")
     first.release()
     assert (alice.used, bob.used, server.used) == (0, 0, 0)
+
+
+def test_the_servers_budget_judges_a_growth_by_the_whole_reservation_and_counts_measured_sizes():
+    server = MemoryBudget(100 * MIB)
+    user = MemoryBudget(200 * MIB, parent=server)  # a quota larger than the server's budget
+    held = user.reserve(60 * MIB, "A session")
+    never = refusal(lambda: held.grow(110 * MIB))  # +50 MiB would fit one day; 110 MiB in all never will
+    assert never.status == 413 and never.message.startswith("A session needs about 110 MiB; ")
+    assert (user.used, server.used) == (60 * MIB, 60 * MIB)
+    held.resize(150 * MIB)  # measured: recorded in both, though over the server's budget
+    assert (user.used, server.used) == (150 * MIB, 150 * MIB)
+    held.release()
+    server.reserve(100 * MIB, "Everything")
+    assert refusal(lambda: user.reserve(1, "One byte")).status == 429  # full means full, to the byte
+    assert user.used == 0
 
 
 def test_memory_pinned_for_the_cache_is_never_counted_on():
