@@ -92,6 +92,8 @@ def test_memory_pinned_for_the_cache_is_never_counted_on():
     assert "is 10 MiB" in over_own.message
     pinned_413 = refusal(lambda: server.reserve(80 * MIB, "This upload"))  # free now, but the cache holds 25
     assert pinned_413.status == 413
+    server.reserve(5 * MIB, "A second cache", pinned=True)
+    assert server.capacity == 70 * MIB  # pinned memory adds up
 
 
 def test_a_reservation_grows_or_is_refused_keeping_what_it_held_and_measured_sizes_always_count():
