@@ -40,6 +40,8 @@ def test_a_key_file_gives_each_user_their_quotas_or_the_defaults(tmp_path):
     (top,) = parse_key_file(f'[users]\nalice = {{ key = "{key_hash(ALICE)}", max_sessions = 100000, '
                             f'memory_gb = 1048576 }}\n', "keys.toml")  # the largest accepted
     assert (top.max_sessions, top.memory_bytes) == (100_000, 2**20 * GIB)
+    (least,) = parse_key_file(f'[users]\nalice = {{ key = "{key_hash(ALICE)}", max_sessions = 1 }}\n', "k")
+    assert least.max_sessions == 1  # the smallest accepted
 
 
 def test_a_user_without_quotas_gets_an_equal_share_and_never_more_than_the_server_has():
@@ -48,7 +50,7 @@ def test_a_user_without_quotas_gets_an_equal_share_and_never_more_than_the_serve
     ring = KeyRing([alice, bob, carol])
     assert ring.quota_sessions(alice, 10) == 3 and ring.quota_sessions(alice, 2) == 1  # a share, at least one
     assert ring.quota_sessions(bob, 10) == 10 and ring.quota_sessions(bob, 100) == 50
-    assert ring.quota_memory(alice, 9 * GIB) == 3 * GIB
+    assert ring.quota_memory(alice, 9 * GIB) == 3 * GIB and ring.quota_memory(alice, 10 * GIB) == 10 * GIB // 3
     assert ring.quota_memory(bob, 4 * GIB) == 4 * GIB and ring.quota_memory(bob, 16 * GIB) == 8 * GIB
     solo = KeyRing([alice])
     assert solo.quota_sessions(alice, 10) == 10 and solo.quota_memory(alice, 9 * GIB) == 9 * GIB
@@ -81,7 +83,7 @@ VALID = key_hash(ALICE)
     (f"[users]\nalice = {{ key = '{VALID}', max_sessions = 100001 }}\n", "max_sessions of alice"),
     (f"[users]\nalice = {{ key = '{VALID}', max_sessions = 2.0 }}\n", "max_sessions of alice"),
     (f"[users]\nalice = {{ key = '{VALID}', max_sessions = true }}\n", "max_sessions of alice"),
-    (f"[defaults]\nmax_sessions = 0\n[users]\nalice = '{VALID}'\n", "max_sessions of [defaults]"),
+    (f"[defaults]\nmax_sessions = 0\n[users]\nalice = '{VALID}'\n", "keys.toml: max_sessions of [defaults]"),
     (f"[users]\nalice = {{ key = '{VALID}', memory_gb = 0.009 }}\n",
      "keys.toml: memory_gb of alice must be a number from 0.01 to 1048576."),
     (f"[users]\nalice = {{ key = '{VALID}', memory_gb = 1048577 }}\n", "memory_gb of alice"),
@@ -102,18 +104,23 @@ def test_an_edited_key_file_takes_effect_within_a_second_and_a_broken_edit_keeps
     path.write_text(f'[users]\nalice = "{key_hash(ALICE)}"\n')
     ring = KeyRing.from_file(path, clock)
     assert ring.path == path and ring.find(ALICE).name == "alice"
+    clock.advance(2)
+    assert not ring.reload_if_changed() and "read again" not in caplog.text  # unchanged since it was first read
     path.write_text(f'[users]\nbob = "{key_hash(BOB)}"\n')
     clock.advance(0.9)
-    assert ring.find(BOB) is None  # not checked again yet
+    assert not ring.reload_if_changed() and ring.find(BOB) is None  # not checked again yet
     clock.advance(0.1)
     assert ring.find(BOB).name == "bob" and ring.find(ALICE) is None
-    assert "key file read again: 1 user(s)" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == ["key file read again: 1 user(s)"]
     clock.advance(5)
     assert not ring.reload_if_changed()  # unchanged: not read again
     path.write_text("[users]\nbob = 'not a hash'\n")
     clock.advance(5)
     assert not ring.reload_if_changed() and ring.find(BOB).name == "bob"
-    assert "cannot be used" in caplog.text and "the keys read before stay in force" in caplog.text
+    assert caplog.records[-1].getMessage() == (f"the key file changed but cannot be used ({path}: user 'bob' needs a "
+                                               "key hash \"sha256:<64 hex digits>\" (make a key and its line with: "
+                                               "python -m medsam3.apps.server.keys bob).); the keys read before stay "
+                                               "in force")
     path.write_text(f'[users]\ncarol = "{key_hash(ALICE)}"\n')
     os.utime(path, ns=(0, 0))
     assert ring.reload_if_changed(force=True) and ring.find(ALICE).name == "carol"  # at once when forced
@@ -126,6 +133,10 @@ def test_an_unreadable_key_file_is_one_line(tmp_path):
     (tmp_path / "latin1.toml").write_bytes(b"[users]\nalice = '\xe9'\n")
     with pytest.raises(KeyFileError, match="Cannot read the key file"):
         KeyRing.from_file(tmp_path / "latin1.toml")
+    (tmp_path / "empty.toml").write_text("[users]\n")
+    with pytest.raises(KeyFileError) as raised:
+        KeyRing.from_file(tmp_path / "empty.toml")
+    assert str(raised.value).startswith(f"{tmp_path / 'empty.toml'} needs a [users] table")
 
 
 def test_a_new_key_line_admits_exactly_the_new_key():
