@@ -109,3 +109,19 @@ def test_a_geometry_that_cannot_be_read_is_the_same_only_as_the_identical_text()
     for unreadable in ("", "1;2;3;", good.replace("1.0;", "one;", 1), good + "7;"):
         assert same_geometry(unreadable, unreadable) and not same_geometry(unreadable, good), unreadable
         assert not same_geometry(good, unreadable)
+
+
+def test_every_corner_counts_and_the_tolerance_follows_the_smallest_spacing_on_a_turned_grid():
+    grid = np.diag([0.5, 1.0, 2.0, 1.0])
+    assert same_geometry(_serialized(grid), _serialized(grid), tolerance_voxels=0)  # identical: the same, exactly
+    for axis, last in ((0, 99), (1, 49), (2, 9)):  # the same at the last voxel along one axis, 0.01 mm off at 0
+        pivoted = grid.copy()
+        pivoted[axis, 3] += 0.01
+        pivoted[axis, axis] -= 0.01 / last
+        assert not same_geometry(_serialized(grid), _serialized(pivoted)), axis
+    c = s = np.sqrt(0.5)
+    turned = np.eye(4)
+    turned[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ np.diag([0.5, 1.0, 2.0])  # 45 degrees about z
+    moved = turned.copy()
+    moved[2, 3] += 0.0006  # over a thousandth of the 0.5 mm voxel (the rows of the matrix are ~0.79 long)
+    assert not same_geometry(_serialized(turned), _serialized(moved))
