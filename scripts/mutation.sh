@@ -32,14 +32,14 @@ modules=(
   "model_frame|medsam3/geometry/model_frame.py|tests/engine/geometry/test_model_frame.py tests/engine/geometry/test_slicing.py tests/engine/model/test_preprocessing_parity.py"
   "volume|medsam3/geometry/volume.py|tests/engine/geometry tests/apps/test_bad_volumes.py"
   "session|medsam3/interaction/session.py|tests/engine/interaction/test_session.py"
-  "server_auth|medsam3/apps/server/app.py|tests/apps/server/test_server.py tests/apps/server/test_server_hardening.py"
-  "server_limits|medsam3/apps/server/rate_limit.py medsam3/apps/server/memory_budget.py|tests/apps/server/test_server_limits.py tests/apps/server/test_server_hardening.py"
+  "server_auth|medsam3/apps/server/keys.py medsam3/apps/server/gate.py|tests/apps/server/test_server_key_file.py tests/apps/server/test_server_gate.py tests/apps/server/test_server_users.py tests/apps/server/test_server.py tests/apps/server/test_server_limits.py"
+  "server_limits|medsam3/apps/server/rate_limit.py medsam3/apps/server/memory_budget.py medsam3/apps/server/body_limit.py|tests/apps/server/test_server_budget_rules.py tests/apps/server/test_server_limits.py tests/apps/server/test_server_gate.py tests/apps/server/test_server_hardening.py"
   "wire_format|medsam3/transports/wire_format.py|tests/apps/server/test_wire_format.py tests/apps/server/test_prompt_messages.py tests/apps/server/test_server_hardening.py tests/apps/server/test_server_limits.py tests/apps/test_bad_volumes.py"
   "metrics|medsam3/apps/evaluation/metrics.py|tests/apps/evaluation/test_evaluate_metrics.py"
   "click_simulator|medsam3/apps/evaluation/click_simulator.py|tests/apps/evaluation/test_click_simulator.py tests/apps/evaluation/test_evaluate_metrics.py tests/apps/evaluation/test_evaluate_command.py"
-  "batch_journal|medsam3/apps/batch/journal.py|tests/apps/batch/test_batch.py"
-  "segment_io|MedicalSAM3SlicerLib/segment_io.py|tests/bridge/test_slicer_segments.py tests/bridge/test_slicer_exports.py"
-  "outputs|medsam3/apps/batch/outputs.py medsam3/files/seg_nrrd.py|tests/engine/files tests/apps/cli/test_cli_outputs.py"
+  "batch_journal|medsam3/apps/batch/journal.py medsam3/apps/batch/case_commit.py|tests/apps/batch/test_batch_journal.py tests/apps/batch/test_batch_resume.py tests/apps/batch/test_batch.py"
+  "segment_io|MedicalSAM3SlicerLib/segment_io.py|tests/bridge/test_slicer_segments.py tests/bridge/test_slicer_closed_surface.py tests/bridge/test_slicer_oblique_geometry.py tests/bridge/test_slicer_data_safety.py"
+  "outputs|medsam3/files/outputs.py medsam3/files/seg_nrrd.py|tests/engine/files tests/apps/cli/test_cli_outputs.py tests/apps/test_one_writer.py tests/bridge/test_slicer_exports.py"
 )
 
 wanted=("$@")

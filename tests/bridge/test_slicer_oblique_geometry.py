@@ -80,3 +80,48 @@ def test_geometries_compare_numerically():
                              "1;0;0;0;0;1;0;0;0;0;1;0;0;0;0;1;0;9;0;9;0;8;")  # another extent
     assert not same_geometry("1;0;0;0;0;1;0;0;0;0;1;0;0;0;0;1;0;9;0;9;0;9;",
                              "1;0;0;0.5;0;1;0;0;0;0;1;0;0;0;0;1;0;9;0;9;0;9;")  # half a voxel shifted
+
+
+def _serialized(matrix, extent=(0, 99, 0, 49, 0, 9)) -> str:
+    return "".join(f"{float(value)!r};" for value in [*np.asarray(matrix, float).ravel(), *extent])
+
+
+def test_two_grids_are_the_same_only_when_every_corner_voxel_is_within_a_thousandth_of_a_voxel():
+    grid = np.diag([0.5, 1.0, 2.0, 1.0])  # anisotropic: the tolerance is a thousandth of the smallest spacing
+    for shift, same in ((0.0004, True), (0.0006, False)):
+        moved = grid.copy()
+        moved[:3, 3] += [0, 0, shift]
+        assert same_geometry(_serialized(grid), _serialized(moved)) is same, shift
+    tilted = grid.copy()
+    tilted[1, 0] = 1e-5  # the same first voxel; 99 voxels along i, 0.001 mm off
+    assert same_geometry(_serialized(grid), _serialized(tilted), tolerance_voxels=0.003)
+    assert not same_geometry(_serialized(grid), _serialized(tilted))  # over half a thousandth of 0.5 mm at i = 99
+    far = grid.copy()
+    far[2, 2] = 2.0001  # 0.0009 mm off at k = 9 only
+    assert not same_geometry(_serialized(grid), _serialized(far))
+    assert same_geometry(_serialized(grid), _serialized(grid, (0.0, 99.0, 0, 49, 0, 9)))  # extents as Slicer writes
+    assert not same_geometry(_serialized(grid), _serialized(grid, (1, 99, 0, 49, 0, 9)))
+    assert not same_geometry(_serialized(grid), _serialized(grid, (0, 99, 0, 49, 0, 10)))
+
+
+def test_a_geometry_that_cannot_be_read_is_the_same_only_as_the_identical_text():
+    good = _serialized(np.eye(4))
+    for unreadable in ("", "1;2;3;", good.replace("1.0;", "one;", 1), good + "7;"):
+        assert same_geometry(unreadable, unreadable) and not same_geometry(unreadable, good), unreadable
+        assert not same_geometry(good, unreadable)
+
+
+def test_every_corner_counts_and_the_tolerance_follows_the_smallest_spacing_on_a_turned_grid():
+    grid = np.diag([0.5, 1.0, 2.0, 1.0])
+    assert same_geometry(_serialized(grid), _serialized(grid), tolerance_voxels=0)  # identical: the same, exactly
+    for axis, last in ((0, 99), (1, 49), (2, 9)):  # the same at the last voxel along one axis, 0.01 mm off at 0
+        pivoted = grid.copy()
+        pivoted[axis, 3] += 0.01
+        pivoted[axis, axis] -= 0.01 / last
+        assert not same_geometry(_serialized(grid), _serialized(pivoted)), axis
+    c = s = np.sqrt(0.5)
+    turned = np.eye(4)
+    turned[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ np.diag([0.5, 1.0, 2.0])  # 45 degrees about z
+    moved = turned.copy()
+    moved[2, 3] += 0.0006  # over a thousandth of the 0.5 mm voxel (the rows of the matrix are ~0.79 long)
+    assert not same_geometry(_serialized(turned), _serialized(moved))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def too_large_message(limit: int, upload: bool = True) -> str:
+def too_large_message(limit: int, upload: bool) -> str:
     if upload:
         return (f"The request body is larger than this server's upload limit of {limit / 1024**2:.0f} MiB: crop the "
                 "volume to the region of interest, or ask the operator to raise --max-upload-mb.")
