@@ -18,7 +18,7 @@ from medsam3.interaction.session import MaskUpdate
 from medsam3.transports.wire_format import (
     WireFormatError, decode_mask_bits, decode_volume, decoded_bytes, encode_mask_bits, encode_volume,
     full_mask_from_region, mask_update_from_message, mask_update_to_message, read_volume_header, region_of_mask,
-    slice_prompt_from_message, voxel_count)
+    prompt_from_message, voxel_count)
 
 MATRIX = np.array([[0.0, 0.0, -2.5, 10.0], [-0.8, 0.0, 0.0, 20.0], [0.0, 0.7, 0.0, -30.0], [0.0, 0.0, 0.0, 1.0]])
 
@@ -214,19 +214,19 @@ def test_a_mask_update_the_client_cannot_read_is_one_clear_error(message):
 def test_a_starting_slice_mask_of_the_wrong_shape_or_size_is_refused():
     bits = encode_mask_bits(np.ones((2, 2), bool))
     prompt = {"axis": "axial", "mask": {"shape": [2, 2], "bits": bits}}
-    assert slice_prompt_from_message(prompt).mask.shape == (2, 2)
-    assert slice_prompt_from_message({"axis": "axial", "points": [{"ijk": [1, 2, 3]}]}).points[0].positive
+    assert prompt_from_message(prompt).mask.shape == (2, 2)
+    assert prompt_from_message({"axis": "axial", "points": [{"ijk": [1, 2, 3]}]}).points[0].positive
     for shape in ([2, 2, 2], [0, 4], [4]):
         with pytest.raises(WireFormatError, match=r"^A starting slice mask must be a 2D \(rows, columns\) mask; got "
                                                   rf"shape \[{', '.join(map(str, shape))}\]\.$"):
-            slice_prompt_from_message({"axis": "axial", "mask": {"shape": shape, "bits": bits}})
+            prompt_from_message({"axis": "axial", "mask": {"shape": shape, "bits": bits}})
     one_row = encode_mask_bits(np.ones((1, 7), bool))  # a starting mask one pixel high is still a mask
-    assert slice_prompt_from_message({"axis": "axial", "mask": {"shape": [1, 7], "bits": one_row}}).mask.all()
+    assert prompt_from_message({"axis": "axial", "mask": {"shape": [1, 7], "bits": one_row}}).mask.all()
     with pytest.raises(WireFormatError, match=r"got shape \[97, 172961\]"):  # one pixel over 4096 x 4096
-        slice_prompt_from_message({"axis": "axial", "mask": {"shape": [97, 172961], "bits": bits}})
+        prompt_from_message({"axis": "axial", "mask": {"shape": [97, 172961], "bits": bits}})
     with pytest.raises(WireFormatError, match=r"^The mask data has 1 bytes where its header declares 2097152\.$"):
-        slice_prompt_from_message({"axis": "axial", "mask": {"shape": [4096, 4096], "bits": bits}})  # accepted size
-    assert slice_prompt_from_message({"axis": "axial", "mask": {"shape": [2, 2], "bits": bits}},
-                                     max_mask_pixels=4).mask.all()
+        prompt_from_message({"axis": "axial", "mask": {"shape": [4096, 4096], "bits": bits}})  # accepted size
+    assert prompt_from_message({"axis": "axial", "mask": {"shape": [2, 2], "bits": bits}},
+                               max_mask_pixels=4).mask.all()
     with pytest.raises(WireFormatError, match=r"got shape \[2, 2\]"):
-        slice_prompt_from_message({"axis": "axial", "mask": {"shape": [2, 2], "bits": bits}}, max_mask_pixels=3)
+        prompt_from_message({"axis": "axial", "mask": {"shape": [2, 2], "bits": bits}}, max_mask_pixels=3)
