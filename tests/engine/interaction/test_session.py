@@ -24,6 +24,7 @@ def test_update_covers_only_the_changed_region_and_rebuilds_the_mask():
     rebuilt = np.zeros(case.mask.shape, dtype=bool)
     update.apply_to(rebuilt)
     np.testing.assert_array_equal(rebuilt, session.mask(1))
+    assert update.values.dtype == bool and session.mask(1).dtype == bool  # a mask, not numbers to threshold
     assert dice(rebuilt, expected) >= 0.999
     assert update.values.size < case.mask.size / 20  # one slice's box, not the volume
     k0, k1 = update.box[:2]
