@@ -205,7 +205,7 @@ def test_nothing_to_undo_or_redo_gives_an_empty_update_for_that_object_and_an_un
         untouched = on_slice.copy()
         update.apply_to(untouched)
         np.testing.assert_array_equal(untouched, on_slice)
-    session.set_mask(3, on_slice)
+    assert session.set_mask(3, on_slice).label == "liver"  # a mask sent without a name keeps the object's name
     reset = session.reset(3)  # the update a client applies: False where the object was
     assert reset.values.dtype == bool and reset.values.size and not reset.values.any()
     for action in (session.undo, session.redo):
