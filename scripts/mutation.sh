@@ -89,7 +89,9 @@ PRELOAD
     printf '%-16s did not run: see %s\n' "$name" "$log"
     continue
   fi
-  (cd "$copy" && "$mutmut" results 2>/dev/null | while read -r mutant _; do
+  # (not the mutants MUTATION_MUTANTS left out: mutmut lists them as "not checked")
+  (cd "$copy" && "$mutmut" results 2>/dev/null | while read -r mutant status; do
+     [ "$status" != "not checked" ] || continue
      mutant="${mutant%:}"; echo "=== $mutant"; "$mutmut" show "$mutant" 2>/dev/null; done) >"$out/$name.survivors.txt" || true
   "$python" - "$stats" "$name" <<'PY'
 import json, sys

@@ -24,6 +24,7 @@ def test_update_covers_only_the_changed_region_and_rebuilds_the_mask():
     rebuilt = np.zeros(case.mask.shape, dtype=bool)
     update.apply_to(rebuilt)
     np.testing.assert_array_equal(rebuilt, session.mask(1))
+    assert update.values.dtype == bool and session.mask(1).dtype == bool  # a mask, not numbers to threshold
     assert dice(rebuilt, expected) >= 0.999
     assert update.values.size < case.mask.size / 20  # one slice's box, not the volume
     k0, k1 = update.box[:2]
@@ -204,7 +205,7 @@ def test_nothing_to_undo_or_redo_gives_an_empty_update_for_that_object_and_an_un
         untouched = on_slice.copy()
         update.apply_to(untouched)
         np.testing.assert_array_equal(untouched, on_slice)
-    session.set_mask(3, on_slice)
+    assert session.set_mask(3, on_slice).label == "liver"  # a mask sent without a name keeps the object's name
     reset = session.reset(3)  # the update a client applies: False where the object was
     assert reset.values.dtype == bool and reset.values.size and not reset.values.any()
     for action in (session.undo, session.redo):
@@ -226,7 +227,9 @@ def test_a_prompt_that_changes_nothing_gives_an_empty_update_that_still_names_th
     assert (again.object_id, again.box, again.axis, again.label) == (1, (0, 0, 0, 0, 0, 0), "axial", "spleen")
     assert again.slice_scores == {k: 1.0}
     np.testing.assert_array_equal(session.mask(1), on_slice)
-    assert session.undo(1).is_empty  # undoing the click that changed nothing changes nothing
+    nothing = session.undo(1)  # undoing the click that changed nothing changes nothing, still for that object
+    assert nothing.is_empty and nothing.slice_scores == {}  # no prediction was undone: no scores to show
+    assert (nothing.object_id, nothing.axis, nothing.label) == (1, "axial", "spleen")
     np.testing.assert_array_equal(session.mask(1), on_slice)
     restored = session.undo(1)  # the first click: its slice box back to empty
     assert restored.box[:2] == (k, k + 1) and not restored.values.any()
@@ -348,7 +351,7 @@ def test_undo_and_redo_updates_name_the_object_and_its_view_and_the_history_keep
     done = session.add_prompt(1, SlicePrompt("coronal", points=(PointPrompt(ijk),)))
     undone = session.undo(1)
     assert (undone.object_id, undone.axis, undone.label, undone.box) == (1, "coronal", "spleen", done.box)
-    assert not undone.values.any()
+    assert not undone.values.any() and undone.slice_scores == {}  # an undo predicts nothing: no scores
     redone = session.redo(1)
     assert (redone.object_id, redone.axis, redone.label, redone.box) == (1, "coronal", "spleen", done.box)
     np.testing.assert_array_equal(redone.values, done.values)
