@@ -64,7 +64,7 @@ def test_a_folder_where_the_log_belongs_is_one_clear_error(tmp_path):
     with pytest.raises(VolumeError) as raised:
         Journal(tmp_path).finished_with()
     message = str(raised.value)
-    assert message == (f"{tmp_path / JOURNAL_NAME} is a folder, where the batch keeps its log: move it away or give "
+    assert message == (f"{tmp_path / JOURNAL_NAME} is a folder, where the run keeps its log: move it away or give "
                        "another --output.")
 
 

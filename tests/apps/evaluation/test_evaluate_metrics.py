@@ -286,7 +286,7 @@ def test_nsd_without_monai_says_what_to_install(monkeypatch):
 
     truth, prediction = _hand_made_pairs()["inside"]
     monkeypatch.setitem(sys.modules, "monai.metrics", None)  # an import of it now fails
-    with pytest.raises(MedSam3Error, match=r"^NSD needs MONAI: install it with pip install -r "
-                                           r"requirements/evaluation\.txt \(monai==1\.6\.1\)\.$"):
+    with pytest.raises(MedSam3Error, match=r'^The NSD needs monai, which is not installed: pip install "medsam3\[evaluation\]" '
+                                           r"\(in a checkout: pip install -r requirements/evaluation\.txt\)$"):
         normalised_surface_distance(truth, prediction, (1.0, 1.0, 1.0))
     assert normalised_surface_distance(truth, np.zeros_like(truth), (1.0, 1.0, 1.0)) == 0.0  # no MONAI needed

@@ -11,7 +11,8 @@ import pytest
 
 from medsam3.apps.server.api_errors import ApiError
 from medsam3.apps.server.body_limit import too_large_message
-from medsam3.apps.server.memory_budget import MemoryBudget, request_bytes, session_bytes, upload_bytes, voxels_of
+from medsam3.apps.server.memory_budget import (MemoryBudget, RequestKind, request_bytes, session_bytes, upload_bytes,
+                                              voxels_of)
 from medsam3.apps.server.rate_limit import RateLimiter
 
 from server_harness import FakeClock
@@ -162,11 +163,11 @@ def test_what_a_request_and_an_upload_are_counted_as():
     assert voxels == 600_000 and voxels_of((2000, 2000, 2000)) == 8 * 10**9  # no 32-bit overflow
     slice_allowance = 8 * MIB
     # whole-volume masks of one byte a voxel: the result, the merge with the object's mask, its undo record
-    assert request_bytes(voxels, "prompt") == request_bytes(voxels, "mask") == 4 * voxels + slice_allowance
-    assert request_bytes(voxels, "edit") == 2 * voxels + slice_allowance
-    assert request_bytes(voxels, "text") == 4 * voxels + slice_allowance  # one phrase: three masks of instances
-    assert request_bytes(voxels, "text", phrases=3) == 10 * voxels + slice_allowance
-    assert request_bytes(voxels, "text", phrases=0) == request_bytes(voxels, "text")
+    assert request_bytes(voxels, RequestKind.PROMPT) == request_bytes(voxels, RequestKind.MASK) == 4 * voxels + slice_allowance
+    assert request_bytes(voxels, RequestKind.EDIT) == 2 * voxels + slice_allowance
+    assert request_bytes(voxels, RequestKind.TEXT) == 4 * voxels + slice_allowance  # one phrase: three masks of instances
+    assert request_bytes(voxels, RequestKind.TEXT, phrases=3) == 10 * voxels + slice_allowance
+    assert request_bytes(voxels, RequestKind.TEXT, phrases=0) == request_bytes(voxels, RequestKind.TEXT)
     assert upload_bytes(1000, 5000) == 11_000  # the body, the voxels, one converted copy
 
 
