@@ -56,7 +56,7 @@ class MissingExtra(MedSam3Error):
 
 # The import names of pyproject.toml's extras (tests/extension/test_pip_install.py holds the two equal).
 EXTRAS = {"server": ("fastapi", "starlette", "pydantic", "uvicorn"), "ray": ("ray",),
-          "evaluation": ("matplotlib", "monai"), "dicom": ("pydicom", "highdicom")}
+          "evaluation": ("matplotlib", "monai"), "dicom": ("pydicom", "highdicom"), "finetune": ("peft", "accelerate")}
 
 
 def require_extra(extra: str, what: str) -> None:

@@ -65,3 +65,12 @@ def test_a_dicom_seg_without_the_dicom_extra_is_a_note_and_the_labelmap_is_writt
     assert any(line.startswith("note: no DICOM SEG: A DICOM SEG needs highdicom, which is not installed: pip install "
                                '"medsam3[dicom]"') for line in run.stdout.splitlines()), run.stdout
     assert (tmp_path / "out" / "labelmap.nii.gz").is_file()
+
+
+def test_finetune_with_lora_without_peft_says_what_to_install_before_reading_data_or_making_a_folder(tmp_path):
+    run = medsam3_without("peft", "finetune", str(msd_folder(tmp_path)), "--output", str(tmp_path / "out"),
+                          "--train", "lora", "--base", str(tmp_path / "no-model"))
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.splitlines() == ['medsam3 finetune --train lora needs peft, which is not installed: pip install '
+                                       '"medsam3[finetune]" (in a checkout: pip install -r requirements/finetune.txt)']
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.training").exists()

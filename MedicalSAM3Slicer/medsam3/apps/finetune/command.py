@@ -13,7 +13,7 @@ import shutil
 import signal
 from pathlib import Path
 
-from ...errors import MedSam3Error
+from ...errors import MedSam3Error, require_extra
 
 DESCRIPTION = ("Teach the model your own structures: fine-tune Medical SAM3's text detector on labelled cases and "
                "save a model folder that segment, serve, evaluate and the Slicer module load by path. DATA is "
@@ -71,6 +71,8 @@ def _check_arguments(args: argparse.Namespace, output: Path, state: Path) -> Non
     if state.exists() and not args.resume:
         raise MedSam3Error(f"A stopped fine-tuning run of {output} is in {state}: add --resume to continue it, or "
                            "remove that folder to start over.")
+    if args.train == "lora":
+        require_extra("finetune", "medsam3 finetune --train lora")  # before a model loads or a folder is made
     if args.resume and not state.exists():
         raise MedSam3Error(f"--resume: there is no stopped run of {output} ({state} does not exist); leave out "
                            "--resume to start.")
