@@ -41,6 +41,7 @@ class Client:
         self.clock = FakeClock()
         self.budget = MemoryBudget(budget_bytes)
         self.seen: dict = {}
+        self.keep_upload = False  # the route takes the upload and its reservation (a session holds them)
         self.gate = RequestGate(self._route, self.settings, keys, RateLimiter(self.settings.requests_per_minute,
                                                                               self.clock),
                                 self.budget, quota or (lambda user: self.budget.capacity))
@@ -50,8 +51,10 @@ class Client:
             self.seen["type"] = scope["type"]
             return
         message = await receive()
+        assert message == {"type": "http.request", "body": message["body"], "more_body": False}  # the whole body
         self.seen.update(user=scope.get(USER), budget=scope.get(BUDGET), body=message["body"], used=self.budget.used,
-                         upload=scope.get(UPLOAD), next=await receive())
+                         upload=scope.pop(UPLOAD, None) if self.keep_upload else scope.get(UPLOAD),
+                         next=await receive())
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
@@ -64,8 +67,8 @@ class Client:
         scope = {"type": "http", "method": method, "path": path, "query_string": query, "client": client,
                  "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
                              if v is not None]}
-        messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} if c is not STALL else c
-                    for i, c in enumerate(chunks)] or [{"type": "http.request", "body": b"", "more_body": False}]
+        messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} if isinstance(c, bytes)
+                    else c for i, c in enumerate(chunks)] or [{"type": "http.request", "body": b"", "more_body": False}]
         self.reads, sent = 0, []
 
         async def receive():
@@ -176,7 +179,7 @@ def test_a_client_of_another_release_gets_426_with_what_to_install():
 
 
 @pytest.mark.parametrize("path, upload", [("/sessions", True), ("/sessions/", True), ("/sessions/s/prompts", False),
-                                          ("/sessionsx", False)])
+                                          ("/sessionsX", False)])
 def test_a_body_over_its_limit_is_413_declared_or_streamed_and_one_at_the_limit_passes(path, upload):
     limit = 2048
     client = Client(max_upload_bytes=limit if upload else 10 * limit, max_json_bytes=limit if not upload else 1024)
@@ -204,10 +207,35 @@ def test_a_body_that_could_never_fit_the_budget_is_413_from_its_declared_size():
                                        "sessions (less the cache's share) is 16 MiB.")
     status, answer, _ = client.request("POST", "/sessions", length=16 * MIB + 1)
     assert status == 413 and error(answer)[1].startswith("This upload needs about 16 MiB") and client.reads == 0
+    status, _, _ = client.request("POST", "/sessions/s/prompts", chunks=[b"x" * 100], length=4 * MIB)
+    assert status == 200  # exactly the budget could fit: read, not refused from its headers
     held = client.budget.reserve(15 * MIB, "another session")
     status, answer, _ = client.request("POST", "/sessions/s/prompts", chunks=[b"x" * MIB])  # fits, not now
     assert status == 429 and error(answer)[1].startswith("This request's body needs about 4 MiB")
+    status, answer, _ = client.request("POST", "/sessions", chunks=[b"x" * MIB, b"x" * MIB])
+    assert status == 429 and error(answer)[1].startswith("This upload needs about 1 MiB, but 16 MiB")
     held.release()
+    assert client.budget.used == 0
+
+
+def test_an_empty_body_holds_nothing_and_a_message_may_leave_out_body_and_more_body():
+    client = Client()
+    assert client.request("POST", "/sessions/s/prompts", chunks=[{"type": "http.request"}])[0] == 200
+    assert (client.seen["body"], client.seen["used"]) == (b"", 0)
+    full = client.budget.reserve(client.budget.total, "everything")
+    assert client.request("POST", "/sessions/s/prompts", chunks=[b""])[0] == 200  # an empty body fits a full budget
+    full.release()
+
+
+def test_an_upload_the_route_took_stays_held_and_one_it_left_is_given_back():
+    client = Client()
+    client.keep_upload = True
+    assert client.request("POST", "/sessions", chunks=[b"x" * 1000])[0] == 200
+    body, reservation = client.seen["upload"]
+    assert client.budget.used == 1000  # held for the session the route made of it
+    reservation.release()
+    client.keep_upload = False
+    assert client.request("POST", "/sessions", chunks=[b"x" * 1000])[0] == 200
     assert client.budget.used == 0
 
 
