@@ -11,6 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from medsam3 import __version__
 from medsam3.errors import VolumeError, missing_extra
 from medsam3.files import outputs
 from medsam3.files.outputs import (CodedSegment, ResultFiles, coded_segment, dicom_seg, label_masks,
@@ -18,7 +19,7 @@ from medsam3.files.outputs import (CodedSegment, ResultFiles, coded_segment, dic
 from medsam3.files.seg_nrrd import read_seg_nrrd
 from medsam3.files.segment_colours import segment_colour
 from medsam3.files.volume_io import read_volume
-from medsam3.geometry.volume import Volume
+from medsam3.geometry.volume import LPS_TO_RAS, Volume
 
 from cases import data_path
 from server_harness import mask_colour_pixels
@@ -113,13 +114,40 @@ def test_without_dicom_sources_or_highdicom_the_note_says_why_and_the_other_file
     assert str(expected).startswith("A DICOM SEG needs highdicom")
 
 
-def test_a_dicom_seg_is_automatic_unless_said_and_reads_back_on_its_frames(series):
+def test_a_dicom_seg_is_automatic_unless_said_and_reads_back_on_its_frames(series, tmp_path):
+    import highdicom as hd
+
     volume, files = series
     labels = labels_of(volume)
     segments = [coded_segment(name, index) for index, name in enumerate(NAMES)]
     seg = dicom_seg(files, volume, label_masks(labels, 3), segments)
     assert [d.SegmentAlgorithmType for d in seg.SegmentSequence] == ["AUTOMATIC"] * 3
     assert [d.SegmentLabel for d in seg.SegmentSequence] == ["Spleen", "My blob", "Other blob"]
+    assert [(d.SegmentedPropertyCategoryCodeSequence[0].CodingSchemeDesignator,
+             d.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator) for d in seg.SegmentSequence] == \
+        [(s.category[0], s.type[0]) for s in segments]
+    modifier = seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0]
+    assert "SegmentedPropertyTypeModifierCodeSequence" not in modifier  # the spleen has none
+    algorithm = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("MedicalSAM3Slicer", __version__)
+    assert (seg.Manufacturer, seg.ManufacturerModelName, seg.SoftwareVersions, seg.DeviceSerialNumber,
+            seg.SeriesDescription, seg.SeriesNumber, seg.InstanceNumber) == (
+        "MedicalSAM3Slicer", "Medical SAM3", __version__, "0", "MedicalSAM3 segmentation", 300, 1)
+    assert seg.NumberOfFrames == 3 * len(files)  # every slice of every segment, empty ones too
+    saved = tmp_path / "seg.dcm"
+    seg.save_as(saved)
+    read = hd.seg.segread(saved)
+    slice_of = {}
+    for file in files:
+        position = pydicom.dcmread(file, stop_before_pixels=True)
+        ijk = volume.ras_to_ijk @ LPS_TO_RAS @ np.r_[np.asarray(position.ImagePositionPatient, float), 1.0]
+        slice_of[position.SOPInstanceUID] = int(round(ijk[2]))
+    sources = sorted(slice_of, key=slice_of.get)
+    pixels = read.get_pixels_by_source_instance(sources, segment_numbers=[1, 2, 3])
+    np.testing.assert_array_equal(np.moveaxis(pixels, -1, 0) > 0, label_masks(labels, 3))
+    kidney = dicom_seg(files, volume, label_masks(labels, 1), [coded_segment("sin kidney", 0)])
+    coded = kidney.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence[0]
+    assert (coded.CodingSchemeDesignator, coded.CodeValue, coded.CodeMeaning) == ("SCT", "7771000", "Left")
     semi = dicom_seg(files, volume, label_masks(labels, 3), segments, automatic=False)
     assert [d.SegmentAlgorithmType for d in semi.SegmentSequence] == ["SEMIAUTOMATIC"] * 3
 
