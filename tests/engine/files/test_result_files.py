@@ -213,3 +213,18 @@ def test_a_volume_off_its_images_grid_gives_no_dicom_seg(series, how):
     shifted[:3, 3] += volume.ijk_to_ras[:3, 0] * 0.005  # within rounding of the image positions: accepted
     assert dicom_seg(files, Volume(volume.array, shifted), label_masks(labels_of(volume), 1),
                      [coded_segment("spleen", 0)]) is not None
+
+
+def test_a_segment_keeps_its_slicer_terminology_entry_and_one_without_is_coded_from_its_name():
+    kidney = coded_segment("sin kidney", 0)
+    assert CodedSegment.from_serialized(kidney.name, kidney.colour, kidney.serialized()) == kidney
+    custom = CodedSegment("Lesion 2", (0.1, 0.2, 0.3), "My context", ("SCT", "49755003", "Altered"),
+                          ("SCT", "108369006", "Neoplasm"), ("SCT", "24028007", "Right"))
+    assert custom.serialized() == ("My context~SCT^49755003^Altered~SCT^108369006^Neoplasm~SCT^24028007^Right~~^^~^^")
+    assert CodedSegment.from_serialized("Lesion 2", (0.1, 0.2, 0.3), custom.serialized()) == custom
+    drawn = CodedSegment.from_serialized("left kidney drawn", (0.5, 0.5, 0.0), "")  # drawn by hand: no entry
+    assert (drawn.name, drawn.colour) == ("left kidney drawn", (0.5, 0.5, 0.0))
+    # a known name gets the terminology's codes, with the name and colour it has
+    assert CodedSegment.from_serialized("Kidney", (1.0, 0.0, 0.0), "") == CodedSegment(
+        "Kidney", (1.0, 0.0, 0.0), *[getattr(coded_segment("kidney", 0), f) for f in ("context", "category", "type",
+                                                                                        "modifier")])
