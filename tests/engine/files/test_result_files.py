@@ -192,7 +192,8 @@ GRID = ("the volume's voxel grid differs from its DICOM images (it was resampled
         "cannot be made on it.")
 
 
-@pytest.mark.parametrize("how", ["rows reversed", "columns reversed", "half a voxel off", "0.02 voxel off"])
+@pytest.mark.parametrize("how", ["rows reversed", "columns reversed", "rows turned back", "columns turned back",
+                                 "half a voxel off", "0.02 voxel off"])
 def test_a_volume_off_its_images_grid_gives_no_dicom_seg(series, how):
     volume, files = series
     matrix = volume.ijk_to_ras.copy()
@@ -203,6 +204,8 @@ def test_a_volume_off_its_images_grid_gives_no_dicom_seg(series, how):
     elif how == "columns reversed":
         matrix[:3, 3] += matrix[:3, 1] * (size[1] - 1)
         matrix[:3, 1] *= -1
+    elif how.endswith("turned back"):  # the first voxel still on the images' first pixel, the axis the other way
+        matrix[:3, 0 if how.startswith("rows") else 1] *= -1
     else:
         matrix[:3, 3] += matrix[:3, 0] * (0.5 if how.startswith("half") else 0.02)
     moved = Volume(volume.array, matrix)
@@ -228,3 +231,13 @@ def test_a_segment_keeps_its_slicer_terminology_entry_and_one_without_is_coded_f
     assert CodedSegment.from_serialized("Kidney", (1.0, 0.0, 0.0), "") == CodedSegment(
         "Kidney", (1.0, 0.0, 0.0), *[getattr(coded_segment("kidney", 0), f) for f in ("context", "category", "type",
                                                                                         "modifier")])
+
+
+def test_names_are_coded_in_label_order_and_a_labelmap_name_needs_an_image_suffix(tmp_path):
+    assert outputs.coded_segments(["spleen", "my blob", "other blob"]) == [
+        coded_segment(name, index) for index, name in enumerate(NAMES)]
+    assert outputs.colour_table_path(tmp_path / "a.NII.GZ") == tmp_path / "a.labels.csv"
+    with pytest.raises(VolumeError) as refused:
+        outputs.colour_table_path(tmp_path / "labels.txt")
+    assert str(refused.value) == (f"{tmp_path / 'labels.txt'}: choose a .nii.gz, .nii, .nrrd or .mha file name for a "
+                                  "labelmap.")
