@@ -144,7 +144,7 @@ def test_a_dicom_seg_is_automatic_unless_said_and_reads_back_on_its_frames(serie
         slice_of[position.SOPInstanceUID] = int(round(ijk[2]))
     sources = sorted(slice_of, key=slice_of.get)
     pixels = read.get_pixels_by_source_instance(sources, segment_numbers=[1, 2, 3])
-    np.testing.assert_array_equal(np.moveaxis(pixels, -1, 0) > 0, label_masks(labels, 3))
+    np.testing.assert_array_equal(np.moveaxis(pixels, -1, 0) > 0, [labels == n for n in (1, 2, 3)])
     kidney = dicom_seg(files, volume, label_masks(labels, 1), [coded_segment("sin kidney", 0)])
     coded = kidney.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence[0]
     assert (coded.CodingSchemeDesignator, coded.CodeValue, coded.CodeMeaning) == ("SCT", "7771000", "Left")
@@ -228,9 +228,10 @@ def test_a_segment_keeps_its_slicer_terminology_entry_and_one_without_is_coded_f
     drawn = CodedSegment.from_serialized("left kidney drawn", (0.5, 0.5, 0.0), "")  # drawn by hand: no entry
     assert (drawn.name, drawn.colour) == ("left kidney drawn", (0.5, 0.5, 0.0))
     # a known name gets the terminology's codes, with the name and colour it has
-    assert CodedSegment.from_serialized("Kidney", (1.0, 0.0, 0.0), "") == CodedSegment(
-        "Kidney", (1.0, 0.0, 0.0), *[getattr(coded_segment("kidney", 0), f) for f in ("context", "category", "type",
-                                                                                        "modifier")])
+    assert CodedSegment.from_serialized("Left kidney", (1.0, 0.0, 0.0), "") == CodedSegment(
+        "Left kidney", (1.0, 0.0, 0.0), *[getattr(coded_segment("left kidney", 0), f) for f in
+                                          ("context", "category", "type", "modifier")])
+    assert coded_segment("left kidney", 0).modifier[1] == "7771000"
 
 
 def test_names_are_coded_in_label_order_and_a_labelmap_name_needs_an_image_suffix(tmp_path):
@@ -241,3 +242,10 @@ def test_names_are_coded_in_label_order_and_a_labelmap_name_needs_an_image_suffi
         outputs.colour_table_path(tmp_path / "labels.txt")
     assert str(refused.value) == (f"{tmp_path / 'labels.txt'}: choose a .nii.gz, .nii, .nrrd or .mha file name for a "
                                   "labelmap.")
+
+
+def test_a_labelmap_gets_its_colour_table_beside_it(series, tmp_path):
+    volume, _ = series
+    written = outputs.write_labelmap_with_table(tmp_path / "case.nrrd", labels_of(volume), volume,
+                                                outputs.coded_segments(NAMES))
+    assert written == [tmp_path / "case.nrrd", tmp_path / "case.labels.csv"] and all(p.is_file() for p in written)
