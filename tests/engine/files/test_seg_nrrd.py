@@ -93,6 +93,8 @@ def test_the_header_describes_each_segment_as_slicer_writes_it_and_the_voxels_fo
                 header[f"Segment{number}_Layer"], header[f"Segment{number}_LabelValue"]) == ("0", "0", "0",
                                                                                             str(number + 1))
     assert header["Segment2_Extent"] == "0 -1 0 -1 0 -1"  # nothing found: Slicer's empty extent
+    assert (header["Segmentation_ContainedRepresentationNames"], header["Segmentation_MasterRepresentation"],
+            header["Segmentation_ReferenceImageExtentOffset"]) == ("Binary labelmap|", "Binary labelmap", "0 0 0")
     data = path.read_bytes()
     inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
     voxels = inflater.decompress(data[data.index(b"\n\n") + 2:])
