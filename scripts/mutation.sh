@@ -32,7 +32,7 @@ modules=(
   "model_frame|medsam3/geometry/model_frame.py|tests/engine/geometry/test_model_frame.py tests/engine/geometry/test_slicing.py tests/engine/model/test_preprocessing_parity.py"
   "volume|medsam3/geometry/volume.py|tests/engine/geometry tests/apps/test_bad_volumes.py"
   "session|medsam3/interaction/session.py|tests/engine/interaction/test_session.py"
-  "server_auth|medsam3/apps/server/keys.py medsam3/apps/server/gate.py|tests/apps/server/test_server_key_file.py tests/apps/server/test_server_gate.py tests/apps/server/test_server_users.py tests/apps/server/test_server.py tests/apps/server/test_server_limits.py"
+  "server_auth|medsam3/apps/server/keys.py medsam3/apps/server/gate.py|tests/apps/server/test_gate_rules.py tests/apps/server/test_server_key_file.py tests/apps/server/test_server_gate.py tests/apps/server/test_server_users.py tests/apps/server/test_server.py tests/apps/server/test_server_limits.py"
   "server_limits|medsam3/apps/server/rate_limit.py medsam3/apps/server/memory_budget.py medsam3/apps/server/body_limit.py|tests/apps/server/test_server_budget_rules.py tests/apps/server/test_server_limits.py tests/apps/server/test_server_gate.py tests/apps/server/test_server_hardening.py"
   "wire_format|medsam3/transports/wire_format.py|tests/apps/server/test_wire_format.py tests/apps/server/test_prompt_messages.py tests/apps/server/test_server_hardening.py tests/apps/server/test_server_limits.py tests/apps/test_bad_volumes.py"
   "metrics|medsam3/apps/evaluation/metrics.py|tests/apps/evaluation/test_evaluate_metrics.py"
