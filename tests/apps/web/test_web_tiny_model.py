@@ -15,21 +15,14 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from web_harness import mask_from_seg_nrrd, running_web, sha, unsegmented_blocks, view_pixels, write_phantom
+from web_harness import (CHROMIUM, playwright_or_skip, mask_from_seg_nrrd, running_web, sha, unsegmented_blocks,
+                         view_pixels, write_phantom)
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="web browser test skipped: Playwright is not installed (requirements/web.txt; "
-                                  "scripts/setup_env.sh installs it)")
-if not CHROMIUM.exists():
-    pytest.skip("web browser test skipped: Debian chromium is missing at /usr/bin/chromium (scripts/setup_env.sh "
-                "installs it with apt-get when run as root)", allow_module_level=True)
+playwright_api = playwright_or_skip()
 
 pytestmark = pytest.mark.slow
 MODEL_LOAD_SECONDS = 300  # building and saving the tiny model on a busy 2-core machine (usually well under a minute)

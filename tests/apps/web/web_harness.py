@@ -210,3 +210,20 @@ def mask_from_seg_nrrd(path: Path, source: Path) -> np.ndarray:
 
 def sha(mask: np.ndarray) -> str:
     return hashlib.sha256(np.packbits(mask.astype(bool)).tobytes()).hexdigest()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def playwright_or_skip():
+    """Playwright's sync API for a browser test module, or that module skipped in one line naming what is missing
+    (Playwright from requirements/web.txt, Debian's chromium from apt: scripts/setup_env.sh installs both)."""
+    import pytest
+
+    api = pytest.importorskip(
+        "playwright.sync_api", reason="web browser test skipped: Playwright is not installed (requirements/web.txt; "
+                                      "scripts/setup_env.sh installs it)")
+    if not CHROMIUM.exists():
+        pytest.skip("web browser test skipped: Debian chromium is missing at /usr/bin/chromium (scripts/setup_env.sh "
+                    "installs it with apt-get when run as root)", allow_module_level=True)
+    return api

@@ -29,6 +29,8 @@ def test_every_patch_the_module_applies_is_listed_with_a_reason_and_a_test():
     source = ast.parse(Path(transformers_patches.__file__).read_text())
     marked = {node.args[0].value for node in ast.walk(source) if isinstance(node, ast.Call)
               and getattr(node.func, "id", None) == "_mark" and isinstance(node.args[0], ast.Constant)}
+    marked |= {node.args[2].value for node in ast.walk(source) if isinstance(node, ast.Call)  # wrapped once, named
+               and getattr(node.func, "id", None) == "_wrap_forward_once" and isinstance(node.args[2], ast.Constant)}
     marked |= {"video_model_settings", "stability_fallback"}  # attributes_set marks the name it is given
     assert marked == {patch.name for patch in PATCHES}
     for patch in PATCHES:

@@ -161,26 +161,27 @@ def add_class_token_to_text_prompts(detector, with_class_token) -> None:
     _mark("class_token_for_text")
 
 
+def _wrap_forward_once(module, wrap, patch: str) -> None:
+    """``module.forward`` wrapped by ``wrap`` unless this instance's forward is wrapped already; ``patch`` is marked."""
+    if "forward" not in vars(module):
+        module.forward = wrap(module.forward)
+        _mark(patch)
+
+
 def run_in_bfloat16(encoder, wrap) -> None:
     """``bfloat16_encoders``: ``encoder.forward`` wrapped by ``wrap`` (:func:`.precision.in_bfloat16`), once."""
-    if "forward" not in vars(encoder):
-        encoder.forward = wrap(encoder.forward)
-        _mark("bfloat16_encoders")
+    _wrap_forward_once(encoder, wrap, "bfloat16_encoders")
 
 
 def cast_norm_output(norm, wrap) -> None:
     """``norm_output_in_bfloat16``: ``norm.forward`` wrapped by ``wrap`` (:func:`.precision.in_autocast_dtype`),
     once."""
-    if "forward" not in vars(norm):
-        norm.forward = wrap(norm.forward)
-        _mark("norm_output_in_bfloat16")
+    _wrap_forward_once(norm, wrap, "norm_output_in_bfloat16")
 
 
 def keep_in_float32(module, wrap) -> None:
     """``float32_positions``: ``module.forward`` wrapped by ``wrap`` (:func:`.precision.in_float32`), once."""
-    if "forward" not in vars(module):
-        module.forward = wrap(module.forward)
-        _mark("float32_positions")
+    _wrap_forward_once(module, wrap, "float32_positions")
 
 
 def replace_linear_layer(parent, name: str, child, make_layer):
