@@ -212,9 +212,12 @@ class Page:
                     v.VBtn(label, value=value, id=f"medsam3-{element}", size="small")
             v.VSelect(v_model=("window",), items=("windows", WINDOWS), id="medsam3-window", density="compact",
                       hide_details=True)
-            v.VProgressLinear(v_if="busy", model_value=("progress",), indeterminate=("progress < 0",),
-                              id="medsam3-progress")
-            html.Div("{{ status }}", id="medsam3-status", classes="text-body-2")
+            # The bar and the status keep their room when a job ends, so that nothing below them moves under
+            # the mouse at the moment the user clicks (an export pressed as a job finished hit another place).
+            with html.Div(style="height: 4px;"):
+                v.VProgressLinear(v_if="busy", model_value=("progress",), indeterminate=("progress < 0",),
+                                  id="medsam3-progress")
+            html.Div("{{ status }}", id="medsam3-status", classes="text-body-2", style="min-height: 3em;")
             v.VDivider()
             with html.Div(classes="d-flex ga-2"):
                 v.VBtn("Undo", id="medsam3-undo", click=(self.action, "['undo']"), disabled=("busy",),

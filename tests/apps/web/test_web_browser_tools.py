@@ -105,7 +105,7 @@ def download(page, button: str, suffix: str, folder: Path) -> Path:
     page.click(button)
     link = page.locator("#medsam3-download")
     try:
-        playwright_api.expect(link).to_contain_text(suffix)
+        playwright_api.expect(link).to_contain_text(suffix, timeout=30_000)  # a loaded CI machine renders slowly
     except AssertionError:
         raise AssertionError(f"no {suffix} to download; the page says: {page.inner_text('#medsam3-status')}") from None
     with page.expect_download() as info:
@@ -299,9 +299,13 @@ def test_the_page_opens_while_the_model_loads_and_shows_it(tmp_path):
         playwright_api.expect(page.locator("#medsam3-status")).to_contain_text("Loading the model")
         playwright_api.expect(page.locator("#medsam3-progress")).to_be_visible()
         playwright_api.expect(page.locator("#medsam3-segment")).to_be_disabled()
+        buttons = ["#medsam3-undo", "#medsam3-start-from-segment", "#medsam3-export-seg", "#medsam3-export-dicom-seg"]
+        while_busy = {b: page.locator(b).bounding_box() for b in buttons}
         gate.touch()
         playwright_api.expect(page.locator("#medsam3-status")).to_contain_text("loaded", timeout=60_000)
         playwright_api.expect(page.locator("#medsam3-progress")).to_be_hidden()
+        # When the job ends, nothing moves under the mouse: a click aimed at a button as the bar vanishes hits it.
+        assert {b: page.locator(b).bounding_box() for b in buttons} == while_busy
         page.fill("#medsam3-target", "liver")
         page.click("#medsam3-segment")
         state = web.wait_for_state(lambda s: len(s["segments"]) == 1)
