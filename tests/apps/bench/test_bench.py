@@ -26,7 +26,7 @@ def tiny_bench(tmp_path_factory):
     environment = dict(os.environ, MEDSAM3_CACHE=str(folder / "cache"),
                        PYTHONPATH=os.pathsep.join(filter(None, [str(MODULE_DIR), os.environ.get("PYTHONPATH")])))
     done = subprocess.run([sys.executable, "-m", "medsam3.apps.cli", "bench", "--model", "tiny", "--threads", "1",
-                           "--clicks", "2", "--propagation-slices", "2", "--precision", "float32,bfloat16",
+                           "--clicks", "2", "--propagation-slices", "5", "--precision", "float32,bfloat16",
                            "--json", str(folder / "bench.json")],
                           capture_output=True, text=True, env=environment, timeout=1800, cwd=folder)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -57,6 +57,22 @@ def test_loaded_model_resident_memory_is_a_real_growth_for_both_paths(tiny_bench
     assert set(paths) == {"float32", "bfloat16"}
     for entry in paths.values():
         assert 0 < entry["detector_and_tracker_mib"] <= entry["all_classes_mib"] < entry["peak_mib"]
+
+
+def test_propagation_is_timed_with_a_full_memory_and_never_beats_its_floor(tiny_bench):
+    """A two-slice figure has one remembered frame; a long propagation has them all (the tiny tracker remembers 3).
+    The full-memory slices do more work than the first tracked one, and take at least that work's time at the
+    machine's best matmul speed."""
+    printed, report, _ = tiny_bench
+    assert "the same, full memory" in printed and "at the bfloat16 ceiling" in printed
+    for size in report["sizes"]:
+        work = size["propagation_gflop_each_slice"]
+        assert size["memory_frames"] == 3 and len(work) == size["propagation_slices"] == 5
+        assert all(work[n] > work[1] for n in (3, 4))
+        assert size["propagation_gflop_per_slice_full_memory"] == work[3] == work[4] > 0
+        seconds = size["propagation_seconds_per_slice_full_memory"]
+        assert 0 < size["propagation_floor_seconds_full_memory_bfloat16"] <= seconds
+        assert 0 < size["propagation_floor_seconds_full_memory_float32"] <= seconds
 
 
 def test_whole_volume_time_is_split_by_where_it_goes(tiny_bench):

@@ -134,26 +134,11 @@ def measure_clicks(image_size: int, volume: Volume, clicks: int, precision: str)
 
 
 def measure_propagation(image_size: int, volume: Volume, propagation_slices: int, precision: str) -> dict:
-    """Propagating one click through a few slices: first with encoding, then again from cached encodings (as a
-    correction re-propagates)."""
+    """Propagating one click through a clip of slices (see :mod:`medsam3.apps.bench.propagation`)."""
+    from .propagation import measure_propagation as measure
+
     print(f"building the full-size tracker video model at {image_size} px ...", flush=True)
-    video = _full_size("sam3_tracker_video", image_size)
-    video_model = TransformersSegmentationModel.from_components({"sam3_tracker_video": video}, "full-size-random",
-                                                                image_size=image_size, precision=precision)
-    video_engine = SegmentationEngine(video_model)
-    i, j, k = (n // 2 for n in volume.shape_ijk)
-    first = max(0, k - propagation_slices // 2)
-    clip = Volume(volume.array[first:first + propagation_slices], volume.ijk_to_ras, volume.modality)
-    prompt = [SlicePrompt("axial", points=(PointPrompt((i, j, k - first)),))]
-    start = time.perf_counter()
-    video_engine.propagate(clip, prompt, stop_after_empty=0)
-    with_encoding = (time.perf_counter() - start) / clip.shape_ijk[2]
-    start = time.perf_counter()
-    video_engine.propagate(clip, prompt, stop_after_empty=0)
-    cached = (time.perf_counter() - start) / clip.shape_ijk[2]
-    return {"propagation_slices": clip.shape_ijk[2],
-            "propagation_seconds_per_slice_with_encoding": round(with_encoding, 2),
-            "propagation_seconds_per_slice_cached_encodings": round(cached, 3)}
+    return measure(_full_size("sam3_tracker_video", image_size), image_size, volume, propagation_slices, precision)
 
 
 def measure_agreement_figures(scale: str, image_size: int, fast_precision: str = "bfloat16") -> dict:
@@ -183,6 +168,12 @@ def measure_agreement_figures(scale: str, image_size: int, fast_precision: str =
                     "quality"}
 
 
+def tracker_seconds(figures: dict) -> float:
+    """A tracked slice's time in a long propagation: the full-memory figure where the clip reached it."""
+    full = figures.get("propagation_seconds_per_slice_full_memory")
+    return full if isinstance(full, (int, float)) else figures["propagation_seconds_per_slice_cached_encodings"]
+
+
 def run(sizes: list[int], clicks: int, propagation_slices: int, threads: int | None, precision: str,
         agreement: str = "auto", tiny: bool = False) -> dict:
     """``precision``: one path or several, comma-separated ("float32,int8"): each is measured at every size.
@@ -190,6 +181,7 @@ def run(sizes: list[int], clicks: int, propagation_slices: int, threads: int | N
     from ...model.sam3.precision import choose_precision, cpu_features, int8_engine
     from .ceiling import fraction_of_ceiling, matmul_ceiling, vit_shapes
     from .full_size import full_size_folder, tiny_folder
+    from .propagation import add_floors
     from .resident import measure_resident
     from .whole_volume import measure_whole_volume
 
@@ -224,11 +216,10 @@ def run(sizes: list[int], clicks: int, propagation_slices: int, threads: int | N
             report["sizes"].append(result)
     whole_size = min(sizes) if tiny else 504
     for name, path in zip(precisions, plans):
-        tracker = next((r["propagation_seconds_per_slice_cached_encodings"] for r in report["sizes"]
+        tracker = next((tracker_seconds(r) for r in report["sizes"]
                         if r["path"] == path.name and r["image_size"] == whole_size), None)
         if tracker is None:
-            tracker = measure_propagation(whole_size, volume, propagation_slices, name)[
-                "propagation_seconds_per_slice_cached_encodings"]
+            tracker = tracker_seconds(measure_propagation(whole_size, volume, propagation_slices, name))
         report["whole_volume"].append(measure_whole_volume(folder, name, whole_size, volume, tracker))
         print(f"loaded model's resident memory, {path.name} path (a fresh process) ...", flush=True)
         report["resident"].append(measure_resident(folder, name, whole_size))
@@ -237,6 +228,7 @@ def run(sizes: list[int], clicks: int, propagation_slices: int, threads: int | N
         if result["path"] in ceiling:
             fraction_of_ceiling(ceiling, result["path"], result["vision_encoder_gflops_per_second"])
     for result in report["sizes"]:
+        add_floors(result, ceiling)
         speed = result["vision_encoder_gflops_per_second"]
         result["encoder_fraction_of_ceiling_this_path"] = (fraction_of_ceiling(ceiling, result["path"], speed)
                                                            if result["path"] in ceiling else "n/a")
@@ -281,9 +273,13 @@ def format_table(report: dict) -> str:
             ("click to mask, cached (median)", "click_latency_median_seconds", "s"),
             ("click to mask, cached (p90)", "click_latency_p90_seconds", "s"),
             ("propagation per slice, encoding", "propagation_seconds_per_slice_with_encoding", "s"),
-            ("propagation per slice, cached", "propagation_seconds_per_slice_cached_encodings", "s")]
+            ("propagation per slice, cached", "propagation_seconds_per_slice_cached_encodings", "s"),
+            ("  the same, full memory", "propagation_seconds_per_slice_full_memory", "s"),
+            ("  its work", "propagation_gflop_per_slice_full_memory", "GFLOP"),
+            ("  at the float32 ceiling", "propagation_floor_seconds_full_memory_float32", "s"),
+            ("  at the bfloat16 ceiling", "propagation_floor_seconds_full_memory_bfloat16", "s")]
     for label, key, unit in rows:
-        values = "  ".join(f"{size[key]!s:>10}" for size in report["sizes"])
+        values = "  ".join(f"{size.get(key, 'n/a')!s:>10}" for size in report["sizes"])
         lines.append(f"{label:<34}{values} {unit}")
     lines += format_whole_volume(report["whole_volume"])
     lines += ["", "loaded model, resident growth in a fresh process (detector and tracker; all four classes)"]
@@ -317,7 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="medsam3 bench", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1008,504", help="input sizes in pixels, comma-separated")
     parser.add_argument("--clicks", type=int, default=20, help="clicks to time from a cached encoding (>= 20)")
-    parser.add_argument("--propagation-slices", type=int, default=2)
+    parser.add_argument("--propagation-slices", type=int, default=10,
+                        help="slices in the propagation clip; more than the tracker's 7 remembered frames to "
+                             "time slices tracked with a full memory, as in a long propagation")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--precision", default="auto",
                         help="auto (the engine's choice: bfloat16 where this CPU computes it natively), float32, "
