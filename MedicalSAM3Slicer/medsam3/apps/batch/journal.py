@@ -29,7 +29,7 @@ def case_key(input_sha256: str, request: SegmentRequest, model: str | None) -> s
 
 class Journal(JsonLines):
     def __init__(self, folder: Path):
-        super().__init__(Path(folder) / JOURNAL_NAME, "its log")
+        super().__init__(Path(folder) / JOURNAL_NAME)  # the message names "its log", the default
 
     def finished_with(self) -> dict[str, dict]:
         """The latest ``done`` record of each case whose files all still hold the bytes it hashed, by case id."""
