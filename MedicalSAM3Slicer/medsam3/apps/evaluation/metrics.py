@@ -61,10 +61,10 @@ def normalised_surface_distance(ground_truth: np.ndarray, prediction: np.ndarray
     crop = _joint_crop(truth, predicted)
     with warnings.catch_warnings():  # MONAI 1.6 warns about an argument it passes to itself
         warnings.simplefilter("ignore", FutureWarning)
+        # one channel, the mask (no background channel: MONAI leaves a single channel as it is)
         value = compute_surface_dice(torch.from_numpy(predicted[crop][None, None]),
                                      torch.from_numpy(truth[crop][None, None]), [float(tolerance_mm)],
-                                     include_background=True, spacing=[float(s) for s in spacing],
-                                     use_subvoxels=True)  # one channel, the mask: no background channel
+                                     spacing=[float(s) for s in spacing], use_subvoxels=True)
     return float(value)
 
 
