@@ -103,8 +103,8 @@ def instance_f1(ground_truth: np.ndarray, prediction: np.ndarray, threshold: flo
     iou = overlap[1:, 1:] / union[1:, 1:]  # every piece has a voxel: no union is 0
     pairs = []
     if iou.size:
-        # a match counts 1, the IoU of the min(shape) pairs at most 1 / min(shape) each: below one match in total
-        # (a set with one match fewer also has a pair below the threshold), so more matches always win
+        # a match counts 1, plus the mean IoU of the min(shape) pairs: below 1 unless every pair is perfect (and
+        # then no assignment has more matches), so one more match always wins; the IoU only breaks ties
         rows, columns = linear_sum_assignment((iou >= threshold) + iou / min(iou.shape), maximize=True)
         pairs = [(r, c) for r, c in zip(rows, columns) if iou[r, c] >= threshold]
     tp = len(pairs)
