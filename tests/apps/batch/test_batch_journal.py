@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,26 @@ def test_a_committed_case_replaces_the_earlier_result_and_leaves_nothing_beside_
     assert [p.name for p in folder.iterdir()] == ["labelmap.nii.gz"]
     assert (folder / "labelmap.nii.gz").read_bytes() == b"new"
     assert elsewhere.read_bytes() == b"the user's"  # a link is replaced, never followed into the user's folder
+
+
+def test_an_earlier_result_that_cannot_be_removed_does_not_fail_the_case(tmp_path, monkeypatch):
+    """Removing the moved-aside earlier result can fail (a file in it held open, a permission): the new result is in
+    place by then, so the case is committed all the same, and the next run of the case removes the leftover."""
+    folder = tmp_path / "out" / "breast"
+    result_file(folder, "labelmap.nii.gz", b"old")
+    remove = shutil.rmtree
+
+    def refusing(path, ignore_errors=False, **options):  # rmtree on a folder it may not remove
+        if not Path(path).name.startswith(case_commit.REPLACED_PREFIX):
+            return remove(path, ignore_errors=ignore_errors, **options)
+        if not ignore_errors:
+            raise PermissionError(f"cannot remove {path}")
+
+    monkeypatch.setattr(shutil, "rmtree", refusing)
+    staging = case_commit.staging_folder(folder)
+    hashes = case_commit.commit_case_folder(staging, folder, [result_file(staging, "labelmap.nii.gz", b"new")])
+    assert hashes == {str(folder / "labelmap.nii.gz"): hashlib.sha256(b"new").hexdigest()}
+    assert (folder / "labelmap.nii.gz").read_bytes() == b"new"
+    monkeypatch.undo()
+    next_staging = case_commit.staging_folder(folder)  # the case's next run
+    assert sorted(p.name for p in folder.parent.iterdir()) == sorted(["breast", next_staging.name])

@@ -101,7 +101,7 @@ def test_a_label_mask_of_numbers_scores_as_the_same_mask_of_booleans():
     as_bytes = dice(truth.astype(np.uint8) * 255, prediction.astype(np.uint8) * 255)
     assert as_bytes == dice(truth, prediction) == pytest.approx(_dice_by_counting(truth, prediction))
     assert dice(truth.astype(np.uint8) * 7, truth) == 1.0 and dice(truth, truth.astype(np.int16) * 3) == 1.0
-    as_numbers = normalised_surface_distance(truth.astype(np.uint8), prediction.astype(np.int16) * 3,
+    as_numbers = normalised_surface_distance(truth.astype(np.uint8) * 255, prediction.astype(np.int16) * 3,
                                              (2.0, 0.8, 0.8))
     assert as_numbers == normalised_surface_distance(truth, prediction, (2.0, 0.8, 0.8)) < 1.0
 
@@ -277,6 +277,61 @@ def test_instance_f1_of_nothing_predicted_counts_every_lesion_missed():
     assert instance_f1(one, over_two, threshold=0.2) == pytest.approx(_instance_f1_by_brute_force(one, over_two, 0.2))
     half = INSTANCE_CASES["at the threshold"]
     assert instance_f1(*half, threshold=0.75)["tp"] == 1  # only the IoU-0.75 pair is left
+
+
+def _two_predictions_competing_for_two_lesions(found_exactly: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lesion A and prediction 1 share a 4 x 4 block; each has a 2-voxel stalk to a 2 x 5 arm of its own, and the
+    other arm is prediction 2 (inside A) and lesion B (inside prediction 1). IoU(A, 1) = 16 / 40 = 0.4, while
+    IoU(A, 2) = IoU(B, 1) = 10 / 28 = 0.357: pairing A-2 and B-1 has the larger total IoU (0.714 against 0.4) but
+    no match at a threshold of 0.4. Beside them, ``found_exactly`` small lesions, each predicted exactly."""
+    truth = np.zeros((2, 16, 8 + 3 * found_exactly), bool)
+    prediction = np.zeros_like(truth)
+    for mask, stalk in ((truth, slice(4, 6)), (prediction, slice(10, 12))):
+        mask[0, 6:10, 1:5] = True  # the shared block
+        mask[0, stalk, 1] = True
+    truth[0, 2:4, 1:6] = prediction[0, 2:4, 1:6] = True  # A's arm is prediction 2
+    truth[0, 12:14, 1:6] = prediction[0, 12:14, 1:6] = True  # prediction 1's arm is lesion B
+    for n in range(found_exactly):
+        truth[1, 1:3, 8 + 3 * n:10 + 3 * n] = prediction[1, 1:3, 8 + 3 * n:10 + 3 * n] = True
+    return truth, prediction
+
+
+@pytest.mark.parametrize("found_exactly", [0, 2, 5])
+def test_instance_f1_takes_one_more_match_over_a_larger_total_iou(found_exactly):
+    """The matching maximises the number of pairs at IoU >= threshold first; the IoU only breaks ties. With more
+    lesions in the picture the IoU of the competing pair must still not outweigh one match (issue 23: the
+    tie-break's weight), and a pair exactly at the threshold is a match in the matching too, not only in the count."""
+    from medsam3.apps.evaluation.metrics import instance_f1
+
+    truth, prediction = _two_predictions_competing_for_two_lesions(found_exactly)
+    expected = _instance_f1_by_brute_force(truth, prediction, threshold=0.4)
+    assert (expected["tp"], expected["fp"], expected["fn"]) == (found_exactly + 1, 1, 1)  # the case is as meant
+    assert instance_f1(truth, prediction, threshold=0.4) == pytest.approx(expected, abs=1e-12)
+    above = instance_f1(truth, prediction, threshold=0.41)  # A-1 no longer matches: the larger IoU total is free
+    assert above == pytest.approx(_instance_f1_by_brute_force(truth, prediction, threshold=0.41), abs=1e-12)
+
+
+def test_nsd_hides_only_monais_deprecation_notice(monkeypatch):
+    """MONAI 1.6 warns (FutureWarning) about an argument it passes to itself, which says nothing about the masks:
+    hidden. Any other warning MONAI gives still reaches the user."""
+    import warnings
+
+    import monai.metrics
+
+    real = monai.metrics.compute_surface_dice
+
+    def also_warning(*args, **kwargs):
+        warnings.warn("a warning about the masks", UserWarning)
+        return real(*args, **kwargs)
+
+    truth, prediction = _hand_made_pairs()["inside"]
+    expected = _nsd_by_monai(truth, prediction, (1.0, 1.0, 1.0), 2.0)
+    monkeypatch.setattr(monai.metrics, "compute_surface_dice", also_warning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = normalised_surface_distance(truth, prediction, (1.0, 1.0, 1.0))
+    assert [str(w.message) for w in caught] == ["a warning about the masks"]
+    assert value == pytest.approx(expected, abs=1e-6)
 
 
 def test_nsd_without_monai_says_what_to_install(monkeypatch):

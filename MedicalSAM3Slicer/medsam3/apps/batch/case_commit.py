@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import shutil
+import uuid
 from pathlib import Path
 
 STAGING_PREFIX = ".staging-"
@@ -17,11 +17,8 @@ REPLACED_PREFIX = ".replaced-"
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(stream, hashlib.sha256).hexdigest()
 
 
 def remove_leftovers(folder: Path) -> None:
@@ -36,7 +33,7 @@ def remove_leftovers(folder: Path) -> None:
 def staging_folder(folder: Path) -> Path:
     """A new, empty hidden folder beside ``folder`` (on the same file system, so a rename moves it)."""
     remove_leftovers(folder)
-    staging = folder.with_name(f"{STAGING_PREFIX}{folder.name}-{secrets.token_hex(4)}")
+    staging = folder.with_name(f"{STAGING_PREFIX}{folder.name}-{uuid.uuid4().hex}")
     staging.mkdir(parents=True)
     return staging
 
@@ -47,7 +44,7 @@ def commit_case_folder(staging: Path, folder: Path, written: list[Path]) -> dict
     hashes = {str(folder / Path(p).relative_to(staging)): file_sha256(Path(p)) for p in written}
     replaced = None
     if folder.exists() or folder.is_symlink():
-        replaced = folder.with_name(f"{REPLACED_PREFIX}{folder.name}-{secrets.token_hex(4)}")
+        replaced = folder.with_name(f"{REPLACED_PREFIX}{folder.name}-{uuid.uuid4().hex}")
         os.rename(folder, replaced)
     os.rename(staging, folder)
     if replaced is not None:
@@ -59,7 +56,7 @@ def commit_case_folder(staging: Path, folder: Path, written: list[Path]) -> dict
 def outputs_match(record: dict) -> bool:
     """Whether every file a ``done`` log record lists is still there with the bytes the record hashed."""
     hashes = record.get("output_sha256")
-    outputs = record.get("outputs", [])
+    outputs = record.get("outputs")
     if not isinstance(hashes, dict) or not outputs or set(hashes) != set(outputs):
         return False
     try:

@@ -23,14 +23,13 @@ OUTPUT_LAYOUT = 1  # bump when the files written per case change, so that older 
 
 def case_key(input_sha256: str, request: SegmentRequest, model: str | None) -> str:
     """A hash of everything a case's result depends on: input bytes, prompts, model, engine version."""
-    settings = {"input": input_sha256, "request": asdict(request), "model": model or "default",
-                "engine_version": ENGINE_VERSION, "layout": OUTPUT_LAYOUT}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    settings = [input_sha256, asdict(request), model or "default", ENGINE_VERSION, OUTPUT_LAYOUT]  # a fixed order
+    return hashlib.sha256(json.dumps(settings).encode()).hexdigest()
 
 
 class Journal(JsonLines):
     def __init__(self, folder: Path):
-        super().__init__(Path(folder) / JOURNAL_NAME, "its log")
+        super().__init__(Path(folder) / JOURNAL_NAME)  # the message names "its log", the default
 
     def finished_with(self) -> dict[str, dict]:
         """The latest ``done`` record of each case whose files all still hold the bytes it hashed, by case id."""
