@@ -103,3 +103,23 @@ def test_the_ceiling_times_the_vits_products_at_their_full_row_counts():
     assert (36 * 36, 1024, 4736) in vit_shapes(504) and (4 * 24 * 24, 1024, 3 * 1024) in vit_shapes(504)
     assert (72 * 72, 4736, 1024) in vit_shapes(1008)
     assert max(rows for rows, _, _ in vit_shapes(1008)) == 72 * 72
+
+
+def test_the_flop_count_includes_cpu_attention_as_its_two_products():
+    """torch's counter alone counts the CPU flash-attention kernel as 0 FLOPs; the bench counts it as the same work
+    as the attention written out as products (q k^T and p v, counted by torch's own matmul formula)."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from medsam3.apps.bench.flops import flop_counter
+
+    query, key, value = torch.randn(2, 4, 96, 32), torch.randn(2, 4, 160, 32), torch.randn(2, 4, 160, 32)
+    with FlopCounterMode(display=False) as plain:
+        F.scaled_dot_product_attention(query, key, value)
+    with flop_counter() as counted:
+        F.scaled_dot_product_attention(query, key, value)
+    with FlopCounterMode(display=False) as products:
+        torch.softmax(query @ key.transpose(-1, -2) * 32 ** -0.5, -1) @ value
+    assert plain.get_total_flops() == 0
+    assert counted.get_total_flops() == products.get_total_flops() > 0

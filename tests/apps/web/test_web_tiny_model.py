@@ -3,7 +3,7 @@ by a real browser (headless Debian chromium through Playwright), not the bright-
 
 The user waits for the model to load, types a target and runs it on This slice. Random weights may find the target
 or not; either way the outcome must be one a user can rely on, checked in the scene (the test-only state endpoint,
-loopback only) and in the file the page downloads:
+loopback only) and in the file the page downloads, after Undo and Redo of the click:
 - found: the page lists the segment, its voxels lie on the prompted axial slice only, and the .seg.nrrd downloaded
   from the page reads back voxel-equal to the scene's segment;
 - not found: the page says so, and no segment (no voxel) was written.
@@ -75,6 +75,7 @@ def test_a_typed_target_on_this_slice_through_the_tiny_transformers_model(tmp_pa
             typed = "nothing found"
         assert phantom.upper[prompted].any()  # the slice the axial view shows (it crosses the upper block only)
 
+        before = state
         # A + point on the block in the axial view (This slice): it refines the found segment, or starts one (also
         # when the model finds nothing there) -- so there is always one segment to export.
         page.click("#medsam3-point-positive")
@@ -94,10 +95,21 @@ def test_a_typed_target_on_this_slice_through_the_tiny_transformers_model(tmp_pa
         else:
             assert segment["ijk_bounds"] is None, segment
 
+        # Undo returns the scene to exactly what it held before the click (the typed target's voxels, or an empty
+        # segment where the click started it); Redo brings the click's result back, voxel for voxel.
+        before_click = [row["mask_sha256"] for row in before["segments"]] or [sha(np.zeros_like(phantom.upper))]
+        page.click("#medsam3-undo")
+        undone = web.wait_for_state(lambda s: s["status"].startswith("Done (undo"), timeout=120)
+        assert [row["mask_sha256"] for row in undone["segments"]] == before_click, undone
+        playwright_api.expect(page.locator("#medsam3-redo")).to_be_enabled()
+        page.click("#medsam3-redo")
+        redone = web.wait_for_state(lambda s: s["status"].startswith("Done (redo"), timeout=120)
+        assert redone["segments"][0]["mask_sha256"] == segment["mask_sha256"], redone
+
         # Export .seg.nrrd from the page and download it: it reads back voxel-equal to the scene's segment.
         page.click("#medsam3-export-seg")
         link = page.locator("#medsam3-download")
-        playwright_api.expect(link).to_contain_text(".seg.nrrd")
+        playwright_api.expect(link).to_contain_text(".seg.nrrd", timeout=30_000)
         with page.expect_download() as download_info:
             link.click()
         downloaded = tmp_path / download_info.value.suggested_filename
@@ -110,7 +122,7 @@ def test_a_typed_target_on_this_slice_through_the_tiny_transformers_model(tmp_pa
         assert set(np.nonzero(written)[0].tolist()) <= {prompted}
         outcome = (f"typed target: {typed} on axial slice {prompted} (click -> done {click_to_done:.2f} s); + point: "
                    f"{segment['voxels']} voxels in '{segment['name']}' (click -> done {point_to_done:.2f} s); "
-                   "the download reads back equal")
+                   "undo / redo exact; the download reads back equal")
         browser.close()
         rss = web.state()["rss_bytes"]
 

@@ -97,7 +97,7 @@ def measure_clicks(image_size: int, volume: Volume, clicks: int, precision: str)
     frames = engine.frames(volume, "axial")
     i, j, k = (n // 2 for n in volume.shape_ijk)
 
-    from torch.utils.flop_counter import FlopCounterMode
+    from .flops import flop_counter
 
     print(f"encoding one slice at {image_size} px ...", flush=True)
     int8_flops = [0]  # the FLOP counter does not see int8 products: counted from the layers' shapes
@@ -107,7 +107,7 @@ def measure_clicks(image_size: int, volume: Volume, clicks: int, precision: str)
 
     hooks = [layer.register_forward_hook(count_int8) for layer in tracker[0].modules()
              if isinstance(layer, torch.ao.nn.quantized.dynamic.Linear)]
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         start = time.perf_counter()
         model.encoding(frames, k, "prompts")  # into the engine's cache, as a click would
         encode_seconds = time.perf_counter() - start

@@ -7,7 +7,9 @@ then stays: a two-slice figure (the prompted slice and one more, with one rememb
 100-slice propagation several times. So the click is placed on the first slice of the clip, the clip runs forward,
 and each slice is timed on its own (the engine's ``on_slice``); the slices tracked with a full memory are the
 figure that stands for a long propagation. Their work is counted too (torch's FLOP counter, in a separate pass),
-so the bench can say how long that work would take at the machine's own matmul ceiling: a floor no kernel beats.
+attention included (:mod:`medsam3.apps.bench.flops`), so the bench can say how long that work would take at the
+machine's own matmul ceiling: a floor no kernel beats. (Object pointers, four tokens per tracked slice up to 16
+slices, still add a little work after the memory is full: under 1 % of a slice's attention at 504 px.)
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def measure_propagation(video, image_size: int, volume: Volume, slices: int, pre
     """``video``: a (model, processor) pair of ``Sam3TrackerVideoModel``. Three passes over the same clip of
     ``slices`` slices: with encoding (timed as a whole), from cached encodings (each slice timed), and once more
     under the FLOP counter (each slice's work)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    from .flops import flop_counter
 
     memory_frames = int(video[0].config.num_maskmem)
     model = TransformersSegmentationModel.from_components({"sam3_tracker_video": video}, "full-size-random",
@@ -59,7 +61,7 @@ def measure_propagation(video, image_size: int, volume: Volume, slices: int, pre
     engine.propagate(clip, prompt, stop_after_empty=0)
     with_encoding = (time.perf_counter() - start) / count
     seconds = steps(forward_slice_marks(engine, clip, prompt, time.perf_counter))
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         flops = steps(forward_slice_marks(engine, clip, prompt, counter.get_total_flops))
     # slice 0 is the prompted one (no memory); slice n (n >= 1) attends to min(n, memory_frames) remembered frames
     full = [n for n in range(1, count) if n >= memory_frames]
