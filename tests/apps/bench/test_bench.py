@@ -59,7 +59,7 @@ def test_loaded_model_resident_memory_is_a_real_growth_for_both_paths(tiny_bench
         assert 0 < entry["detector_and_tracker_mib"] <= entry["all_classes_mib"] < entry["peak_mib"]
 
 
-def test_propagation_is_timed_with_a_full_memory_and_never_beats_its_floor(tiny_bench):
+def test_propagation_and_clicks_are_timed_with_their_work_and_never_beat_their_floors(tiny_bench):
     """A two-slice figure has one remembered frame; a long propagation has them all (the tiny tracker remembers 3).
     The full-memory slices do more work than the first tracked one, and take at least that work's time at the
     machine's best matmul speed."""
@@ -73,6 +73,7 @@ def test_propagation_is_timed_with_a_full_memory_and_never_beats_its_floor(tiny_
         seconds = size["propagation_seconds_per_slice_full_memory"]
         assert 0 < size["propagation_floor_seconds_full_memory_bfloat16"] <= seconds
         assert 0 < size["propagation_floor_seconds_full_memory_float32"] <= seconds
+        assert 0 < size["click_floor_seconds_float32"] <= size["click_latency_median_seconds"]
 
 
 def test_whole_volume_time_is_split_by_where_it_goes(tiny_bench):

@@ -80,7 +80,10 @@ def measure_propagation(video, image_size: int, volume: Volume, slices: int, pre
 
 
 def add_floors(figures: dict, ceiling: dict) -> None:
-    """The full-memory slice's work at each precision's matmul ceiling: the least time any kernel could take."""
+    """The least time any kernel could take: a click's work at the float32 ceiling (the mask decoder runs float32 on
+    every CPU path), the full-memory slice's work at each precision's matmul ceiling."""
+    if "click_gflop" in figures:
+        figures["click_floor_seconds_float32"] = round(figures["click_gflop"] / ceiling["float32"]["ceiling_gflops"], 4)
     work = figures.get("propagation_gflop_per_slice_full_memory")
     if not isinstance(work, (int, float)):
         return
