@@ -16,7 +16,7 @@ from medsam3.geometry.volume import Volume
 from medsam3.interaction.session import MaskUpdate
 
 from MedicalSAM3SlicerLib.segment_io import (SourceRepresentationError, apply_update, bind_to_volume,
-                                             convert_to_labelmap, segment_mask)
+                                             convert_to_labelmap, labelmap_modified_time, segment_mask)
 
 SHAPE = (6, 8, 10)  # K, J, I
 WHOLE = (0, SHAPE[0], 0, SHAPE[1], 0, SHAPE[2])
@@ -185,3 +185,50 @@ def test_a_conversion_slicer_cannot_do_restores_the_previous_grid(tmp_path):
     assert segmentation.GetSegmentation().GetConversionParameter(GEOMETRY) == geometry
     assert segmentation.GetSegmentation().GetSourceRepresentationName() == "Planar contour"
     assert segment.GetRepresentation(BINARY_LABELMAP) is None
+
+
+def surface_segmentation(scene, name="model"):
+    """A segmentation of one closed-surface sphere, as an STL model imports."""
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    segmentation.GetSegmentation().SetSourceRepresentationName(CLOSED_SURFACE)
+    return segmentation, segmentation.AddSegmentFromClosedSurfaceRepresentation(sphere_surface(), "sphere")
+
+
+def test_converting_remakes_a_labelmap_left_on_another_grid_and_shows_the_labelmap_in_2d(tmp_path):
+    scene = new_scene()
+    volume, earlier = volume_node(scene, tmp_path, "ct"), volume_node(scene, tmp_path, "earlier", (2.0, 2.0, 2.0))
+    segmentation, segment_id = surface_segmentation(scene)
+    segmentation.CreateDefaultDisplayNodes()
+    segmentation.GetDisplayNode().SetPreferredDisplayRepresentationName2D(CLOSED_SURFACE)
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(earlier)  # a labelmap made before, 2 mm voxels
+    assert segmentation.GetSegmentation().CreateRepresentation(BINARY_LABELMAP)
+
+    convert_to_labelmap(segmentation, volume)
+
+    labelmap = segmentation.GetSegmentation().GetSegment(segment_id).GetRepresentation(BINARY_LABELMAP)
+    np.testing.assert_allclose(labelmap.GetSpacing(), (1.0, 1.0, 2.0))  # remade on the volume's grid
+    assert segmentation.GetDisplayNode().GetPreferredDisplayRepresentationName2D() == BINARY_LABELMAP
+    assert segment_mask(segmentation, segment_id, volume).any()
+
+
+def test_a_segment_without_voxels_reads_as_an_empty_mask_and_a_missing_one_is_named(tmp_path):
+    scene = new_scene()
+    volume = volume_node(scene, tmp_path, "ct")
+    segmentation, segment_id = surface_segmentation(scene)  # a surface only: no labelmap yet
+    mask = segment_mask(segmentation, segment_id, volume)
+    assert mask.dtype == bool and mask.shape == SHAPE and not mask.any()
+    with pytest.raises(VolumeError) as refused:
+        segment_mask(segmentation, "gone", volume)
+    assert str(refused.value) == "There is no segment 'gone' in 'model'."
+
+
+def test_the_labelmap_counter_is_zero_without_voxels_and_moves_when_they_change(tmp_path):
+    scene = new_scene()
+    volume = volume_node(scene, tmp_path, "ct")
+    surface, surface_id = surface_segmentation(scene)
+    assert labelmap_modified_time(surface, surface_id) == 0
+    assert labelmap_modified_time(surface, "gone") == 0
+    segmentation, (segment_id,) = drawn_segmentation(scene, volume, block(1, 1, 1))
+    before = labelmap_modified_time(segmentation, segment_id)
+    apply_update(MaskUpdate(0, WHOLE, block(2, 2, 2)), segmentation, segment_id, volume)
+    assert labelmap_modified_time(segmentation, segment_id) > before > 0

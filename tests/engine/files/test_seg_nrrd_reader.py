@@ -168,6 +168,9 @@ def test_labels_that_are_no_whole_numbers_or_off_the_image_are_refused_word_for_
     assert refusal(read_seg_nrrd, good, voxel_count=121) == (
         f"{good} has 4x5x6 voxels but its image has 121: resample the segmentation onto the image grid.")
     assert read_seg_nrrd(good, shape_ijk=[4.0, 5.0, 6.0], voxel_count=120).segment_names == ("liver", "spleen")
+    layered = hand_made(tmp_path / "l.seg.nrrd", np.zeros((2, *SIZES), np.uint8), segments=(("a", 1, 0), ("b", 1, 1)))
+    assert refusal(read_seg_nrrd, layered, shape_ijk=(4, 6, 5)).startswith(  # the grid, not the layers
+        f"{layered}: its grid (4x5x6 voxels) differs from the image's (4x6x5)")
 
 
 def test_a_reason_without_text_is_named_by_its_kind(tmp_path, monkeypatch):
