@@ -47,7 +47,7 @@ def hand_made(path, voxels_ijk: np.ndarray | None = None, segments=(("liver", 1,
     sizes = voxels_ijk.shape if sizes is None else sizes
     if payload is None:
         payload = np.asarray(voxels_ijk).T.astype(np.asarray(voxels_ijk).dtype.newbyteorder(
-            "<" if endian == "little" else ">")).tobytes()
+            ">" if endian == "big" else "<")).tobytes()  # no endian line: little, NRRD's usual order
         payload = {"gzip": gzip.compress, "gz": gzip.compress, "bzip2": bz2.compress, "bz2": bz2.compress}.get(
             encoding, lambda data: data)(payload)
     dimension = len(sizes)
@@ -55,7 +55,8 @@ def hand_made(path, voxels_ijk: np.ndarray | None = None, segments=(("liver", 1,
     header = (f"NRRD0004\ntype: {nrrd_type}\ndimension: {dimension}\nspace: left-posterior-superior\n"
               f"sizes: {' '.join(map(str, sizes))}\nspace directions: {directions}\n"
               f"kinds: {'list ' if dimension == 4 else ''}domain domain domain\nencoding: {encoding}\n"
-              f"endian: {endian}\nspace origin: (10,20,30)\n{extra}{segment_keys(segments)}\n")
+              f"{f'endian: {endian}' + chr(10) if endian else ''}space origin: (10,20,30)\n{extra}"
+              f"{segment_keys(segments)}\n")
     path.write_bytes(header.encode() + payload)
     return path
 
@@ -75,6 +76,11 @@ def test_every_encoding_type_and_byte_order_reads_the_same_labels_and_grid(tmp_p
     np.testing.assert_array_equal(read.labels.ijk_to_ras, [[-0.5, 0, 0, -10], [0, 2, 0, -20], [0, 0, 3, 30],
                                                            [0, 0, 0, 1]])
     assert read.segment_names == ("liver", "spleen") and read.labels.name == "x.seg.nrrd"
+
+
+def test_a_file_without_an_endian_line_is_little_endian(tmp_path):
+    path = hand_made(tmp_path / "x.seg.nrrd", labels_kji().T.astype(np.uint16), nrrd_type="ushort", endian=None)
+    np.testing.assert_array_equal(read_seg_nrrd(path).labels.array, labels_kji())
 
 
 def test_overlapping_segments_in_layers_read_with_their_own_label_values(tmp_path):
