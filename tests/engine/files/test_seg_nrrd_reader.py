@@ -78,6 +78,18 @@ def test_every_encoding_type_and_byte_order_reads_the_same_labels_and_grid(tmp_p
     assert read.segment_names == ("liver", "spleen") and read.labels.name == "x.seg.nrrd"
 
 
+def test_a_single_slice_and_256_segments_read_back(tmp_path):
+    """A one-slice segmentation (an X-ray, one CT slice) is a grid of depth 1; label 256 needs more than a byte."""
+    one_slice = hand_made(tmp_path / "one.seg.nrrd", labels_kji()[:1].T.copy())
+    np.testing.assert_array_equal(read_seg_nrrd(one_slice, shape_ijk=(4, 5, 1)).labels.array, labels_kji()[:1])
+    many = np.arange(1, 257, dtype=np.uint16).reshape(16, 16, 1)
+    path = hand_made(tmp_path / "many.seg.nrrd", many, nrrd_type="ushort",
+                     segments=[(f"s{n}", n, 0) for n in range(1, 257)])
+    read = read_seg_nrrd(path)
+    np.testing.assert_array_equal(read.labels.array, many.T)
+    assert read.labels.modality == "OT" and len(read.segment_names) == 256
+
+
 def test_a_file_without_an_endian_line_is_little_endian(tmp_path):
     path = hand_made(tmp_path / "x.seg.nrrd", labels_kji().T.astype(np.uint16), nrrd_type="ushort", endian=None)
     np.testing.assert_array_equal(read_seg_nrrd(path).labels.array, labels_kji())
@@ -177,6 +189,7 @@ def test_labels_that_are_no_whole_numbers_or_off_the_image_are_refused_word_for_
     layered = hand_made(tmp_path / "l.seg.nrrd", np.zeros((2, *SIZES), np.uint8), segments=(("a", 1, 0), ("b", 1, 1)))
     assert refusal(read_seg_nrrd, layered, shape_ijk=(4, 6, 5)).startswith(  # the grid, not the layers
         f"{layered}: its grid (4x5x6 voxels) differs from the image's (4x6x5)")
+    assert refusal(read_seg_nrrd, layered, voxel_count=121).startswith(f"{layered} has 4x5x6 voxels but")
 
 
 def test_a_reason_without_text_is_named_by_its_kind(tmp_path, monkeypatch):
@@ -211,6 +224,8 @@ def test_impossible_sizes_label_values_and_layers_are_refused_before_any_voxel(t
         path = hand_made(tmp_path / "v.seg.nrrd", segments=(segment, ("spleen", 2, 0)), payload=b"")
         assert refusal(read_seg_nrrd, path) == (f"{path} gives segment 'liver' {says}, outside what its unsigned char "
                                                 f"voxels in 1 layer(s) can hold{SAVE_AGAIN}")
+    nameless = hand_made(tmp_path / "n.seg.nrrd", segments=({"ID": "Segment_1", "LabelValue": 300},), payload=b"")
+    assert refusal(read_seg_nrrd, nameless).startswith(f"{nameless} gives segment '?' label value 300 in layer 0")
     top = np.zeros(SIZES, np.uint8)
     top[1, 1, 1] = 255
     top_path = hand_made(tmp_path / "top.seg.nrrd", top, segments=(("liver", 255, 0),))
