@@ -17,6 +17,8 @@ from medsam3.geometry.volume import Volume
 SIZES = (4, 5, 6)  # I, J, K
 LEFT_KIDNEY = ("Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure"
                "~SCT^64033007^Kidney~SCT^7771000^Left~~^^~^^")
+TUMOUR = ("Segmentation category and type - DICOM master list~SCT^49755003^Morphologically Altered Structure"
+          "~SCT^108369006^Neoplasm~^^~~^^~^^")  # no modifier
 SAVE_AGAIN = ": save the segmentation again from Slicer (Segmentations > Export to files, .seg.nrrd)."
 
 
@@ -115,14 +117,15 @@ def test_overlapping_segments_in_layers_read_with_their_own_label_values(tmp_pat
 
 def test_names_colours_and_terminology_read_back_as_written(tmp_path):
     labels = labels_kji()
-    path = write_seg_nrrd(tmp_path / "coded.seg.nrrd", labels, ["left kidney", "mass"],
+    path = write_seg_nrrd(tmp_path / "coded.seg.nrrd", labels, ["left kidney", "mass", "tumour"],
                           Volume(labels.astype(np.int16), np.diag([1.0, 1.0, 2.0, 1.0])),
-                          colours=[(0.5, 0.25, 0.125), (1.0, 0.0, 0.5)], terminologies=[LEFT_KIDNEY, ""])
+                          colours=[(0.5, 0.25, 0.125), (1.0, 0.0, 0.5), (0, 0, 1)],
+                          terminologies=[LEFT_KIDNEY, "", TUMOUR])
     for read in (read_seg_nrrd(path), read_seg_nrrd(path, shape_ijk=SIZES)):
-        assert read.segment_names == ("left kidney", "mass")
-        assert read.colours == ((0.5, 0.25, 0.125), (1.0, 0.0, 0.5))
-        assert read.terminologies == (LEFT_KIDNEY, "")
-    assert read_segment_names(path) == ("left kidney", "mass")
+        assert read.segment_names == ("left kidney", "mass", "tumour")
+        assert read.colours == ((0.5, 0.25, 0.125), (1.0, 0.0, 0.5), (0.0, 0.0, 1.0))
+        assert read.terminologies == (LEFT_KIDNEY, "", TUMOUR)
+    assert read_segment_names(path) == ("left kidney", "mass", "tumour")
 
 
 def test_a_segment_without_name_colour_label_value_or_layer_gets_slicers_defaults(tmp_path):
@@ -249,6 +252,13 @@ def test_one_voxel_more_or_fewer_than_declared_is_refused(tmp_path, encoding):
         path = hand_made(tmp_path / "n.seg.nrrd", encoding=encoding, payload=packer(payload))
         assert refusal(read_seg_nrrd, path) == (f"{path} holds {says} voxels than its header declares (120)"
                                                 f"{SAVE_AGAIN}")
+
+
+def test_a_file_cut_off_at_the_end_of_its_header_is_refused(tmp_path):
+    """A download stopped right after the header: not even the blank line that ends it arrived."""
+    path = hand_made(tmp_path / "cut.seg.nrrd", payload=b"")
+    path.write_bytes(path.read_bytes().rstrip(b"\n") + b"\n")
+    assert refusal(read_seg_nrrd, path) == f"{path} holds fewer voxels than its header declares (120){SAVE_AGAIN}"
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "bzip2"])
