@@ -73,6 +73,7 @@ def test_every_encoding_type_and_byte_order_reads_the_same_labels_and_grid(tmp_p
                      endian=endian)
     read = read_seg_nrrd(path, shape_ijk=SIZES, voxel_count=int(np.prod(SIZES)))
     np.testing.assert_array_equal(read.labels.array, labels_kji())
+    assert read.labels.array.dtype == np.uint8  # label n = segment n: a byte up to 255 segments
     assert read.labels.array.shape == SIZES[::-1]
     # LPS directions (0.5, 0, 0), (0, -2, 0), (0, 0, 3) from (10, 20, 30) are RAS (-0.5, 0, 0), (0, 2, 0), ...
     np.testing.assert_array_equal(read.labels.ijk_to_ras, [[-0.5, 0, 0, -10], [0, 2, 0, -20], [0, 0, 3, 30],
@@ -89,7 +90,7 @@ def test_a_single_slice_and_256_segments_read_back(tmp_path):
                      segments=[(f"s{n}", n, 0) for n in range(1, 257)])
     read = read_seg_nrrd(path)
     np.testing.assert_array_equal(read.labels.array, many.T)
-    assert read.labels.modality == "OT" and len(read.segment_names) == 256
+    assert read.labels.modality == "OT" and len(read.segment_names) == 256 and read.labels.array.dtype == np.uint16
 
 
 def test_a_file_without_an_endian_line_is_little_endian(tmp_path):
@@ -163,6 +164,9 @@ def test_no_file_no_nrrd_or_no_segment_is_refused_word_for_word(tmp_path):
     assert refusal(read_seg_nrrd, none) == (f"{none} holds no segment: save a segmentation with at least one "
                                             "segment from Slicer.")
     assert refusal(read_segment_names, none) == f"{none} declares 0 segments (1 to 1000 are read){SAVE_AGAIN}"
+    no_sizes = hand_made(tmp_path / "no_sizes.seg.nrrd")
+    no_sizes.write_bytes(no_sizes.read_bytes().replace(b"sizes: 4 5 6\n", b""))
+    assert refusal(read_seg_nrrd, no_sizes).endswith("its header has no 3D or 4D sizes and voxel type.")
     flat = hand_made(tmp_path / "flat.seg.nrrd", np.ones((4, 5), np.uint8), segments=(("liver", 1, 0),))
     assert refusal(read_seg_nrrd, flat) == (f"{flat} is not a readable Slicer segmentation (.seg.nrrd): its header "
                                             "has no 3D or 4D sizes and voxel type.")
@@ -173,8 +177,9 @@ def test_too_many_segments_are_refused_before_any_voxel(tmp_path):
     assert refusal(read_seg_nrrd, many) == (f"{many} declares 1,001 segments, more than the 1000 medsam3 reads"
                                             f"{SAVE_AGAIN}")
     assert refusal(read_segment_names, many) == f"{many} declares 1,001 segments (1 to 1000 are read){SAVE_AGAIN}"
-    most = hand_made(tmp_path / "most.seg.nrrd", segments=[(f"s{n}", 1, 0) for n in range(1000)])
-    assert len(read_segment_names(most)) == 1000
+    most = hand_made(tmp_path / "most.seg.nrrd", (labels_kji() == 1).T.astype(np.uint8),
+                     segments=[(f"s{n}", 1, 0) for n in range(1000)])
+    assert len(read_segment_names(most)) == 1000 and len(read_seg_nrrd(most).segment_names) == 1000
 
 
 def test_labels_that_are_no_whole_numbers_or_off_the_image_are_refused_word_for_word(tmp_path):
@@ -193,6 +198,7 @@ def test_labels_that_are_no_whole_numbers_or_off_the_image_are_refused_word_for_
     assert refusal(read_seg_nrrd, layered, shape_ijk=(4, 6, 5)).startswith(  # the grid, not the layers
         f"{layered}: its grid (4x5x6 voxels) differs from the image's (4x6x5)")
     assert refusal(read_seg_nrrd, layered, voxel_count=121).startswith(f"{layered} has 4x5x6 voxels but")
+    assert read_seg_nrrd(layered, shape_ijk=SIZES, voxel_count=120).labels.array.shape == SIZES[::-1]
 
 
 def test_a_reason_without_text_is_named_by_its_kind(tmp_path, monkeypatch):
@@ -254,6 +260,31 @@ def test_one_voxel_more_or_fewer_than_declared_is_refused(tmp_path, encoding):
                                                 f"{SAVE_AGAIN}")
 
 
+def test_raw_voxels_that_hold_a_blank_line_and_a_header_without_encoding_read_back(tmp_path):
+    """Label 10 is the byte of a line end: the voxels begin after the header's first blank line, not its last.
+    A header without an encoding line (pynrrd reads it) holds raw voxels."""
+    tens = labels_kji().T * 5  # labels 5 and 10, next to each other along I
+    path = hand_made(tmp_path / "tens.seg.nrrd", tens, encoding="raw", segments=(("liver", 5, 0), ("spleen", 10, 0)))
+    assert b"\n\n" in path.read_bytes()[path.read_bytes().index(b"\n\n") + 2:]
+    np.testing.assert_array_equal(read_seg_nrrd(path).labels.array, labels_kji())
+    bare = hand_made(tmp_path / "bare.seg.nrrd", encoding="raw")
+    bare.write_bytes(bare.read_bytes().replace(b"encoding: raw\n", b""))
+    np.testing.assert_array_equal(read_seg_nrrd(bare).labels.array, labels_kji())
+
+
+def test_a_bzip2_bomb_is_not_inflated_beyond_its_declared_size(tmp_path):
+    import tracemalloc
+
+    bomb = hand_made(tmp_path / "bomb.seg.nrrd", encoding="bzip2", payload=bz2.compress(bytes(100 << 20)))
+    tracemalloc.start()
+    try:
+        assert refusal(read_seg_nrrd, bomb).startswith(f"{bomb} holds more voxels than its header declares")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 << 20
+
+
 def test_a_file_cut_off_at_the_end_of_its_header_is_refused(tmp_path):
     """A download stopped right after the header: not even the blank line that ends it arrived."""
     path = hand_made(tmp_path / "cut.seg.nrrd", payload=b"")
@@ -276,6 +307,10 @@ def test_a_label_value_no_segment_declares_is_refused_naming_the_first_one(tmp_p
     voxels[0, 0, 5] = 8
     path = hand_made(tmp_path / "s.seg.nrrd", voxels)
     assert refusal(read_seg_nrrd, path) == f"{path} has voxels of label value 8 that no segment declares{SAVE_AGAIN}"
+    voxels = labels_kji().T.copy()
+    voxels[3, 1, 2] = 6  # only in the last row of I
+    path = hand_made(tmp_path / "r.seg.nrrd", voxels)
+    assert refusal(read_seg_nrrd, path) == f"{path} has voxels of label value 6 that no segment declares{SAVE_AGAIN}"
     layers = np.zeros((2, *SIZES), np.uint8)
     layers[1][2, 2, 2] = 1  # label 1 is declared in layer 0 only
     path = hand_made(tmp_path / "l.seg.nrrd", layers, segments=(("liver", 1, 0), ("spleen", 2, 1)))
