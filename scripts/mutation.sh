@@ -38,7 +38,7 @@ modules=(
   "metrics|medsam3/apps/evaluation/metrics.py|tests/apps/evaluation/test_evaluate_metrics.py"
   "click_simulator|medsam3/apps/evaluation/click_simulator.py|tests/apps/evaluation/test_click_simulator.py tests/apps/evaluation/test_evaluate_metrics.py tests/apps/evaluation/test_evaluate_command.py"
   "batch_journal|medsam3/apps/batch/journal.py medsam3/apps/batch/case_commit.py|tests/apps/batch/test_batch_journal.py tests/apps/batch/test_batch_resume.py tests/apps/batch/test_batch.py"
-  "segment_io|MedicalSAM3SlicerLib/segment_io.py|tests/bridge/test_slicer_segments.py tests/bridge/test_slicer_closed_surface.py tests/bridge/test_slicer_oblique_geometry.py tests/bridge/test_slicer_data_safety.py"
+  "segment_io|MedicalSAM3SlicerLib/segment_io.py|tests/bridge/test_slicer_segment_binding.py tests/bridge/test_slicer_segments.py tests/bridge/test_slicer_closed_surface.py tests/bridge/test_slicer_oblique_geometry.py tests/bridge/test_slicer_data_safety.py"
   "outputs|medsam3/files/outputs.py medsam3/files/seg_nrrd.py|tests/engine/files tests/apps/cli/test_cli_outputs.py tests/apps/test_one_writer.py tests/bridge/test_slicer_exports.py"
 )
 
