@@ -10,7 +10,8 @@ run. Per slice, the protocol's work is:
 - detector: the text-conditioned DETR encoder, decoder and mask head on the cached encoding (the phrase's text
   encoding is computed once per volume, counted once);
 - tracker: one propagation step from cached encodings (memory attention, mask decoder, memory encoder), per
-  object followed (one object counted: the bench's propagation figure at the same size and path);
+  object followed (one object counted: the bench's propagation figure at the same size and path, a slice tracked
+  with the memory full, as nearly every slice of a 100-slice volume is);
 - fusion: the per-voxel label fusion of a 512 x 512 slice's mask scores (one label).
 """
 
