@@ -14,23 +14,21 @@ import pytest
 from medsam3.errors import VolumeError
 from medsam3.files.seg_nrrd import read_seg_nrrd
 
+from hand_made_seg_nrrd import hand_made as write_hand_made
+
 
 def hand_made(path, sizes=(4, 5, 6), nrrd_type="unsigned char", payload: bytes | None = None, label_value=1,
               encoding="gzip"):
-    """A .seg.nrrd written by hand as a hostile or broken tool might write it: one segment 'liver'."""
-    dtype = {"unsigned char": np.uint8, "double": np.float64}[nrrd_type]
+    """A .seg.nrrd written by hand as a hostile or broken tool might write it: one segment 'liver' holding one
+    voxel; ``payload`` (raw voxel bytes, encoded here) replaces the voxels."""
+    voxels = None
     if payload is None:
-        voxels = np.zeros(sizes[::-1], dtype)
+        voxels = np.zeros(sizes, {"unsigned char": np.uint8, "double": np.float64}[nrrd_type])
         voxels[1, 1, 1] = min(label_value, 255)
-        payload = voxels.tobytes()
-    header = (f"NRRD0004\ntype: {nrrd_type}\ndimension: 3\nspace: left-posterior-superior\n"
-              f"sizes: {' '.join(map(str, sizes))}\nspace directions: (1,0,0) (0,1,0) (0,0,1)\n"
-              f"kinds: domain domain domain\nencoding: {encoding}\nendian: little\nspace origin: (0,0,0)\n"
-              f"Segment0_ID:=Segment_1\nSegment0_Name:=liver\nSegment0_LabelValue:={label_value}\n"
-              "Segment0_Layer:=0\n\n")
-    body = gzip.compress(payload, 6) if encoding == "gzip" else payload
-    path.write_bytes(header.encode() + body)
-    return path
+    elif encoding == "gzip":
+        payload = gzip.compress(payload, 6)
+    return write_hand_made(path, voxels, segments=(("liver", label_value, 0),), nrrd_type=nrrd_type,
+                           encoding=encoding, sizes=sizes, payload=payload)
 
 
 def test_a_hand_made_file_reads_as_its_one_segment(tmp_path):

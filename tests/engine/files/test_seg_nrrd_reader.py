@@ -13,6 +13,7 @@ import pytest
 from medsam3.errors import VolumeError
 from medsam3.files.seg_nrrd import read_seg_nrrd, read_segment_names, write_seg_nrrd
 from medsam3.geometry.volume import Volume
+from hand_made_seg_nrrd import hand_made as write_hand_made
 
 SIZES = (4, 5, 6)  # I, J, K
 LEFT_KIDNEY = ("Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure"
@@ -30,37 +31,9 @@ def labels_kji() -> np.ndarray:
     return labels
 
 
-def segment_keys(segments) -> str:
-    """Header lines for segments given as (name, label value, layer) or dicts of the keys to write."""
-    lines = []
-    for n, segment in enumerate(segments):
-        if isinstance(segment, tuple):
-            name, value, layer = segment
-            segment = {"ID": f"Segment_{n + 1}", "Name": name, "LabelValue": value, "Layer": layer}
-        lines += [f"Segment{n}_{key}:={value}" for key, value in segment.items()]
-    return "".join(line + "\n" for line in lines)
-
-
-def hand_made(path, voxels_ijk: np.ndarray | None = None, segments=(("liver", 1, 0), ("spleen", 2, 0)),
-              nrrd_type="unsigned char", encoding="gzip", endian="little", extra="", sizes=None, payload=None):
-    """A .seg.nrrd written as another tool might write it; ``voxels_ijk`` is (I, J, K) or (layers, I, J, K)."""
-    if voxels_ijk is None:
-        voxels_ijk = labels_kji().T
-    sizes = voxels_ijk.shape if sizes is None else sizes
-    if payload is None:
-        payload = np.asarray(voxels_ijk).T.astype(np.asarray(voxels_ijk).dtype.newbyteorder(
-            ">" if endian == "big" else "<")).tobytes()  # no endian line: little, NRRD's usual order
-        payload = {"gzip": gzip.compress, "gz": gzip.compress, "bzip2": bz2.compress, "bz2": bz2.compress}.get(
-            encoding, lambda data: data)(payload)
-    dimension = len(sizes)
-    directions = ("none " if dimension == 4 else "") + "(0.5,0,0) (0,-2,0) (0,0,3)"
-    header = (f"NRRD0004\ntype: {nrrd_type}\ndimension: {dimension}\nspace: left-posterior-superior\n"
-              f"sizes: {' '.join(map(str, sizes))}\nspace directions: {directions}\n"
-              f"kinds: {'list ' if dimension == 4 else ''}domain domain domain\nencoding: {encoding}\n"
-              f"{f'endian: {endian}' + chr(10) if endian else ''}space origin: (10,20,30)\n{extra}"
-              f"{segment_keys(segments)}\n")
-    path.write_bytes(header.encode() + payload)
-    return path
+def hand_made(path, voxels_ijk: np.ndarray | None = None, **header):
+    """The hand-made file; by default the two segments of :func:`labels_kji`."""
+    return write_hand_made(path, labels_kji().T if voxels_ijk is None else voxels_ijk, **header)
 
 
 @pytest.mark.parametrize("encoding", ["raw", "gzip", "gz", "bzip2", "bz2"])

@@ -170,20 +170,14 @@ def measure_agreement_figures(scale: str, image_size: int, fast_precision: str =
                     "quality"}
 
 
-def tracker_seconds(figures: dict) -> float:
-    """A tracked slice's time in a long propagation: the full-memory figure where the clip reached it."""
-    full = figures.get("propagation_seconds_per_slice_full_memory")
-    return full if isinstance(full, (int, float)) else figures["propagation_seconds_per_slice_cached_encodings"]
-
-
 def run(sizes: list[int], clicks: int, propagation_slices: int, threads: int | None, precision: str,
         agreement: str = "auto", tiny: bool = False) -> dict:
     """``precision``: one path or several, comma-separated ("float32,int8"): each is measured at every size.
     ``tiny``: the tiny random models at their own size (seconds; the bench's own test), else full size."""
     from ...model.sam3.precision import choose_precision, cpu_features, int8_engine
-    from .ceiling import fraction_of_ceiling, matmul_ceiling, vit_shapes
+    from .ceiling import add_floors, fraction_of_ceiling, matmul_ceiling, vit_shapes
     from .full_size import full_size_folder, tiny_folder
-    from .propagation import add_floors
+    from .propagation import tracker_seconds
     from .resident import measure_resident
     from .whole_volume import measure_whole_volume
 

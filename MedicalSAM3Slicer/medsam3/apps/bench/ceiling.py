@@ -5,7 +5,8 @@ matrix products at their full row counts (never truncated: fewer rows understate
 timed several times and its best run kept (a loaded machine only ever slows a run down). A vision encoder is
 matrix products plus cheaper work, so it cannot beat that ceiling; if it ever measures faster, the ceiling was
 under-measured (a busy machine during the matmul timing), and the ceiling is raised to the encoder's own figure
-with a note saying so. Every fraction printed is therefore at most 1 by construction.
+with a note saying so. Every fraction printed is therefore at most 1 by construction. The same ceilings give the
+floors the bench prints: a click's and a propagated slice's counted work at the machine's best matmul speed.
 """
 
 from __future__ import annotations
@@ -84,3 +85,15 @@ def format_ceiling(ceiling: dict) -> list[str]:
             lines.append(f"  note: the {name} ceiling was raised: {ceiling[name]['raised_by']} (matmul timing "
                          "under-measured, e.g. a busy machine)")
     return lines
+
+
+def add_floors(figures: dict, ceiling: dict) -> None:
+    """The least time any kernel could take: a click's work at the float32 ceiling (the mask decoder runs float32 on
+    every CPU path), the full-memory slice's work at each precision's matmul ceiling."""
+    if "click_gflop" in figures:
+        figures["click_floor_seconds_float32"] = round(figures["click_gflop"] / ceiling["float32"]["ceiling_gflops"], 4)
+    work = figures.get("propagation_gflop_per_slice_full_memory")
+    if not isinstance(work, (int, float)):
+        return
+    for name, entry in ceiling.items():
+        figures[f"propagation_floor_seconds_full_memory_{name}"] = round(work / entry["ceiling_gflops"], 4)

@@ -1,9 +1,10 @@
 """Counting a model pass's floating-point work, attention included.
 
-torch's FLOP counter knows the GPU attention kernels but not the CPU one, ``_scaled_dot_product_flash_attention_for_cpu``,
-which is what SDPA runs on a CPU: without it, every attention product of the ViT (about a ninth of its work at
-504 px) and of the tracker's memory attention (most of a propagated slice's work) counted as zero, and the bench's
-speeds and floors read too low. Counted here with torch's own formula for SDPA (the two products, q k^T and p v).
+torch's FLOP counter knows the GPU attention kernels but not the CPU one,
+``_scaled_dot_product_flash_attention_for_cpu``, which is what SDPA runs on a CPU: without it, every attention
+product of the ViT (about a ninth of its work at 504 px) and of the tracker's memory attention (most of a propagated
+slice's work) counted as zero, and the bench's speeds and floors read too low. Counted here with torch's own
+formula for SDPA (the two products, q k^T and p v).
 """
 
 from __future__ import annotations

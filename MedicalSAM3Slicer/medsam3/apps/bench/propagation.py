@@ -79,13 +79,7 @@ def measure_propagation(video, image_size: int, volume: Volume, slices: int, pre
     return figures
 
 
-def add_floors(figures: dict, ceiling: dict) -> None:
-    """The least time any kernel could take: a click's work at the float32 ceiling (the mask decoder runs float32 on
-    every CPU path), the full-memory slice's work at each precision's matmul ceiling."""
-    if "click_gflop" in figures:
-        figures["click_floor_seconds_float32"] = round(figures["click_gflop"] / ceiling["float32"]["ceiling_gflops"], 4)
-    work = figures.get("propagation_gflop_per_slice_full_memory")
-    if not isinstance(work, (int, float)):
-        return
-    for name, entry in ceiling.items():
-        figures[f"propagation_floor_seconds_full_memory_{name}"] = round(work / entry["ceiling_gflops"], 4)
+def tracker_seconds(figures: dict) -> float:
+    """A tracked slice's time in a long propagation: the full-memory figure where the clip reached it."""
+    full = figures.get("propagation_seconds_per_slice_full_memory")
+    return full if isinstance(full, (int, float)) else figures["propagation_seconds_per_slice_cached_encodings"]
