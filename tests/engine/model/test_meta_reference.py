@@ -22,6 +22,7 @@ import contextlib
 import functools
 import gc
 import math
+import shutil
 import warnings
 
 import numpy as np
@@ -193,6 +194,14 @@ def meta_built_at(model_builder, image_size: int):
             setattr(model_builder, name, original)
 
 
+@pytest.fixture
+def full_size_folder(tmp_path):
+    """A folder for a full-size checkpoint and its conversion (6.5 GB together), emptied after the test even when
+    it fails: pytest keeps the folders of recent runs, and three runs' worth filled the CI machine's disk."""
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
 def save_meta_checkpoint(model: torch.nn.Module, path) -> None:
     """Weights under "model", as Meta's trainer writes them (the rotary tables included, as in real files)."""
     torch.save({"model": model.state_dict()}, path)
@@ -252,7 +261,7 @@ def hook_output(module: torch.nn.Module, store: dict, key: str):
 # --------------------------------------------------------------------------------------------------- image model
 
 
-def test_image_model_text_and_click_match_meta_at_1008_px(vocabulary, tmp_path):
+def test_image_model_text_and_click_match_meta_at_1008_px(vocabulary, full_size_folder):
     tokenizer_folder, meta_merges = vocabulary
     images = ct_slices(1008)
     click_xy = np.array([[430.0, 520.0]])
@@ -264,7 +273,7 @@ def test_image_model_text_and_click_match_meta_at_1008_px(vocabulary, tmp_path):
         model = model_builder.build_sam3_image_model(bpe_path=str(meta_merges), device="cpu", eval_mode=True,
                                                      load_from_HF=False, enable_inst_interactivity=True)
     redraw_every_parameter(model, SEED)
-    save_meta_checkpoint(model, tmp_path / "image.pt")
+    save_meta_checkpoint(model, full_size_folder / "image.pt")
     with torch.inference_mode(), CudaTensorsOnCpu():
         from sam3.model.data_misc import FindStage
 
@@ -294,7 +303,7 @@ def test_image_model_text_and_click_match_meta_at_1008_px(vocabulary, tmp_path):
     del model, tracker, backbone_out, sam2_out, out, state
     collect()
 
-    ours = convert(tmp_path / "image.pt", tmp_path / "converted-image", tokenizer_folder, 1008)
+    ours = convert(full_size_folder / "image.pt", full_size_folder / "converted-image", tokenizer_folder, 1008)
     frames = SliceFrames(images)
     sam3, processor = ours.component("sam3")
     captured = {}
@@ -355,7 +364,7 @@ def test_image_model_text_and_click_match_meta_at_1008_px(vocabulary, tmp_path):
 # --------------------------------------------------------------------------------------------------- video model
 
 
-def test_video_model_propagation_and_text_match_meta_at_504_px(vocabulary, tmp_path):
+def test_video_model_propagation_and_text_match_meta_at_504_px(vocabulary, full_size_folder):
     tokenizer_folder, meta_merges = vocabulary
     size = 504
     images = ct_slices(size, 3)
@@ -370,7 +379,7 @@ def test_video_model_propagation_and_text_match_meta_at_504_px(vocabulary, tmp_p
     model.eval()
     redraw_every_parameter(model, SEED + 1)
     make_tracker_see_the_object(model.tracker)
-    save_meta_checkpoint(model, tmp_path / "video.pt")  # detector.* and tracker.* names, as the 3D checkpoint
+    save_meta_checkpoint(model, full_size_folder / "video.pt")  # detector.*, tracker.* names: as the 3D file
     detector, tracker = model.detector, model.tracker
     with torch.inference_mode(), CudaTensorsOnCpu():
         from sam3.model.data_misc import FindStage
@@ -432,7 +441,7 @@ def test_video_model_propagation_and_text_match_meta_at_504_px(vocabulary, tmp_p
     del model, detector, tracker, backbone_outs, text_out, out, cached
     collect()
 
-    ours = convert(tmp_path / "video.pt", tmp_path / "converted-video", tokenizer_folder, size)
+    ours = convert(full_size_folder / "video.pt", full_size_folder / "converted-video", tokenizer_folder, size)
     frames = SliceFrames(images)
     tracked = {item.frame_index: item.masks[1].logits
                for item in ours.track(frames, {0: ModelPrompt(click_xy, click_labels)}, 0, False)}
