@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import math
 import shutil
 import warnings
 
@@ -32,6 +31,7 @@ from torch.overrides import TorchFunctionMode
 
 from cases import load_case
 from clip_vocabulary import write_clip_vocabulary
+from medsam3.apps.bench.propagation_agreement import redraw_every_parameter
 from medsam3.apps.cli import run as run_cli
 from medsam3.model.segmentation_model import ModelPrompt
 from medsam3.model.sam3.meta_parity import class_token_box_prompt
@@ -105,21 +105,6 @@ def vocabulary(tmp_path_factory):
 
 
 # --------------------------------------------------------------------------------------------------- Meta side
-
-
-def redraw_every_parameter(model: torch.nn.Module, seed: int) -> None:
-    """Every parameter from a seeded normal distribution: matrices scaled by their fan-in (activations keep their
-    size through 32 blocks), norm scales around one, biases and embeddings small but never zero."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            noise = torch.randn(parameter.shape, generator=generator)
-            if parameter.ndim >= 2 and parameter.shape[0] > 1 and "pos_embed" not in name:
-                parameter.copy_(noise / math.sqrt(parameter[0].numel()))
-            elif parameter.ndim == 1 and name.endswith("weight"):
-                parameter.copy_(1.0 + 0.1 * noise)
-            else:
-                parameter.copy_(0.02 * noise)
 
 
 def make_tracker_see_the_object(tracker: torch.nn.Module) -> None:

@@ -164,6 +164,15 @@ def measure_agreement_figures(scale: str, image_size: int, fast_precision: str =
                                  fast_precision)
     figures = {"as_shipped": summarise(results[True]), "without_stability_fallback": summarise(results[False])}
     del tracker
+    if scale == "full":  # the fast path changes the video tracker's memory attention too
+        from .propagation_agreement import measure_propagation_agreement, tracking_that_reads_its_memory
+
+        print(f"agreement of {fast_precision} with float32 propagation (full-size tracker video model) ...",
+              flush=True)
+        video, video_processor = _full_size("sam3_tracker_video", image_size)
+        figures["propagation"] = summarise(measure_propagation_agreement(
+            (tracking_that_reads_its_memory(video), video_processor), image_size, fast_precision=fast_precision))
+        del video
     return {"model": f"{scale}-size Sam3TrackerModel at {image_size} px, random weights", **figures,
             "fast_precision": fast_precision,
             "note": f"random weights: this measures numerical drift of {fast_precision} against float32, not mask "
@@ -302,6 +311,12 @@ def format_table(report: dict) -> str:
             lines.append(f"  {label:<36} Dice min {figures['dice_min']}, mean {figures['dice_mean']}; "
                          f"largest logit difference {figures['max_logit_difference']} "
                          f"({100 * figures['max_relative_logit_difference']:.1f} % of the largest logit)")
+        if "propagation" in agreement:
+            figures = agreement["propagation"]
+            lines.append(f"  {'propagation, ' + str(figures['prompts']) + ' tracked slices':<36} Dice min "
+                         f"{figures['dice_min']}, mean {figures['dice_mean']}; largest logit difference "
+                         f"{figures['max_logit_difference']} ({100 * figures['max_relative_logit_difference']:.1f} "
+                         "% of the largest logit; one click propagated 9 slices on each of the two)")
     if not report.get("agreements"):
         lines += ["", "agreement of bfloat16 with float32: not run (--agreement none or --model tiny)"]
     return "\n".join(lines)

@@ -31,7 +31,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .transformers_patches import cast_norm_output, keep_in_float32, replace_linear_layer, run_in_bfloat16
+from .bfloat16_attention import ATTENTION_NAME, bfloat16_products_attention
+from .transformers_patches import (cast_norm_output, keep_in_float32, replace_linear_layer, route_attention,
+                                   run_in_bfloat16)
 
 PRECISION_CHOICES = ("auto", "float32", "bfloat16", "int8")
 NATIVE_BF16_SPEEDUP = 1.5  # bfloat16 matmul must beat float32 by this much to be worth its rounding
@@ -107,7 +109,8 @@ class PrecisionPlan:
 
     def describe(self) -> str:
         if self.name == "bfloat16":
-            return f"bfloat16 path (ViT and text encoder in bfloat16, weights stored once; {self.reason})"
+            return (f"bfloat16 path (ViT and text encoder in bfloat16, weights stored once; the tracker's memory "
+                    f"attention multiplies in bfloat16; {self.reason})")
         if self.name == "int8":
             return f"int8 path (linear layers of the ViT and text encoder in int8, the rest float32; {self.reason})"
         return f"float32 path ({self.reason})"
@@ -153,6 +156,7 @@ _MATMUL_TYPES = (torch.nn.Linear, torch.nn.Conv2d)
 
 
 _BFLOAT16_ENCODERS = ("Sam3ViTModel", "CLIPTextModelWithProjection")
+_MEMORY_ATTENTION = "Sam3TrackerVideoRoPEAttention"  # the video tracker's memory attention (self and cross)
 
 
 def bfloat16_encoders(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -169,11 +173,14 @@ def apply_precision(model: torch.nn.Module, plan: PrecisionPlan, quantized: dict
     bfloat16 autocast, their outputs handed on in float32; layer norms and embeddings keep float32 weights
     (autocast computes norms in float32; a block's first norm hands its output on in bfloat16, see
     :func:`in_autocast_dtype`). The full model's weights take 1.8 GiB instead of 3.2 GiB. The rest
-    (neck, prompt encoder, mask decoder, detector heads, memory attention: cheap) stays float32: with the whole
+    (neck, prompt encoder, mask decoder, detector heads: cheap) stays float32: with the whole
     tracker in bfloat16 the agreement measure (:mod:`medsam3.apps.bench.precision_agreement`) drifted far more (Dice down
     to 0.60 against 0.71, both including one discrete switch of SAM's stability fallback). On CUDA the rest
     also runs under autocast, as it did (see :func:`autocast_context`); the Fourier positional encodings of
-    prompts keep float32 there (sin/cos of large arguments lose whole radians in bfloat16).
+    prompts keep float32 there (sin/cos of large arguments lose whole radians in bfloat16). The video tracker's
+    memory attention (most of a propagated slice's work) computes its attention in bfloat16 on the CPU too, its
+    projections staying float32 (:mod:`.bfloat16_attention`: torch's CPU attention kernel gains nothing from
+    bfloat16 at its head width, two bfloat16 products do).
 
     On the int8 path the same two encoders' linear layers become int8 ones (:func:`quantize_linear_layers`;
     ``quantized`` is the loaded model's register of int8 layers, so that classes sharing a ViT share them)."""
@@ -194,6 +201,8 @@ def apply_precision(model: torch.nn.Module, plan: PrecisionPlan, quantized: dict
     for module in model.modules():
         if type(module).__name__.endswith(("PositionalEmbedding", "PositionEmbedding")):
             keep_in_float32(module, in_float32)
+    route_attention([module for module in model.modules() if type(module).__name__ == _MEMORY_ATTENTION],
+                    ATTENTION_NAME, bfloat16_products_attention)
     return model
 
 

@@ -11,6 +11,7 @@ another release is installed. The helpers that compute the wrapped answers stay 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -48,6 +49,10 @@ PATCHES = (
           "the norm's output, read only by the attention's three projections, is cast to bfloat16 once instead of "
           "once per projection by autocast, and windowed in half the bytes (bit for bit the same)",
           "tests/engine/model/test_cpu_levers.py"),
+    Patch("memory_attention_bfloat16", "Sam3TrackerVideoRoPEAttention.config (its own copy)",
+          "the video tracker's memory attention calls :mod:`.bfloat16_attention` through transformers' "
+          "AttentionInterface on a CPU's bfloat16 path (1.7x a propagated slice; torch's CPU flash kernel gains "
+          "nothing from bfloat16 at its 256-wide head)", "tests/engine/model/test_bfloat16_attention.py"),
     Patch("float32_positions", "*PositionalEmbedding.forward",
           "Fourier positional encodings of prompts keep float32 under autocast (sin / cos of large arguments)",
           "tests/engine/model/test_precision.py"),
@@ -182,6 +187,29 @@ def cast_norm_output(norm, wrap) -> None:
 def keep_in_float32(module, wrap) -> None:
     """``float32_positions``: ``module.forward`` wrapped by ``wrap`` (:func:`.precision.in_float32`), once."""
     _wrap_forward_once(module, wrap, "float32_positions")
+
+
+def route_attention(modules, name: str, function) -> int:
+    """``memory_attention_bfloat16``: ``function`` registered under ``name`` in transformers' ``AttentionInterface``
+    (its public extension point), and each of ``modules`` given its own copy of its config naming it, so that only
+    these attention modules call it (the model's config and the other modules keep SDPA). Returns how many were
+    routed; idempotent."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(name, function)
+    copies: dict[int, object] = {}
+    routed = 0
+    for module in modules:
+        if module.config._attn_implementation == name:
+            continue
+        config = copies.get(id(module.config))
+        if config is None:
+            config = copies[id(module.config)] = copy.copy(module.config)
+            config._attn_implementation_internal = name  # the property's setter would reach into shared sub-configs
+        module.config = config
+        _mark("memory_attention_bfloat16")
+        routed += 1
+    return routed
 
 
 def replace_linear_layer(parent, name: str, child, make_layer):
