@@ -1,6 +1,6 @@
 """On a CPU's bfloat16 path the video tracker's memory attention multiplies in bfloat16 (issue 22: a propagated
-slice 1.7-1.9x faster): the attention answers as float32 SDPA does within bfloat16 rounding, only the memory
-attention is routed there, and a propagation through real CT slices draws the float32 path's masks."""
+slice 2.7x faster): the attention answers as float32 SDPA does within bfloat16 rounding, only the memory
+attention is routed there, and a propagation through real CT and MRI slices draws the float32 path's masks."""
 
 from __future__ import annotations
 
@@ -98,6 +98,11 @@ def test_the_bfloat16_path_routes_the_memory_attention_only():
     assert tracker.config._attn_implementation == "sdpa"  # what save_pretrained writes, and the other modules
     others = [m for m in tracker.modules() if hasattr(m, "config") and m not in routed]
     assert others and all(m.config._attn_implementation != ATTENTION_NAME for m in others)
+    # the memory attention's products are stored in bfloat16 once, the mask decoder and memory encoder keep float32
+    memory_linears = [m for m in tracker.memory_attention.modules() if isinstance(m, torch.nn.Linear)]
+    assert memory_linears and all(m.weight.dtype == torch.bfloat16 for m in memory_linears)
+    assert all(p.dtype == torch.float32 for part in (tracker.mask_decoder, tracker.memory_encoder)
+               for p in part.parameters())
     float32 = _tiny_video_tracker()
     TransformersSegmentationModel.from_components({"sam3_tracker_video": (float32, build_processor(
         "sam3_tracker_video", TINY_IMAGE_SIZE))}, "tiny", TINY_IMAGE_SIZE, precision="float32")

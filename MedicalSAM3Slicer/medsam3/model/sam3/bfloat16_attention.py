@@ -5,7 +5,9 @@ seven remembered frames (about 9,100 keys) in one 256-wide head, four layers dee
 kernel, which SDPA runs, is no faster in bfloat16 than in float32 at that head width (measured 178 vs 181
 GFLOP/s on an AVX-512 BF16 CPU), while the same attention written as a bfloat16 product of queries and keys, a
 bfloat16 softmax and a bfloat16 product with the values runs about four times faster there (17 vs 64 ms a layer).
-A propagated slice with full memory went from 432 to 256 ms (docs/benchmark.md, "Issue 22, third round").
+A propagated slice with full memory went from 432 to 217 ms with this alone, and to 150 ms with the memory
+attention's projections in bfloat16 too (:func:`.precision.apply_precision`; docs/benchmark.md, "Issue 22, third
+round").
 
 This is transformers' own attention contract (``AttentionInterface``: the function a model's attention module
 calls by the name in its config), not a change to the network: the same queries, keys, values and scaling, the
@@ -41,14 +43,20 @@ def bfloat16_products_attention(module, query: torch.Tensor, key: torch.Tensor, 
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
-    keys_transposed = key.to(torch.bfloat16).transpose(-1, -2)
-    values = value.to(torch.bfloat16)
+    keys, values = key.to(torch.bfloat16), value.to(torch.bfloat16)
+    one_head = query.shape[0] * query.shape[1] == 1  # the memory attention: one image, one head
+    if one_head:  # as plain matrices: a batched product of one runs 1.4x slower than the plain one (measured)
+        keys, values = keys[0, 0], values[0, 0]
     queries = query.shape[-2]
     rows = max(1, SCORES_PER_BLOCK // max(1, key.shape[-2] * query.shape[0] * query.shape[1]))
     output = torch.empty(*query.shape[:-1], value.shape[-1], dtype=query.dtype, device=query.device)
     for start in range(0, queries, rows):
         block = slice(start, min(start + rows, queries))
-        scores = (query[..., block, :] * scale).to(torch.bfloat16) @ keys_transposed
+        block_queries = (query[..., block, :] * scale).to(torch.bfloat16)
+        if one_head:
+            scores = torch.nn.functional.linear(block_queries[0, 0], keys)  # queries x keys, as one product
+        else:
+            scores = block_queries @ keys.transpose(-1, -2)
         if attention_mask is not None:
             scores = scores + (attention_mask if attention_mask.shape[-2] == 1 else attention_mask[..., block, :])
         output[..., block, :] = torch.softmax(scores, dim=-1).to(torch.bfloat16) @ values

@@ -109,8 +109,8 @@ class PrecisionPlan:
 
     def describe(self) -> str:
         if self.name == "bfloat16":
-            return (f"bfloat16 path (ViT and text encoder in bfloat16, weights stored once; the tracker's memory "
-                    f"attention multiplies in bfloat16; {self.reason})")
+            return (f"bfloat16 path (ViT, text encoder and the tracker's memory attention in bfloat16, weights "
+                    f"stored once; {self.reason})")
         if self.name == "int8":
             return f"int8 path (linear layers of the ViT and text encoder in int8, the rest float32; {self.reason})"
         return f"float32 path ({self.reason})"
@@ -156,13 +156,19 @@ _MATMUL_TYPES = (torch.nn.Linear, torch.nn.Conv2d)
 
 
 _BFLOAT16_ENCODERS = ("Sam3ViTModel", "CLIPTextModelWithProjection")
-_MEMORY_ATTENTION = "Sam3TrackerVideoRoPEAttention"  # the video tracker's memory attention (self and cross)
+_MEMORY_ATTENTION = "Sam3TrackerVideoMemoryAttention"  # the video tracker's: most of a propagated slice's work
+_MEMORY_ATTENTION_HEADS = "Sam3TrackerVideoRoPEAttention"  # its self- and cross-attention
 
 
 def bfloat16_encoders(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The encoders of a loaded SAM 3 class that the bfloat16 path runs in bfloat16: the ViT backbones (the
     work of every slice) and the text encoder (354M parameters, run once per phrase)."""
     return [module for module in model.modules() if type(module).__name__ in _BFLOAT16_ENCODERS]
+
+
+def memory_attentions(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The video tracker's memory attention (in ``Sam3TrackerVideoModel`` and in ``Sam3VideoModel``'s tracker)."""
+    return [module for module in model.modules() if type(module).__name__ == _MEMORY_ATTENTION]
 
 
 def apply_precision(model: torch.nn.Module, plan: PrecisionPlan, quantized: dict | None = None) -> torch.nn.Module:
@@ -178,9 +184,11 @@ def apply_precision(model: torch.nn.Module, plan: PrecisionPlan, quantized: dict
     to 0.60 against 0.71, both including one discrete switch of SAM's stability fallback). On CUDA the rest
     also runs under autocast, as it did (see :func:`autocast_context`); the Fourier positional encodings of
     prompts keep float32 there (sin/cos of large arguments lose whole radians in bfloat16). The video tracker's
-    memory attention (most of a propagated slice's work) computes its attention in bfloat16 on the CPU too, its
-    projections staying float32 (:mod:`.bfloat16_attention`: torch's CPU attention kernel gains nothing from
-    bfloat16 at its head width, two bfloat16 products do).
+    memory attention (most of a propagated slice's work) is treated as the encoders are, and its attention
+    itself multiplies in bfloat16 on the CPU (:mod:`.bfloat16_attention`: torch's CPU attention kernel gains
+    nothing from bfloat16 at its head width, two bfloat16 products do). A propagated slice at 504 px: 432 ms ->
+    160 ms; the propagation agreement (:mod:`medsam3.apps.bench.propagation_agreement`) moved from 1.58 to 1.63 %
+    of the logits' scale, the ViT's bfloat16 being the rest (docs/benchmark.md).
 
     On the int8 path the same two encoders' linear layers become int8 ones (:func:`quantize_linear_layers`;
     ``quantized`` is the loaded model's register of int8 layers, so that classes sharing a ViT share them)."""
@@ -190,18 +198,18 @@ def apply_precision(model: torch.nn.Module, plan: PrecisionPlan, quantized: dict
         return model
     if plan.name != "bfloat16":
         return model
-    for encoder in bfloat16_encoders(model):
-        for module in encoder.modules():
+    for part in bfloat16_encoders(model) + memory_attentions(model):
+        for module in part.modules():
             if isinstance(module, _MATMUL_TYPES):
                 module.to(torch.bfloat16)
-        run_in_bfloat16(encoder, in_bfloat16)
-        for layer in encoder.modules():
+        run_in_bfloat16(part, in_bfloat16)
+        for layer in part.modules():
             if type(layer).__name__ == "Sam3ViTLayer":  # its first norm feeds only the attention's projections
                 cast_norm_output(layer.layer_norm1, in_autocast_dtype)
     for module in model.modules():
         if type(module).__name__.endswith(("PositionalEmbedding", "PositionEmbedding")):
             keep_in_float32(module, in_float32)
-    route_attention([module for module in model.modules() if type(module).__name__ == _MEMORY_ATTENTION],
+    route_attention([module for module in model.modules() if type(module).__name__ == _MEMORY_ATTENTION_HEADS],
                     ATTENTION_NAME, bfloat16_products_attention)
     return model
 
@@ -261,13 +269,16 @@ def _same_int8_layer(a, b) -> bool:
 
 
 def in_bfloat16(forward):
-    """An encoder's forward under bfloat16 autocast, its floating-point outputs returned in float32."""
+    """An encoder's (or the memory attention's) forward under bfloat16 autocast, its floating-point outputs
+    returned in float32."""
     @functools.wraps(forward)
     def run(*args, **kwargs):
         first = next(a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor))
         device_type = first.device.type if first.device.type in ("cuda", "cpu") else "cpu"
         with torch.autocast(device_type, dtype=torch.bfloat16):
             output = forward(*args, **kwargs)
+        if isinstance(output, torch.Tensor):  # the memory attention's output
+            return output.float() if output.is_floating_point() else output
         for key, value in output.items():
             if isinstance(value, torch.Tensor) and value.is_floating_point():
                 output[key] = value.float()

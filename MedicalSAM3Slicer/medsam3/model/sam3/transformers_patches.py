@@ -42,8 +42,10 @@ PATCHES = (
     Patch("class_token_for_text", "Sam3VideoModel.detector_model.forward",
           "a text-only prompt gets the geometry encoder's class token, as Meta's detector computes",
           "tests/engine/model/test_meta_parity.py, test_meta_reference.py"),
-    Patch("bfloat16_encoders", "Sam3ViTModel.forward, CLIPTextModelWithProjection.forward",
-          "the two encoders run under bfloat16 autocast and hand float32 on (bfloat16 path)",
+    Patch("bfloat16_encoders", "Sam3ViTModel.forward, CLIPTextModelWithProjection.forward, "
+          "Sam3TrackerVideoMemoryAttention.forward",
+          "the two encoders and the video tracker's memory attention run under bfloat16 autocast and hand float32 "
+          "on (bfloat16 path)",
           "tests/engine/model/test_precision.py"),
     Patch("norm_output_in_bfloat16", "Sam3ViTLayer.layer_norm1.forward (bfloat16 path)",
           "the norm's output, read only by the attention's three projections, is cast to bfloat16 once instead of "
@@ -51,7 +53,7 @@ PATCHES = (
           "tests/engine/model/test_cpu_levers.py"),
     Patch("memory_attention_bfloat16", "Sam3TrackerVideoRoPEAttention.config (its own copy)",
           "the video tracker's memory attention calls :mod:`.bfloat16_attention` through transformers' "
-          "AttentionInterface on a CPU's bfloat16 path (1.7x a propagated slice; torch's CPU flash kernel gains "
+          "AttentionInterface on a CPU's bfloat16 path (2x a propagated slice; torch's CPU flash kernel gains "
           "nothing from bfloat16 at its 256-wide head)", "tests/engine/model/test_bfloat16_attention.py"),
     Patch("float32_positions", "*PositionalEmbedding.forward",
           "Fourier positional encodings of prompts keep float32 under autocast (sin / cos of large arguments)",
