@@ -13,6 +13,14 @@ if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   in_git=true
   before="$(git status --porcelain --ignored)"
 fi
+# The full-size parity tests write 6.5 GB under pytest's temporary folder: say early when it will not fit (a full
+# disk once failed CI with errors far from their cause).
+scratch="$(.venv/bin/python -c 'import tempfile; print(tempfile.gettempdir())')"
+free_gib="$(df -Pk "$scratch" | awk 'NR == 2 {print int($4 / 1048576)}')"
+if [ "$free_gib" -lt 10 ]; then
+  echo "warning: only ${free_gib} GiB free in $scratch; the full-size tests need about 10 GiB there (set TMPDIR to" \
+       "a folder with room, or remove old /tmp/pytest-of-\$USER folders)." >&2
+fi
 status=0
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@" || status=$?
 if $in_git; then
