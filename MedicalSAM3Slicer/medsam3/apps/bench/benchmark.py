@@ -316,7 +316,7 @@ def format_table(report: dict) -> str:
             lines.append(f"  {'propagation, ' + str(figures['prompts']) + ' tracked slices':<36} Dice min "
                          f"{figures['dice_min']}, mean {figures['dice_mean']}; largest logit difference "
                          f"{figures['max_logit_difference']} ({100 * figures['max_relative_logit_difference']:.1f} "
-                         "% of the largest logit; one click propagated 9 slices on each of the two)")
+                         "% of the largest logit; one click on each slice, propagated forward)")
     if not report.get("agreements"):
         lines += ["", "agreement of bfloat16 with float32: not run (--agreement none or --model tiny)"]
     return "\n".join(lines)

@@ -17,10 +17,21 @@ from __future__ import annotations
 import statistics
 import time
 
+import numpy as np
+
 from ...geometry.volume import Volume
 from ...interaction.engine import SegmentationEngine
 from ...interaction.prompts import PointPrompt, SlicePrompt
 from ...model.sam3.transformers_model import TransformersSegmentationModel
+
+
+def clip_from(volume: Volume, k: int, slices: int) -> tuple[Volume, int]:
+    """``slices`` axial slices from slice ``k`` (from earlier where the volume would end first), placed where they
+    lie in the volume; and the index of the clip's first slice in the volume."""
+    first = max(0, min(k, volume.shape_ijk[2] - slices))
+    shift = np.eye(4)
+    shift[2, 3] = first
+    return Volume(volume.array[first:first + slices], volume.ijk_to_ras @ shift, volume.modality), first
 
 
 def forward_slice_marks(engine: SegmentationEngine, clip: Volume, prompt: list[SlicePrompt], mark) -> list:
@@ -53,8 +64,7 @@ def measure_propagation(video, image_size: int, volume: Volume, slices: int, pre
                                                           image_size=image_size, precision=precision)
     engine = SegmentationEngine(model)
     i, j, k = (n // 2 for n in volume.shape_ijk)
-    first = max(0, min(k, volume.shape_ijk[2] - slices))
-    clip = Volume(volume.array[first:first + slices], volume.ijk_to_ras, volume.modality)
+    clip, first = clip_from(volume, k, slices)
     prompt = [SlicePrompt("axial", points=(PointPrompt((i, j, k - first)),))]
     count = clip.shape_ijk[2]
     start = time.perf_counter()

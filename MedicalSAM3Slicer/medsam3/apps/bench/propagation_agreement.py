@@ -25,6 +25,7 @@ from ...geometry.volume import Volume
 from ...interaction.engine import SegmentationEngine
 from ...interaction.prompts import PointPrompt, SlicePrompt, resolve_slice_prompt
 from .precision_agreement import PromptAgreement, dice, fixed_prompts, load_agreement_volumes
+from .propagation import clip_from
 
 OBJECT_SCORE_SHIFT = 4.0  # object scores about +4 instead of about -1: tracked slices keep their masks
 
@@ -53,11 +54,14 @@ def tracking_that_reads_its_memory(video_tracker: torch.nn.Module, seed: int = 1
     return video_tracker
 
 
-def clip_from(volume: Volume, first: int, slices: int) -> Volume:
-    """``slices`` axial slices from ``first`` (fewer at the volume's end), placed where they are in the volume."""
-    shift = np.eye(4)
-    shift[2, 3] = first
-    return Volume(volume.array[first:first + slices], volume.ijk_to_ras @ shift, volume.modality)
+def clicked_clips(volumes: dict, slices: int) -> dict[str, tuple[Volume, SlicePrompt]]:
+    """Name -> (the ``slices`` slices from the one where the object is largest, a click at its centre there)."""
+    clips = {}
+    for name, (volume, mask) in volumes.items():
+        i, j, k = fixed_prompts(mask)["click"].points[0].ijk
+        clip, first = clip_from(volume, int(k), slices)
+        clips[name] = (clip, SlicePrompt("axial", points=(PointPrompt((i, j, k - first)),)))
+    return clips
 
 
 def tracked_logits(model, clip: Volume, prompt: SlicePrompt) -> dict[int, np.ndarray]:
@@ -75,12 +79,7 @@ def measure_propagation_agreement(video, image_size: int, volumes: dict | None =
     One :class:`PromptAgreement` per tracked slice, named "slice +n" (n slices after the clicked one)."""
     from ...model.sam3.transformers_model import TransformersSegmentationModel
 
-    volumes = volumes if volumes is not None else load_agreement_volumes()
-    clips = {}
-    for name, (volume, mask) in volumes.items():
-        i, j, k = fixed_prompts(mask)["click"].points[0].ijk
-        first = max(0, min(int(k), volume.shape_ijk[2] - slices))
-        clips[name] = (clip_from(volume, first, slices), SlicePrompt("axial", points=(PointPrompt((i, j, k - first)),)))
+    clips = clicked_clips(volumes if volumes is not None else load_agreement_volumes(), slices)
     answers = {}
     for precision in ("float32", fast_precision):
         model = TransformersSegmentationModel.from_components({"sam3_tracker_video": video},
