@@ -253,18 +253,22 @@ def run_stress(load_seconds: float = 20.0, uploaders: int = 8, prompters: int = 
                             time.sleep(0.2)
                             continue
                         session_id = answer.json()["session_id"]
+                        mask = np.zeros(truth.shape, bool)  # the client's copy of the object, kept as Slicer keeps it
                     answer = http.post(f"/sessions/{session_id}/prompts", json={
                         "object_id": 1, "prompt": click_message[index], "whole_volume": True})
                     record(answer)
                     if answer.status_code == 200:
-                        mask = np.zeros(truth.shape, bool)
+                        # an update is the changed region: after a reset the budget refused, it is empty
                         mask_update_from_message(answer.json()).apply_to(mask)
                         overlap = 2 * (mask & truth).sum() / (mask.sum() + truth.sum())
                         with lock:
                             figures.masks_checked += 1
                             if overlap < 0.95:
                                 figures.wrong_masks.append(float(overlap))
-                        record(http.post(f"/sessions/{session_id}/objects/1/reset"))
+                        reset = http.post(f"/sessions/{session_id}/objects/1/reset")
+                        record(reset)
+                        if reset.status_code == 200:
+                            mask_update_from_message(reset.json()).apply_to(mask)
                     elif answer.status_code == 404:
                         session_id = None
                     else:
